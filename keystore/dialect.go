@@ -1,0 +1,73 @@
+package keystore
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+)
+
+// dialect hides the differences between SQL backends: placeholders,
+// migration set, and the mapping of driver errors to keystore sentinels
+// (the one place that knows driver error shapes).
+type dialect interface {
+	name() string
+	gooseDialect() goose.Dialect
+	rebind(query string) string
+	mapErr(err error) error
+}
+
+// uniqueFields maps unique index names to the API field they protect.
+var uniqueFields = map[string]string{
+	"users_username_unique":                "username",
+	"users_email_unique":                   "email",
+	"groups_full_path_unique":              "path",
+	"keys_fingerprint_sha256_unique":       "fingerprint_sha256",
+	"group_cas_fingerprint_sha256_unique":  "fingerprint_sha256",
+	"gpg_keys_fingerprint_unique":          "fingerprint",
+	"cert_revocations_unique":              "value",
+	"personal_access_tokens_digest_unique": "token",
+}
+
+type sqliteDialect struct{}
+
+func (sqliteDialect) name() string                { return "sqlite" }
+func (sqliteDialect) gooseDialect() goose.Dialect { return goose.DialectSQLite3 }
+func (sqliteDialect) rebind(q string) string      { return q }
+
+func (sqliteDialect) mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ve *ValidationError
+	var nf *NotFoundError
+	var ce *ConflictError
+	if errors.As(err, &ve) || errors.As(err, &nf) || errors.As(err, &ce) {
+		return err
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "UNIQUE constraint failed"):
+		for idx, field := range uniqueFields {
+			if strings.Contains(msg, idx) {
+				return invalid(field, "has already been taken")
+			}
+		}
+		// Column form: "UNIQUE constraint failed: keys.fingerprint_sha256".
+		if i := strings.LastIndex(msg, "."); i >= 0 {
+			field := strings.TrimRight(msg[i+1:], ") ")
+			return invalid(field, "has already been taken")
+		}
+		return &ConflictError{Msg: "already exists"}
+	case strings.Contains(msg, "FOREIGN KEY constraint failed"):
+		return notFound("Record")
+	case strings.Contains(msg, "readonly database"),
+		strings.Contains(msg, "database or disk is full"),
+		strings.Contains(msg, "disk I/O error"),
+		strings.Contains(msg, "database is locked"),
+		strings.Contains(msg, "SQLITE_BUSY"),
+		strings.Contains(msg, "unable to open database"):
+		return errors.Join(ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,498 @@
+package keystore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+)
+
+// GroupInput is the writable part of a group. Nil fields are unchanged on update.
+type GroupInput struct {
+	Name                   *string
+	Path                   *string
+	Description            *string
+	ParentID               *int64
+	EnforceSSHCertificates *bool
+}
+
+const groupCols = `id, name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at`
+
+func scanGroup(row interface{ Scan(...any) error }) (*Group, error) {
+	var g Group
+	var parent sql.NullInt64
+	var enforce int
+	var created int64
+	if err := row.Scan(&g.ID, &g.Name, &g.Path, &g.Description, &parent, &g.FullPath, &enforce, &created); err != nil {
+		return nil, err
+	}
+	if parent.Valid {
+		g.ParentID = &parent.Int64
+	}
+	g.EnforceSSHCertificates = enforce != 0
+	g.CreatedAt = fromMS(created)
+	return &g, nil
+}
+
+func validateGroupPath(p problems, v string) {
+	switch {
+	case v == "":
+		p.add("path", "can't be blank")
+	case len(v) > 255:
+		p.add("path", "is too long (maximum is 255 characters)")
+	case !pathRE.MatchString(v) || strings.HasSuffix(v, ".git") || strings.HasSuffix(v, "."):
+		p.add("path", "can contain only letters, digits, '_', '-' and '.', must start with a letter or digit and cannot end in '.' or '.git'")
+	}
+}
+
+// CreateGroup creates a group. When ownerID is not 0 that user becomes its
+// owner (GitLab does this for the creator of a top-level group).
+func (s *Store) CreateGroup(ctx context.Context, a Actor, in GroupInput, ownerID int64) (*Group, error) {
+	g := &Group{}
+	if in.Name != nil {
+		g.Name = strings.TrimSpace(*in.Name)
+	}
+	if in.Path != nil {
+		g.Path = strings.TrimSpace(*in.Path)
+	}
+	if g.Path == "" && g.Name != "" && pathRE.MatchString(g.Name) {
+		g.Path = g.Name
+	}
+	if g.Name == "" {
+		g.Name = g.Path
+	}
+	if in.Description != nil {
+		g.Description = *in.Description
+	}
+	g.ParentID = in.ParentID
+	p := problems{}
+	validateText(p, "name", g.Name, true)
+	validateGroupPath(p, g.Path)
+	if len(g.Description) > 2000 {
+		p.add("description", "is too long (maximum is 2000 characters)")
+	}
+	if in.EnforceSSHCertificates != nil && *in.EnforceSSHCertificates {
+		if g.ParentID != nil {
+			p.add("enforce_ssh_certificates", "can only be set on top-level groups")
+		}
+		g.EnforceSSHCertificates = true
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	err := s.write(ctx, a, func(t *tx) error {
+		g.FullPath = g.Path
+		if g.ParentID != nil {
+			parent, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+` FROM groups WHERE id = ?`, *g.ParentID))
+			if errors.Is(err, sql.ErrNoRows) {
+				return invalid("parent_id", "does not exist")
+			} else if err != nil {
+				return err
+			}
+			if strings.Count(parent.FullPath, "/") >= 19 {
+				return invalid("parent_id", "is nested too deeply (maximum depth is 20)")
+			}
+			g.FullPath = parent.FullPath + "/" + g.Path
+		}
+		g.CreatedAt = t.now
+		id, err := t.insert(ctx, `INSERT INTO groups (name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, g.Name, g.Path, g.Description, g.ParentID, g.FullPath, boolInt(g.EnforceSSHCertificates), ms(t.now))
+		if err != nil {
+			return err
+		}
+		g.ID = id
+		if err := t.record(ctx, "group_created", "group", id, "create", map[string]any{"full_path": g.FullPath}); err != nil {
+			return err
+		}
+		if ownerID != 0 {
+			return t.upsertMember(ctx, id, ownerID, Owner, true)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// UpdateGroup changes a group's name, path, description or certificate enforcement.
+// Changing the path moves every subgroup with it.
+func (s *Store) UpdateGroup(ctx context.Context, a Actor, id int64, in GroupInput) (*Group, error) {
+	var out *Group
+	err := s.write(ctx, a, func(t *tx) error {
+		g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+` FROM groups WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("Group")
+		} else if err != nil {
+			return err
+		}
+		p := problems{}
+		changed := map[string]any{}
+		oldFull := g.FullPath
+		if in.Name != nil {
+			g.Name = strings.TrimSpace(*in.Name)
+			validateText(p, "name", g.Name, true)
+			changed["name"] = g.Name
+		}
+		if in.Path != nil && *in.Path != g.Path {
+			g.Path = strings.TrimSpace(*in.Path)
+			validateGroupPath(p, g.Path)
+			g.FullPath = g.Path
+			if i := strings.LastIndexByte(oldFull, '/'); i >= 0 {
+				g.FullPath = oldFull[:i+1] + g.Path
+			}
+			changed["path"] = g.Path
+		}
+		if in.Description != nil {
+			g.Description = *in.Description
+			if len(g.Description) > 2000 {
+				p.add("description", "is too long (maximum is 2000 characters)")
+			}
+			changed["description"] = g.Description
+		}
+		if in.EnforceSSHCertificates != nil {
+			if !g.TopLevel() && *in.EnforceSSHCertificates {
+				p.add("enforce_ssh_certificates", "can only be set on top-level groups")
+			}
+			g.EnforceSSHCertificates = *in.EnforceSSHCertificates
+			changed["enforce_ssh_certificates"] = g.EnforceSSHCertificates
+		}
+		if err := p.err(); err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `UPDATE groups SET name = ?, path = ?, description = ?, full_path = ?, enforce_ssh_certificates = ? WHERE id = ?`,
+			g.Name, g.Path, g.Description, g.FullPath, boolInt(g.EnforceSSHCertificates), id); err != nil {
+			return err
+		}
+		if g.FullPath != oldFull {
+			if _, err := t.exec(ctx, `UPDATE groups SET full_path = ? || substr(full_path, ?) WHERE substr(full_path, 1, ?) = ?`,
+				g.FullPath, len(oldFull)+1, len(oldFull)+1, oldFull+"/"); err != nil {
+				return err
+			}
+		}
+		out = g
+		return t.record(ctx, "group_updated", "group", id, "update", changed)
+	})
+	return out, err
+}
+
+// DeleteGroup deletes a group with its subgroups, memberships and CAs.
+func (s *Store) DeleteGroup(ctx context.Context, a Actor, id int64) error {
+	return s.write(ctx, a, func(t *tx) error {
+		g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+` FROM groups WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("Group")
+		} else if err != nil {
+			return err
+		}
+		sub, err := t.ids(ctx, `SELECT id FROM groups WHERE substr(full_path, 1, ?) = ?`, len(g.FullPath)+1, g.FullPath+"/")
+		if err != nil {
+			return err
+		}
+		cas, err := t.ids(ctx, `SELECT id FROM group_cas WHERE group_id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `DELETE FROM groups WHERE id = ?`, id); err != nil {
+			return err
+		}
+		for _, c := range cas {
+			if err := t.change(ctx, "ca", c, "delete"); err != nil {
+				return err
+			}
+		}
+		for _, sg := range sub {
+			if err := t.change(ctx, "group", sg, "delete"); err != nil {
+				return err
+			}
+		}
+		return t.record(ctx, "group_deleted", "group", id, "delete", map[string]any{"full_path": g.FullPath})
+	})
+}
+
+// Group returns a group by id.
+func (s *Store) Group(ctx context.Context, id int64) (*Group, error) {
+	g, err := scanGroup(s.queryRow(ctx, `SELECT `+groupCols+` FROM groups WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Group")
+	}
+	return g, err
+}
+
+// GroupByPath returns a group by its full path (case-insensitive).
+func (s *Store) GroupByPath(ctx context.Context, fullPath string) (*Group, error) {
+	g, err := scanGroup(s.queryRow(ctx, `SELECT `+groupCols+` FROM groups WHERE lower(full_path) = lower(?)`, strings.Trim(fullPath, "/")))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Group")
+	}
+	return g, err
+}
+
+// GroupFilter narrows ListGroups.
+type GroupFilter struct {
+	// VisibleTo limits the list to groups where this user is a member,
+	// directly or through an ancestor. 0: all groups.
+	VisibleTo    int64
+	TopLevelOnly bool
+	ParentID     int64 // direct subgroups of this group
+	Search       string
+}
+
+// ListGroups lists groups ordered by full path.
+func (s *Store) ListGroups(ctx context.Context, f GroupFilter, pg Page) ([]*Group, int, error) {
+	where := []string{"1=1"}
+	var args []any
+	if f.VisibleTo != 0 {
+		where = append(where, `EXISTS (SELECT 1 FROM members m JOIN groups mg ON mg.id = m.group_id WHERE m.user_id = ?
+			AND (mg.id = g.id OR substr(g.full_path, 1, length(mg.full_path) + 1) = mg.full_path || '/'))`)
+		args = append(args, f.VisibleTo)
+	}
+	if f.TopLevelOnly {
+		where = append(where, "g.parent_id IS NULL")
+	}
+	if f.ParentID != 0 {
+		where = append(where, "g.parent_id = ?")
+		args = append(args, f.ParentID)
+	}
+	if f.Search != "" {
+		where = append(where, "(instr(lower(g.name), lower(?)) > 0 OR instr(lower(g.full_path), lower(?)) > 0)")
+		args = append(args, f.Search, f.Search)
+	}
+	cond := strings.Join(where, " AND ")
+	total, err := s.count(ctx, `SELECT COUNT(*) FROM groups g WHERE `+cond, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	limit, offset := pg.limitOffset()
+	rows, err := s.query(ctx, `SELECT `+prefixCols("g.", groupCols)+` FROM groups g WHERE `+cond+` ORDER BY g.full_path, g.id LIMIT ? OFFSET ?`,
+		append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []*Group
+	for rows.Next() {
+		g, err := scanGroup(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, g)
+	}
+	return out, total, rows.Err()
+}
+
+// AllGroups returns every group (for the auth index).
+func (s *Store) AllGroups(ctx context.Context) ([]*Group, error) {
+	gs, _, err := s.ListGroups(ctx, GroupFilter{}, Page{PerPage: 1 << 30})
+	return gs, err
+}
+
+func prefixCols(prefix, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = prefix + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Ancestors returns the group and its ancestors, nearest first.
+func (s *Store) Ancestors(ctx context.Context, g *Group) ([]*Group, error) {
+	out := []*Group{g}
+	for cur := g; cur.ParentID != nil; {
+		p, err := s.Group(ctx, *cur.ParentID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+		cur = p
+	}
+	return out, nil
+}
+
+// AccessLevel reports a user's effective access level in a group: the
+// highest of their memberships in the group and its ancestors.
+func (s *Store) AccessLevel(ctx context.Context, userID int64, g *Group) (int, error) {
+	var level sql.NullInt64
+	err := s.queryRow(ctx, `SELECT MAX(m.access_level) FROM members m JOIN groups mg ON mg.id = m.group_id
+		WHERE m.user_id = ? AND (mg.id = ? OR substr(?, 1, length(mg.full_path) + 1) = mg.full_path || '/')`,
+		userID, g.ID, g.FullPath).Scan(&level)
+	if err != nil {
+		return 0, err
+	}
+	return int(level.Int64), nil
+}
+
+// ValidAccessLevel reports whether l is one of GitLab's access levels.
+func ValidAccessLevel(l int) bool {
+	switch l {
+	case Guest, Reporter, Developer, Maintainer, Owner:
+		return true
+	}
+	return false
+}
+
+// AddMember adds a direct member to a group.
+func (s *Store) AddMember(ctx context.Context, a Actor, groupID, userID int64, level int) (*Member, error) {
+	if !ValidAccessLevel(level) {
+		return nil, invalid("access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
+	}
+	err := s.write(ctx, a, func(t *tx) error {
+		if err := t.mustExist(ctx, "groups", groupID, "Group"); err != nil {
+			return err
+		}
+		if err := t.mustExist(ctx, "users", userID, "User"); err != nil {
+			return err
+		}
+		return t.upsertMember(ctx, groupID, userID, level, true)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.Member(ctx, groupID, userID)
+}
+
+// UpdateMember changes a direct member's access level.
+func (s *Store) UpdateMember(ctx context.Context, a Actor, groupID, userID int64, level int) (*Member, error) {
+	if !ValidAccessLevel(level) {
+		return nil, invalid("access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
+	}
+	err := s.write(ctx, a, func(t *tx) error {
+		if level < Owner {
+			if err := t.keepAnOwner(ctx, groupID, userID); err != nil {
+				return err
+			}
+		}
+		return t.upsertMember(ctx, groupID, userID, level, false)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.Member(ctx, groupID, userID)
+}
+
+// RemoveMember removes a direct member.
+func (s *Store) RemoveMember(ctx context.Context, a Actor, groupID, userID int64) error {
+	return s.write(ctx, a, func(t *tx) error {
+		if err := t.keepAnOwner(ctx, groupID, userID); err != nil {
+			return err
+		}
+		res, err := t.exec(ctx, `DELETE FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("Member")
+		}
+		if err := t.audit(ctx, "member_removed", "group", groupID, map[string]any{"user_id": userID}); err != nil {
+			return err
+		}
+		return t.change(ctx, "member", groupID, "delete")
+	})
+}
+
+// keepAnOwner refuses to demote or remove the last owner of a top-level group.
+func (t *tx) keepAnOwner(ctx context.Context, groupID, userID int64) error {
+	var parent sql.NullInt64
+	var level int
+	err := t.queryRow(ctx, `SELECT g.parent_id, m.access_level FROM members m JOIN groups g ON g.id = m.group_id
+		WHERE m.group_id = ? AND m.user_id = ?`, groupID, userID).Scan(&parent, &level)
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound("Member")
+	} else if err != nil {
+		return err
+	}
+	if parent.Valid || level != Owner {
+		return nil
+	}
+	var owners int
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM members WHERE group_id = ? AND access_level = ?`, groupID, Owner).Scan(&owners); err != nil {
+		return err
+	}
+	if owners <= 1 {
+		return &ConflictError{Msg: "a top-level group must keep at least one owner"}
+	}
+	return nil
+}
+
+// upsertMember inserts (create) or updates a membership.
+func (t *tx) upsertMember(ctx context.Context, groupID, userID int64, level int, create bool) error {
+	if create {
+		var one int
+		err := t.queryRow(ctx, `SELECT 1 FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID).Scan(&one)
+		if err == nil {
+			return &ConflictError{Msg: "Member already exists"}
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if _, err := t.exec(ctx, `INSERT INTO members (group_id, user_id, access_level, created_at) VALUES (?, ?, ?, ?)`,
+			groupID, userID, level, ms(t.now)); err != nil {
+			return err
+		}
+	} else {
+		res, err := t.exec(ctx, `UPDATE members SET access_level = ? WHERE group_id = ? AND user_id = ?`, level, groupID, userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("Member")
+		}
+	}
+	action := "member_added"
+	if !create {
+		action = "member_updated"
+	}
+	if err := t.audit(ctx, action, "group", groupID, map[string]any{"user_id": userID, "access_level": level}); err != nil {
+		return err
+	}
+	return t.change(ctx, "member", groupID, "update")
+}
+
+const memberCols = `m.group_id, m.access_level, m.created_at, u.id, u.username, u.email, u.name, u.state, u.is_admin, u.created_at`
+
+func scanMember(row interface{ Scan(...any) error }) (*Member, error) {
+	var m Member
+	var mc, uc int64
+	var admin int
+	if err := row.Scan(&m.GroupID, &m.AccessLevel, &mc, &m.User.ID, &m.User.Username, &m.User.Email, &m.User.Name,
+		&m.User.State, &admin, &uc); err != nil {
+		return nil, err
+	}
+	m.CreatedAt = fromMS(mc)
+	m.User.CreatedAt = fromMS(uc)
+	m.User.IsAdmin = admin != 0
+	return &m, nil
+}
+
+// Member returns a direct membership.
+func (s *Store) Member(ctx context.Context, groupID, userID int64) (*Member, error) {
+	m, err := scanMember(s.queryRow(ctx, `SELECT `+memberCols+` FROM members m JOIN users u ON u.id = m.user_id
+		WHERE m.group_id = ? AND m.user_id = ?`, groupID, userID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Member")
+	}
+	return m, err
+}
+
+// ListMembers lists a group's direct members ordered by user id.
+func (s *Store) ListMembers(ctx context.Context, groupID int64, pg Page) ([]*Member, int, error) {
+	total, err := s.count(ctx, `SELECT COUNT(*) FROM members WHERE group_id = ?`, groupID)
+	if err != nil {
+		return nil, 0, err
+	}
+	limit, offset := pg.limitOffset()
+	rows, err := s.query(ctx, `SELECT `+memberCols+` FROM members m JOIN users u ON u.id = m.user_id
+		WHERE m.group_id = ? ORDER BY u.id LIMIT ? OFFSET ?`, groupID, limit, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []*Member
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, m)
+	}
+	return out, total, rows.Err()
+}

@@ -1,0 +1,211 @@
+package keystore
+
+import "time"
+
+// User states.
+const (
+	StateActive  = "active"
+	StateBlocked = "blocked"
+)
+
+// Key usage types, as GitLab names them.
+const (
+	UsageAuth           = "auth"
+	UsageSigning        = "signing"
+	UsageAuthAndSigning = "auth_and_signing"
+)
+
+// Access levels of group membership, as GitLab numbers them.
+const (
+	NoAccess   = 0
+	Guest      = 10
+	Reporter   = 20
+	Developer  = 30
+	Maintainer = 40
+	Owner      = 50
+)
+
+// Token scopes.
+const (
+	ScopeAPI     = "api"
+	ScopeReadAPI = "read_api"
+)
+
+// User is a person who owns keys and belongs to groups.
+type User struct {
+	ID        int64
+	Username  string
+	Email     string
+	Name      string
+	State     string
+	IsAdmin   bool
+	CreatedAt time.Time
+}
+
+// Active reports whether the user may authenticate.
+func (u *User) Active() bool { return u.State == StateActive }
+
+// Group is a namespace of projects, possibly nested under a parent.
+type Group struct {
+	ID                     int64
+	Name                   string
+	Path                   string
+	Description            string
+	ParentID               *int64
+	FullPath               string
+	EnforceSSHCertificates bool
+	CreatedAt              time.Time
+}
+
+// TopLevel reports whether the group has no parent.
+func (g *Group) TopLevel() bool { return g.ParentID == nil }
+
+// Member is a user's direct membership of a group.
+type Member struct {
+	GroupID     int64
+	User        User
+	AccessLevel int
+	CreatedAt   time.Time
+}
+
+// Token is a personal access token. The secret itself is never stored.
+type Token struct {
+	ID         int64
+	UserID     int64
+	Name       string
+	Scopes     []string
+	ExpiresAt  *time.Time
+	Revoked    bool
+	CreatedAt  time.Time
+	LastUsedAt *time.Time
+}
+
+// Active reports whether the token can be used at now.
+func (t *Token) Active(now time.Time) bool {
+	return !t.Revoked && (t.ExpiresAt == nil || now.Before(*t.ExpiresAt))
+}
+
+// HasScope reports whether the token carries scope.
+func (t *Token) HasScope(scope string) bool {
+	for _, s := range t.Scopes {
+		if s == scope {
+			return true
+		}
+	}
+	return false
+}
+
+// Key is a user's SSH public key.
+type Key struct {
+	ID                int64
+	UserID            int64
+	Title             string
+	Key               string // normalised "type base64 [comment]"
+	Type              string
+	Bits              int
+	FingerprintSHA256 string // "SHA256:…"
+	FingerprintMD5    string // "aa:bb:…"
+	UsageType         string
+	ExpiresAt         *time.Time
+	CreatedAt         time.Time
+	LastUsedAt        *time.Time
+}
+
+// CanAuthenticate reports whether the key's usage type allows logins.
+func (k *Key) CanAuthenticate() bool {
+	return k.UsageType == UsageAuth || k.UsageType == UsageAuthAndSigning
+}
+
+// CanSign reports whether the key's usage type allows signatures.
+func (k *Key) CanSign() bool {
+	return k.UsageType == UsageSigning || k.UsageType == UsageAuthAndSigning
+}
+
+// Expired reports whether the key has expired at now.
+func (k *Key) Expired(now time.Time) bool {
+	return k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)
+}
+
+// GroupCA is a group SSH certificate authority (GitLab's "group SSH certificate").
+type GroupCA struct {
+	ID                int64
+	GroupID           int64
+	Title             string
+	Key               string
+	FingerprintSHA256 string
+	CreatedAt         time.Time
+}
+
+// Revocation kinds.
+const (
+	RevokeSerial      = "serial"
+	RevokeKeyID       = "key_id"
+	RevokeFingerprint = "fingerprint"
+)
+
+// Revocation revokes certificates issued by one group CA.
+type Revocation struct {
+	ID        int64
+	CAID      int64
+	Kind      string
+	Value     string
+	Reason    string
+	CreatedAt time.Time
+}
+
+// GPGKey is a user's OpenPGP public key.
+type GPGKey struct {
+	ID           int64
+	UserID       int64
+	Key          string
+	Fingerprint  string
+	PrimaryKeyID string
+	Emails       []string
+	CreatedAt    time.Time
+	RevokedAt    *time.Time
+}
+
+// AuditEvent records one state-changing action.
+type AuditEvent struct {
+	ID         int64
+	At         time.Time
+	ActorID    *int64
+	Action     string
+	TargetType string
+	TargetID   int64
+	Details    string // JSON object
+	RemoteIP   string
+}
+
+// Change is one row of the change log.
+type Change struct {
+	Seq      int64
+	At       time.Time
+	Entity   string // "user", "key", "group", "member", "ca", "revocation", "gpg_key", "token"
+	EntityID int64
+	Op       string // "create", "update", "delete"
+}
+
+// Actor is who performs a write, for the audit log.
+type Actor struct {
+	UserID   int64 // 0: the system
+	RemoteIP string
+}
+
+// Page selects one page of a list. Page counts from 1.
+type Page struct {
+	Page    int
+	PerPage int
+}
+
+func (p Page) limitOffset() (int, int) {
+	per := p.PerPage
+	if per <= 0 {
+		per = 20
+	}
+	page := p.Page
+	if page <= 0 {
+		page = 1
+	}
+	return per, (page - 1) * per
+}

@@ -1,0 +1,273 @@
+package keystore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Config configures a Store.
+type Config struct {
+	// DSN is a SQLite file path (or "file:" URI). PostgreSQL URLs are
+	// recognised but served by a later backend.
+	DSN string
+	// NoMigrate skips running migrations at open.
+	NoMigrate bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is the keystore: validated domain writes and reads over SQL. Every
+// write records an audit event and change-log rows in its own transaction,
+// then tells subscribers (the in-memory auth index) before returning.
+type Store struct {
+	db      *sql.DB
+	dialect dialect
+	now     func() time.Time
+
+	mu          sync.RWMutex
+	subscribers []func(Change)
+}
+
+// Open opens (creating if needed) the store at cfg.DSN and runs migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	if strings.HasPrefix(cfg.DSN, "postgres://") || strings.HasPrefix(cfg.DSN, "postgresql://") {
+		return nil, errors.New("keystore: the PostgreSQL backend is not available in this build")
+	}
+	db, err := openSQLite(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, dialect: sqliteDialect{}, now: now}
+	if !cfg.NoMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func openSQLite(path string) (*sql.DB, error) {
+	if path == "" {
+		return nil, errors.New("keystore: empty database path")
+	}
+	file := strings.TrimPrefix(path, "file:")
+	if i := strings.IndexByte(file, '?'); i >= 0 {
+		file = file[:i]
+	}
+	if dir := filepath.Dir(file); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("keystore: %w", err)
+		}
+	}
+	q := url.Values{}
+	for _, p := range []string{
+		"busy_timeout(10000)",
+		"journal_mode(WAL)",
+		"synchronous(FULL)",
+		"foreign_keys(1)",
+	} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+file+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("keystore: open %s: %w", file, err)
+	}
+	// SQLite has one writer; a small pool keeps readers concurrent without
+	// piling up writers on the busy handler.
+	db.SetMaxOpenConns(4)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("keystore: open %s: %w", file, err)
+	}
+	return db, nil
+}
+
+// Migrate applies pending schema migrations.
+func (s *Store) Migrate(ctx context.Context) error {
+	sub, err := fs.Sub(migrations, "migrations/"+s.dialect.name())
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(s.dialect.gooseDialect(), s.db, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("keystore: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("keystore: migrate: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Now reports the store's clock.
+func (s *Store) Now() time.Time { return s.now() }
+
+// Subscribe registers fn to be called, synchronously and in order, with each
+// change after its transaction commits. Subscribers must be fast.
+func (s *Store) Subscribe(fn func(Change)) {
+	s.mu.Lock()
+	s.subscribers = append(s.subscribers, fn)
+	s.mu.Unlock()
+}
+
+// tx is a write transaction that collects its change-log rows.
+type tx struct {
+	s       *Store
+	sqltx   *sql.Tx
+	now     time.Time
+	actor   Actor
+	changes []Change
+}
+
+// write runs fn in a transaction; on commit it notifies subscribers.
+func (s *Store) write(ctx context.Context, actor Actor, fn func(t *tx) error) error {
+	sqltx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.dialect.mapErr(err)
+	}
+	t := &tx{s: s, sqltx: sqltx, now: s.now().UTC().Truncate(time.Millisecond), actor: actor}
+	if err := fn(t); err != nil {
+		sqltx.Rollback()
+		return s.dialect.mapErr(err)
+	}
+	if err := sqltx.Commit(); err != nil {
+		return s.dialect.mapErr(err)
+	}
+	s.mu.RLock()
+	subs := s.subscribers
+	s.mu.RUnlock()
+	for _, c := range t.changes {
+		for _, fn := range subs {
+			fn(c)
+		}
+	}
+	return nil
+}
+
+func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.sqltx.ExecContext(ctx, t.s.dialect.rebind(query), args...)
+}
+
+func (t *tx) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.sqltx.QueryRowContext(ctx, t.s.dialect.rebind(query), args...)
+}
+
+func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.sqltx.QueryContext(ctx, t.s.dialect.rebind(query), args...)
+}
+
+// insert runs an INSERT … RETURNING id.
+func (t *tx) insert(ctx context.Context, query string, args ...any) (int64, error) {
+	var id int64
+	err := t.queryRow(ctx, query+" RETURNING id", args...).Scan(&id)
+	return id, err
+}
+
+// record appends an audit event and a change-log row for one entity.
+func (t *tx) record(ctx context.Context, action, entity string, id int64, op string, details map[string]any) error {
+	if err := t.audit(ctx, action, entity, id, details); err != nil {
+		return err
+	}
+	return t.change(ctx, entity, id, op)
+}
+
+func (t *tx) audit(ctx context.Context, action, targetType string, targetID int64, details map[string]any) error {
+	if details == nil {
+		details = map[string]any{}
+	}
+	b, err := json.Marshal(details)
+	if err != nil {
+		return err
+	}
+	var actor any
+	if t.actor.UserID != 0 {
+		actor = t.actor.UserID
+	}
+	_, err = t.exec(ctx, `INSERT INTO audit_events (at, actor_id, action, target_type, target_id, details, remote_ip)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, ms(t.now), actor, action, targetType, targetID, string(b), t.actor.RemoteIP)
+	return err
+}
+
+func (t *tx) change(ctx context.Context, entity string, id int64, op string) error {
+	seq, err := t.insert(ctx, `INSERT INTO changes (at, entity, entity_id, op) VALUES (?, ?, ?, ?)`,
+		ms(t.now), entity, id, op)
+	if err != nil {
+		return err
+	}
+	_ = seq
+	t.changes = append(t.changes, Change{At: t.now, Entity: entity, EntityID: id, Op: op})
+	return nil
+}
+
+// Time helpers: the database holds integer milliseconds since the epoch.
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func msPtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func fromNullMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
+// queryer is the read side shared by *sql.DB and *sql.Tx.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *Store) q() queryer { return s.db }
+
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return s.db.QueryRowContext(ctx, s.dialect.rebind(query), args...)
+}
+
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return s.db.QueryContext(ctx, s.dialect.rebind(query), args...)
+}
+
+// count runs a SELECT COUNT(*) query.
+func (s *Store) count(ctx context.Context, query string, args ...any) (int, error) {
+	var n int
+	err := s.queryRow(ctx, query, args...).Scan(&n)
+	return n, err
+}

@@ -1,0 +1,320 @@
+package keystore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+var pathRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
+
+// UserInput is the writable part of a user. Nil fields are left unchanged on
+// update.
+type UserInput struct {
+	Username *string
+	Email    *string
+	Name     *string
+	IsAdmin  *bool
+}
+
+func validateUsername(p problems, v string) {
+	switch {
+	case v == "":
+		p.add("username", "can't be blank")
+	case len(v) > 255:
+		p.add("username", "is too long (maximum is 255 characters)")
+	case !pathRE.MatchString(v) || strings.HasSuffix(v, ".git") || strings.HasSuffix(v, "."):
+		p.add("username", "can contain only letters, digits, '_', '-' and '.', must start with a letter or digit and cannot end in '.' or '.git'")
+	}
+}
+
+func validateEmail(p problems, v string) {
+	at := strings.LastIndexByte(v, '@')
+	switch {
+	case v == "":
+		p.add("email", "can't be blank")
+	case len(v) > 255:
+		p.add("email", "is too long (maximum is 255 characters)")
+	case at <= 0 || at == len(v)-1 || strings.ContainsAny(v, " \t\r\n<>,;\"") || !utf8.ValidString(v):
+		p.add("email", "is invalid")
+	}
+}
+
+func validateText(p problems, field, v string, required bool) {
+	switch {
+	case required && strings.TrimSpace(v) == "":
+		p.add(field, "can't be blank")
+	case utf8.RuneCountInString(v) > 255:
+		p.add(field, "is too long (maximum is 255 characters)")
+	case !utf8.ValidString(v) || strings.ContainsRune(v, 0):
+		p.add(field, "contains invalid characters")
+	}
+}
+
+const userCols = `id, username, email, name, state, is_admin, created_at`
+
+func scanUser(row interface{ Scan(...any) error }) (*User, error) {
+	var u User
+	var created int64
+	var admin int
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Name, &u.State, &admin, &created); err != nil {
+		return nil, err
+	}
+	u.IsAdmin = admin != 0
+	u.CreatedAt = fromMS(created)
+	return &u, nil
+}
+
+// CreateUser creates an active user.
+func (s *Store) CreateUser(ctx context.Context, a Actor, in UserInput) (*User, error) {
+	p := problems{}
+	var u User
+	if in.Username != nil {
+		u.Username = strings.TrimSpace(*in.Username)
+	}
+	if in.Email != nil {
+		u.Email = strings.TrimSpace(*in.Email)
+	}
+	if in.Name != nil {
+		u.Name = strings.TrimSpace(*in.Name)
+	}
+	if u.Name == "" {
+		u.Name = u.Username
+	}
+	if in.IsAdmin != nil {
+		u.IsAdmin = *in.IsAdmin
+	}
+	validateUsername(p, u.Username)
+	validateEmail(p, u.Email)
+	validateText(p, "name", u.Name, false)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	u.State = StateActive
+	err := s.write(ctx, a, func(t *tx) error {
+		u.CreatedAt = t.now
+		id, err := t.insert(ctx, `INSERT INTO users (username, email, name, state, is_admin, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			u.Username, u.Email, u.Name, u.State, boolInt(u.IsAdmin), ms(t.now))
+		if err != nil {
+			return err
+		}
+		u.ID = id
+		return t.record(ctx, "user_created", "user", id, "create", map[string]any{"username": u.Username, "is_admin": u.IsAdmin})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// UpdateUser changes the given fields of a user.
+func (s *Store) UpdateUser(ctx context.Context, a Actor, id int64, in UserInput) (*User, error) {
+	var out *User
+	err := s.write(ctx, a, func(t *tx) error {
+		u, err := scanUser(t.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("User")
+		} else if err != nil {
+			return err
+		}
+		p := problems{}
+		changed := map[string]any{}
+		if in.Username != nil {
+			u.Username = strings.TrimSpace(*in.Username)
+			validateUsername(p, u.Username)
+			changed["username"] = u.Username
+		}
+		if in.Email != nil {
+			u.Email = strings.TrimSpace(*in.Email)
+			validateEmail(p, u.Email)
+			changed["email"] = u.Email
+		}
+		if in.Name != nil {
+			u.Name = strings.TrimSpace(*in.Name)
+			validateText(p, "name", u.Name, false)
+			changed["name"] = u.Name
+		}
+		if in.IsAdmin != nil {
+			u.IsAdmin = *in.IsAdmin
+			changed["is_admin"] = u.IsAdmin
+		}
+		if err := p.err(); err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `UPDATE users SET username = ?, email = ?, name = ?, is_admin = ? WHERE id = ?`,
+			u.Username, u.Email, u.Name, boolInt(u.IsAdmin), id); err != nil {
+			return err
+		}
+		out = u
+		return t.record(ctx, "user_updated", "user", id, "update", changed)
+	})
+	return out, err
+}
+
+// SetUserState blocks or unblocks a user.
+func (s *Store) SetUserState(ctx context.Context, a Actor, id int64, state string) (*User, error) {
+	if state != StateActive && state != StateBlocked {
+		return nil, invalid("state", "must be active or blocked")
+	}
+	var out *User
+	err := s.write(ctx, a, func(t *tx) error {
+		u, err := scanUser(t.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("User")
+		} else if err != nil {
+			return err
+		}
+		out = u
+		if u.State == state {
+			return nil
+		}
+		u.State = state
+		if _, err := t.exec(ctx, `UPDATE users SET state = ? WHERE id = ?`, state, id); err != nil {
+			return err
+		}
+		action := "user_blocked"
+		if state == StateActive {
+			action = "user_unblocked"
+		}
+		return t.record(ctx, action, "user", id, "update", nil)
+	})
+	return out, err
+}
+
+// DeleteUser deletes a user with their keys, tokens, GPG keys and memberships.
+func (s *Store) DeleteUser(ctx context.Context, a Actor, id int64) error {
+	return s.write(ctx, a, func(t *tx) error {
+		var username string
+		if err := t.queryRow(ctx, `SELECT username FROM users WHERE id = ?`, id).Scan(&username); errors.Is(err, sql.ErrNoRows) {
+			return notFound("User")
+		} else if err != nil {
+			return err
+		}
+		keyIDs, err := t.ids(ctx, `SELECT id FROM keys WHERE user_id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `DELETE FROM users WHERE id = ?`, id); err != nil {
+			return err
+		}
+		for _, k := range keyIDs {
+			if err := t.change(ctx, "key", k, "delete"); err != nil {
+				return err
+			}
+		}
+		return t.record(ctx, "user_deleted", "user", id, "delete", map[string]any{"username": username})
+	})
+}
+
+// ids runs a query returning one integer column.
+func (t *tx) ids(ctx context.Context, query string, args ...any) ([]int64, error) {
+	rows, err := t.query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// User returns a user by id.
+func (s *Store) User(ctx context.Context, id int64) (*User, error) {
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("User")
+	}
+	return u, err
+}
+
+// UserByUsername returns a user by username (case-insensitive).
+func (s *Store) UserByUsername(ctx context.Context, username string) (*User, error) {
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE lower(username) = lower(?)`, username))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("User")
+	}
+	return u, err
+}
+
+// UserFilter narrows ListUsers.
+type UserFilter struct {
+	Username string // exact, case-insensitive
+	Search   string // substring of username, name or email
+	Blocked  *bool
+}
+
+// ListUsers lists users ordered by id.
+func (s *Store) ListUsers(ctx context.Context, f UserFilter, pg Page) ([]*User, int, error) {
+	where := []string{"1=1"}
+	var args []any
+	if f.Username != "" {
+		where = append(where, "lower(username) = lower(?)")
+		args = append(args, f.Username)
+	}
+	if f.Search != "" {
+		where = append(where, "(instr(lower(username), lower(?)) > 0 OR instr(lower(name), lower(?)) > 0 OR instr(lower(email), lower(?)) > 0)")
+		args = append(args, f.Search, f.Search, f.Search)
+	}
+	if f.Blocked != nil {
+		where = append(where, "state = ?")
+		if *f.Blocked {
+			args = append(args, StateBlocked)
+		} else {
+			args = append(args, StateActive)
+		}
+	}
+	cond := strings.Join(where, " AND ")
+	total, err := s.count(ctx, `SELECT COUNT(*) FROM users WHERE `+cond, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	limit, offset := pg.limitOffset()
+	rows, err := s.query(ctx, `SELECT `+userCols+` FROM users WHERE `+cond+` ORDER BY id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []*User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, u)
+	}
+	return out, total, rows.Err()
+}
+
+// AllUsers returns every user (for the auth index and exports).
+func (s *Store) AllUsers(ctx context.Context) ([]*User, error) {
+	rows, err := s.query(ctx, `SELECT `+userCols+` FROM users ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
