@@ -218,12 +218,10 @@ func (t *tx) audit(ctx context.Context, action, targetType string, targetID int6
 }
 
 func (t *tx) change(ctx context.Context, entity string, id int64, op string) error {
-	seq, err := t.insert(ctx, `INSERT INTO changes (at, entity, entity_id, op) VALUES (?, ?, ?, ?)`,
-		ms(t.now), entity, id, op)
-	if err != nil {
+	if _, err := t.exec(ctx, `INSERT INTO changes (at, entity, entity_id, op) VALUES (?, ?, ?, ?)`,
+		ms(t.now), entity, id, op); err != nil {
 		return err
 	}
-	_ = seq
 	t.changes = append(t.changes, Change{At: t.now, Entity: entity, EntityID: id, Op: op})
 	return nil
 }

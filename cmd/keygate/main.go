@@ -1,0 +1,242 @@
+// Command keygate runs the keygate SSH server and REST API.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keygate/keygate/httpapi"
+	"github.com/keygate/keygate/keystore"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		cfg, err := parseServe(args[1:], stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "keygate:", err)
+			return 2
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		if err := serve(ctx, cfg, stderr); err != nil {
+			fmt.Fprintln(stderr, "keygate:", err)
+			return 1
+		}
+		return 0
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "keygate", version)
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "keygate: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  keygate serve [flags]   run the SSH server and the REST API (keygate serve -h lists flags)
+  keygate version         print the version
+`)
+}
+
+// serveConfig is everything `keygate serve` is told.
+type serveConfig struct {
+	DataDir       string
+	SSHAddr       string
+	HTTPAddr      string
+	DB            string
+	Hostname      string
+	GitUser       string
+	LogFormat     string
+	LogLevel      string
+	ShutdownGrace time.Duration
+	MaxBodyBytes  int64
+	NoMigrate     bool
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
+	host, _ := os.Hostname()
+	c := &serveConfig{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.DataDir, "data-dir", env("KEYGATE_DATA_DIR", "./keygate-data"), "data directory: keygate.db, host keys, repositories (env KEYGATE_DATA_DIR)")
+	fs.StringVar(&c.SSHAddr, "ssh-addr", env("KEYGATE_SSH_ADDR", ":2222"), "SSH listen address (env KEYGATE_SSH_ADDR)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", env("KEYGATE_HTTP_ADDR", ":8080"), "REST API listen address (env KEYGATE_HTTP_ADDR)")
+	fs.StringVar(&c.DB, "db", env("KEYGATE_DB", ""), "database: empty for SQLite in the data dir, or postgres://… (env KEYGATE_DB)")
+	fs.StringVar(&c.Hostname, "hostname", env("KEYGATE_HOSTNAME", host), "host name used in clone URLs and the login@NAME certificate extension (env KEYGATE_HOSTNAME)")
+	fs.StringVar(&c.GitUser, "git-user", env("KEYGATE_GIT_USER", "git"), "SSH login name for git (env KEYGATE_GIT_USER)")
+	fs.StringVar(&c.LogFormat, "log-format", env("KEYGATE_LOG_FORMAT", "text"), "log format: text or json (env KEYGATE_LOG_FORMAT)")
+	fs.StringVar(&c.LogLevel, "log-level", env("KEYGATE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env KEYGATE_LOG_LEVEL)")
+	grace, err := time.ParseDuration(env("KEYGATE_SHUTDOWN_GRACE", "10s"))
+	if err != nil {
+		return nil, fmt.Errorf("KEYGATE_SHUTDOWN_GRACE: %w", err)
+	}
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", grace, "how long running requests and git operations may finish after SIGTERM (env KEYGATE_SHUTDOWN_GRACE)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body accepted")
+	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not run database migrations at start")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return nil, fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return nil, err
+	}
+	if c.GitUser == "" {
+		return nil, errors.New("--git-user must not be empty")
+	}
+	return c, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
+	}
+	return l, nil
+}
+
+func newLogger(c *serveConfig, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs keygate until ctx ends.
+func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
+	log := newLogger(c, stderr)
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return err
+	}
+	dsn := c.DB
+	if dsn == "" {
+		dsn = filepath.Join(c.DataDir, "keygate.db")
+	}
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	if err := bootstrapAdmin(ctx, store, c.DataDir, log, stderr); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var ready atomic.Bool
+	api, err := httpapi.New(httpapi.Config{
+		Store: store, Log: log, Version: version, MaxBodyBytes: c.MaxBodyBytes,
+		Ready: ready.Load, Registry: reg,
+	})
+	if err != nil {
+		return err
+	}
+	httpLn, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("keygate started", "version", version, "http", httpLn.Addr().String(), "data_dir", c.DataDir)
+	ready.Store(true)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		ready.Store(false)
+		log.Info("shutting down", "grace", c.ShutdownGrace)
+		sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("keygate stopped")
+	return nil
+}
+
+// bootstrapAdmin makes sure an admin can log in: with KEYGATE_ADMIN_TOKEN,
+// root holds that token; otherwise the first start creates root with a
+// generated token, printed once and written to DATA_DIR/admin-token.
+func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, log *slog.Logger, stderr io.Writer) error {
+	given := os.Getenv("KEYGATE_ADMIN_TOKEN")
+	secret, err := store.EnsureAdmin(ctx, given)
+	if err != nil {
+		return fmt.Errorf("bootstrap admin: %w", err)
+	}
+	if given != "" || secret == "" {
+		if given != "" {
+			log.Info("admin token from KEYGATE_ADMIN_TOKEN is valid for user root")
+		}
+		return nil
+	}
+	path := filepath.Join(dataDir, "admin-token")
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	fmt.Fprintf(stderr, "\nkeygate: created admin user root with API token\n\n    %s\n\nIt is shown once and saved in %s (mode 0600).\n\n", secret, path)
+	return nil
+}

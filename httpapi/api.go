@@ -1,0 +1,325 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// Config configures the API.
+type Config struct {
+	Store *keystore.Store
+	Log   *slog.Logger
+	// Version is reported by GET /version.
+	Version string
+	// MaxBodyBytes caps request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// Ready reports whether keygate is ready to serve (both listeners up).
+	Ready func() bool
+	// Registry receives the API's metrics and is served at /metrics.
+	Registry *prometheus.Registry
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.Store == nil {
+		return errors.New("httpapi: no store")
+	}
+	if c.MaxBodyBytes < 0 {
+		return errors.New("httpapi: negative MaxBodyBytes")
+	}
+	return nil
+}
+
+// API is the REST API handler.
+type API struct {
+	store   *keystore.Store
+	log     *slog.Logger
+	version string
+	maxBody int64
+	ready   func() bool
+	reg     *prometheus.Registry
+	router  chi.Router
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New builds the API.
+func New(cfg Config) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &API{
+		store:   cfg.Store,
+		log:     cfg.Log,
+		version: cfg.Version,
+		maxBody: cfg.MaxBodyBytes,
+		ready:   cfg.Ready,
+		reg:     cfg.Registry,
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.maxBody == 0 {
+		a.maxBody = 1 << 20
+	}
+	if a.ready == nil {
+		a.ready = func() bool { return true }
+	}
+	if a.reg == nil {
+		a.reg = prometheus.NewRegistry()
+	}
+	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keygate_http_requests_total", Help: "REST requests by method, route and status code.",
+	}, []string{"method", "route", "code"})
+	a.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "keygate_http_request_duration_seconds", Help: "REST request latency by route.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"route"})
+	if err := a.reg.Register(a.requests); err != nil {
+		return nil, err
+	}
+	if err := a.reg.Register(a.duration); err != nil {
+		return nil, err
+	}
+	a.router = a.routes()
+	return a, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// Router exposes the route table (for documentation checks).
+func (a *API) Router() chi.Routes { return a.router }
+
+func (a *API) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})
+}
+
+// statusWriter records the status code.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// observe logs and counts each request. It never logs the query string or
+// headers (tokens travel there).
+func (a *API) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if rec := recover(); rec != nil {
+				a.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", rec)
+				if sw.code == 0 {
+					writeJSON(sw, http.StatusInternalServerError, map[string]string{"message": "500 Internal Server Error"})
+				}
+			}
+			route := chi.RouteContext(r.Context()).RoutePattern()
+			if route == "" {
+				route = "unmatched"
+			}
+			code := sw.code
+			if code == 0 {
+				code = http.StatusOK
+			}
+			a.requests.WithLabelValues(r.Method, route, strconv.Itoa(code)).Inc()
+			a.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+			a.log.Debug("http request", "method", r.Method, "route", route, "path", r.URL.Path,
+				"status", code, "duration", time.Since(start), "remote", r.RemoteAddr)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// limitBody caps request bodies.
+func (a *API) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > a.maxBody {
+			a.writeError(w, r, &http.MaxBytesError{Limit: a.maxBody})
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, a.maxBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// principal is who a request acts as.
+type principal struct {
+	user  *keystore.User
+	token *keystore.Token
+}
+
+type ctxKey int
+
+const principalKey ctxKey = 0
+
+func withPrincipal(ctx context.Context, p *principal) context.Context {
+	return context.WithValue(ctx, principalKey, p)
+}
+
+// me returns the authenticated user, or nil.
+func me(r *http.Request) *keystore.User {
+	if p, _ := r.Context().Value(principalKey).(*principal); p != nil {
+		return p.user
+	}
+	return nil
+}
+
+func currentToken(r *http.Request) *keystore.Token {
+	if p, _ := r.Context().Value(principalKey).(*principal); p != nil {
+		return p.token
+	}
+	return nil
+}
+
+// tokenFrom extracts a token from the request's headers or query string.
+func tokenFrom(r *http.Request) string {
+	if t := r.Header.Get("PRIVATE-TOKEN"); t != "" {
+		return t
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, ok := strings.Cut(h, " ")
+		if ok && (strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "token")) {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return r.URL.Query().Get("private_token")
+}
+
+// authenticate resolves the token, if any. A bad token is refused even on
+// public routes, as GitLab does; no token leaves the request anonymous.
+func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			secret := tokenFrom(r)
+			if secret == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			tk, u, err := a.store.Authenticate(r.Context(), secret)
+			if err != nil {
+				if !errors.Is(err, keystore.ErrNotFound) {
+					a.fail(v3, w, r, err)
+					return
+				}
+				a.fail(v3, w, r, errUnauthorized)
+				return
+			}
+			if !u.Active() {
+				a.fail(v3, w, r, errStatus(http.StatusForbidden, "403 Forbidden - Your account has been blocked."))
+				return
+			}
+			if r.Method != http.MethodGet && r.Method != http.MethodHead && !tk.HasScope(keystore.ScopeAPI) {
+				writeJSON(w, http.StatusForbidden, map[string]string{
+					"error":             "insufficient_scope",
+					"error_description": "The request requires higher privileges than provided by the access token.",
+					"scope":             "api",
+				})
+				return
+			}
+			if err := a.store.TouchToken(r.Context(), tk); err != nil {
+				a.log.Warn("recording token use failed", "token_id", tk.ID, "err", err)
+			}
+			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), &principal{user: u, token: tk})))
+		})
+	}
+}
+
+func (a *API) fail(v3 bool, w http.ResponseWriter, r *http.Request, err error) {
+	if v3 {
+		a.writeErrorV3(w, r, err)
+		return
+	}
+	a.writeError(w, r, err)
+}
+
+// requireUser refuses anonymous requests.
+func (a *API) requireUser(v3 bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if me(r) == nil {
+				a.fail(v3, w, r, errUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// requireAdmin refuses non-admins.
+func (a *API) requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u := me(r)
+		switch {
+		case u == nil:
+			a.writeError(w, r, errUnauthorized)
+		case !u.IsAdmin:
+			a.writeError(w, r, errForbidden)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// actor describes the request for the audit log.
+func actor(r *http.Request) keystore.Actor {
+	ac := keystore.Actor{RemoteIP: remoteIP(r)}
+	if u := me(r); u != nil {
+		ac.UserID = u.ID
+	}
+	return ac
+}
+
+func remoteIP(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
+
+// pathInt parses a numeric URL parameter; a malformed one is "not found".
+func pathInt(r *http.Request, name, what string) (int64, error) {
+	n, err := strconv.ParseInt(chi.URLParam(r, name), 10, 64)
+	if err != nil || n < 1 {
+		return 0, notFound(what)
+	}
+	return n, nil
+}
+
+// pathParam returns a URL parameter, unescaped (chi routes on the raw path).
+func pathParam(r *http.Request, name string) string {
+	v := chi.URLParam(r, name)
+	if u, err := urlUnescape(v); err == nil {
+		return u
+	}
+	return v
+}

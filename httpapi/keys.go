@@ -1,0 +1,331 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// keyJSON is GitLab's SSH key shape.
+type keyJSON struct {
+	ID        int64     `json:"id"`
+	Title     string    `json:"title"`
+	Key       string    `json:"key"`
+	CreatedAt string    `json:"created_at"`
+	ExpiresAt *string   `json:"expires_at"`
+	UsageType string    `json:"usage_type"`
+	User      *userJSON `json:"user,omitempty"`
+}
+
+func renderKey(k *keystore.Key) keyJSON {
+	return keyJSON{ID: k.ID, Title: k.Title, Key: k.Key, CreatedAt: fmtTime(k.CreatedAt),
+		ExpiresAt: fmtTimePtr(k.ExpiresAt), UsageType: k.UsageType}
+}
+
+func (a *API) writeKeys(w http.ResponseWriter, r *http.Request, userID int64) error {
+	pg, err := parsePaging(r, 20)
+	if err != nil {
+		return err
+	}
+	keys, total, err := a.store.ListKeys(r.Context(), keystore.KeyFilter{UserID: userID}, pg.store())
+	if err != nil {
+		return err
+	}
+	out := make([]keyJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, renderKey(k))
+	}
+	setPageHeaders(w, r, pg, total)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// userKey loads keyID if it belongs to userID.
+func (a *API) userKey(r *http.Request, userID int64) (*keystore.Key, error) {
+	id, err := pathInt(r, "key_id", "Key")
+	if err != nil {
+		return nil, err
+	}
+	k, err := a.store.Key(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if k.UserID != userID {
+		return nil, notFound("Key")
+	}
+	return k, nil
+}
+
+func (a *API) addKey(w http.ResponseWriter, r *http.Request, userID int64) error {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := p.require("title", "key"); err != nil {
+		return err
+	}
+	exp, err := p.timePtr("expires_at")
+	if err != nil {
+		return err
+	}
+	title, _ := p.str("title")
+	key, _ := p.str("key")
+	usage, _ := p.str("usage_type")
+	k, err := a.store.CreateKey(r.Context(), actor(r), userID, keystore.KeyInput{Title: title, Key: key, UsageType: usage, ExpiresAt: exp})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, renderKey(k))
+	return nil
+}
+
+func (a *API) listMyKeys(w http.ResponseWriter, r *http.Request) error {
+	return a.writeKeys(w, r, me(r).ID)
+}
+
+func (a *API) addMyKey(w http.ResponseWriter, r *http.Request) error { return a.addKey(w, r, me(r).ID) }
+
+func (a *API) getMyKey(w http.ResponseWriter, r *http.Request) error {
+	k, err := a.userKey(r, me(r).ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, renderKey(k))
+	return nil
+}
+
+func (a *API) deleteMyKey(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathInt(r, "key_id", "Key")
+	if err != nil {
+		return err
+	}
+	if err := a.store.DeleteKey(r.Context(), actor(r), me(r).ID, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) listUserKeys(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.lookupUser(r, "id")
+	if err != nil {
+		return err
+	}
+	return a.writeKeys(w, r, u.ID)
+}
+
+func (a *API) getUserKey(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.lookupUser(r, "id")
+	if err != nil {
+		return err
+	}
+	k, err := a.userKey(r, u.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, renderKey(k))
+	return nil
+}
+
+func (a *API) addUserKey(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.userByID(r, "id")
+	if err != nil {
+		return err
+	}
+	return a.addKey(w, r, u.ID)
+}
+
+func (a *API) deleteUserKey(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.userByID(r, "id")
+	if err != nil {
+		return err
+	}
+	id, err := pathInt(r, "key_id", "Key")
+	if err != nil {
+		return err
+	}
+	if err := a.store.DeleteKey(r.Context(), actor(r), u.ID, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) keyWithUser(w http.ResponseWriter, r *http.Request, k *keystore.Key) error {
+	u, err := a.store.User(r.Context(), k.UserID)
+	if err != nil {
+		return err
+	}
+	j := renderKey(k)
+	uj := a.renderUser(r, u)
+	j.User = &uj
+	writeJSON(w, http.StatusOK, j)
+	return nil
+}
+
+func (a *API) getKeyWithUser(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathInt(r, "id", "Key")
+	if err != nil {
+		return err
+	}
+	k, err := a.store.Key(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return a.keyWithUser(w, r, k)
+}
+
+func (a *API) getKeyByFingerprint(w http.ResponseWriter, r *http.Request) error {
+	fp := r.URL.Query().Get("fingerprint")
+	if fp == "" {
+		return badRequest("fingerprint", "is missing")
+	}
+	k, err := a.store.KeyByFingerprint(r.Context(), fp)
+	if err != nil {
+		return err
+	}
+	return a.keyWithUser(w, r, k)
+}
+
+// GPG keys
+
+type gpgJSON struct {
+	ID           int64    `json:"id"`
+	Key          string   `json:"key"`
+	CreatedAt    string   `json:"created_at"`
+	Fingerprint  string   `json:"fingerprint"`
+	PrimaryKeyID string   `json:"primary_keyid"`
+	Emails       []string `json:"emails"`
+	Revoked      bool     `json:"revoked"`
+	RevokedAt    *string  `json:"revoked_at"`
+}
+
+func renderGPG(g *keystore.GPGKey) gpgJSON {
+	emails := g.Emails
+	if emails == nil {
+		emails = []string{}
+	}
+	return gpgJSON{ID: g.ID, Key: g.Key, CreatedAt: fmtTime(g.CreatedAt), Fingerprint: g.Fingerprint,
+		PrimaryKeyID: g.PrimaryKeyID, Emails: emails, Revoked: g.RevokedAt != nil, RevokedAt: fmtTimePtr(g.RevokedAt)}
+}
+
+func (a *API) writeGPGKeys(w http.ResponseWriter, r *http.Request, userID int64) error {
+	pg, err := parsePaging(r, 20)
+	if err != nil {
+		return err
+	}
+	keys, total, err := a.store.ListGPGKeys(r.Context(), userID, pg.store())
+	if err != nil {
+		return err
+	}
+	out := make([]gpgJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, renderGPG(k))
+	}
+	setPageHeaders(w, r, pg, total)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) getGPG(w http.ResponseWriter, r *http.Request, userID int64) error {
+	id, err := pathInt(r, "key_id", "GPG Key")
+	if err != nil {
+		return err
+	}
+	g, err := a.store.GPGKey(r.Context(), userID, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, renderGPG(g))
+	return nil
+}
+
+func (a *API) addGPG(w http.ResponseWriter, r *http.Request, userID int64) error {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := p.require("key"); err != nil {
+		return err
+	}
+	key, _ := p.str("key")
+	g, err := a.store.CreateGPGKey(r.Context(), actor(r), userID, key)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, renderGPG(g))
+	return nil
+}
+
+func (a *API) deleteGPG(w http.ResponseWriter, r *http.Request, userID int64) error {
+	id, err := pathInt(r, "key_id", "GPG Key")
+	if err != nil {
+		return err
+	}
+	if err := a.store.DeleteGPGKey(r.Context(), actor(r), userID, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) revokeGPG(w http.ResponseWriter, r *http.Request, userID int64) error {
+	id, err := pathInt(r, "key_id", "GPG Key")
+	if err != nil {
+		return err
+	}
+	if err := a.store.RevokeGPGKey(r.Context(), actor(r), userID, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+func (a *API) listMyGPGKeys(w http.ResponseWriter, r *http.Request) error {
+	return a.writeGPGKeys(w, r, me(r).ID)
+}
+func (a *API) addMyGPGKey(w http.ResponseWriter, r *http.Request) error {
+	return a.addGPG(w, r, me(r).ID)
+}
+func (a *API) getMyGPGKey(w http.ResponseWriter, r *http.Request) error {
+	return a.getGPG(w, r, me(r).ID)
+}
+func (a *API) deleteMyGPGKey(w http.ResponseWriter, r *http.Request) error {
+	return a.deleteGPG(w, r, me(r).ID)
+}
+func (a *API) revokeMyGPGKey(w http.ResponseWriter, r *http.Request) error {
+	return a.revokeGPG(w, r, me(r).ID)
+}
+
+// forUser runs fn for the user named by {id}.
+func (a *API) forUser(fn func(http.ResponseWriter, *http.Request, int64) error, byIDOnly bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var u *keystore.User
+		var err error
+		if byIDOnly {
+			u, err = a.userByID(r, "id")
+		} else {
+			u, err = a.lookupUser(r, "id")
+		}
+		if err != nil {
+			return err
+		}
+		return fn(w, r, u.ID)
+	}
+}
+
+func (a *API) listUserGPGKeys(w http.ResponseWriter, r *http.Request) error {
+	return a.forUser(a.writeGPGKeys, false)(w, r)
+}
+func (a *API) getUserGPGKey(w http.ResponseWriter, r *http.Request) error {
+	return a.forUser(a.getGPG, false)(w, r)
+}
+func (a *API) addUserGPGKey(w http.ResponseWriter, r *http.Request) error {
+	return a.forUser(a.addGPG, true)(w, r)
+}
+func (a *API) deleteUserGPGKey(w http.ResponseWriter, r *http.Request) error {
+	return a.forUser(a.deleteGPG, true)(w, r)
+}
+func (a *API) revokeUserGPGKey(w http.ResponseWriter, r *http.Request) error {
+	return a.forUser(a.revokeGPG, true)(w, r)
+}

@@ -1,0 +1,210 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// operation documents one route of the API. The table is checked against
+// the router by a test, so every route is documented and every documented
+// route exists.
+type operation struct {
+	Method, Path, Summary, Who string
+	Schema                     string // response schema name, "" for none
+	List                       bool
+	Status                     string // success status, default "200"
+}
+
+var operations = []operation{
+	{"GET", "/api/v4/openapi.json", "This document", "anyone", "", false, ""},
+	{"GET", "/api/v4/version", "keygate version", "authenticated", "Version", false, ""},
+	{"GET", "/api/v4/user", "The authenticated user", "self", "User", false, ""},
+	{"GET", "/api/v4/user/keys", "List your SSH keys", "self", "Key", true, ""},
+	{"POST", "/api/v4/user/keys", "Add an SSH key (title, key, expires_at, usage_type)", "self", "Key", false, "201"},
+	{"GET", "/api/v4/user/keys/{key_id}", "Get one of your SSH keys", "self", "Key", false, ""},
+	{"DELETE", "/api/v4/user/keys/{key_id}", "Delete one of your SSH keys", "self", "", false, "204"},
+	{"GET", "/api/v4/user/gpg_keys", "List your GPG keys", "self", "GPGKey", true, ""},
+	{"POST", "/api/v4/user/gpg_keys", "Add a GPG key (key)", "self", "GPGKey", false, "201"},
+	{"GET", "/api/v4/user/gpg_keys/{key_id}", "Get one of your GPG keys", "self", "GPGKey", false, ""},
+	{"DELETE", "/api/v4/user/gpg_keys/{key_id}", "Delete one of your GPG keys", "self", "", false, "204"},
+	{"POST", "/api/v4/user/gpg_keys/{key_id}/revoke", "Revoke one of your GPG keys", "self", "", false, "202"},
+	{"GET", "/api/v4/users", "List users (username, search)", "authenticated", "User", true, ""},
+	{"POST", "/api/v4/users", "Create a user (username, email, name, admin)", "admin", "User", false, "201"},
+	{"GET", "/api/v4/users/{id}", "Get a user by id or username", "authenticated", "User", false, ""},
+	{"PUT", "/api/v4/users/{id}", "Modify a user", "admin", "User", false, ""},
+	{"DELETE", "/api/v4/users/{id}", "Delete a user and everything they own", "admin", "", false, "204"},
+	{"POST", "/api/v4/users/{id}/block", "Block a user", "admin", "", false, "201"},
+	{"POST", "/api/v4/users/{id}/unblock", "Unblock a user", "admin", "", false, "201"},
+	{"POST", "/api/v4/users/{id}/personal_access_tokens", "Create a personal access token (name, scopes, expires_at)", "admin", "Token", false, "201"},
+	{"GET", "/api/v4/users/{id}/keys", "List a user's SSH keys", "authenticated", "Key", true, ""},
+	{"POST", "/api/v4/users/{id}/keys", "Add an SSH key for a user", "admin", "Key", false, "201"},
+	{"GET", "/api/v4/users/{id}/keys/{key_id}", "Get a user's SSH key", "authenticated", "Key", false, ""},
+	{"DELETE", "/api/v4/users/{id}/keys/{key_id}", "Delete a user's SSH key", "admin", "", false, "204"},
+	{"GET", "/api/v4/users/{id}/gpg_keys", "List a user's GPG keys", "anyone", "GPGKey", true, ""},
+	{"POST", "/api/v4/users/{id}/gpg_keys", "Add a GPG key for a user", "admin", "GPGKey", false, "201"},
+	{"GET", "/api/v4/users/{id}/gpg_keys/{key_id}", "Get a user's GPG key", "anyone", "GPGKey", false, ""},
+	{"DELETE", "/api/v4/users/{id}/gpg_keys/{key_id}", "Delete a user's GPG key", "admin", "", false, "204"},
+	{"POST", "/api/v4/users/{id}/gpg_keys/{key_id}/revoke", "Revoke a user's GPG key", "admin", "", false, "202"},
+	{"GET", "/api/v4/keys", "Find a key by fingerprint (SHA256:… or MD5)", "admin", "KeyWithUser", false, ""},
+	{"GET", "/api/v4/keys/{id}", "Get a key with its user", "admin", "KeyWithUser", false, ""},
+	{"GET", "/api/v4/personal_access_tokens", "List tokens (yours; all for admins)", "self / admin", "Token", true, ""},
+	{"GET", "/api/v4/personal_access_tokens/self", "The token used for this request", "self", "Token", false, ""},
+	{"DELETE", "/api/v4/personal_access_tokens/self", "Revoke the token used for this request", "self", "", false, "204"},
+	{"GET", "/api/v4/personal_access_tokens/{token_id}", "Get a token", "self / admin", "Token", false, ""},
+	{"DELETE", "/api/v4/personal_access_tokens/{token_id}", "Revoke a token", "self / admin", "", false, "204"},
+	{"GET", "/api/v4/groups", "List groups you are a member of (all for admins)", "authenticated", "Group", true, ""},
+	{"POST", "/api/v4/groups", "Create a group (name, path, parent_id, description, enforce_ssh_certificates)", "authenticated", "Group", false, "201"},
+	{"GET", "/api/v4/groups/{id}", "Get a group by id or URL-encoded path", "member", "Group", false, ""},
+	{"PUT", "/api/v4/groups/{id}", "Modify a group", "owner", "Group", false, ""},
+	{"DELETE", "/api/v4/groups/{id}", "Delete a group with its subgroups", "owner", "", false, "202"},
+	{"GET", "/api/v4/groups/{id}/subgroups", "List direct subgroups", "member", "Group", true, ""},
+	{"GET", "/api/v4/groups/{id}/members", "List direct members", "member", "Member", true, ""},
+	{"POST", "/api/v4/groups/{id}/members", "Add a member (user_id or username, access_level)", "owner", "Member", false, "201"},
+	{"GET", "/api/v4/groups/{id}/members/{user_id}", "Get a direct member", "member", "Member", false, ""},
+	{"PUT", "/api/v4/groups/{id}/members/{user_id}", "Change a member's access level", "owner", "Member", false, ""},
+	{"DELETE", "/api/v4/groups/{id}/members/{user_id}", "Remove a member", "owner", "", false, "204"},
+	{"GET", "/api/v4/groups/{id}/ssh_certificates", "List the group's SSH certificate authorities", "owner, top-level groups", "SSHCertificate", true, ""},
+	{"POST", "/api/v4/groups/{id}/ssh_certificates", "Add an SSH certificate authority (title, key)", "owner, top-level groups", "SSHCertificate", false, "201"},
+	{"DELETE", "/api/v4/groups/{id}/ssh_certificates/{cert_id}", "Delete an SSH certificate authority", "owner, top-level groups", "", false, "204"},
+	{"DELETE", "/api/v4/groups/{id}/ssh_certificate/{cert_id}", "Delete an SSH certificate authority (GitLab's documented path)", "owner, top-level groups", "", false, "204"},
+	{"GET", "/api/v4/groups/{id}/audit_events", "The group's audit events", "owner", "AuditEvent", true, ""},
+	{"GET", "/api/v4/audit_events", "All audit events (entity_type, entity_id, created_after, created_before)", "admin", "AuditEvent", true, ""},
+	{"GET", "/api/v3/user/keys", "GitHub: list your authentication keys", "self", "GitHubKey", true, ""},
+	{"POST", "/api/v3/user/keys", "GitHub: add an authentication key (title, key)", "self", "GitHubKey", false, "201"},
+	{"GET", "/api/v3/user/keys/{id}", "GitHub: get an authentication key", "self", "GitHubKey", false, ""},
+	{"DELETE", "/api/v3/user/keys/{id}", "GitHub: delete an authentication key", "self", "", false, "204"},
+	{"GET", "/api/v3/user/ssh_signing_keys", "GitHub: list your SSH signing keys", "self", "GitHubSigningKey", true, ""},
+	{"POST", "/api/v3/user/ssh_signing_keys", "GitHub: add an SSH signing key (title, key)", "self", "GitHubSigningKey", false, "201"},
+	{"GET", "/api/v3/user/ssh_signing_keys/{id}", "GitHub: get an SSH signing key", "self", "GitHubSigningKey", false, ""},
+	{"DELETE", "/api/v3/user/ssh_signing_keys/{id}", "GitHub: delete an SSH signing key", "self", "", false, "204"},
+	{"GET", "/api/v3/users/{username}/keys", "GitHub: a user's public authentication keys", "anyone", "GitHubPublicKey", true, ""},
+	{"GET", "/api/v3/users/{username}/ssh_signing_keys", "GitHub: a user's public SSH signing keys", "anyone", "GitHubSigningKey", true, ""},
+	{"GET", "/-/health", "Liveness", "anyone", "", false, ""},
+	{"GET", "/-/readiness", "Readiness: both listeners up and the database answers", "anyone", "", false, ""},
+	{"GET", "/-/allowed_signers", "git allowed signers file (text)", "anyone", "", false, ""},
+	{"GET", "/metrics", "Prometheus metrics (text)", "anyone", "", false, ""},
+}
+
+func obj(props map[string]any, required ...string) map[string]any {
+	m := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		m["required"] = required
+	}
+	return m
+}
+
+var (
+	str     = map[string]any{"type": "string"}
+	strNull = map[string]any{"type": "string", "nullable": true}
+	integer = map[string]any{"type": "integer"}
+	boolean = map[string]any{"type": "boolean"}
+	tstamp  = map[string]any{"type": "string", "format": "date-time"}
+)
+
+var schemas = map[string]any{
+	"User": obj(map[string]any{"id": integer, "username": str, "name": str, "state": str, "web_url": str,
+		"created_at": tstamp, "email": str, "is_admin": boolean}, "id", "username"),
+	"Key": obj(map[string]any{"id": integer, "title": str, "key": str, "created_at": tstamp,
+		"expires_at": strNull, "usage_type": map[string]any{"type": "string", "enum": []string{"auth", "signing", "auth_and_signing"}}},
+		"id", "title", "key", "created_at"),
+	"KeyWithUser": obj(map[string]any{"id": integer, "title": str, "key": str, "created_at": tstamp, "expires_at": strNull,
+		"usage_type": str, "user": map[string]any{"$ref": "#/components/schemas/User"}}, "id", "user"),
+	"GPGKey": obj(map[string]any{"id": integer, "key": str, "created_at": tstamp, "fingerprint": str,
+		"primary_keyid": str, "emails": map[string]any{"type": "array", "items": str}, "revoked": boolean}, "id", "key"),
+	"Token": obj(map[string]any{"id": integer, "name": str, "revoked": boolean, "created_at": tstamp,
+		"scopes": map[string]any{"type": "array", "items": str}, "user_id": integer, "active": boolean,
+		"expires_at": map[string]any{"type": "string", "format": "date", "nullable": true},
+		"token":      map[string]any{"type": "string", "description": "only in the creation response"}}, "id", "name"),
+	"Group": obj(map[string]any{"id": integer, "name": str, "path": str, "full_path": str, "full_name": str,
+		"parent_id": map[string]any{"type": "integer", "nullable": true}, "description": str, "created_at": tstamp,
+		"enforce_ssh_certificates": boolean}, "id", "full_path"),
+	"Member": obj(map[string]any{"id": integer, "username": str, "name": str, "state": str,
+		"access_level": map[string]any{"type": "integer", "enum": []int{10, 20, 30, 40, 50}}, "created_at": tstamp}, "id", "access_level"),
+	"SSHCertificate": obj(map[string]any{"id": integer, "title": str, "key": str, "created_at": tstamp}, "id", "key"),
+	"AuditEvent": obj(map[string]any{"id": integer, "author_id": map[string]any{"type": "integer", "nullable": true},
+		"entity_id": integer, "entity_type": str, "event_name": str, "details": map[string]any{"type": "object"},
+		"created_at": tstamp}, "id"),
+	"Version":          obj(map[string]any{"version": str, "revision": str}),
+	"GitHubKey":        obj(map[string]any{"id": integer, "key": str, "url": str, "title": str, "created_at": tstamp, "verified": boolean, "read_only": boolean}, "id", "key"),
+	"GitHubSigningKey": obj(map[string]any{"id": integer, "key": str, "title": str, "created_at": tstamp}, "id", "key"),
+	"GitHubPublicKey":  obj(map[string]any{"id": integer, "key": str}, "id", "key"),
+	"Error": obj(map[string]any{"message": map[string]any{
+		"description": "a string such as \"404 Key Not Found\", or for validation errors an object of field -> reasons"}}),
+}
+
+var (
+	openAPIOnce sync.Once
+	openAPIDoc  map[string]any
+)
+
+// OpenAPI returns the OpenAPI 3 document of the API.
+func OpenAPI() map[string]any {
+	openAPIOnce.Do(func() {
+		paths := map[string]map[string]any{}
+		for _, op := range operations {
+			status := op.Status
+			if status == "" {
+				status = "200"
+			}
+			resp := map[string]any{"description": "success"}
+			if op.Schema != "" {
+				var schema any = map[string]any{"$ref": "#/components/schemas/" + op.Schema}
+				if op.List {
+					schema = map[string]any{"type": "array", "items": schema}
+				}
+				resp["content"] = map[string]any{"application/json": map[string]any{"schema": schema}}
+			}
+			o := map[string]any{
+				"summary":     op.Summary,
+				"description": "Who: " + op.Who,
+				"responses": map[string]any{
+					status: resp,
+					"default": map[string]any{"description": "error", "content": map[string]any{
+						"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}}},
+				},
+			}
+			var ps []any
+			for _, seg := range strings.Split(op.Path, "/") {
+				if strings.HasPrefix(seg, "{") {
+					ps = append(ps, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": str})
+				}
+			}
+			if op.List {
+				ps = append(ps,
+					map[string]any{"name": "page", "in": "query", "schema": integer},
+					map[string]any{"name": "per_page", "in": "query", "schema": integer})
+			}
+			if len(ps) > 0 {
+				o["parameters"] = ps
+			}
+			if op.Who == "anyone" {
+				o["security"] = []any{}
+			}
+			if paths[op.Path] == nil {
+				paths[op.Path] = map[string]any{}
+			}
+			paths[op.Path][strings.ToLower(op.Method)] = o
+		}
+		openAPIDoc = map[string]any{
+			"openapi": "3.0.3",
+			"info": map[string]any{"title": "keygate REST API", "version": "4",
+				"description": "GitLab v4 compatible keys, groups and SSH certificate authorities; GitHub v3 compatible key routes."},
+			"servers": []any{map[string]any{"url": "/"}},
+			"paths":   paths,
+			"components": map[string]any{
+				"schemas": schemas,
+				"securitySchemes": map[string]any{
+					"privateToken": map[string]any{"type": "apiKey", "in": "header", "name": "PRIVATE-TOKEN"},
+					"bearer":       map[string]any{"type": "http", "scheme": "bearer"},
+				},
+			},
+			"security": []any{map[string]any{"privateToken": []any{}}, map[string]any{"bearer": []any{}}},
+		}
+	})
+	return openAPIDoc
+}
+
+func (a *API) openAPI(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, OpenAPI())
+}

@@ -1,0 +1,199 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// params are a request's parameters from the query string, a form body or a
+// JSON body (GitLab clients use all three); body values win.
+type params struct {
+	v url.Values
+}
+
+// readParams parses r's parameters. It reads the body once.
+func readParams(r *http.Request) (params, error) {
+	p := params{v: url.Values{}}
+	for k, vs := range r.URL.Query() {
+		p.v[strings.TrimSuffix(k, "[]")] = vs
+	}
+	if r.Body == nil || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return p, nil
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return p, err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return p, nil
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, _ := mime.ParseMediaType(ct)
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (ct == "" && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))):
+		return p, p.fromJSON(body)
+	case mt == "application/x-www-form-urlencoded" || ct == "":
+		vals, err := url.ParseQuery(string(body))
+		if err != nil {
+			return p, errStatus(http.StatusBadRequest, "400 Bad request - the form body is malformed")
+		}
+		for k, vs := range vals {
+			p.v[strings.TrimSuffix(k, "[]")] = vs
+		}
+		return p, nil
+	case mt == "multipart/form-data":
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err := r.ParseMultipartForm(1 << 20); err != nil {
+			return p, errStatus(http.StatusBadRequest, "400 Bad request - the multipart body is malformed")
+		}
+		for k, vs := range r.MultipartForm.Value {
+			p.v[strings.TrimSuffix(k, "[]")] = vs
+		}
+		return p, nil
+	}
+	return p, errStatus(http.StatusUnsupportedMediaType,
+		"415 Unsupported Media Type - send application/json or application/x-www-form-urlencoded")
+}
+
+func (p params) fromJSON(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return errStatus(http.StatusBadRequest, "400 Bad request - the body is not a valid JSON object")
+	}
+	if dec.More() {
+		return errStatus(http.StatusBadRequest, "400 Bad request - the body holds more than one JSON value")
+	}
+	for k, v := range m {
+		k = strings.TrimSuffix(k, "[]")
+		switch x := v.(type) {
+		case nil:
+			delete(p.v, k)
+		case string:
+			p.v[k] = []string{x}
+		case json.Number:
+			p.v[k] = []string{x.String()}
+		case bool:
+			p.v[k] = []string{strconv.FormatBool(x)}
+		case []any:
+			var vs []string
+			for _, e := range x {
+				switch y := e.(type) {
+				case string:
+					vs = append(vs, y)
+				case json.Number:
+					vs = append(vs, y.String())
+				default:
+					return badRequest(k, "must be a list of strings")
+				}
+			}
+			p.v[k] = vs
+		default:
+			return badRequest(k, "must be a string, number or boolean")
+		}
+	}
+	return nil
+}
+
+// str returns a parameter and whether it was given.
+func (p params) str(name string) (string, bool) {
+	vs, ok := p.v[name]
+	if !ok || len(vs) == 0 {
+		return "", false
+	}
+	return vs[0], true
+}
+
+func (p params) strPtr(name string) *string {
+	v, ok := p.str(name)
+	if !ok {
+		return nil
+	}
+	return &v
+}
+
+// list returns a list parameter; a single value may be comma-separated.
+func (p params) list(name string) []string {
+	vs := p.v[name]
+	if len(vs) == 1 && strings.Contains(vs[0], ",") {
+		return strings.Split(vs[0], ",")
+	}
+	return vs
+}
+
+func (p params) boolPtr(name string) (*bool, error) {
+	v, ok := p.str(name)
+	if !ok {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return nil, badRequest(name, "must be true or false")
+	}
+	return &b, nil
+}
+
+func (p params) int64Ptr(name string) (*int64, error) {
+	v, ok := p.str(name)
+	if !ok || v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return nil, badRequest(name, "must be a positive integer")
+	}
+	return &n, nil
+}
+
+func (p params) intVal(name string) (int, bool, error) {
+	v, ok := p.str(name)
+	if !ok {
+		return 0, false, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, true, badRequest(name, "must be an integer")
+	}
+	return n, true, nil
+}
+
+// timePtr parses a date ("2026-12-31", midnight UTC) or an RFC 3339 time.
+func (p params) timePtr(name string) (*time.Time, error) {
+	v, ok := p.str(name)
+	if !ok || v == "" {
+		return nil, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			t = t.UTC()
+			return &t, nil
+		}
+	}
+	return nil, badRequest(name, "is invalid; use a date (2026-12-31) or an RFC 3339 time (2026-12-31T12:00:00Z)")
+}
+
+// require reports missing parameters in GitLab's shape.
+func (p params) require(names ...string) error {
+	var missing []string
+	for _, n := range names {
+		if v, ok := p.str(n); !ok || strings.TrimSpace(v) == "" {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	fields := map[string][]string{}
+	for _, m := range missing {
+		fields[m] = []string{"is missing"}
+	}
+	return &httpError{Code: http.StatusBadRequest, Body: fields}
+}

@@ -1,0 +1,137 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/go-chi/chi/v5"
+)
+
+func urlUnescape(s string) (string, error) { return url.PathUnescape(s) }
+
+// handlerFunc is a handler that returns its error for writeError.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// v4 adapts a handlerFunc to GitLab's error shapes.
+func (a *API) v4(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			a.writeError(w, r, err)
+		}
+	}
+}
+
+// v3 adapts a handlerFunc to GitHub's error shapes.
+func (a *API) v3(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			a.writeErrorV3(w, r, err)
+		}
+	}
+}
+
+// routes is the route table, top to bottom.
+func (a *API) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(a.observe, a.limitBody)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "404 Not Found"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "405 Method Not Allowed"})
+	})
+
+	r.Get("/-/health", a.health)
+	r.Get("/-/readiness", a.readiness)
+	r.Get("/-/allowed_signers", a.v4(a.allowedSigners))
+	r.Method(http.MethodGet, "/metrics", a.metricsHandler())
+
+	r.Route("/api/v4", func(r chi.Router) {
+		r.Use(a.authenticate(false))
+		r.Get("/openapi.json", a.openAPI)
+
+		// Public reads.
+		r.Get("/users/{id}/gpg_keys", a.v4(a.listUserGPGKeys))
+		r.Get("/users/{id}/gpg_keys/{key_id}", a.v4(a.getUserGPGKey))
+
+		r.Group(func(r chi.Router) {
+			r.Use(a.requireUser(false))
+			r.Get("/version", a.v4(a.getVersion))
+
+			r.Get("/user", a.v4(a.getCurrentUser))
+			r.Get("/user/keys", a.v4(a.listMyKeys))
+			r.Post("/user/keys", a.v4(a.addMyKey))
+			r.Get("/user/keys/{key_id}", a.v4(a.getMyKey))
+			r.Delete("/user/keys/{key_id}", a.v4(a.deleteMyKey))
+			r.Get("/user/gpg_keys", a.v4(a.listMyGPGKeys))
+			r.Post("/user/gpg_keys", a.v4(a.addMyGPGKey))
+			r.Get("/user/gpg_keys/{key_id}", a.v4(a.getMyGPGKey))
+			r.Delete("/user/gpg_keys/{key_id}", a.v4(a.deleteMyGPGKey))
+			r.Post("/user/gpg_keys/{key_id}/revoke", a.v4(a.revokeMyGPGKey))
+
+			r.Get("/users", a.v4(a.listUsers))
+			r.Get("/users/{id}", a.v4(a.getUser))
+			r.Get("/users/{id}/keys", a.v4(a.listUserKeys))
+			r.Get("/users/{id}/keys/{key_id}", a.v4(a.getUserKey))
+
+			r.Get("/personal_access_tokens", a.v4(a.listTokens))
+			r.Get("/personal_access_tokens/self", a.v4(a.getSelfToken))
+			r.Delete("/personal_access_tokens/self", a.v4(a.revokeSelfToken))
+			r.Get("/personal_access_tokens/{token_id}", a.v4(a.getToken))
+			r.Delete("/personal_access_tokens/{token_id}", a.v4(a.revokeToken))
+
+			r.Get("/groups", a.v4(a.listGroups))
+			r.Post("/groups", a.v4(a.createGroup))
+			r.Get("/groups/{id}", a.v4(a.getGroup))
+			r.Put("/groups/{id}", a.v4(a.updateGroup))
+			r.Delete("/groups/{id}", a.v4(a.deleteGroup))
+			r.Get("/groups/{id}/subgroups", a.v4(a.listSubgroups))
+			r.Get("/groups/{id}/members", a.v4(a.listMembers))
+			r.Post("/groups/{id}/members", a.v4(a.addMember))
+			r.Get("/groups/{id}/members/{user_id}", a.v4(a.getMember))
+			r.Put("/groups/{id}/members/{user_id}", a.v4(a.updateMember))
+			r.Delete("/groups/{id}/members/{user_id}", a.v4(a.removeMember))
+			r.Get("/groups/{id}/ssh_certificates", a.v4(a.listCAs))
+			r.Post("/groups/{id}/ssh_certificates", a.v4(a.createCA))
+			r.Delete("/groups/{id}/ssh_certificates/{cert_id}", a.v4(a.deleteCA))
+			r.Delete("/groups/{id}/ssh_certificate/{cert_id}", a.v4(a.deleteCA))
+			r.Get("/groups/{id}/audit_events", a.v4(a.listGroupAuditEvents))
+
+			r.Group(func(r chi.Router) {
+				r.Use(a.requireAdmin)
+				r.Post("/users", a.v4(a.createUser))
+				r.Put("/users/{id}", a.v4(a.updateUser))
+				r.Delete("/users/{id}", a.v4(a.deleteUser))
+				r.Post("/users/{id}/block", a.v4(a.blockUser))
+				r.Post("/users/{id}/unblock", a.v4(a.unblockUser))
+				r.Post("/users/{id}/personal_access_tokens", a.v4(a.createToken))
+				r.Post("/users/{id}/keys", a.v4(a.addUserKey))
+				r.Delete("/users/{id}/keys/{key_id}", a.v4(a.deleteUserKey))
+				r.Post("/users/{id}/gpg_keys", a.v4(a.addUserGPGKey))
+				r.Delete("/users/{id}/gpg_keys/{key_id}", a.v4(a.deleteUserGPGKey))
+				r.Post("/users/{id}/gpg_keys/{key_id}/revoke", a.v4(a.revokeUserGPGKey))
+				r.Get("/keys", a.v4(a.getKeyByFingerprint))
+				r.Get("/keys/{id}", a.v4(a.getKeyWithUser))
+				r.Get("/audit_events", a.v4(a.listAuditEvents))
+			})
+		})
+	})
+
+	r.Route("/api/v3", func(r chi.Router) {
+		r.Use(a.authenticate(true))
+		r.Get("/users/{username}/keys", a.v3(a.ghPublicKeys))
+		r.Get("/users/{username}/ssh_signing_keys", a.v3(a.ghPublicSigningKeys))
+		r.Group(func(r chi.Router) {
+			r.Use(a.requireUser(true))
+			r.Get("/user/keys", a.v3(a.ghListKeys))
+			r.Post("/user/keys", a.v3(a.ghAddKey))
+			r.Get("/user/keys/{id}", a.v3(a.ghGetKey))
+			r.Delete("/user/keys/{id}", a.v3(a.ghDeleteKey))
+			r.Get("/user/ssh_signing_keys", a.v3(a.ghListSigningKeys))
+			r.Post("/user/ssh_signing_keys", a.v3(a.ghAddSigningKey))
+			r.Get("/user/ssh_signing_keys/{id}", a.v3(a.ghGetSigningKey))
+			r.Delete("/user/ssh_signing_keys/{id}", a.v3(a.ghDeleteSigningKey))
+		})
+	})
+	return r
+}
