@@ -53,9 +53,9 @@ func (a *API) allowedSigners(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		b.WriteString(e.Email)
-		b.WriteString(` namespaces="git"`)
+		b.WriteString(` namespaces="git"`) // options are comma-separated, as in authorized_keys
 		if e.ExpiresAt != nil {
-			b.WriteString(` valid-before="` + e.ExpiresAt.UTC().Format("20060102150405") + `Z"`)
+			b.WriteString(`,valid-before="` + e.ExpiresAt.UTC().Format("20060102150405") + `Z"`)
 		}
 		b.WriteByte(' ')
 		b.WriteString(e.Key)
