@@ -27,6 +27,7 @@ var uniqueFields = map[string]string{
 	"gpg_keys_fingerprint_unique":          "fingerprint",
 	"cert_revocations_unique":              "value",
 	"personal_access_tokens_digest_unique": "token",
+	"projects_group_path_unique":           "path",
 }
 
 type sqliteDialect struct{}

@@ -218,11 +218,12 @@ func (t *tx) audit(ctx context.Context, action, targetType string, targetID int6
 }
 
 func (t *tx) change(ctx context.Context, entity string, id int64, op string) error {
-	if _, err := t.exec(ctx, `INSERT INTO changes (at, entity, entity_id, op) VALUES (?, ?, ?, ?)`,
-		ms(t.now), entity, id, op); err != nil {
+	var seq int64
+	if err := t.queryRow(ctx, `INSERT INTO changes (at, entity, entity_id, op) VALUES (?, ?, ?, ?) RETURNING seq`,
+		ms(t.now), entity, id, op).Scan(&seq); err != nil {
 		return err
 	}
-	t.changes = append(t.changes, Change{At: t.now, Entity: entity, EntityID: id, Op: op})
+	t.changes = append(t.changes, Change{Seq: seq, At: t.now, Entity: entity, EntityID: id, Op: op})
 	return nil
 }
 

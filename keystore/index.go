@@ -1,0 +1,738 @@
+package keystore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Index is the in-memory view of the keystore that SSH authentication reads:
+// user keys by SHA-256 fingerprint, group CAs by fingerprint, users by id,
+// username and email, groups, memberships and certificate revocations.
+//
+// Its maps hold no pointers (fixed-size keys and values; names live in one
+// byte arena), so a million keys cost the garbage collector almost nothing.
+// Lookups never touch the database. The index follows the store's change
+// log: Follow applies every committed change before the write returns
+// (read-your-writes on this node), and CatchUp applies changes made
+// elsewhere.
+type Index struct {
+	store *Store
+
+	mu       sync.RWMutex
+	keys     map[[32]byte]keyRec
+	keyFP    map[int64][32]byte
+	users    map[int64]userRec
+	byName   map[uint64]int64
+	byEmail  map[uint64]int64
+	arena    []byte
+	groups   map[int64]groupRec
+	members  map[memberKey]uint8
+	byUser   map[int64][]int64 // user id -> group ids (rarely large)
+	cas      map[[32]byte]caRec
+	caFP     map[int64][32]byte
+	revs     map[revKey]struct{}
+	revByID  map[int64]revKey
+	applied  int64
+	onChange []func(Change)
+}
+
+type keyRec struct {
+	ID, UserID int64
+	ExpiresMS  int64 // 0: never
+	Usage      uint8
+}
+
+type userRec struct {
+	nameOff, emailOff uint32
+	nameLen, emailLen uint16
+	active, admin     bool
+}
+
+type groupRec struct {
+	Parent, Top int64
+	Enforce     bool
+}
+
+type memberKey struct{ Group, User int64 }
+
+type caRec struct{ ID, GroupID int64 }
+
+type revKey struct {
+	CA   int64
+	Kind uint8
+	Hash [32]byte
+}
+
+const (
+	usageAuth uint8 = 1 << iota
+	usageSigning
+)
+
+func usageBits(u string) uint8 {
+	switch u {
+	case UsageAuth:
+		return usageAuth
+	case UsageSigning:
+		return usageSigning
+	case UsageAuthAndSigning:
+		return usageAuth | usageSigning
+	}
+	return 0
+}
+
+// IndexedKey is what the index knows of a user key.
+type IndexedKey struct {
+	ID, UserID int64
+	ExpiresMS  int64 // Unix milliseconds; 0: never expires
+	usage      uint8
+}
+
+// CanAuthenticate reports whether the key's usage allows logins.
+func (k IndexedKey) CanAuthenticate() bool { return k.usage&usageAuth != 0 }
+
+// Expired reports whether the key has expired at nowMS (Unix milliseconds).
+func (k IndexedKey) Expired(nowMS int64) bool { return k.ExpiresMS != 0 && nowMS >= k.ExpiresMS }
+
+// IndexedUser is what the index knows of a user.
+type IndexedUser struct {
+	ID      int64
+	Active  bool
+	IsAdmin bool
+}
+
+// IndexedCA is a group certificate authority.
+type IndexedCA struct{ ID, GroupID int64 }
+
+// IndexedGroup is a group's place in the hierarchy.
+type IndexedGroup struct {
+	ID, ParentID, TopLevelID int64
+	EnforceSSHCertificates   bool
+}
+
+// NewIndex returns an empty index over store. Call Load, then Follow.
+func NewIndex(store *Store) *Index {
+	ix := &Index{store: store}
+	ix.reset()
+	return ix
+}
+
+func (ix *Index) reset() {
+	ix.keys = map[[32]byte]keyRec{}
+	ix.keyFP = map[int64][32]byte{}
+	ix.users = map[int64]userRec{}
+	ix.byName = map[uint64]int64{}
+	ix.byEmail = map[uint64]int64{}
+	ix.arena = nil
+	ix.groups = map[int64]groupRec{}
+	ix.members = map[memberKey]uint8{}
+	ix.byUser = map[int64][]int64{}
+	ix.cas = map[[32]byte]caRec{}
+	ix.caFP = map[int64][32]byte{}
+	ix.revs = map[revKey]struct{}{}
+	ix.revByID = map[int64]revKey{}
+}
+
+// hashName is FNV-1a over the ASCII-lowercased name (SQLite's lower() is
+// ASCII-only too, so uniqueness matches the database's).
+func hashName(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseSHA256Fingerprint turns "SHA256:base64" into its 32 bytes.
+func ParseSHA256Fingerprint(fp string) ([32]byte, bool) {
+	var out [32]byte
+	b64, ok := strings.CutPrefix(fp, "SHA256:")
+	if !ok || base64.RawStdEncoding.DecodedLen(len(b64)) != 32 {
+		return out, false
+	}
+	n, err := base64.RawStdEncoding.Decode(out[:], []byte(b64))
+	return out, err == nil && n == 32
+}
+
+func revHash(kind uint8, value string) revKey {
+	return revKey{Kind: kind, Hash: sha256.Sum256([]byte(value))}
+}
+
+func revKind(kind string) uint8 {
+	switch kind {
+	case RevokeSerial:
+		return 1
+	case RevokeKeyID:
+		return 2
+	case RevokeFingerprint:
+		return 3
+	}
+	return 0
+}
+
+// Load (re)builds the index from the database.
+func (ix *Index) Load(ctx context.Context) error {
+	s := ix.store
+	seq, err := s.LastChange(ctx)
+	if err != nil {
+		return err
+	}
+	fresh := &Index{store: s}
+	fresh.reset()
+	users, err := s.AllUsers(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		fresh.putUser(u)
+	}
+	groups, err := s.AllGroups(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		fresh.groups[g.ID] = groupRec{Parent: ptrVal(g.ParentID)}
+	}
+	for _, g := range groups {
+		fresh.groups[g.ID] = fresh.groupRecFor(g)
+	}
+	if err := s.forEachRow(ctx, `SELECT group_id, user_id, access_level FROM members`, func(sc func(...any) error) error {
+		var gid, uid int64
+		var level int
+		if err := sc(&gid, &uid, &level); err != nil {
+			return err
+		}
+		fresh.putMember(gid, uid, level)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := s.forEachRow(ctx, `SELECT id, user_id, fingerprint_sha256, usage_type, expires_at FROM keys`, func(sc func(...any) error) error {
+		var k Key
+		var exp *int64
+		if err := sc(&k.ID, &k.UserID, &k.FingerprintSHA256, &k.UsageType, &exp); err != nil {
+			return err
+		}
+		fresh.putKey(k.ID, k.UserID, k.FingerprintSHA256, k.UsageType, exp)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := s.forEachRow(ctx, `SELECT id, group_id, fingerprint_sha256 FROM group_cas`, func(sc func(...any) error) error {
+		var c GroupCA
+		if err := sc(&c.ID, &c.GroupID, &c.FingerprintSHA256); err != nil {
+			return err
+		}
+		fresh.putCA(&c)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := s.forEachRow(ctx, `SELECT id, ca_id, kind, value FROM cert_revocations`, func(sc func(...any) error) error {
+		var r Revocation
+		if err := sc(&r.ID, &r.CAID, &r.Kind, &r.Value); err != nil {
+			return err
+		}
+		fresh.putRevocation(&r)
+		return nil
+	}); err != nil {
+		return err
+	}
+	ix.mu.Lock()
+	ix.keys, ix.keyFP, ix.users, ix.byName, ix.byEmail, ix.arena = fresh.keys, fresh.keyFP, fresh.users, fresh.byName, fresh.byEmail, fresh.arena
+	ix.groups, ix.members, ix.byUser = fresh.groups, fresh.members, fresh.byUser
+	ix.cas, ix.caFP, ix.revs, ix.revByID = fresh.cas, fresh.caFP, fresh.revs, fresh.revByID
+	ix.applied = seq
+	ix.mu.Unlock()
+	// Changes committed while loading are applied again (idempotent).
+	return ix.CatchUp(ctx)
+}
+
+func ptrVal(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// forEachRow streams a query's rows.
+func (s *Store) forEachRow(ctx context.Context, query string, fn func(scan func(...any) error) error) error {
+	rows, err := s.query(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// The put/drop helpers run with ix.mu held (or on an unpublished index).
+
+func (ix *Index) putKey(id, userID int64, fp, usage string, expMS *int64) {
+	b, ok := ParseSHA256Fingerprint(fp)
+	if !ok {
+		return // unparseable: never matches (fail closed)
+	}
+	rec := keyRec{ID: id, UserID: userID, Usage: usageBits(usage)}
+	if expMS != nil {
+		rec.ExpiresMS = *expMS
+		if rec.ExpiresMS == 0 {
+			rec.ExpiresMS = 1
+		}
+	}
+	if old, ok := ix.keyFP[id]; ok && old != b {
+		delete(ix.keys, old)
+	}
+	ix.keys[b] = rec
+	ix.keyFP[id] = b
+}
+
+func (ix *Index) dropKey(id int64) {
+	if b, ok := ix.keyFP[id]; ok {
+		if rec := ix.keys[b]; rec.ID == id {
+			delete(ix.keys, b)
+		}
+		delete(ix.keyFP, id)
+	}
+}
+
+func (ix *Index) addString(s string) (uint32, uint16) {
+	if len(s) > 0xffff {
+		s = s[:0xffff]
+	}
+	off := uint32(len(ix.arena))
+	ix.arena = append(ix.arena, s...)
+	return off, uint16(len(s))
+}
+
+func (ix *Index) putUser(u *User) {
+	ix.dropUser(u.ID)
+	rec := userRec{active: u.Active(), admin: u.IsAdmin}
+	rec.nameOff, rec.nameLen = ix.addString(u.Username)
+	rec.emailOff, rec.emailLen = ix.addString(u.Email)
+	ix.users[u.ID] = rec
+	ix.byName[hashName(u.Username)] = u.ID
+	ix.byEmail[hashName(u.Email)] = u.ID
+}
+
+func (ix *Index) dropUser(id int64) {
+	rec, ok := ix.users[id]
+	if !ok {
+		return
+	}
+	if h := hashName(string(ix.name(rec))); ix.byName[h] == id {
+		delete(ix.byName, h)
+	}
+	if h := hashName(string(ix.email(rec))); ix.byEmail[h] == id {
+		delete(ix.byEmail, h)
+	}
+	delete(ix.users, id)
+}
+
+func (ix *Index) name(r userRec) []byte {
+	return ix.arena[r.nameOff : r.nameOff+uint32(r.nameLen)]
+}
+
+func (ix *Index) email(r userRec) []byte {
+	return ix.arena[r.emailOff : r.emailOff+uint32(r.emailLen)]
+}
+
+func (ix *Index) groupRecFor(g *Group) groupRec {
+	rec := groupRec{Parent: ptrVal(g.ParentID), Enforce: g.EnforceSSHCertificates}
+	top := g.ID
+	for p, depth := rec.Parent, 0; p != 0 && depth < 64; depth++ {
+		top = p
+		p = ix.groups[p].Parent
+	}
+	rec.Top = top
+	return rec
+}
+
+func (ix *Index) putMember(gid, uid int64, level int) {
+	k := memberKey{gid, uid}
+	if _, ok := ix.members[k]; !ok {
+		ix.byUser[uid] = append(ix.byUser[uid], gid)
+	}
+	ix.members[k] = uint8(level)
+}
+
+func (ix *Index) dropMember(gid, uid int64) {
+	k := memberKey{gid, uid}
+	if _, ok := ix.members[k]; !ok {
+		return
+	}
+	delete(ix.members, k)
+	gs := ix.byUser[uid]
+	for i, g := range gs {
+		if g == gid {
+			gs = append(gs[:i:i], gs[i+1:]...)
+			break
+		}
+	}
+	if len(gs) == 0 {
+		delete(ix.byUser, uid)
+	} else {
+		ix.byUser[uid] = gs
+	}
+}
+
+func (ix *Index) putCA(c *GroupCA) {
+	b, ok := ParseSHA256Fingerprint(c.FingerprintSHA256)
+	if !ok {
+		return
+	}
+	ix.dropCA(c.ID)
+	ix.cas[b] = caRec{ID: c.ID, GroupID: c.GroupID}
+	ix.caFP[c.ID] = b
+}
+
+func (ix *Index) dropCA(id int64) {
+	if b, ok := ix.caFP[id]; ok {
+		delete(ix.cas, b)
+		delete(ix.caFP, id)
+	}
+}
+
+func (ix *Index) putRevocation(r *Revocation) {
+	k := revHash(revKind(r.Kind), r.Value)
+	k.CA = r.CAID
+	ix.revs[k] = struct{}{}
+	ix.revByID[r.ID] = k
+}
+
+// Lookups. All are safe for concurrent use with writes and allocation-free.
+
+// Key looks up a user key by SHA-256 fingerprint.
+func (ix *Index) Key(fp [32]byte) (IndexedKey, bool) {
+	ix.mu.RLock()
+	r, ok := ix.keys[fp]
+	ix.mu.RUnlock()
+	return IndexedKey{ID: r.ID, UserID: r.UserID, ExpiresMS: r.ExpiresMS, usage: r.Usage}, ok
+}
+
+// User looks up a user by id.
+func (ix *Index) User(id int64) (IndexedUser, bool) {
+	ix.mu.RLock()
+	r, ok := ix.users[id]
+	ix.mu.RUnlock()
+	return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, ok
+}
+
+// UsernameIs reports whether user id's username is name (case-insensitive).
+func (ix *Index) UsernameIs(id int64, name string) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.users[id]
+	return ok && equalFoldASCII(ix.name(r), name)
+}
+
+// Username returns user id's username ("" if unknown).
+func (ix *Index) Username(id int64) string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.users[id]
+	if !ok {
+		return ""
+	}
+	return string(ix.name(r))
+}
+
+// UserByLogin finds an active or blocked user by username or email.
+func (ix *Index) UserByLogin(login string) (IndexedUser, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if id, ok := ix.byName[hashName(login)]; ok {
+		if r, ok := ix.users[id]; ok && equalFoldASCII(ix.name(r), login) {
+			return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, true
+		}
+	}
+	if strings.IndexByte(login, '@') > 0 {
+		if id, ok := ix.byEmail[hashName(login)]; ok {
+			if r, ok := ix.users[id]; ok && equalFoldASCII(ix.email(r), login) {
+				return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, true
+			}
+		}
+	}
+	return IndexedUser{}, false
+}
+
+// CA looks up a group CA by the SHA-256 fingerprint of its public key.
+func (ix *Index) CA(fp [32]byte) (IndexedCA, bool) {
+	ix.mu.RLock()
+	r, ok := ix.cas[fp]
+	ix.mu.RUnlock()
+	return IndexedCA{ID: r.ID, GroupID: r.GroupID}, ok
+}
+
+// CAExists reports whether a CA id is still registered.
+func (ix *Index) CAExists(id int64) bool {
+	ix.mu.RLock()
+	_, ok := ix.caFP[id]
+	ix.mu.RUnlock()
+	return ok
+}
+
+// KeyExists reports whether a key id is still registered.
+func (ix *Index) KeyExists(id int64) bool {
+	ix.mu.RLock()
+	_, ok := ix.keyFP[id]
+	ix.mu.RUnlock()
+	return ok
+}
+
+// Revoked reports whether CA caID revoked a certificate by serial, key id or
+// certificate key fingerprint ("SHA256:…").
+func (ix *Index) Revoked(caID int64, serial uint64, keyID, certKeyFP string) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if len(ix.revs) == 0 {
+		return false
+	}
+	for _, k := range []revKey{
+		revHash(1, strconv.FormatUint(serial, 10)),
+		revHash(2, keyID),
+		revHash(3, certKeyFP),
+	} {
+		k.CA = caID
+		if _, ok := ix.revs[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Group returns a group's place in the hierarchy.
+func (ix *Index) Group(id int64) (IndexedGroup, bool) {
+	ix.mu.RLock()
+	r, ok := ix.groups[id]
+	ix.mu.RUnlock()
+	return IndexedGroup{ID: id, ParentID: r.Parent, TopLevelID: r.Top, EnforceSSHCertificates: r.Enforce}, ok
+}
+
+// AccessLevel is a user's effective level in a group: the highest of their
+// memberships in the group and its ancestors.
+func (ix *Index) AccessLevel(userID, groupID int64) int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	best := 0
+	for g, depth := groupID, 0; g != 0 && depth < 64; depth++ {
+		if l, ok := ix.members[memberKey{g, userID}]; ok && int(l) > best {
+			best = int(l)
+		}
+		r, ok := ix.groups[g]
+		if !ok {
+			return 0 // a deleted ancestor: no access
+		}
+		g = r.Parent
+	}
+	return best
+}
+
+// Applied reports the sequence number of the last change applied.
+func (ix *Index) Applied() int64 {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.applied
+}
+
+// Len reports the number of keys indexed.
+func (ix *Index) Len() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return len(ix.keys)
+}
+
+// OnChange registers fn to run after each applied change (e.g. to close
+// sessions whose identity was revoked).
+func (ix *Index) OnChange(fn func(Change)) {
+	ix.mu.Lock()
+	ix.onChange = append(ix.onChange, fn)
+	ix.mu.Unlock()
+}
+
+// Follow subscribes the index to the store's committed writes.
+func (ix *Index) Follow() {
+	ix.store.Subscribe(func(c Change) {
+		if err := ix.Apply(context.Background(), c); err != nil {
+			// Fail closed: rebuild from scratch.
+			if lerr := ix.Load(context.Background()); lerr != nil {
+				ix.mu.Lock()
+				ix.reset()
+				ix.mu.Unlock()
+			}
+		}
+	})
+}
+
+// CatchUp applies changes recorded after the last applied one.
+func (ix *Index) CatchUp(ctx context.Context) error {
+	for {
+		changes, err := ix.store.ChangesSince(ctx, ix.Applied(), 1000)
+		if err != nil {
+			return err
+		}
+		for _, c := range changes {
+			if err := ix.Apply(ctx, c); err != nil {
+				return err
+			}
+		}
+		if len(changes) < 1000 {
+			return nil
+		}
+	}
+}
+
+// Apply brings the entity named by c up to date from the database.
+func (ix *Index) Apply(ctx context.Context, c Change) error {
+	s := ix.store
+	var apply func()
+	switch c.Entity {
+	case "key":
+		k, err := s.Key(ctx, c.EntityID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			apply = func() { ix.dropKey(c.EntityID) }
+		case err != nil:
+			return err
+		default:
+			apply = func() { ix.putKey(k.ID, k.UserID, k.FingerprintSHA256, k.UsageType, expPtr(k)) }
+		}
+	case "user":
+		u, err := s.User(ctx, c.EntityID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			apply = func() {
+				ix.dropUser(c.EntityID)
+				for _, g := range append([]int64(nil), ix.byUser[c.EntityID]...) {
+					ix.dropMember(g, c.EntityID)
+				}
+			}
+		case err != nil:
+			return err
+		default:
+			apply = func() { ix.putUser(u) }
+		}
+	case "group":
+		g, err := s.Group(ctx, c.EntityID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			apply = func() {
+				delete(ix.groups, c.EntityID)
+				for k := range ix.members {
+					if k.Group == c.EntityID {
+						ix.dropMember(k.Group, k.User)
+					}
+				}
+			}
+		case err != nil:
+			return err
+		default:
+			apply = func() { ix.groups[g.ID] = ix.groupRecFor(g) }
+		}
+	case "member":
+		ms, _, err := s.ListMembers(ctx, c.EntityID, Page{PerPage: 1 << 30})
+		if err != nil {
+			return err
+		}
+		apply = func() {
+			for k := range ix.members {
+				if k.Group == c.EntityID {
+					ix.dropMember(k.Group, k.User)
+				}
+			}
+			for _, m := range ms {
+				ix.putMember(c.EntityID, m.User.ID, m.AccessLevel)
+			}
+		}
+	case "ca":
+		ca, err := s.CA(ctx, 0, c.EntityID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			apply = func() {
+				ix.dropCA(c.EntityID)
+				for id, k := range ix.revByID {
+					if k.CA == c.EntityID {
+						delete(ix.revs, k)
+						delete(ix.revByID, id)
+					}
+				}
+			}
+		case err != nil:
+			return err
+		default:
+			apply = func() { ix.putCA(ca) }
+		}
+	case "revocation":
+		var r Revocation
+		var created int64
+		err := s.queryRow(ctx, `SELECT `+revocationCols+` FROM cert_revocations WHERE id = ?`, c.EntityID).
+			Scan(&r.ID, &r.CAID, &r.Kind, &r.Value, &r.Reason, &created)
+		switch {
+		case err != nil && strings.Contains(err.Error(), "no rows"):
+			apply = func() {
+				if k, ok := ix.revByID[c.EntityID]; ok {
+					delete(ix.revs, k)
+					delete(ix.revByID, c.EntityID)
+				}
+			}
+		case err != nil:
+			return fmt.Errorf("keystore: index: %w", err)
+		default:
+			apply = func() { ix.putRevocation(&r) }
+		}
+	default:
+		apply = func() {}
+	}
+	ix.mu.Lock()
+	apply()
+	if c.Seq > ix.applied {
+		ix.applied = c.Seq
+	}
+	hooks := ix.onChange
+	ix.mu.Unlock()
+	for _, fn := range hooks {
+		fn(c)
+	}
+	return nil
+}
+
+func expPtr(k *Key) *int64 {
+	if k.ExpiresAt == nil {
+		return nil
+	}
+	v := k.ExpiresAt.UnixMilli()
+	return &v
+}

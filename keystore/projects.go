@@ -1,0 +1,183 @@
+package keystore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+)
+
+// Project is a git repository in a group's namespace.
+type Project struct {
+	ID          int64
+	GroupID     int64
+	Name        string
+	Path        string
+	Description string
+	// FullPath is the namespace's full path and the project path: "eng/tools/api".
+	FullPath  string
+	CreatedAt time.Time
+}
+
+// ProjectInput describes a project to create.
+type ProjectInput struct {
+	GroupID     int64
+	Name        string
+	Path        string
+	Description string
+}
+
+const projectCols = `p.id, p.group_id, p.name, p.path, p.description, p.created_at, g.full_path`
+
+func scanProject(row interface{ Scan(...any) error }) (*Project, error) {
+	var p Project
+	var created int64
+	var ns string
+	if err := row.Scan(&p.ID, &p.GroupID, &p.Name, &p.Path, &p.Description, &created, &ns); err != nil {
+		return nil, err
+	}
+	p.CreatedAt = fromMS(created)
+	p.FullPath = ns + "/" + p.Path
+	return &p, nil
+}
+
+// CreateProject creates a project record. The caller creates the repository.
+func (s *Store) CreateProject(ctx context.Context, a Actor, in ProjectInput) (*Project, error) {
+	in.Name = strings.TrimSpace(in.Name)
+	in.Path = strings.TrimSpace(in.Path)
+	if in.Path == "" && pathRE.MatchString(in.Name) {
+		in.Path = in.Name
+	}
+	if in.Name == "" {
+		in.Name = in.Path
+	}
+	p := problems{}
+	validateText(p, "name", in.Name, true)
+	validateGroupPath(p, in.Path)
+	if len(in.Description) > 2000 {
+		p.add("description", "is too long (maximum is 2000 characters)")
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	out := &Project{GroupID: in.GroupID, Name: in.Name, Path: in.Path, Description: in.Description}
+	err := s.write(ctx, a, func(t *tx) error {
+		var ns string
+		if err := t.queryRow(ctx, `SELECT full_path FROM groups WHERE id = ?`, in.GroupID).Scan(&ns); errors.Is(err, sql.ErrNoRows) {
+			return invalid("namespace_id", "does not exist")
+		} else if err != nil {
+			return err
+		}
+		var one int
+		err := t.queryRow(ctx, `SELECT 1 FROM groups WHERE lower(full_path) = lower(?)`, ns+"/"+in.Path).Scan(&one)
+		if err == nil {
+			return invalid("path", "has already been taken by a subgroup")
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		out.FullPath = ns + "/" + in.Path
+		out.CreatedAt = t.now
+		id, err := t.insert(ctx, `INSERT INTO projects (group_id, name, path, description, created_at) VALUES (?, ?, ?, ?, ?)`,
+			in.GroupID, in.Name, in.Path, in.Description, ms(t.now))
+		if err != nil {
+			return err
+		}
+		out.ID = id
+		return t.record(ctx, "project_created", "project", id, "create", map[string]any{"full_path": out.FullPath})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Project returns a project by id.
+func (s *Store) Project(ctx context.Context, id int64) (*Project, error) {
+	p, err := scanProject(s.queryRow(ctx, `SELECT `+projectCols+` FROM projects p JOIN groups g ON g.id = p.group_id WHERE p.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Project")
+	}
+	return p, err
+}
+
+// ProjectByPath returns a project by "namespace/path" (case-insensitive).
+func (s *Store) ProjectByPath(ctx context.Context, fullPath string) (*Project, error) {
+	fullPath = strings.Trim(fullPath, "/")
+	i := strings.LastIndexByte(fullPath, '/')
+	if i <= 0 {
+		return nil, notFound("Project")
+	}
+	p, err := scanProject(s.queryRow(ctx, `SELECT `+projectCols+` FROM projects p JOIN groups g ON g.id = p.group_id
+		WHERE lower(g.full_path) = lower(?) AND lower(p.path) = lower(?)`, fullPath[:i], fullPath[i+1:]))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Project")
+	}
+	return p, err
+}
+
+// ListProjects lists a group's projects ordered by id.
+func (s *Store) ListProjects(ctx context.Context, groupID int64, pg Page) ([]*Project, int, error) {
+	total, err := s.count(ctx, `SELECT COUNT(*) FROM projects WHERE group_id = ?`, groupID)
+	if err != nil {
+		return nil, 0, err
+	}
+	limit, offset := pg.limitOffset()
+	rows, err := s.query(ctx, `SELECT `+projectCols+` FROM projects p JOIN groups g ON g.id = p.group_id
+		WHERE p.group_id = ? ORDER BY p.id LIMIT ? OFFSET ?`, groupID, limit, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []*Project
+	for rows.Next() {
+		p, err := scanProject(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, p)
+	}
+	return out, total, rows.Err()
+}
+
+// DeleteProject deletes a project record.
+func (s *Store) DeleteProject(ctx context.Context, a Actor, id int64) error {
+	return s.write(ctx, a, func(t *tx) error {
+		res, err := t.exec(ctx, `DELETE FROM projects WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("Project")
+		}
+		return t.record(ctx, "project_deleted", "project", id, "delete", nil)
+	})
+}
+
+// TouchKeys records that keys were used at the given times, and returns the
+// ids of keys that had never been used before (their first use).
+func (s *Store) TouchKeys(ctx context.Context, used map[int64]time.Time) ([]int64, error) {
+	var first []int64
+	err := s.write(ctx, Actor{}, func(t *tx) error {
+		for id, at := range used {
+			var prev sql.NullInt64
+			err := t.queryRow(ctx, `SELECT last_used_at FROM keys WHERE id = ?`, id).Scan(&prev)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if _, err := t.exec(ctx, `UPDATE keys SET last_used_at = ? WHERE id = ?`, ms(at), id); err != nil {
+				return err
+			}
+			if !prev.Valid {
+				first = append(first, id)
+				if err := t.audit(ctx, "key_first_used", "key", id, nil); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return first, err
+}

@@ -1,0 +1,331 @@
+package sshd
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// Identity is who a connection authenticated as. It is created only in the
+// verified-key callback, for the key whose signature was checked, and
+// travels in that connection's own *gossh.Permissions.
+type Identity struct {
+	UserID int64
+	// Login is the SSH user name the client authenticated with.
+	Login string
+	// KeyID is the user key used (0 for a certificate).
+	KeyID int64
+	// KeyFingerprint is "SHA256:…" of the key that signed (for a
+	// certificate, of the certificate's key).
+	KeyFingerprint string
+	// Certificate logins:
+	CAID, CAGroupID      int64
+	CertKeyID            string
+	CertSerial           uint64
+	CertValidBefore      time.Time
+	PermitPortForwarding bool
+}
+
+// IsCertificate reports whether the login used a group-CA certificate.
+func (id *Identity) IsCertificate() bool { return id.CAID != 0 }
+
+type identityKey struct{}
+
+// identityFromContext reads the identity from the authenticated connection's
+// Permissions; nil before authentication completes.
+func identityFromContext(ctx ssh.Context) *Identity {
+	conn, ok := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn)
+	if !ok || conn == nil || conn.Permissions == nil {
+		return nil
+	}
+	id, _ := conn.Permissions.ExtraData[identityKey{}].(*Identity)
+	return id
+}
+
+// authError is a refusal. Public refusals carry a banner sent only to a
+// client that proved it holds the key.
+type authError struct {
+	reason string // for logs and metrics
+	banner string // for the client; "" for none
+}
+
+func (e *authError) Error() string { return "keygate: " + e.reason }
+
+func refuse(reason string) error { return &authError{reason: reason} }
+
+func refuseLoudly(reason, banner string) error {
+	return &authError{reason: reason, banner: banner}
+}
+
+func fingerprint(key gossh.PublicKey) [32]byte { return sha256.Sum256(key.Marshal()) }
+
+// offeredKey answers the unverified query phase: "maybe" for a known key
+// fingerprint or a certificate of a known CA, nothing else is revealed.
+func (s *Server) offeredKey(_ ssh.Context, key ssh.PublicKey) bool {
+	if cert, ok := key.(*gossh.Certificate); ok {
+		if cert.SignatureKey == nil {
+			return false
+		}
+		_, known := s.cfg.Auth.CA(fingerprint(cert.SignatureKey))
+		return known
+	}
+	_, known := s.cfg.Auth.Key(fingerprint(key))
+	return known
+}
+
+// verifiedKey runs after x/crypto verified the client's signature with key.
+// It makes the whole decision and returns fresh Permissions that carry the
+// identity.
+func (s *Server) verifiedKey(conn gossh.ConnMetadata, key gossh.PublicKey) (*gossh.Permissions, error) {
+	start := time.Now()
+	method := "publickey"
+	var id *Identity
+	var err error
+	if cert, ok := key.(*gossh.Certificate); ok {
+		method = "certificate"
+		id, err = s.decideCert(conn.User(), conn.RemoteAddr(), cert)
+	} else {
+		id, err = s.decideKey(conn.User(), key)
+	}
+	s.metrics.authLatency.Observe(time.Since(start).Seconds())
+	remote := conn.RemoteAddr().String()
+	if err != nil {
+		var ae *authError
+		reason := err.Error()
+		if errors.As(err, &ae) {
+			reason = ae.reason
+		}
+		s.metrics.authAttempts.WithLabelValues(method, "rejected").Inc()
+		s.log.Info("ssh auth rejected", "method", method, "login", conn.User(), "remote", remote,
+			"fingerprint", gossh.FingerprintSHA256(key), "reason", reason)
+		if ae != nil && ae.banner != "" {
+			return nil, &gossh.BannerError{Err: err, Message: ae.banner + "\r\n"}
+		}
+		return nil, err
+	}
+	s.metrics.authAttempts.WithLabelValues(method, "accepted").Inc()
+	s.log.Info("ssh auth accepted", "method", method, "login", conn.User(), "user_id", id.UserID,
+		"fingerprint", id.KeyFingerprint, "cert_key_id", id.CertKeyID, "remote", remote)
+	if id.KeyID != 0 {
+		s.usage.record(id.KeyID)
+	}
+	return &gossh.Permissions{ExtraData: map[any]any{identityKey{}: id}}, nil
+}
+
+// loginAllowed is the last check for keys and certificates: the SSH login
+// name is the git user or the identity's own username.
+func (s *Server) loginAllowed(login string, userID int64) bool {
+	return login == s.cfg.GitUser || s.cfg.Auth.UsernameIs(userID, login)
+}
+
+// decideKey applies SPEC §5 to a plain key, in order.
+func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error) {
+	fp := fingerprint(key)
+	k, ok := s.cfg.Auth.Key(fp)
+	if !ok {
+		return nil, refuse("unknown key")
+	}
+	printable := gossh.FingerprintSHA256(key)
+	if !k.CanAuthenticate() {
+		return nil, refuseLoudly("signing-only key",
+			fmt.Sprintf("keygate: key %s is a signing key and cannot be used to log in", printable))
+	}
+	now := s.cfg.Now()
+	if k.Expired(now.UnixMilli()) {
+		return nil, refuseLoudly("expired key",
+			fmt.Sprintf("keygate: key %s expired on %s", printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
+	}
+	u, ok := s.cfg.Auth.User(k.UserID)
+	if !ok {
+		return nil, refuse("key without user")
+	}
+	if !u.Active {
+		return nil, refuseLoudly("blocked user", "keygate: your account is blocked")
+	}
+	if !s.loginAllowed(login, k.UserID) {
+		return nil, refuse("login name is neither the git user nor the key owner")
+	}
+	return &Identity{UserID: k.UserID, Login: login, KeyID: k.ID, KeyFingerprint: printable}, nil
+}
+
+// decideCert applies SPEC §5 to a certificate, in order.
+func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certificate) (*Identity, error) {
+	if cert.CertType != gossh.UserCert {
+		return nil, refuse("not a user certificate")
+	}
+	if cert.SignatureKey == nil || cert.Signature == nil {
+		return nil, refuse("certificate without signature")
+	}
+	if _, isCert := cert.SignatureKey.(*gossh.Certificate); isCert {
+		return nil, refuse("certificate signed by a certificate")
+	}
+	ca, ok := s.cfg.Auth.CA(fingerprint(cert.SignatureKey))
+	if !ok {
+		return nil, refuse("certificate authority not registered")
+	}
+	if cert.Signature.Format == gossh.KeyAlgoRSA || cert.Signature.Format == gossh.KeyAlgoDSA {
+		return nil, refuseLoudly("certificate signed with SHA-1",
+			"keygate: your certificate was signed with ssh-rsa (SHA-1); ask for one signed with rsa-sha2-256 or rsa-sha2-512")
+	}
+	now := s.cfg.Now()
+	skew := s.cfg.CertClockSkew
+	after := time.Unix(int64(cert.ValidAfter), 0)
+	if cert.ValidAfter != 0 && now.Add(skew).Before(after) {
+		return nil, refuseLoudly("certificate not yet valid",
+			"keygate: your certificate is not valid before "+after.UTC().Format(time.RFC3339))
+	}
+	var before time.Time
+	if cert.ValidBefore != gossh.CertTimeInfinity {
+		before = time.Unix(int64(cert.ValidBefore), 0)
+		if !now.Add(-skew).Before(before) {
+			return nil, refuseLoudly("certificate expired",
+				"keygate: your certificate expired at "+before.UTC().Format(time.RFC3339))
+		}
+	}
+	certKeyFP := gossh.FingerprintSHA256(cert.Key)
+	if s.cfg.Auth.Revoked(ca.ID, cert.Serial, cert.KeyId, certKeyFP) {
+		return nil, refuseLoudly("certificate revoked", "keygate: your certificate has been revoked")
+	}
+	identity := cert.KeyId
+	if v, ok := cert.Extensions["login@"+s.cfg.Hostname]; ok && s.cfg.Hostname != "" {
+		identity = v
+	}
+	u, ok := s.cfg.Auth.UserByLogin(identity)
+	if !ok {
+		return nil, refuse("certificate identity names no user")
+	}
+	if !u.Active {
+		return nil, refuseLoudly("blocked user", "keygate: your account is blocked")
+	}
+	if s.cfg.Auth.AccessLevel(u.ID, ca.GroupID) == 0 {
+		return nil, refuse("certificate user is not a member of the CA's group")
+	}
+	if len(cert.ValidPrincipals) == 0 {
+		if s.cfg.CertRequirePrincipals {
+			return nil, refuse("certificate has no principals")
+		}
+	} else if !contains(cert.ValidPrincipals, login) {
+		return nil, refuse("login name not among the certificate's principals")
+	}
+	for opt, val := range cert.CriticalOptions {
+		if opt != "source-address" {
+			return nil, refuse("unsupported critical option " + opt)
+		}
+		if err := checkSourceAddress(remote, val); err != nil {
+			return nil, refuse(err.Error())
+		}
+	}
+	if !s.loginAllowed(login, u.ID) {
+		return nil, refuse("login name is neither the git user nor the certificate's user")
+	}
+	// The CA's signature over the certificate: CheckCert verifies it (and
+	// repeats the window and principal checks at a time inside the window).
+	checker := gossh.CertChecker{
+		SupportedCriticalOptions: []string{"source-address"},
+		Clock: func() time.Time {
+			t := now
+			if t.Before(after) {
+				t = after
+			}
+			if !before.IsZero() && !t.Before(before) {
+				t = before.Add(-time.Second)
+			}
+			return t
+		},
+	}
+	principal := login
+	if len(cert.ValidPrincipals) == 0 {
+		principal = ""
+	}
+	if err := checker.CheckCert(principal, cert); err != nil {
+		return nil, refuse("certificate check failed: " + err.Error())
+	}
+	return &Identity{
+		UserID: u.ID, Login: login, KeyFingerprint: certKeyFP,
+		CAID: ca.ID, CAGroupID: ca.GroupID, CertKeyID: cert.KeyId, CertSerial: cert.Serial,
+		CertValidBefore:      before,
+		PermitPortForwarding: hasKey(cert.Extensions, "permit-port-forwarding"),
+	}, nil
+}
+
+// stillValid re-checks an authenticated identity against the index; it
+// returns "" when valid or the reason it is not.
+func (s *Server) stillValid(id *Identity, now time.Time) string {
+	u, ok := s.cfg.Auth.User(id.UserID)
+	switch {
+	case !ok:
+		return "user deleted"
+	case !u.Active:
+		return "user blocked"
+	}
+	if id.IsCertificate() {
+		switch {
+		case !s.cfg.Auth.CAExists(id.CAID):
+			return "certificate authority deleted"
+		case s.cfg.Auth.Revoked(id.CAID, id.CertSerial, id.CertKeyID, id.KeyFingerprint):
+			return "certificate revoked"
+		case s.cfg.Auth.AccessLevel(id.UserID, id.CAGroupID) == 0:
+			return "no longer a member of the certificate's group"
+		case !id.CertValidBefore.IsZero() && !now.Before(id.CertValidBefore):
+			return "certificate expired"
+		}
+		return ""
+	}
+	if !s.cfg.Auth.KeyExists(id.KeyID) {
+		return "key deleted"
+	}
+	return ""
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// checkSourceAddress enforces the source-address critical option: a
+// comma-separated list of addresses or CIDRs.
+func checkSourceAddress(remote net.Addr, list string) error {
+	tcp, ok := remote.(*net.TCPAddr)
+	if !ok {
+		return errors.New("source-address: remote address is not TCP")
+	}
+	for _, entry := range strings.Split(list, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if strings.Contains(entry, "/") {
+			_, n, err := net.ParseCIDR(entry)
+			if err != nil {
+				return fmt.Errorf("source-address: bad entry %q", entry)
+			}
+			if n.Contains(tcp.IP) {
+				return nil
+			}
+			continue
+		}
+		ip := net.ParseIP(entry)
+		if ip == nil {
+			return fmt.Errorf("source-address: bad entry %q", entry)
+		}
+		if ip.Equal(tcp.IP) {
+			return nil
+		}
+	}
+	return fmt.Errorf("source-address: %s is not allowed", tcp.IP)
+}

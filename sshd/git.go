@@ -1,0 +1,197 @@
+package sshd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+
+	"github.com/gliderlabs/ssh"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+const (
+	msgNotFound     = "keygate: ERROR: The project you were looking for could not be found or you don't have permission to view it.\n"
+	msgNoPush       = "keygate: ERROR: You are not allowed to push code to this project.\n"
+	msgCertRequired = "keygate: ERROR: This group requires SSH certificates: log in with a certificate issued by the group's CA.\n"
+	msgCertScope    = "keygate: ERROR: Your certificate does not allow access to projects in this namespace.\n"
+)
+
+// gitServices maps the SSH command to git's subcommand and whether it writes.
+var gitServices = map[string]struct {
+	sub   string
+	write bool
+}{
+	"git-upload-pack":    {"upload-pack", false},
+	"git-upload-archive": {"upload-archive", false},
+	"git-receive-pack":   {"receive-pack", true},
+}
+
+var segmentRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
+
+// parseRepoPath normalises a client's repository argument: quotes are gone
+// already, a leading "~" or "/" and a trailing ".git" are optional. It
+// returns "" when the path is malformed (which reads as "not found").
+func parseRepoPath(arg string) string {
+	p := strings.TrimLeft(arg, "~/")
+	p = strings.TrimRight(p, "/")
+	p = strings.TrimSuffix(p, ".git")
+	segs := strings.Split(p, "/")
+	if len(segs) < 2 || len(p) > 1024 {
+		return ""
+	}
+	for _, s := range segs {
+		if !segmentRE.MatchString(s) || strings.HasSuffix(s, ".git") {
+			return ""
+		}
+	}
+	return p
+}
+
+// handleSession serves a session channel: git commands, or a welcome line.
+func (s *Server) handleSession(sess ssh.Session) {
+	id := identityFromContext(sess.Context())
+	if id == nil || sess.User() != id.Login {
+		// The client switched user names between attempts, or no identity:
+		// never act on anything but the verified identity.
+		s.log.Warn("session refused: identity mismatch", "login", sess.User(), "remote", sess.RemoteAddr().String())
+		fmt.Fprint(sess.Stderr(), "keygate: permission denied\n")
+		_ = sess.Exit(1)
+		return
+	}
+	if reason := s.stillValid(id, s.cfg.Now()); reason != "" {
+		fmt.Fprint(sess.Stderr(), "keygate: permission denied\n")
+		_ = sess.Exit(1)
+		return
+	}
+	if sess.Subsystem() != "" {
+		fmt.Fprintf(sess.Stderr(), "keygate: subsystem %q is not supported\n", sess.Subsystem())
+		_ = sess.Exit(1)
+		return
+	}
+	args := sess.Command()
+	if len(args) == 0 {
+		fmt.Fprintf(sess, "Welcome to keygate, @%s!\n", s.cfg.Auth.Username(id.UserID))
+		_ = sess.Exit(0)
+		return
+	}
+	svc, ok := gitServices[args[0]]
+	if !ok || len(args) != 2 {
+		fmt.Fprintf(sess.Stderr(), "keygate: ERROR: unknown command %q; only git-upload-pack, git-receive-pack and git-upload-archive are served\n", args[0])
+		_ = sess.Exit(1)
+		return
+	}
+	code := s.runGit(sess, id, args[0], svc.sub, svc.write, args[1])
+	_ = sess.Exit(code)
+}
+
+// authorizeRepo resolves a repository path for an identity, or returns the
+// message to show.
+func (s *Server) authorizeRepo(ctx context.Context, id *Identity, path string, write bool) (*keystore.Project, string) {
+	clean := parseRepoPath(path)
+	if clean == "" {
+		return nil, msgNotFound
+	}
+	p, err := s.cfg.Projects.ProjectByPath(ctx, clean)
+	if err != nil {
+		if !errors.Is(err, keystore.ErrNotFound) {
+			s.log.Error("project lookup failed", "path", clean, "err", err)
+		}
+		return nil, msgNotFound
+	}
+	g, ok := s.cfg.Auth.Group(p.GroupID)
+	if !ok {
+		return nil, msgNotFound
+	}
+	level := s.cfg.Auth.AccessLevel(id.UserID, p.GroupID)
+	if u, ok := s.cfg.Auth.User(id.UserID); ok && u.IsAdmin {
+		level = keystore.Owner
+	}
+	if level < keystore.Reporter {
+		return nil, msgNotFound
+	}
+	top, _ := s.cfg.Auth.Group(g.TopLevelID)
+	switch {
+	case id.IsCertificate() && g.TopLevelID != id.CAGroupID:
+		return nil, msgCertScope
+	case !id.IsCertificate() && top.EnforceSSHCertificates:
+		return nil, msgCertRequired
+	case write && level < keystore.Developer:
+		return nil, msgNoPush
+	}
+	return p, ""
+}
+
+// runGit runs one git service for the session and returns its exit status.
+func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, write bool, path string) int {
+	p, msg := s.authorizeRepo(sess.Context(), id, path, write)
+	if p == nil {
+		s.metrics.gitOps.WithLabelValues(command, "denied").Inc()
+		s.log.Info("git command denied", "user_id", id.UserID, "command", command, "path", path)
+		fmt.Fprint(sess.Stderr(), msg)
+		return 1
+	}
+	repo := filepath.Join(s.cfg.ReposDir, filepath.FromSlash(p.FullPath)+".git")
+	if fi, err := os.Stat(repo); err != nil || !fi.IsDir() {
+		s.log.Error("repository missing on disk", "project", p.FullPath, "path", repo)
+		s.metrics.gitOps.WithLabelValues(command, "error").Inc()
+		fmt.Fprint(sess.Stderr(), msgNotFound)
+		return 1
+	}
+	s.gitOps.Add(1)
+	defer s.gitOps.Done()
+
+	cmd := exec.CommandContext(sess.Context(), s.cfg.GitBin, sub, repo)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "GIT_CONFIG_NOSYSTEM=1"}
+	for _, kv := range sess.Environ() {
+		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && validGitProtocol(v) {
+			cmd.Env = append(cmd.Env, "GIT_PROTOCOL="+v)
+		}
+	}
+	cmd.Stdout = sess
+	cmd.Stderr = sess.Stderr()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		s.metrics.gitOps.WithLabelValues(command, "error").Inc()
+		return 1
+	}
+	if err := cmd.Start(); err != nil {
+		s.log.Error("starting git failed", "err", err)
+		s.metrics.gitOps.WithLabelValues(command, "error").Inc()
+		fmt.Fprint(sess.Stderr(), "keygate: ERROR: internal error\n")
+		return 1
+	}
+	go func() {
+		_, _ = io.Copy(stdin, sess)
+		_ = stdin.Close()
+	}()
+	err = cmd.Wait()
+	code := 0
+	if err != nil {
+		code = 1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() > 0 {
+			code = ee.ExitCode()
+		}
+	}
+	result := "ok"
+	if code != 0 {
+		result = "failed"
+	}
+	s.metrics.gitOps.WithLabelValues(command, result).Inc()
+	s.log.Info("git command", "user_id", id.UserID, "command", command, "project", p.FullPath, "exit", code)
+	return code
+}
+
+var gitProtocolRE = regexp.MustCompile(`^[a-zA-Z0-9=:._-]{1,64}$`)
+
+func validGitProtocol(v string) bool { return gitProtocolRE.MatchString(v) }

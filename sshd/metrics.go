@@ -1,0 +1,34 @@
+package sshd
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	authAttempts *prometheus.CounterVec
+	authLatency  prometheus.Histogram
+	connections  prometheus.Gauge
+	gitOps       *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		authAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_ssh_auth_attempts_total", Help: "SSH authentication decisions by method and result.",
+		}, []string{"method", "result"}),
+		authLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "keygate_ssh_auth_decision_seconds", Help: "Time to decide an SSH authentication (after signature verification).",
+			Buckets: []float64{1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2},
+		}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keygate_ssh_connections", Help: "Open SSH connections.",
+		}),
+		gitOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_git_operations_total", Help: "git commands over SSH by service and result.",
+		}, []string{"service", "result"}),
+	}
+	for _, c := range []prometheus.Collector{m.authAttempts, m.authLatency, m.connections, m.gitOps} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
