@@ -28,6 +28,12 @@ type Config struct {
 	Ready func() bool
 	// Registry receives the API's metrics and is served at /metrics.
 	Registry *prometheus.Registry
+	// Repos creates and removes project repositories on disk.
+	Repos keystore.Repos
+	// Hostname, SSHPort and GitUser make the ssh_url_to_repo of projects.
+	Hostname string
+	SSHPort  int
+	GitUser  string
 }
 
 // Validate checks the configuration.
@@ -51,6 +57,11 @@ type API struct {
 	reg     *prometheus.Registry
 	router  chi.Router
 
+	repos    keystore.Repos
+	hostname string
+	sshPort  int
+	gitUser  string
+
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
@@ -67,6 +78,17 @@ func New(cfg Config) (*API, error) {
 		maxBody: cfg.MaxBodyBytes,
 		ready:   cfg.Ready,
 		reg:     cfg.Registry,
+
+		repos:    cfg.Repos,
+		hostname: cfg.Hostname,
+		sshPort:  cfg.SSHPort,
+		gitUser:  cfg.GitUser,
+	}
+	if a.gitUser == "" {
+		a.gitUser = "git"
+	}
+	if a.hostname == "" {
+		a.hostname = "localhost"
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

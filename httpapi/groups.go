@@ -214,9 +214,15 @@ func (a *API) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	oldPath := g.FullPath
 	g, err = a.store.UpdateGroup(r.Context(), actor(r), g.ID, in)
 	if err != nil {
 		return err
+	}
+	if g.FullPath != oldPath {
+		if err := a.repos.MoveNamespace(oldPath, g.FullPath); err != nil {
+			a.log.Error("moving the group's repositories failed", "from", oldPath, "to", g.FullPath, "err", err)
+		}
 	}
 	j, err := a.renderGroup(r, g)
 	if err != nil {
@@ -233,6 +239,9 @@ func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := a.store.DeleteGroup(r.Context(), actor(r), g.ID); err != nil {
 		return err
+	}
+	if err := a.repos.RemoveNamespace(g.FullPath); err != nil {
+		a.log.Warn("removing the group's repositories failed", "group", g.FullPath, "err", err)
 	}
 	// GitLab answers 202: deletion is scheduled there; here it is done.
 	writeJSON(w, http.StatusAccepted, map[string]string{"message": "202 Accepted"})

@@ -96,6 +96,13 @@ func (a *API) routes() chi.Router {
 			r.Delete("/groups/{id}/ssh_certificates/{cert_id}", a.v4(a.deleteCA))
 			r.Delete("/groups/{id}/ssh_certificate/{cert_id}", a.v4(a.deleteCA))
 			r.Get("/groups/{id}/audit_events", a.v4(a.listGroupAuditEvents))
+			r.Get("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.listRevocations))
+			r.Post("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.createRevocation))
+			r.Delete("/groups/{id}/ssh_certificates/{cert_id}/revocations/{revocation_id}", a.v4(a.deleteRevocation))
+			r.Get("/groups/{id}/projects", a.v4(a.listGroupProjects))
+			r.Post("/projects", a.v4(a.createProject))
+			r.Get("/projects/{id}", a.v4(a.getProject))
+			r.Delete("/projects/{id}", a.v4(a.deleteProject))
 
 			r.Group(func(r chi.Router) {
 				r.Use(a.requireAdmin)

@@ -24,7 +24,11 @@ import (
 
 	"github.com/keygate/keygate/httpapi"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/sshd"
 )
+
+// The index is what the SSH server reads.
+var _ sshd.Authorizer = (*keystore.Index)(nil)
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "0.1.0-dev"
@@ -171,17 +175,49 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return err
 	}
 
+	index := keystore.NewIndex(store)
+	loadStart := time.Now()
+	if err := index.Load(ctx); err != nil {
+		return fmt.Errorf("loading the auth index: %w", err)
+	}
+	index.Follow()
+	log.Info("auth index loaded", "keys", index.Len(), "took", time.Since(loadStart).Round(time.Millisecond))
+
+	hostKeys, err := sshd.LoadOrCreateHostKeys(c.DataDir)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var ready atomic.Bool
-	api, err := httpapi.New(httpapi.Config{
-		Store: store, Log: log, Version: version, MaxBodyBytes: c.MaxBodyBytes,
-		Ready: ready.Load, Registry: reg,
-	})
+	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories")}
+	if err := os.MkdirAll(repos.Root, 0o750); err != nil {
+		return err
+	}
+
+	sshLn, err := net.Listen("tcp", c.SSHAddr)
 	if err != nil {
 		return err
 	}
 	httpLn, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		sshLn.Close()
+		return err
+	}
+	sshPort := sshLn.Addr().(*net.TCPAddr).Port
+
+	sshSrv, err := sshd.New(sshd.Config{
+		Addr: c.SSHAddr, HostKeys: hostKeys, Hostname: c.Hostname, GitUser: c.GitUser,
+		ReposDir: repos.Root, Auth: index, Projects: store, Usage: store, Log: log, Registry: reg,
+	})
+	if err != nil {
+		return err
+	}
+	var ready atomic.Bool
+	api, err := httpapi.New(httpapi.Config{
+		Store: store, Log: log, Version: version, MaxBodyBytes: c.MaxBodyBytes,
+		Ready: ready.Load, Registry: reg,
+		Repos: repos, Hostname: c.Hostname, SSHPort: sshPort, GitUser: c.GitUser,
+	})
 	if err != nil {
 		return err
 	}
@@ -193,10 +229,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("keygate started", "version", version, "http", httpLn.Addr().String(), "data_dir", c.DataDir)
+	log.Info("keygate started", "version", version, "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "data_dir", c.DataDir)
 	ready.Store(true)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sshSrv.Serve(sshLn) })
 	g.Go(func() error {
 		if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -209,7 +246,13 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		log.Info("shutting down", "grace", c.ShutdownGrace)
 		sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		var wg errgroup.Group
+		wg.Go(func() error { return sshSrv.Shutdown(sctx) })
+		wg.Go(func() error { return srv.Shutdown(sctx) })
+		if err := wg.Wait(); err != nil {
+			log.Warn("shutdown", "err", err)
+		}
+		return nil
 	})
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err

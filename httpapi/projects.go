@@ -1,0 +1,276 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+type projectJSON struct {
+	ID                int64          `json:"id"`
+	Name              string         `json:"name"`
+	Path              string         `json:"path"`
+	PathWithNamespace string         `json:"path_with_namespace"`
+	Description       string         `json:"description"`
+	CreatedAt         string         `json:"created_at"`
+	SSHURLToRepo      string         `json:"ssh_url_to_repo"`
+	WebURL            string         `json:"web_url"`
+	Namespace         map[string]any `json:"namespace"`
+	Visibility        string         `json:"visibility"`
+}
+
+// sshURL is the clone URL: git@HOST:path.git, or the ssh:// form with a port.
+func (a *API) sshURL(fullPath string) string {
+	if a.sshPort == 0 || a.sshPort == 22 {
+		return fmt.Sprintf("%s@%s:%s.git", a.gitUser, a.hostname, fullPath)
+	}
+	return fmt.Sprintf("ssh://%s@%s:%d/%s.git", a.gitUser, a.hostname, a.sshPort, fullPath)
+}
+
+func (a *API) renderProject(r *http.Request, p *keystore.Project) projectJSON {
+	ns := p.FullPath[:len(p.FullPath)-len(p.Path)-1]
+	return projectJSON{ID: p.ID, Name: p.Name, Path: p.Path, PathWithNamespace: p.FullPath, Description: p.Description,
+		CreatedAt: fmtTime(p.CreatedAt), SSHURLToRepo: a.sshURL(p.FullPath), WebURL: baseURL(r) + "/" + p.FullPath,
+		Namespace: map[string]any{"id": p.GroupID, "full_path": ns, "kind": "group"}, Visibility: "private"}
+}
+
+// projectAccess loads {id} (numeric or URL-encoded path) with the caller's level.
+func (a *API) projectAccess(r *http.Request) (*keystore.Project, int, error) {
+	v := pathParam(r, "id")
+	var p *keystore.Project
+	var err error
+	if n, perr := strconv.ParseInt(v, 10, 64); perr == nil {
+		p, err = a.store.Project(r.Context(), n)
+	} else if v != "" && len(v) <= 2000 {
+		p, err = a.store.ProjectByPath(r.Context(), v)
+	} else {
+		err = notFound("Project")
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	u := me(r)
+	if u.IsAdmin {
+		return p, keystore.Owner, nil
+	}
+	g, err := a.store.Group(r.Context(), p.GroupID)
+	if err != nil {
+		return nil, 0, err
+	}
+	level, err := a.store.AccessLevel(r.Context(), u.ID, g)
+	if err != nil {
+		return nil, 0, err
+	}
+	if level < keystore.Guest {
+		return nil, 0, notFound("Project")
+	}
+	return p, level, nil
+}
+
+func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := p.require("namespace_id"); err != nil {
+		return err
+	}
+	if _, ok := p.str("name"); !ok {
+		if _, ok := p.str("path"); !ok {
+			return badRequest("name", "is missing; give name or path")
+		}
+	}
+	nsID, err := p.int64Ptr("namespace_id")
+	if err != nil {
+		return err
+	}
+	g, err := a.store.Group(r.Context(), *nsID)
+	if err != nil {
+		return badRequest("namespace_id", "does not exist")
+	}
+	u := me(r)
+	level := keystore.Owner
+	if !u.IsAdmin {
+		if level, err = a.store.AccessLevel(r.Context(), u.ID, g); err != nil {
+			return err
+		}
+	}
+	if level < keystore.Guest {
+		return badRequest("namespace_id", "does not exist")
+	}
+	if level < keystore.Maintainer {
+		return errStatus(http.StatusForbidden, "403 Forbidden - you need the maintainer role in the namespace to create projects")
+	}
+	name, _ := p.str("name")
+	path, _ := p.str("path")
+	desc, _ := p.str("description")
+	proj, err := a.store.CreateProject(r.Context(), actor(r), keystore.ProjectInput{GroupID: g.ID, Name: name, Path: path, Description: desc})
+	if err != nil {
+		return err
+	}
+	if err := a.repos.Create(r.Context(), proj.FullPath); err != nil {
+		// Keep the database and the disk in step.
+		_ = a.store.DeleteProject(r.Context(), actor(r), proj.ID)
+		return err
+	}
+	writeJSON(w, http.StatusCreated, a.renderProject(r, proj))
+	return nil
+}
+
+func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
+	p, _, err := a.projectAccess(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.renderProject(r, p))
+	return nil
+}
+
+func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
+	p, level, err := a.projectAccess(r)
+	if err != nil {
+		return err
+	}
+	if level < keystore.Maintainer {
+		return errForbidden
+	}
+	if err := a.store.DeleteProject(r.Context(), actor(r), p.ID); err != nil {
+		return err
+	}
+	if err := a.repos.Remove(p.FullPath); err != nil {
+		a.log.Warn("removing repository failed", "project", p.FullPath, "err", err)
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"message": "202 Accepted"})
+	return nil
+}
+
+func (a *API) listGroupProjects(w http.ResponseWriter, r *http.Request) error {
+	g, _, err := a.visibleGroup(r)
+	if err != nil {
+		return err
+	}
+	pg, err := parsePaging(r, 20)
+	if err != nil {
+		return err
+	}
+	ps, total, err := a.store.ListProjects(r.Context(), g.ID, pg.store())
+	if err != nil {
+		return err
+	}
+	out := make([]projectJSON, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, a.renderProject(r, p))
+	}
+	setPageHeaders(w, r, pg, total)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// certificate revocations
+
+type revocationJSON struct {
+	ID          int64   `json:"id"`
+	Type        string  `json:"type"`
+	Value       string  `json:"value"`
+	Serial      *string `json:"serial,omitempty"`
+	KeyID       *string `json:"key_id,omitempty"`
+	Fingerprint *string `json:"fingerprint,omitempty"`
+	Reason      string  `json:"reason"`
+	CreatedAt   string  `json:"created_at"`
+}
+
+func renderRevocation(rv *keystore.Revocation) revocationJSON {
+	j := revocationJSON{ID: rv.ID, Type: rv.Kind, Value: rv.Value, Reason: rv.Reason, CreatedAt: fmtTime(rv.CreatedAt)}
+	v := rv.Value
+	switch rv.Kind {
+	case keystore.RevokeSerial:
+		j.Serial = &v
+	case keystore.RevokeKeyID:
+		j.KeyID = &v
+	case keystore.RevokeFingerprint:
+		j.Fingerprint = &v
+	}
+	return j
+}
+
+// caOfGroup resolves {cert_id} within an owned top-level group.
+func (a *API) caOfGroup(r *http.Request) (*keystore.GroupCA, error) {
+	g, err := a.caGroup(r)
+	if err != nil {
+		return nil, err
+	}
+	id, err := pathInt(r, "cert_id", "SSH Certificate")
+	if err != nil {
+		return nil, err
+	}
+	return a.store.CA(r.Context(), g.ID, id)
+}
+
+func (a *API) listRevocations(w http.ResponseWriter, r *http.Request) error {
+	ca, err := a.caOfGroup(r)
+	if err != nil {
+		return err
+	}
+	pg, err := parsePaging(r, 20)
+	if err != nil {
+		return err
+	}
+	rs, total, err := a.store.ListRevocations(r.Context(), ca.ID, pg.store())
+	if err != nil {
+		return err
+	}
+	out := make([]revocationJSON, 0, len(rs))
+	for _, rv := range rs {
+		out = append(out, renderRevocation(rv))
+	}
+	setPageHeaders(w, r, pg, total)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) createRevocation(w http.ResponseWriter, r *http.Request) error {
+	ca, err := a.caOfGroup(r)
+	if err != nil {
+		return err
+	}
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	var in keystore.RevocationInput
+	n := 0
+	for _, kind := range []string{keystore.RevokeSerial, keystore.RevokeKeyID, keystore.RevokeFingerprint} {
+		if v, ok := p.str(kind); ok {
+			in.Kind, in.Value = kind, v
+			n++
+		}
+	}
+	if n != 1 {
+		return badRequest("serial", "give exactly one of serial, key_id or fingerprint")
+	}
+	in.Reason, _ = p.str("reason")
+	rv, err := a.store.CreateRevocation(r.Context(), actor(r), ca.ID, in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, renderRevocation(rv))
+	return nil
+}
+
+func (a *API) deleteRevocation(w http.ResponseWriter, r *http.Request) error {
+	ca, err := a.caOfGroup(r)
+	if err != nil {
+		return err
+	}
+	id, err := pathInt(r, "revocation_id", "Revocation")
+	if err != nil {
+		return err
+	}
+	if err := a.store.DeleteRevocation(r.Context(), actor(r), ca.ID, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,81 @@
+package keystore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Repos manages the bare git repositories of projects under Root:
+// Root/<namespace full path>/<project path>.git.
+type Repos struct {
+	Root   string
+	GitBin string // default "git"
+}
+
+// Path returns the repository directory of a project full path, or "" if
+// the path would leave Root.
+func (r Repos) Path(fullPath string) string {
+	rel := filepath.Clean(filepath.FromSlash(fullPath) + ".git")
+	if filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return ""
+	}
+	return filepath.Join(r.Root, rel)
+}
+
+// Create initialises an empty bare repository.
+func (r Repos) Create(ctx context.Context, fullPath string) error {
+	dir := r.Path(fullPath)
+	if dir == "" {
+		return invalid("path", "is invalid")
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
+		return err
+	}
+	git := r.GitBin
+	if git == "" {
+		git = "git"
+	}
+	out, err := exec.CommandContext(ctx, git, "init", "--bare", "--quiet", "--initial-branch=main", dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("keystore: git init %s: %v: %s", dir, err, out)
+	}
+	return nil
+}
+
+// Remove deletes a project's repository.
+func (r Repos) Remove(fullPath string) error {
+	dir := r.Path(fullPath)
+	if dir == "" {
+		return nil
+	}
+	return os.RemoveAll(dir)
+}
+
+// RemoveNamespace deletes every repository under a group's full path.
+func (r Repos) RemoveNamespace(groupFullPath string) error {
+	dir := r.Path(groupFullPath)
+	if dir == "" {
+		return nil
+	}
+	return os.RemoveAll(strings.TrimSuffix(dir, ".git"))
+}
+
+// MoveNamespace moves every repository of a renamed group.
+func (r Repos) MoveNamespace(oldFullPath, newFullPath string) error {
+	from, to := r.Path(oldFullPath), r.Path(newFullPath)
+	if from == "" || to == "" {
+		return nil
+	}
+	from, to = strings.TrimSuffix(from, ".git"), strings.TrimSuffix(to, ".git")
+	if _, err := os.Stat(from); err != nil {
+		return nil // no repositories yet
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o750); err != nil {
+		return err
+	}
+	return os.Rename(from, to)
+}
