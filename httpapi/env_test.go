@@ -102,7 +102,8 @@ func newEnv(t *testing.T) *env {
 	}
 	logs := &syncBuffer{}
 	api, err := httpapi.New(httpapi.Config{Store: store, Version: "test",
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Log:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Repos: keystore.Repos{Root: filepath.Join(t.TempDir(), "repositories")}})
 	if err != nil {
 		t.Fatalf("httpapi.New: %v", err)
 	}

@@ -424,9 +424,10 @@ func renderCA(c *keystore.GroupCA) caJSON {
 }
 
 // caGroup resolves the group of a CA route: it must exist, be top-level and
-// the caller must own it.
+// the caller must own it. A group the caller cannot see is "not found", as
+// on every other group route.
 func (a *API) caGroup(r *http.Request) (*keystore.Group, error) {
-	g, level, err := a.groupAccess(r)
+	g, level, err := a.visibleGroup(r)
 	if err != nil {
 		return nil, err
 	}
