@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -351,3 +352,23 @@ func (e *env) counts(t *testing.T) counts {
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func hexUpper(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
+
+// rsaKey generates an RSA key of bits.
+func rsaKey(t testing.TB, bits int) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		t.Fatalf("rsa.GenerateKey(%d): %v", bits, err)
+	}
+	return k
+}
+
+// rsaKeyLine returns a fresh RSA public key line of bits.
+func rsaKeyLine(t testing.TB, bits int) string {
+	t.Helper()
+	pub, err := gossh.NewPublicKey(&rsaKey(t, bits).PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return authorizedKey(pub, "rsa")
+}
