@@ -521,6 +521,77 @@ func (e *env) run(t *testing.T, dir string, extraEnv []string, stdin io.Reader, 
 	return "", "", -1
 }
 
+// session is a real ssh client left running (stdin held open), for tests
+// of what happens to open connections.
+type session struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan struct{} // closed when ssh has exited
+}
+
+// startSession starts ssh like env.ssh but keeps stdin open; the process
+// is killed when the test ends.
+func (e *env) startSession(t *testing.T, keyPaths []string, login string, extraArgs ...string) *session {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, execTimeout)
+	cmd := e.sshCmd(ctx, keyPaths, login, extraArgs...)
+	s := &session{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
+	cmd.WaitDelay = 5 * time.Second
+	var err error
+	if s.stdin, err = cmd.StdinPipe(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("ssh: %v", err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-s.done
+		cancel()
+	})
+	return s
+}
+
+// waitOutput reports whether stdout contains marker within timeout.
+func (s *session) waitOutput(marker string, timeout time.Duration) bool {
+	return waitFor(timeout, func() bool { return strings.Contains(s.stdout.String(), marker) })
+}
+
+// exited reports whether ssh has exited.
+func (s *session) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitExit reports whether ssh exits within timeout.
+func (s *session) waitExit(timeout time.Duration) bool {
+	select {
+	case <-s.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// kill kills the ssh client (as a vanished client would go) and waits.
+func (s *session) kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
 // waitFor polls cond every 50ms until it holds or timeout passes, and
 // reports whether it held.
 func waitFor(timeout time.Duration, cond func() bool) bool {
