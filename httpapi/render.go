@@ -180,9 +180,11 @@ func setPageHeaders(w http.ResponseWriter, r *http.Request, p paging, total int)
 		u := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
 		return "<" + baseURL(r) + u.String() + ">; rel=\"" + rel + "\""
 	}
+	// The Link targets are the pages the X-*-Page headers name.
 	var links []string
 	if prev != "" {
-		links = append(links, link(p.Page-1, "prev"))
+		n, _ := strconv.Atoi(prev)
+		links = append(links, link(n, "prev"))
 	}
 	if next != "" {
 		links = append(links, link(p.Page+1, "next"))
