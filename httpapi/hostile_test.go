@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -399,5 +400,61 @@ func TestHostileValuesThatAreValid(t *testing.T) {
 	expect(t, "per_page above the maximum", r, http.StatusOK)
 	if r.Header.Get("X-Per-Page") != "100" {
 		t.Fatalf("per_page=1000 gave X-Per-Page %q, want the maximum 100", r.Header.Get("X-Per-Page"))
+	}
+}
+
+// TestHostileConcurrentDuplicates races the same key through both APIs and
+// two users: exactly one request creates it, every other one gets the
+// documented refusal, never a server error.
+func TestHostileConcurrentDuplicates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, alice := e.newUser(t, "alice")
+	_, bob := e.newUser(t, "bob")
+	line, pub := newKey(t, "")
+	before := e.counts(t)
+	const n = 24
+	results := make([]response, n)
+	paths := make([]string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		tok := alice
+		if i%2 == 1 {
+			tok = bob
+		}
+		paths[i] = "/api/v4/user/keys"
+		if i%3 == 2 {
+			paths[i] = "/api/v3/user/ssh_signing_keys"
+		}
+		wg.Add(1)
+		go func(i int, tok string) {
+			defer wg.Done()
+			results[i] = e.do(t, "POST", paths[i], tok, map[string]any{"title": "race", "key": line})
+		}(i, tok)
+	}
+	wg.Wait()
+	created := 0
+	for i, r := range results {
+		switch {
+		case r.Code == http.StatusCreated:
+			created++
+		case strings.HasPrefix(paths[i], "/api/v4/"):
+			expectBody(t, "v4 duplicate", r, 400, `{"message":{"fingerprint_sha256":["has already been taken"]}}`)
+		default:
+			expect(t, "v3 duplicate", r, http.StatusUnprocessableEntity)
+			if !bytes.Contains(r.Body, []byte(`"code":"already_exists"`)) {
+				t.Fatalf("v3 duplicate body %s lacks code already_exists", r.Body)
+			}
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d requests created the key, want exactly 1", created)
+	}
+	after := e.counts(t)
+	if after.Keys != before.Keys+1 || after.AuditEvents != before.AuditEvents+1 {
+		t.Fatalf("counts %+v -> %+v; want one more key and one more audit event", before, after)
+	}
+	if _, err := e.store.KeyByFingerprint(e.ctx, gossh.FingerprintSHA256(pub)); err != nil {
+		t.Fatalf("the key is not stored: %v", err)
 	}
 }
