@@ -1,0 +1,140 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// generatedToken matches a token keygate generates (SPEC §3: kgpat- and 20+
+// URL-safe characters).
+var generatedToken = regexp.MustCompile(`kgpat-[A-Za-z0-9_-]{20,}`)
+
+// requireRoot checks that token authenticates as the admin root and returns
+// root's id.
+func requireRoot(t *testing.T, p *proc, token string) int64 {
+	t.Helper()
+	u := p.must("GET", "/api/v4/user", token, nil, 200).Object(t)
+	if u["username"] != "root" || u["is_admin"] != true {
+		t.Fatalf("GET /api/v4/user = %v, want username root with is_admin true", u)
+	}
+	return id(t, u)
+}
+
+// requireOneRoot checks that exactly one user is called root.
+func requireOneRoot(t *testing.T, p *proc, token string) {
+	t.Helper()
+	r := p.must("GET", "/api/v4/users?username=root", token, nil, 200)
+	var users []map[string]any
+	r.JSON(t, &users)
+	if got := r.Header.Get("X-Total"); got != "1" || len(users) != 1 {
+		t.Fatalf("GET /api/v4/users?username=root: X-Total %q and %d users, want 1 and 1: %s", got, len(users), r.Body)
+	}
+}
+
+func TestBootstrapWithAdminTokenEnv(t *testing.T) {
+	t.Parallel()
+	token := randomToken("given-admin-token-") // 50 characters
+	dir := t.TempDir()
+	opts := serveOpts{DataDir: dir, Env: []string{"KEYGATE_ADMIN_TOKEN=" + token}}
+
+	p := startServe(t, opts)
+	rootID := requireRoot(t, p, token)
+	requireOneRoot(t, p, token)
+	// Every documented way of passing the token works.
+	for _, h := range []struct{ name, value string }{
+		{"Authorization", "Bearer " + token},
+		{"PRIVATE-TOKEN", token},
+	} {
+		req := mustRequest(t, "GET", p.URL("/api/v4/user"), nil)
+		req.Header.Set(h.name, h.value)
+		if r, err := p.send(req); err != nil || r.Status != 200 {
+			t.Errorf("GET /api/v4/user with %s: %v %v", h.name, r, err)
+		}
+	}
+	p.must("GET", "/api/v4/user?private_token="+token, "", nil, 200)
+	p.must("GET", "/api/v4/user", "kgpat-not-the-right-token-0000000000", nil, 401)
+	p.stop()
+	if _, err := os.Stat(filepath.Join(dir, "admin-token")); !os.IsNotExist(err) {
+		t.Errorf("with KEYGATE_ADMIN_TOKEN set, DATA_DIR/admin-token should not be written (stat: %v)", err)
+	}
+	if strings.Contains(p.Stderr.String(), token) {
+		t.Errorf("stderr repeats KEYGATE_ADMIN_TOKEN:\n%s", p.Stderr)
+	}
+
+	// Idempotent across restarts: same root, still one root, token valid.
+	for i := 0; i < 2; i++ {
+		p = startServe(t, opts)
+		if got := requireRoot(t, p, token); got != rootID {
+			t.Errorf("restart %d: root has id %d, want %d", i+1, got, rootID)
+		}
+		requireOneRoot(t, p, token)
+		p.stop()
+	}
+
+	// Started without the variable, keygate finds an admin: it creates
+	// nothing, prints no token, and the earlier token still works.
+	p = startServe(t, serveOpts{DataDir: dir})
+	requireRoot(t, p, token)
+	requireOneRoot(t, p, token)
+	p.stop()
+	if got := generatedToken.FindAllString(p.Stderr.String(), -1); len(got) != 0 {
+		t.Errorf("start without KEYGATE_ADMIN_TOKEN after one with it printed tokens %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "admin-token")); !os.IsNotExist(err) {
+		t.Errorf("start without KEYGATE_ADMIN_TOKEN after one with it wrote admin-token (stat: %v)", err)
+	}
+}
+
+func TestBootstrapGeneratesAdminToken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "admin-token")
+
+	p := startServe(t, serveOpts{DataDir: dir})
+	fi, err := os.Stat(tokenFile)
+	if err != nil {
+		t.Fatalf("DATA_DIR/admin-token after the first start: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("DATA_DIR/admin-token has mode %v, want 0600", fi.Mode().Perm())
+	}
+	content, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(content))
+	if !generatedToken.MatchString(token) || generatedToken.FindString(token) != token {
+		t.Fatalf("DATA_DIR/admin-token holds %q, want a kgpat- token", content)
+	}
+	rootID := requireRoot(t, p, token)
+	requireOneRoot(t, p, token)
+	p.stop() // all of stderr has been read once the process has exited
+
+	printed := generatedToken.FindAllString(p.Stderr.String(), -1)
+	if len(printed) != 1 || printed[0] != token {
+		t.Errorf("first start printed tokens %q on stderr, want exactly the one in admin-token %q; stderr:\n%s",
+			printed, token, p.Stderr)
+	}
+
+	// A second start creates nothing and prints no token; the file's token
+	// still works.
+	p = startServe(t, serveOpts{DataDir: dir})
+	if got := requireRoot(t, p, token); got != rootID {
+		t.Errorf("after restart root has id %d, want %d", got, rootID)
+	}
+	requireOneRoot(t, p, token)
+	p.stop()
+	if got := generatedToken.FindAllString(p.Stderr.String(), -1); len(got) != 0 {
+		t.Errorf("second start printed tokens %q; stderr:\n%s", got, p.Stderr)
+	}
+	again, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(content) {
+		t.Errorf("second start rewrote admin-token: %q, was %q", again, content)
+	}
+}
