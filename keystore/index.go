@@ -31,6 +31,7 @@ type Index struct {
 	byName   map[uint64]int64
 	byEmail  map[uint64]int64
 	arena    []byte
+	blocked  map[int64]struct{} // blocked users: small, so the auth path stays in cache
 	groups   map[int64]groupRec
 	members  map[memberKey]uint8
 	byUser   map[int64][]int64 // user id -> group ids (rarely large)
@@ -129,6 +130,7 @@ func (ix *Index) reset() {
 	ix.byName = map[uint64]int64{}
 	ix.byEmail = map[uint64]int64{}
 	ix.arena = nil
+	ix.blocked = map[int64]struct{}{}
 	ix.groups = map[int64]groupRec{}
 	ix.members = map[memberKey]uint8{}
 	ix.byUser = map[int64][]int64{}
@@ -269,6 +271,7 @@ func (ix *Index) Load(ctx context.Context) error {
 	}
 	ix.mu.Lock()
 	ix.keys, ix.keyFP, ix.users, ix.byName, ix.byEmail, ix.arena = fresh.keys, fresh.keyFP, fresh.users, fresh.byName, fresh.byEmail, fresh.arena
+	ix.blocked = fresh.blocked
 	ix.groups, ix.members, ix.byUser = fresh.groups, fresh.members, fresh.byUser
 	ix.cas, ix.caFP, ix.revs, ix.revByID = fresh.cas, fresh.caFP, fresh.revs, fresh.revByID
 	ix.applied = seq
@@ -344,6 +347,9 @@ func (ix *Index) putUser(u *User) {
 	rec.nameOff, rec.nameLen = ix.addString(u.Username)
 	rec.emailOff, rec.emailLen = ix.addString(u.Email)
 	ix.users[u.ID] = rec
+	if !rec.active {
+		ix.blocked[u.ID] = struct{}{}
+	}
 	ix.byName[hashName(u.Username)] = u.ID
 	ix.byEmail[hashName(u.Email)] = u.ID
 }
@@ -360,6 +366,7 @@ func (ix *Index) dropUser(id int64) {
 		delete(ix.byEmail, h)
 	}
 	delete(ix.users, id)
+	delete(ix.blocked, id)
 }
 
 func (ix *Index) name(r userRec) []byte {
@@ -433,6 +440,23 @@ func (ix *Index) putRevocation(r *Revocation) {
 	ix.revByID[r.ID] = k
 }
 
+// InsertKey adds a key record directly, bypassing the store. It exists for
+// bulk loaders and benchmarks; normal code lets the index follow the store.
+func (ix *Index) InsertKey(id, userID int64, fp [32]byte, usage string, expiresMS int64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	rec := keyRec{ID: id, UserID: userID, Usage: usageBits(usage), ExpiresMS: expiresMS}
+	ix.keys[fp] = rec
+	ix.keyFP[id] = fp
+}
+
+// InsertUser adds a user record directly (see InsertKey).
+func (ix *Index) InsertUser(u *User) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.putUser(u)
+}
+
 // Lookups. All are safe for concurrent use with writes and allocation-free.
 
 // Key looks up a user key by SHA-256 fingerprint.
@@ -449,6 +473,17 @@ func (ix *Index) User(id int64) (IndexedUser, bool) {
 	r, ok := ix.users[id]
 	ix.mu.RUnlock()
 	return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, ok
+}
+
+// UserBlocked reports whether a user is blocked. It reads a set that holds
+// only blocked users, so the common case costs no cache miss. A key's user
+// always exists in the index (keys are deleted with their user, and the
+// change log applies those deletions first).
+func (ix *Index) UserBlocked(id int64) bool {
+	ix.mu.RLock()
+	_, b := ix.blocked[id]
+	ix.mu.RUnlock()
+	return b
 }
 
 // UsernameIs reports whether user id's username is name (case-insensitive).

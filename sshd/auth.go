@@ -10,6 +10,8 @@ import (
 
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // Identity is who a connection authenticated as. It is created only in the
@@ -124,34 +126,59 @@ func (s *Server) loginAllowed(login string, userID int64) bool {
 	return login == s.cfg.GitUser || s.cfg.Auth.UsernameIs(userID, login)
 }
 
-// decideKey applies SPEC §5 to a plain key, in order.
-func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error) {
-	fp := fingerprint(key)
+// keyVerdict is the outcome of checkKey.
+type keyVerdict uint8
+
+const (
+	keyOK keyVerdict = iota
+	keyUnknown
+	keySigningOnly
+	keyExpired
+	keyUserBlocked
+	keyBadLogin
+)
+
+// checkKey applies SPEC §5 to a plain key's fingerprint, in order. It reads
+// only the index and does not allocate.
+func (s *Server) checkKey(fp [32]byte, login string, nowMS int64) (keystore.IndexedKey, keyVerdict) {
 	k, ok := s.cfg.Auth.Key(fp)
 	if !ok {
-		return nil, refuse("unknown key")
+		return k, keyUnknown
 	}
-	printable := gossh.FingerprintSHA256(key)
 	if !k.CanAuthenticate() {
-		return nil, refuseLoudly("signing-only key",
-			fmt.Sprintf("keygate: key %s is a signing key and cannot be used to log in", printable))
+		return k, keySigningOnly
 	}
-	now := s.cfg.Now()
-	if k.Expired(now.UnixMilli()) {
-		return nil, refuseLoudly("expired key",
-			fmt.Sprintf("keygate: key %s expired on %s", printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
+	if k.Expired(nowMS) {
+		return k, keyExpired
 	}
-	u, ok := s.cfg.Auth.User(k.UserID)
-	if !ok {
-		return nil, refuse("key without user")
-	}
-	if !u.Active {
-		return nil, refuseLoudly("blocked user", "keygate: your account is blocked")
+	if s.cfg.Auth.UserBlocked(k.UserID) {
+		return k, keyUserBlocked
 	}
 	if !s.loginAllowed(login, k.UserID) {
-		return nil, refuse("login name is neither the git user nor the key owner")
+		return k, keyBadLogin
 	}
-	return &Identity{UserID: k.UserID, Login: login, KeyID: k.ID, KeyFingerprint: printable}, nil
+	return k, keyOK
+}
+
+// decideKey turns checkKey's verdict into an identity or a refusal.
+func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error) {
+	k, verdict := s.checkKey(fingerprint(key), login, s.cfg.Now().UnixMilli())
+	printable := gossh.FingerprintSHA256(key)
+	switch verdict {
+	case keyOK:
+		return &Identity{UserID: k.UserID, Login: login, KeyID: k.ID, KeyFingerprint: printable}, nil
+	case keyUnknown:
+		return nil, refuse("unknown key")
+	case keySigningOnly:
+		return nil, refuseLoudly("signing-only key",
+			fmt.Sprintf("keygate: key %s is a signing key and cannot be used to log in", printable))
+	case keyExpired:
+		return nil, refuseLoudly("expired key",
+			fmt.Sprintf("keygate: key %s expired on %s", printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
+	case keyUserBlocked:
+		return nil, refuseLoudly("blocked user", "keygate: your account is blocked")
+	}
+	return nil, refuse("login name is neither the git user nor the key owner")
 }
 
 // decideCert applies SPEC §5 to a certificate, in order.

@@ -112,6 +112,10 @@ func (a *fzAuth) User(id int64) (keystore.IndexedUser, bool) {
 	u, ok := a.users[id]
 	return keystore.IndexedUser{ID: id, Active: u.active}, ok
 }
+func (a *fzAuth) UserBlocked(id int64) bool {
+	u, ok := a.users[id]
+	return !ok || !u.active
+}
 func (a *fzAuth) UsernameIs(id int64, name string) bool {
 	u, ok := a.users[id]
 	return ok && strings.EqualFold(u.name, name)

@@ -22,6 +22,7 @@ type Authorizer interface {
 	Key(fp [32]byte) (keystore.IndexedKey, bool)
 	KeyExists(id int64) bool
 	User(id int64) (keystore.IndexedUser, bool)
+	UserBlocked(id int64) bool
 	UsernameIs(id int64, name string) bool
 	Username(id int64) string
 	UserByLogin(login string) (keystore.IndexedUser, bool)
