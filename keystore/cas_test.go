@@ -226,8 +226,6 @@ func TestDuplicateRevocation(t *testing.T) {
 // driver error must never leak into it.
 func TestDuplicateRevocationField(t *testing.T) {
 	t.Parallel()
-	t.Skip(`BUG: dialect.go sqliteDialect.mapErr: a duplicate revocation is reported on field "value (2067" ` +
-		`(modernc's " (2067)" error-code suffix is not stripped by the column-form fallback); want "value"`)
 	e := newEnv(t)
 	g := e.group(t, "g", nil, 0)
 	_, line := newEd25519(t, "")

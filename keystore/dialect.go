@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 
 	"github.com/pressly/goose/v3"
@@ -30,6 +31,8 @@ var uniqueFields = map[string]string{
 	"projects_group_path_unique":           "path",
 }
 
+var uniqueColumnRE = regexp.MustCompile(`([a-z_]+)\.([a-z_0-9]+)`)
+
 type sqliteDialect struct{}
 
 func (sqliteDialect) name() string                { return "sqlite" }
@@ -54,9 +57,15 @@ func (sqliteDialect) mapErr(err error) error {
 				return invalid(field, "has already been taken")
 			}
 		}
-		// Column form: "UNIQUE constraint failed: keys.fingerprint_sha256".
-		if i := strings.LastIndex(msg, "."); i >= 0 {
-			field := strings.TrimRight(msg[i+1:], ") ")
+		// Column form: "UNIQUE constraint failed: keys.fingerprint_sha256 (2067)".
+		// For a multi-column index the last column names the field.
+		_, cols, _ := strings.Cut(msg, "UNIQUE constraint failed:")
+		if all := uniqueColumnRE.FindAllStringSubmatch(cols, -1); all != nil {
+			m := all[len(all)-1]
+			field := m[2]
+			if m[1] == "personal_access_tokens" && field == "digest" {
+				field = "token"
+			}
 			return invalid(field, "has already been taken")
 		}
 		return &ConflictError{Msg: "already exists"}

@@ -155,6 +155,9 @@ func (s *Store) MergeKeyUsage(ctx context.Context, a Actor, userID int64, in Key
 // with both usages keeps the other, a key with only this one is deleted. A
 // key without this usage is not found.
 func (s *Store) DropKeyUsage(ctx context.Context, a Actor, userID, keyID int64, usage string) error {
+	if usage != UsageAuth && usage != UsageSigning {
+		return invalid("usage_type", "must be auth or signing")
+	}
 	return s.write(ctx, a, func(t *tx) error {
 		k, err := scanKey(t.queryRow(ctx, `SELECT `+keyCols+` FROM keys WHERE id = ? AND user_id = ?`, keyID, userID))
 		if errors.Is(err, sql.ErrNoRows) {

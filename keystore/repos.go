@@ -19,6 +19,9 @@ type Repos struct {
 // Path returns the repository directory of a project full path, or "" if
 // the path would leave Root.
 func (r Repos) Path(fullPath string) string {
+	if r.Root == "" {
+		return "" // never act relative to the working directory
+	}
 	rel := filepath.Clean(filepath.FromSlash(fullPath) + ".git")
 	if filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return ""
@@ -30,7 +33,7 @@ func (r Repos) Path(fullPath string) string {
 func (r Repos) Create(ctx context.Context, fullPath string) error {
 	dir := r.Path(fullPath)
 	if dir == "" {
-		return invalid("path", "is invalid")
+		return fmt.Errorf("keystore: no repository root configured or bad path %q", fullPath)
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
 		return err

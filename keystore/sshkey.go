@@ -56,6 +56,8 @@ func parseKey(text, field string, ca bool) (*ParsedKey, error) {
 	switch {
 	case text == "":
 		return nil, invalid(field, "can't be blank")
+	case strings.Contains(text, "-----BEGIN") && strings.Contains(text, "PUBLIC KEY-----") && !strings.Contains(text, "PRIVATE"):
+		return nil, invalid(field, "is a PEM public key; convert it to OpenSSH format first (ssh-keygen -i -m PKCS8 -f key.pem)")
 	case looksPrivate(text):
 		// Never echo, store or log the text.
 		return nil, invalid(field, "is a private key; paste the public key (the .pub file) instead, and consider this private key exposed")

@@ -81,6 +81,11 @@ func openSQLite(path string) (*sql.DB, error) {
 			return nil, fmt.Errorf("keystore: %w", err)
 		}
 	}
+	// Create the database file private to keygate (SQLite's -wal and -shm
+	// files inherit its mode).
+	if f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
 	q := url.Values{}
 	for _, p := range []string{
 		"busy_timeout(10000)",

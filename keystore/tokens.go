@@ -215,59 +215,97 @@ func (s *Store) RevokeToken(ctx context.Context, a Actor, id int64) error {
 	})
 }
 
-// EnsureAdmin makes sure an admin user exists. If secret is not empty, the
-// user "root" exists and secret is a valid api token for it (idempotent). If
-// secret is empty and no admin exists, it creates root with a fresh token and
-// returns that token's secret; otherwise it returns "".
+// HasAdmin reports whether any admin user exists.
+func (s *Store) HasAdmin(ctx context.Context) (bool, error) {
+	n, err := s.count(ctx, `SELECT COUNT(*) FROM users WHERE is_admin = 1`)
+	return n > 0, err
+}
+
+// EnsureAdmin makes sure an admin can log in. With a secret, the user "root"
+// exists, is an active admin, and secret is a valid api token for it
+// (idempotent; a revoked bootstrap token is restored, since the operator
+// still configures it). With an empty secret and no admin yet, it creates
+// root with a fresh token and returns that token's secret; otherwise "".
+// The secret is also returned when a given secret's token was created or
+// restored.
+// Root and its token are written in one transaction, so an interrupted
+// first start never leaves an admin without a token.
 func (s *Store) EnsureAdmin(ctx context.Context, secret string) (string, error) {
 	if secret != "" && (len(secret) < 20 || len(secret) > 200) {
 		return "", errors.New("keystore: KEYGATE_ADMIN_TOKEN must be 20 to 200 characters")
 	}
-	root, err := s.UserByUsername(ctx, "root")
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return "", err
-	}
-	if secret == "" {
-		n, err := s.count(ctx, `SELECT COUNT(*) FROM users WHERE is_admin = 1`)
-		if err != nil || n > 0 {
+	generated := secret == ""
+	if generated {
+		has, err := s.HasAdmin(ctx)
+		if err != nil || has {
 			return "", err
 		}
 		secret = NewTokenSecret()
-	} else if root != nil {
-		var n int
-		n, err = s.count(ctx, `SELECT COUNT(*) FROM personal_access_tokens WHERE digest = ? AND user_id = ? AND revoked = 0`,
-			TokenDigest(secret), root.ID)
-		if err != nil {
-			return "", err
-		}
-		if n > 0 && root.IsAdmin && root.Active() {
-			return "", nil
-		}
 	}
-	sys := Actor{}
-	if root == nil {
-		yes, name, username, email := true, "Administrator", "root", "root@localhost"
-		if root, err = s.CreateUser(ctx, sys, UserInput{Username: &username, Email: &email, Name: &name, IsAdmin: &yes}); err != nil {
-			return "", err
+	digest := TokenDigest(secret)
+	changed := false
+	err := s.write(ctx, Actor{}, func(t *tx) error {
+		var rootID int64
+		var admin, blocked bool
+		var state string
+		var isAdmin int
+		err := t.queryRow(ctx, `SELECT id, state, is_admin FROM users WHERE lower(username) = 'root'`).Scan(&rootID, &state, &isAdmin)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if rootID, err = t.insert(ctx, `INSERT INTO users (username, email, name, state, is_admin, created_at) VALUES (?, ?, ?, ?, 1, ?)`,
+				"root", "root@localhost", "Administrator", StateActive, ms(t.now)); err != nil {
+				return err
+			}
+			if err := t.record(ctx, "user_created", "user", rootID, "create", map[string]any{"username": "root", "is_admin": true}); err != nil {
+				return err
+			}
+			admin = true
+		case err != nil:
+			return err
+		default:
+			admin, blocked = isAdmin != 0, state != StateActive
 		}
-	} else {
-		yes := true
-		if _, err := s.UpdateUser(ctx, sys, root.ID, UserInput{IsAdmin: &yes}); err != nil {
-			return "", err
+		if !admin || blocked {
+			if _, err := t.exec(ctx, `UPDATE users SET is_admin = 1, state = ? WHERE id = ?`, StateActive, rootID); err != nil {
+				return err
+			}
+			if err := t.record(ctx, "user_updated", "user", rootID, "update", map[string]any{"is_admin": true, "state": StateActive}); err != nil {
+				return err
+			}
 		}
-		if _, err := s.SetUserState(ctx, sys, root.ID, StateActive); err != nil {
-			return "", err
+		var tokenID, owner int64
+		var revoked int
+		var exp sql.NullInt64
+		err = t.queryRow(ctx, `SELECT id, user_id, revoked, expires_at FROM personal_access_tokens WHERE digest = ?`, digest).
+			Scan(&tokenID, &owner, &revoked, &exp)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			id, err := t.insert(ctx, `INSERT INTO personal_access_tokens (user_id, name, scopes, digest, revoked, created_at) VALUES (?, ?, ?, ?, 0, ?)`,
+				rootID, "bootstrap", ScopeAPI, digest, ms(t.now))
+			if err != nil {
+				return err
+			}
+			changed = true
+			return t.record(ctx, "personal_access_token_created", "token", id, "create",
+				map[string]any{"user_id": rootID, "name": "bootstrap", "scopes": []string{ScopeAPI}})
+		case err != nil:
+			return err
+		case owner != rootID:
+			return errors.New("keystore: KEYGATE_ADMIN_TOKEN is already a token of another user")
+		case revoked != 0 || exp.Valid:
+			if _, err := t.exec(ctx, `UPDATE personal_access_tokens SET revoked = 0, expires_at = NULL, scopes = ? WHERE id = ?`, ScopeAPI, tokenID); err != nil {
+				return err
+			}
+			changed = true
+			return t.record(ctx, "personal_access_token_restored", "token", tokenID, "update", nil)
 		}
-	}
-	n, err := s.count(ctx, `SELECT COUNT(*) FROM personal_access_tokens WHERE digest = ? AND user_id = ? AND revoked = 0`,
-		TokenDigest(secret), root.ID)
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	if n == 0 {
-		if _, _, err := s.CreateToken(ctx, sys, root.ID, TokenInput{Name: "bootstrap", Scopes: []string{ScopeAPI}, Secret: secret}); err != nil {
-			return "", err
-		}
+	if !generated && !changed {
+		return "", nil // already valid
 	}
 	return secret, nil
 }

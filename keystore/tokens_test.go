@@ -465,8 +465,6 @@ func TestEnsureAdminCases(t *testing.T) {
 	})
 	t.Run("revoked-bootstrap-token-is-valid-again-after-restart", func(t *testing.T) {
 		t.Parallel()
-		t.Skip("BUG: tokens.go EnsureAdmin: when the KEYGATE_ADMIN_TOKEN token was revoked, it calls CreateToken with the same secret, " +
-			"which hits the unique digest index; EnsureAdmin fails with a validation error and the token stays revoked")
 		const secret = "kgpat-bootstrap-secret-from-env-0003"
 		e := newEnv(t)
 		if _, err := e.s.EnsureAdmin(e.ctx, secret); err != nil {

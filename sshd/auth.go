@@ -26,6 +26,7 @@ type Identity struct {
 	// KeyFingerprint is "SHA256:…" of the key that signed (for a
 	// certificate, of the certificate's key).
 	KeyFingerprint string
+	keyFP          [32]byte // plain keys: the fingerprint looked up in the index
 	// Certificate logins:
 	CAID, CAGroupID      int64
 	CertKeyID            string
@@ -162,11 +163,12 @@ func (s *Server) checkKey(fp [32]byte, login string, nowMS int64) (keystore.Inde
 
 // decideKey turns checkKey's verdict into an identity or a refusal.
 func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error) {
-	k, verdict := s.checkKey(fingerprint(key), login, s.cfg.Now().UnixMilli())
+	fp := fingerprint(key)
+	k, verdict := s.checkKey(fp, login, s.cfg.Now().UnixMilli())
 	printable := gossh.FingerprintSHA256(key)
 	switch verdict {
 	case keyOK:
-		return &Identity{UserID: k.UserID, Login: login, KeyID: k.ID, KeyFingerprint: printable}, nil
+		return &Identity{UserID: k.UserID, Login: login, KeyID: k.ID, KeyFingerprint: printable, keyFP: fp}, nil
 	case keyUnknown:
 		return nil, refuse("unknown key")
 	case keySigningOnly:
@@ -195,6 +197,12 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	ca, ok := s.cfg.Auth.CA(fingerprint(cert.SignatureKey))
 	if !ok {
 		return nil, refuse("certificate authority not registered")
+	}
+	// The CA's signature comes before any check whose refusal says
+	// something: a forged certificate naming a registered CA must learn
+	// nothing about users or revocations.
+	if err := verifyCertSignature(cert); err != nil {
+		return nil, refuse("bad certificate signature: " + err.Error())
 	}
 	if cert.Signature.Format == gossh.KeyAlgoRSA || cert.Signature.Format == gossh.KeyAlgoDSA {
 		return nil, refuseLoudly("certificate signed with SHA-1",
@@ -281,6 +289,19 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	}, nil
 }
 
+// verifyCertSignature checks the CA's signature over the certificate: the
+// signed bytes are the certificate's wire form without the signature field
+// (what x/crypto's unexported bytesForSigning computes).
+func verifyCertSignature(cert *gossh.Certificate) error {
+	c := *cert
+	c.Signature = nil
+	out := c.Marshal()
+	if len(out) < 4 {
+		return errors.New("truncated certificate")
+	}
+	return cert.SignatureKey.Verify(out[:len(out)-4], cert.Signature)
+}
+
 // stillValid re-checks an authenticated identity against the index; it
 // returns "" when valid or the reason it is not.
 func (s *Server) stillValid(id *Identity, now time.Time) string {
@@ -304,8 +325,14 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 		}
 		return ""
 	}
-	if !s.cfg.Auth.KeyExists(id.KeyID) {
+	k, ok := s.cfg.Auth.Key(id.keyFP)
+	switch {
+	case !ok || k.ID != id.KeyID:
 		return "key deleted"
+	case !k.CanAuthenticate():
+		return "key no longer allowed to log in"
+	case k.Expired(now.UnixMilli()):
+		return "key expired"
 	}
 	return ""
 }

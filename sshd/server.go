@@ -20,7 +20,6 @@ import (
 // server needs. Every method answers from memory.
 type Authorizer interface {
 	Key(fp [32]byte) (keystore.IndexedKey, bool)
-	KeyExists(id int64) bool
 	User(id int64) (keystore.IndexedUser, bool)
 	UserBlocked(id int64) bool
 	UsernameIs(id int64, name string) bool
@@ -123,9 +122,12 @@ type Server struct {
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
 
-	gitOps sync.WaitGroup
-	done   chan struct{}
-	once   sync.Once
+	gitOps   sync.WaitGroup
+	done     chan struct{}
+	once     sync.Once
+	lnMu     sync.Mutex
+	ln       net.Listener
+	shutdown bool
 }
 
 // New builds a server.
@@ -224,10 +226,20 @@ func supportedKex() []string {
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	s.lnMu.Lock()
+	if s.shutdown { // Shutdown came first: never start serving
+		s.lnMu.Unlock()
+		return l.Close()
+	}
+	s.ln = l
+	s.lnMu.Unlock()
 	go s.revalidateLoop()
 	go s.usage.run(s.done)
 	err := s.srv.Serve(l)
-	if errors.Is(err, ssh.ErrServerClosed) {
+	s.lnMu.Lock()
+	stopping := s.shutdown
+	s.lnMu.Unlock()
+	if errors.Is(err, ssh.ErrServerClosed) || stopping {
 		return nil
 	}
 	return err
@@ -237,6 +249,12 @@ func (s *Server) Serve(l net.Listener) error {
 // until ctx ends, then closes every connection.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() { close(s.done) })
+	s.lnMu.Lock()
+	s.shutdown = true
+	if s.ln != nil {
+		_ = s.ln.Close() // also when gliderlabs has not tracked it yet
+	}
+	s.lnMu.Unlock()
 	finished := make(chan struct{})
 	go func() {
 		s.gitOps.Wait()

@@ -55,6 +55,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		if err := serve(ctx, cfg, stderr); err != nil {
+			if ctx.Err() != nil {
+				// Told to stop while starting: that is a clean stop.
+				fmt.Fprintln(stderr, "keygate: stopped during startup:", err)
+				return 0
+			}
 			fmt.Fprintln(stderr, "keygate:", err)
 			return 1
 		}
@@ -265,21 +270,49 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 // root holds that token; otherwise the first start creates root with a
 // generated token, printed once and written to DATA_DIR/admin-token.
 func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, log *slog.Logger, stderr io.Writer) error {
-	given := os.Getenv("KEYGATE_ADMIN_TOKEN")
-	secret, err := store.EnsureAdmin(ctx, given)
-	if err != nil {
-		return fmt.Errorf("bootstrap admin: %w", err)
-	}
-	if given != "" || secret == "" {
-		if given != "" {
-			log.Info("admin token from KEYGATE_ADMIN_TOKEN is valid for user root")
+	if given := os.Getenv("KEYGATE_ADMIN_TOKEN"); given != "" {
+		if _, err := store.EnsureAdmin(ctx, given); err != nil {
+			return fmt.Errorf("bootstrap admin: %w", err)
 		}
+		log.Info("admin token from KEYGATE_ADMIN_TOKEN is valid for user root")
 		return nil
 	}
+	has, err := store.HasAdmin(ctx)
+	if err != nil || has {
+		return err
+	}
+	// The file is written before the token exists in the database: a start
+	// interrupted in between leaves a file with an unusable token that the
+	// next start replaces, never a token nobody can read.
+	secret := keystore.NewTokenSecret()
 	path := filepath.Join(dataDir, "admin-token")
-	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+	if err := writeFileSync(path, []byte(secret+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := store.EnsureAdmin(ctx, secret); err != nil {
+		return fmt.Errorf("bootstrap admin: %w", err)
 	}
 	fmt.Fprintf(stderr, "\nkeygate: created admin user root with API token\n\n    %s\n\nIt is shown once and saved in %s (mode 0600).\n\n", secret, path)
 	return nil
+}
+
+// writeFileSync writes a file atomically and durably.
+func writeFileSync(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
