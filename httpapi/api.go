@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -28,6 +29,12 @@ type Config struct {
 	Ready func() bool
 	// Registry receives the API's metrics and is served at /metrics.
 	Registry *prometheus.Registry
+	// FailedAuthPerSecond and FailedAuthBurst limit failed token
+	// authentications per client IP (defaults 1/s, burst 20); beyond them a
+	// bad token gets 429 with Retry-After. Requests with a valid token are
+	// never limited.
+	FailedAuthPerSecond float64
+	FailedAuthBurst     int
 	// Repos creates and removes project repositories on disk.
 	Repos keystore.Repos
 	// Hostname, SSHPort and GitUser make the ssh_url_to_repo of projects.
@@ -56,6 +63,8 @@ type API struct {
 	ready   func() bool
 	reg     *prometheus.Registry
 	router  chi.Router
+
+	failed *ipLimiter
 
 	repos    keystore.Repos
 	hostname string
@@ -102,6 +111,14 @@ func New(cfg Config) (*API, error) {
 	if a.reg == nil {
 		a.reg = prometheus.NewRegistry()
 	}
+	rps, burst := cfg.FailedAuthPerSecond, cfg.FailedAuthBurst
+	if rps <= 0 {
+		rps = 1
+	}
+	if burst <= 0 {
+		burst = 20
+	}
+	a.failed = newIPLimiter(rate.Limit(rps), burst)
 	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keygate_http_requests_total", Help: "REST requests by method, route and status code.",
 	}, []string{"method", "route", "code"})
@@ -252,6 +269,11 @@ func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
 					a.fail(v3, w, r, err)
 					return
 				}
+				if !a.failed.allow(remoteIP(r)) {
+					w.Header().Set("Retry-After", "1")
+					a.fail(v3, w, r, errStatus(http.StatusTooManyRequests, "429 Too Many Requests - too many failed authentications from your address"))
+					return
+				}
 				a.fail(v3, w, r, errUnauthorized)
 				return
 			}
@@ -288,6 +310,11 @@ func (a *API) requireUser(v3 bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if me(r) == nil {
+				if !a.failed.allow(remoteIP(r)) {
+					w.Header().Set("Retry-After", "1")
+					a.fail(v3, w, r, errStatus(http.StatusTooManyRequests, "429 Too Many Requests - too many failed authentications from your address"))
+					return
+				}
 				a.fail(v3, w, r, errUnauthorized)
 				return
 			}
