@@ -39,6 +39,7 @@ type Index struct {
 	caFP     map[int64][32]byte
 	revs     map[revKey]struct{}
 	revByID  map[int64]revKey
+	targets  map[int64]targetRec // bastion targets: few, so pointers are fine
 	applied  int64
 	onChange []func(Change)
 }
@@ -61,6 +62,13 @@ type groupRec struct {
 }
 
 type memberKey struct{ Group, User int64 }
+
+type targetRec struct {
+	GroupID  int64
+	MinLevel int
+	Pattern  string
+	parsed   bastionPattern
+}
 
 type caRec struct{ ID, GroupID int64 }
 
@@ -138,6 +146,7 @@ func (ix *Index) reset() {
 	ix.caFP = map[int64][32]byte{}
 	ix.revs = map[revKey]struct{}{}
 	ix.revByID = map[int64]revKey{}
+	ix.targets = map[int64]targetRec{}
 }
 
 // hashName is FNV-1a over the ASCII-lowercased name (SQLite's lower() is
@@ -269,7 +278,15 @@ func (ix *Index) Load(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	targets, err := s.AllBastionTargets(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range targets {
+		fresh.putTarget(b)
+	}
 	ix.mu.Lock()
+	ix.targets = fresh.targets
 	ix.keys, ix.keyFP, ix.users, ix.byName, ix.byEmail, ix.arena = fresh.keys, fresh.keyFP, fresh.users, fresh.byName, fresh.byEmail, fresh.arena
 	ix.blocked = fresh.blocked
 	ix.groups, ix.members, ix.byUser = fresh.groups, fresh.members, fresh.byUser
@@ -582,6 +599,10 @@ func (ix *Index) Group(id int64) (IndexedGroup, bool) {
 func (ix *Index) AccessLevel(userID, groupID int64) int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
+	return ix.accessLevelLocked(userID, groupID)
+}
+
+func (ix *Index) accessLevelLocked(userID, groupID int64) int {
 	best := 0
 	for g, depth := groupID, 0; g != 0 && depth < 64; depth++ {
 		if l, ok := ix.members[memberKey{g, userID}]; ok && int(l) > best {
@@ -686,6 +707,11 @@ func (ix *Index) Apply(ctx context.Context, c Change) error {
 		case errors.Is(err, ErrNotFound):
 			apply = func() {
 				delete(ix.groups, c.EntityID)
+				for id, t := range ix.targets {
+					if t.GroupID == c.EntityID {
+						delete(ix.targets, id)
+					}
+				}
 				for k := range ix.members {
 					if k.Group == c.EntityID {
 						ix.dropMember(k.Group, k.User)
@@ -748,6 +774,16 @@ func (ix *Index) Apply(ctx context.Context, c Change) error {
 		default:
 			apply = func() { ix.putRevocation(&r) }
 		}
+	case "bastion_target":
+		b, err := s.BastionTargetByID(ctx, 0, c.EntityID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			apply = func() { delete(ix.targets, c.EntityID) }
+		case err != nil:
+			return err
+		default:
+			apply = func() { ix.putTarget(b) }
+		}
 	default:
 		apply = func() {}
 	}
@@ -770,4 +806,60 @@ func expPtr(k *Key) *int64 {
 	}
 	v := k.ExpiresAt.UnixMilli()
 	return &v
+}
+
+func (ix *Index) putTarget(b *BastionTarget) {
+	p, _, ok := parseBastionPattern(b.Pattern)
+	if !ok {
+		delete(ix.targets, b.ID) // unparseable: never matches (fail closed)
+		return
+	}
+	ix.targets[b.ID] = targetRec{GroupID: b.GroupID, MinLevel: b.MinAccessLevel, Pattern: b.Pattern, parsed: p}
+}
+
+// BastionMatch is a bastion target that allows a forwarding request.
+type BastionMatch struct {
+	TargetID, GroupID int64
+	Pattern           string
+	// Host is the pattern's host part (IPv6 without brackets); it names the
+	// destination literally when it holds no "*".
+	Host string
+}
+
+// Literal reports whether the target names its host without a wildcard.
+func (m BastionMatch) Literal() bool { return !strings.Contains(m.Host, "*") }
+
+// BastionTargets returns the targets that allow user userID to forward to
+// host:port (host as the client asked for it): targets of groups in which
+// the user's effective access level (membership inherited from ancestor
+// groups) is at least the target's minimum. scopeTopGroupID, when not 0,
+// limits the targets to groups under that top-level group (certificate
+// logins). plainKey excludes groups whose top-level group enforces SSH
+// certificates.
+func (ix *Index) BastionTargets(userID, scopeTopGroupID int64, plainKey bool, host string, port uint32) []BastionMatch {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []BastionMatch
+	for id, t := range ix.targets {
+		if !t.parsed.matches(host, port) {
+			continue
+		}
+		g, ok := ix.groups[t.GroupID]
+		if !ok {
+			continue
+		}
+		if scopeTopGroupID != 0 && g.Top != scopeTopGroupID {
+			continue
+		}
+		if plainKey {
+			if top, ok := ix.groups[g.Top]; !ok || top.Enforce {
+				continue
+			}
+		}
+		if l := ix.accessLevelLocked(userID, t.GroupID); l == 0 || l < t.MinLevel {
+			continue
+		}
+		out = append(out, BastionMatch{TargetID: id, GroupID: t.GroupID, Pattern: t.Pattern, Host: t.parsed.host})
+	}
+	return out
 }

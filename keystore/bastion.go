@@ -1,0 +1,277 @@
+package keystore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// BastionTarget allows members of a group (with at least MinAccessLevel,
+// membership inherited from ancestors) to forward connections through
+// keygate to destinations matching Pattern ("host:port").
+type BastionTarget struct {
+	ID             int64
+	GroupID        int64
+	Pattern        string
+	MinAccessLevel int
+	Description    string
+	CreatedAt      time.Time
+}
+
+// BastionTargetInput describes a target to add. MinAccessLevel 0 means
+// the default (developer).
+type BastionTargetInput struct {
+	Pattern        string
+	MinAccessLevel int
+	Description    string
+}
+
+// bastionPattern is a parsed target pattern.
+type bastionPattern struct {
+	host string // lower case; IPv6 without brackets; "*" labels allowed
+	port int    // 0: any port
+}
+
+const patternReason = `must be "host:port": host is a name (labels of letters, digits and "-", or "*") or an IP address ([addr] for IPv6), port is 1-65535 or "*"`
+
+// parseBastionPattern validates and normalises a "host:port" pattern.
+func parseBastionPattern(s string) (bastionPattern, string, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > 300 {
+		return bastionPattern{}, "", false
+	}
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return bastionPattern{}, "", false
+	}
+	host, portS := s[:i], s[i+1:]
+	var p bastionPattern
+	switch {
+	case portS == "*":
+	default:
+		if portS == "" || len(portS) > 5 || strings.TrimLeft(portS, "0123456789") != "" || portS[0] == '0' {
+			return bastionPattern{}, "", false
+		}
+		n, err := strconv.Atoi(portS)
+		if err != nil || n < 1 || n > 65535 {
+			return bastionPattern{}, "", false
+		}
+		p.port = n
+	}
+	display := ""
+	if strings.HasPrefix(host, "[") {
+		if !strings.HasSuffix(host, "]") {
+			return bastionPattern{}, "", false
+		}
+		a, err := netip.ParseAddr(host[1 : len(host)-1])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return bastionPattern{}, "", false
+		}
+		p.host = a.String()
+		display = "[" + p.host + "]"
+	} else {
+		if a, err := netip.ParseAddr(host); err == nil {
+			if !a.Is4() {
+				return bastionPattern{}, "", false // IPv6 needs brackets
+			}
+			p.host = a.String()
+		} else {
+			if host == "" || len(host) > 253 {
+				return bastionPattern{}, "", false
+			}
+			for _, l := range strings.Split(host, ".") {
+				if !validPatternLabel(l) {
+					return bastionPattern{}, "", false
+				}
+			}
+			p.host = strings.ToLower(host)
+		}
+		display = p.host
+	}
+	return p, display + ":" + portS, true
+}
+
+func validPatternLabel(l string) bool {
+	if l == "*" {
+		return true
+	}
+	if l == "" || len(l) > 63 {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidBastionPattern reports whether s is a valid target pattern.
+func ValidBastionPattern(s string) bool {
+	_, _, ok := parseBastionPattern(s)
+	return ok
+}
+
+// matches reports whether the pattern matches the host the client asked
+// for (case-insensitive) and port. A host of "*" alone matches any host;
+// otherwise "*" matches exactly one label.
+func (p bastionPattern) matches(host string, port uint32) bool {
+	if port == 0 || port > 65535 || (p.port != 0 && uint32(p.port) != port) {
+		return false
+	}
+	host = strings.ToLower(host)
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	if host == "" {
+		return false
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			return false
+		}
+		host = a.Unmap().String()
+	}
+	if p.host == "*" {
+		return true
+	}
+	if !strings.Contains(p.host, "*") {
+		return p.host == host
+	}
+	pl, hl := strings.Split(p.host, "."), strings.Split(host, ".")
+	if len(pl) != len(hl) {
+		return false
+	}
+	for i := range pl {
+		if hl[i] == "" || (pl[i] != "*" && pl[i] != hl[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// MatchBastionPattern reports whether pattern matches host and port.
+func MatchBastionPattern(pattern, host string, port uint32) bool {
+	p, _, ok := parseBastionPattern(pattern)
+	return ok && p.matches(host, port)
+}
+
+const bastionCols = `id, group_id, pattern, min_access_level, description, created_at`
+
+func scanBastionTarget(row interface{ Scan(...any) error }) (*BastionTarget, error) {
+	var b BastionTarget
+	var created int64
+	if err := row.Scan(&b.ID, &b.GroupID, &b.Pattern, &b.MinAccessLevel, &b.Description, &created); err != nil {
+		return nil, err
+	}
+	b.CreatedAt = fromMS(created)
+	return &b, nil
+}
+
+// CreateBastionTarget adds a bastion target to a group.
+func (s *Store) CreateBastionTarget(ctx context.Context, a Actor, groupID int64, in BastionTargetInput) (*BastionTarget, error) {
+	p := problems{}
+	_, norm, ok := parseBastionPattern(in.Pattern)
+	if !ok {
+		p.add("pattern", patternReason)
+	}
+	if in.MinAccessLevel == 0 {
+		in.MinAccessLevel = Developer
+	}
+	if !ValidAccessLevel(in.MinAccessLevel) {
+		p.add("min_access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
+	}
+	in.Description = strings.TrimSpace(in.Description)
+	validateText(p, "description", in.Description, false)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	b := &BastionTarget{GroupID: groupID, Pattern: norm, MinAccessLevel: in.MinAccessLevel, Description: in.Description}
+	err := s.write(ctx, a, func(t *tx) error {
+		if err := t.mustExist(ctx, "groups", groupID, "Group"); err != nil {
+			return err
+		}
+		b.CreatedAt = t.now
+		id, err := t.insert(ctx, `INSERT INTO bastion_targets (group_id, pattern, min_access_level, description, created_at) VALUES (?, ?, ?, ?, ?)`,
+			groupID, b.Pattern, b.MinAccessLevel, b.Description, ms(t.now))
+		if err != nil {
+			return err
+		}
+		b.ID = id
+		return t.record(ctx, "bastion_target_created", "bastion_target", id, "create",
+			map[string]any{"group_id": groupID, "pattern": b.Pattern, "min_access_level": b.MinAccessLevel})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// BastionTargetByID returns a target; groupID, when not 0, must own it.
+func (s *Store) BastionTargetByID(ctx context.Context, groupID, id int64) (*BastionTarget, error) {
+	b, err := scanBastionTarget(s.queryRow(ctx, `SELECT `+bastionCols+` FROM bastion_targets WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && groupID != 0 && b.GroupID != groupID) {
+		return nil, notFound("Bastion Target")
+	}
+	return b, err
+}
+
+// ListBastionTargets lists a group's targets ordered by id.
+func (s *Store) ListBastionTargets(ctx context.Context, groupID int64, pg Page) ([]*BastionTarget, int, error) {
+	total, err := s.count(ctx, `SELECT COUNT(*) FROM bastion_targets WHERE group_id = ?`, groupID)
+	if err != nil {
+		return nil, 0, err
+	}
+	limit, offset := pg.limitOffset()
+	rows, err := s.query(ctx, `SELECT `+bastionCols+` FROM bastion_targets WHERE group_id = ? ORDER BY id LIMIT ? OFFSET ?`, groupID, limit, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []*BastionTarget
+	for rows.Next() {
+		b, err := scanBastionTarget(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, b)
+	}
+	return out, total, rows.Err()
+}
+
+// AllBastionTargets returns every target (for the index).
+func (s *Store) AllBastionTargets(ctx context.Context) ([]*BastionTarget, error) {
+	rows, err := s.query(ctx, `SELECT `+bastionCols+` FROM bastion_targets ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*BastionTarget
+	for rows.Next() {
+		b, err := scanBastionTarget(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// DeleteBastionTarget deletes a group's target.
+func (s *Store) DeleteBastionTarget(ctx context.Context, a Actor, groupID, id int64) error {
+	return s.write(ctx, a, func(t *tx) error {
+		res, err := t.exec(ctx, `DELETE FROM bastion_targets WHERE id = ? AND group_id = ?`, id, groupID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("Bastion Target")
+		}
+		return t.record(ctx, "bastion_target_deleted", "bastion_target", id, "delete", map[string]any{"group_id": groupID})
+	})
+}
