@@ -7,6 +7,10 @@ type metrics struct {
 	authLatency  prometheus.Histogram
 	connections  prometheus.Gauge
 	gitOps       *prometheus.CounterVec
+
+	forwards       *prometheus.CounterVec
+	forwardsActive prometheus.Gauge
+	forwardBytes   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -24,8 +28,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		gitOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_git_operations_total", Help: "git commands over SSH by service and result.",
 		}, []string{"service", "result"}),
+		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_bastion_forwards_total", Help: "direct-tcpip forwarding requests by result (accepted, refused, limited, unreachable).",
+		}, []string{"result"}),
+		forwardsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keygate_bastion_forwards_active", Help: "Open forwarded connections.",
+		}),
+		forwardBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_bastion_forward_bytes_total", Help: "Bytes forwarded, by direction (in: client to destination, out: destination to client).",
+		}, []string{"direction"}),
 	}
-	for _, c := range []prometheus.Collector{m.authAttempts, m.authLatency, m.connections, m.gitOps} {
+	for _, c := range []prometheus.Collector{m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -30,6 +30,9 @@ type Authorizer interface {
 	Revoked(caID int64, serial uint64, keyID, certKeyFP string) bool
 	Group(id int64) (keystore.IndexedGroup, bool)
 	AccessLevel(userID, groupID int64) int
+	// BastionTargets returns the targets that let userID forward to
+	// host:port (see keystore.Index.BastionTargets).
+	BastionTargets(userID, scopeTopGroupID int64, plainKey bool, host string, port uint32) []keystore.BastionMatch
 }
 
 // Projects finds git projects (on the command path, not the auth path).
@@ -58,6 +61,8 @@ type Config struct {
 	Auth     Authorizer
 	Projects Projects
 	Usage    UsageRecorder
+	// Events records audit events of forwarded connections (optional).
+	Events   EventRecorder
 	Log      *slog.Logger
 	Registry prometheus.Registerer
 	// Now is the clock (default time.Now).
@@ -74,6 +79,11 @@ type Config struct {
 	// RevalidateInterval is how often open connections are re-checked
 	// against the index (default 1s).
 	RevalidateInterval time.Duration
+	// MaxForwardsPerConn caps concurrent forwarded channels per connection (default 10).
+	MaxForwardsPerConn int
+	// ForwardDialTimeout bounds resolving and connecting to a forwarding
+	// destination (default 10s).
+	ForwardDialTimeout time.Duration
 }
 
 // Validate checks the configuration and fills defaults.
@@ -108,6 +118,12 @@ func (c *Config) Validate() error {
 	if c.RevalidateInterval == 0 {
 		c.RevalidateInterval = time.Second
 	}
+	if c.MaxForwardsPerConn == 0 {
+		c.MaxForwardsPerConn = defaultMaxForwards
+	}
+	if c.ForwardDialTimeout == 0 {
+		c.ForwardDialTimeout = defaultDialTimeout
+	}
 	return nil
 }
 
@@ -121,6 +137,9 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
+
+	fwdMu sync.Mutex
+	fwd   map[*gossh.ServerConn]*connForwards
 
 	gitOps   sync.WaitGroup
 	done     chan struct{}
@@ -139,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, metrics: m, conns: map[*trackedConn]struct{}{}, done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Log, metrics: m, conns: map[*trackedConn]struct{}{}, fwd: map[*gossh.ServerConn]*connForwards{}, done: make(chan struct{})}
 	s.usage = newUsageBatcher(cfg.Usage, cfg.Log, cfg.Now)
 	s.srv = &ssh.Server{
 		Addr:                 cfg.Addr,
@@ -151,8 +170,11 @@ func New(cfg Config) (*Server, error) {
 		ConnCallback:         s.trackConn,
 		PtyCallback:          func(ssh.Context, ssh.Pty) bool { return false },
 		ChannelHandlers: map[string]ssh.ChannelHandler{
-			"session": ssh.DefaultSessionHandler,
+			"session":      ssh.DefaultSessionHandler,
+			"direct-tcpip": s.handleDirectTCPIP,
 		},
+		// No global request handlers: "tcpip-forward" (ssh -R) and every
+		// other global request is answered false.
 		RequestHandlers:   map[string]ssh.RequestHandler{},
 		SubsystemHandlers: map[string]ssh.SubsystemHandler{},
 		ConnectionFailedCallback: func(c net.Conn, err error) {

@@ -212,7 +212,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 
 	sshSrv, err := sshd.New(sshd.Config{
 		Addr: c.SSHAddr, HostKeys: hostKeys, Hostname: c.Hostname, GitUser: c.GitUser,
-		ReposDir: repos.Root, Auth: index, Projects: store, Usage: store, Log: log, Registry: reg,
+		ReposDir: repos.Root, Auth: index, Projects: store, Usage: store, Events: store, Log: log, Registry: reg,
 	})
 	if err != nil {
 		return err

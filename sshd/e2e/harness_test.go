@@ -181,7 +181,7 @@ func newEnv(t *testing.T) *env {
 	e.sshPort = ln.Addr().(*net.TCPAddr).Port
 	srv, err := sshd.New(sshd.Config{
 		Addr: e.sshAddr, HostKeys: hostKeys, Hostname: "localhost", GitUser: "git",
-		ReposDir: e.repos.Root, Auth: e.index, Projects: store, Usage: store, Log: log,
+		ReposDir: e.repos.Root, Auth: e.index, Projects: store, Usage: store, Events: store, Log: log,
 		Now: e.clock.Now, RevalidateInterval: 200 * time.Millisecond,
 	})
 	if err != nil {

@@ -1,0 +1,349 @@
+package sshd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// EventRecorder writes audit events (keystore.Store.RecordEvent).
+type EventRecorder interface {
+	RecordEvent(ctx context.Context, a keystore.Actor, action, targetType string, targetID int64, details map[string]any) error
+}
+
+const (
+	// maxForwardsPerConn caps concurrent forwarded channels per connection.
+	defaultMaxForwards = 10
+	defaultDialTimeout = 10 * time.Second
+	// maxRefusalEventsPerConn caps audit events for refusals per connection
+	// (the log still has every one).
+	maxRefusalEventsPerConn = 20
+)
+
+// directTCPIP is the RFC 4254 §7.2 payload.
+type directTCPIP struct {
+	DestAddr   string
+	DestPort   uint32
+	OriginAddr string
+	OriginPort uint32
+}
+
+// connForwards is one connection's forwarding state.
+type connForwards struct {
+	active   int
+	refusals int
+}
+
+// connState returns conn's forwarding state (s.fwdMu held); it is dropped
+// when the connection ends.
+func (s *Server) connState(ctx ssh.Context, conn *gossh.ServerConn) *connForwards {
+	st := s.fwd[conn]
+	if st == nil {
+		st = &connForwards{}
+		s.fwd[conn] = st
+		go func() {
+			<-ctx.Done()
+			s.fwdMu.Lock()
+			delete(s.fwd, conn)
+			s.fwdMu.Unlock()
+		}()
+	}
+	return st
+}
+
+func (s *Server) forwardSlot(ctx ssh.Context, conn *gossh.ServerConn) (release func(), ok bool) {
+	s.fwdMu.Lock()
+	defer s.fwdMu.Unlock()
+	st := s.connState(ctx, conn)
+	if st.active >= s.cfg.MaxForwardsPerConn {
+		return nil, false
+	}
+	st.active++
+	return func() {
+		s.fwdMu.Lock()
+		st.active--
+		s.fwdMu.Unlock()
+	}, true
+}
+
+// countRefusal reports whether a refusal on conn should still be audited.
+func (s *Server) countRefusal(ctx ssh.Context, conn *gossh.ServerConn) bool {
+	s.fwdMu.Lock()
+	defer s.fwdMu.Unlock()
+	st := s.connState(ctx, conn)
+	st.refusals++
+	return st.refusals <= maxRefusalEventsPerConn
+}
+
+func identityDetails(id *Identity, d map[string]any) map[string]any {
+	if id.IsCertificate() {
+		d["cert_key_id"] = id.CertKeyID
+		d["cert_serial"] = strconv.FormatUint(id.CertSerial, 10)
+		d["ca_id"] = id.CAID
+		d["key_fingerprint"] = id.KeyFingerprint
+	} else {
+		d["key_id"] = id.KeyID
+		d["key_fingerprint"] = id.KeyFingerprint
+	}
+	return d
+}
+
+func (s *Server) recordEvent(a keystore.Actor, action string, targetID int64, details map[string]any) {
+	if s.cfg.Events == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.cfg.Events.RecordEvent(ctx, a, action, "bastion_target", targetID, details); err != nil {
+		s.log.Warn("recording audit event failed", "action", action, "err", err)
+	}
+}
+
+// handleDirectTCPIP serves "direct-tcpip" channels (ssh -W, -L, -J): it
+// decides from the verified identity and the group bastion targets, before
+// any name resolution, then resolves, checks the addresses and dials.
+func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
+	var d directTCPIP
+	if err := gossh.Unmarshal(newChan.ExtraData(), &d); err != nil {
+		_ = newChan.Reject(gossh.ConnectionFailed, "malformed direct-tcpip request")
+		return
+	}
+	id := identityFromContext(ctx)
+	remote := conn.RemoteAddr().String()
+	dest := net.JoinHostPort(d.DestAddr, strconv.FormatUint(uint64(d.DestPort), 10))
+	refuse := func(reason string, why string) {
+		s.metrics.forwards.WithLabelValues("refused").Inc()
+		var uid int64
+		if id != nil {
+			uid = id.UserID
+		}
+		s.log.Info("forwarding refused", "login", conn.User(), "user_id", uid, "destination", dest,
+			"reason", why, "remote", remote)
+		_ = newChan.Reject(gossh.Prohibited, "administratively prohibited: "+reason)
+		if id != nil && s.countRefusal(ctx, conn) {
+			details := identityDetails(id, map[string]any{"destination": dest, "reason": why, "login": conn.User()})
+			go s.recordEvent(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(remote)}, "bastion_forward_refused", 0, details)
+		}
+	}
+	if id == nil || conn.User() != id.Login {
+		refuse("permission denied", "identity mismatch")
+		return
+	}
+	if reason := s.stillValid(id, s.cfg.Now()); reason != "" {
+		refuse("permission denied", reason)
+		return
+	}
+	if strings.EqualFold(conn.User(), s.cfg.GitUser) || !s.cfg.Auth.UsernameIs(id.UserID, conn.User()) {
+		refuse("log in with your own username to forward connections", "git user cannot forward")
+		return
+	}
+	if id.IsCertificate() && !id.PermitPortForwarding {
+		refuse("your certificate does not permit port forwarding", "certificate without permit-port-forwarding")
+		return
+	}
+	if d.DestPort == 0 || d.DestPort > 65535 || d.DestAddr == "" || len(d.DestAddr) > 255 {
+		refuse("no bastion target allows "+dest, "invalid destination")
+		return
+	}
+	var scope int64
+	if id.IsCertificate() {
+		scope = id.CAGroupID
+	}
+	matches := s.cfg.Auth.BastionTargets(id.UserID, scope, !id.IsCertificate(), d.DestAddr, d.DestPort)
+	if len(matches) == 0 {
+		refuse("no bastion target allows "+dest, "no matching target")
+		return
+	}
+	release, ok := s.forwardSlot(ctx, conn)
+	if !ok {
+		s.metrics.forwards.WithLabelValues("limited").Inc()
+		s.log.Info("forwarding refused: too many forwarded channels", "user_id", id.UserID, "destination", dest, "remote", remote)
+		_ = newChan.Reject(gossh.ResourceShortage, "too many forwarded connections on this SSH connection")
+		return
+	}
+	defer release()
+
+	// Decided: now resolve, and refuse special addresses unless a matching
+	// target names them literally.
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.ForwardDialTimeout)
+	defer cancel()
+	addrs, err := resolve(dctx, d.DestAddr)
+	if err != nil || len(addrs) == 0 {
+		s.metrics.forwards.WithLabelValues("unreachable").Inc()
+		s.log.Info("forwarding failed: cannot resolve", "user_id", id.UserID, "destination", dest, "err", err)
+		_ = newChan.Reject(gossh.ConnectionFailed, "cannot resolve "+d.DestAddr)
+		return
+	}
+	for _, a := range addrs {
+		if restricted(a) && !namedExplicitly(matches, a) {
+			refuse("destination "+dest+" resolves to a restricted address", "restricted address "+a.String())
+			return
+		}
+	}
+	var tcp *net.TCPConn
+	var dialErr error
+	dialer := net.Dialer{}
+	for _, a := range addrs {
+		c, err := dialer.DialContext(dctx, "tcp", netip.AddrPortFrom(a, uint16(d.DestPort)).String())
+		if err == nil {
+			tcp = c.(*net.TCPConn)
+			break
+		}
+		dialErr = err
+		if dctx.Err() != nil {
+			break
+		}
+	}
+	if tcp == nil {
+		s.metrics.forwards.WithLabelValues("unreachable").Inc()
+		s.log.Info("forwarding failed: cannot connect", "user_id", id.UserID, "destination", dest, "err", dialErr)
+		_ = newChan.Reject(gossh.ConnectionFailed, "cannot connect to "+dest)
+		return
+	}
+	ch, reqs, err := newChan.Accept()
+	if err != nil {
+		tcp.Close()
+		return
+	}
+	go gossh.DiscardRequests(reqs)
+	s.metrics.forwards.WithLabelValues("accepted").Inc()
+	s.metrics.forwardsActive.Inc()
+	defer s.metrics.forwardsActive.Dec()
+	start := time.Now()
+	m := matches[0]
+	s.log.Info("forwarding opened", "user_id", id.UserID, "login", conn.User(), "fingerprint", id.KeyFingerprint,
+		"cert_key_id", id.CertKeyID, "destination", dest, "address", tcp.RemoteAddr().String(), "target_id", m.TargetID, "remote", remote)
+
+	in, out := s.proxy(ctx, ch, tcp)
+	dur := time.Since(start)
+	s.log.Info("forwarding closed", "user_id", id.UserID, "destination", dest, "bytes_in", in, "bytes_out", out,
+		"duration_ms", dur.Milliseconds(), "remote", remote)
+	details := identityDetails(id, map[string]any{
+		"destination": dest, "address": tcp.RemoteAddr().String(), "target_id": m.TargetID, "group_id": m.GroupID,
+		"pattern": m.Pattern, "login": conn.User(),
+		"bytes_in": in, "bytes_out": out, "duration_ms": dur.Milliseconds(),
+	})
+	s.recordEvent(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(remote)}, "bastion_forward", m.TargetID, details)
+}
+
+// proxy copies both ways with half-close until both directions end, or the
+// SSH connection ends. in counts client→destination bytes, out the reverse.
+func (s *Server) proxy(ctx ssh.Context, ch gossh.Channel, tcp *net.TCPConn) (in, out int64) {
+	var nIn, nOut atomic.Int64
+	var wg sync.WaitGroup
+	var closeOnce sync.Once
+	closeBoth := func() {
+		closeOnce.Do(func() {
+			_ = tcp.Close()
+			_ = ch.Close()
+		})
+	}
+	wg.Add(2)
+	go func() { // client → destination
+		defer wg.Done()
+		_, err := io.Copy(countingWriter{tcp, &nIn, s.metrics.forwardBytes.WithLabelValues("in")}, ch)
+		if err != nil {
+			closeBoth()
+			return
+		}
+		_ = tcp.CloseWrite()
+	}()
+	go func() { // destination → client
+		defer wg.Done()
+		_, err := io.Copy(countingWriter{ch, &nOut, s.metrics.forwardBytes.WithLabelValues("out")}, tcp)
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			closeBoth()
+			return
+		}
+		_ = ch.CloseWrite()
+	}()
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done(): // the SSH connection ended (also on revocation)
+			closeBoth()
+		case <-s.done:
+			closeBoth()
+		case <-done:
+		}
+	}()
+	wg.Wait()
+	close(done)
+	closeBoth()
+	return nIn.Load(), nOut.Load()
+}
+
+type counter interface{ Add(float64) }
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+	c counter
+}
+
+func (cw countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	cw.n.Add(int64(n))
+	cw.c.Add(float64(n))
+	return n, err
+}
+
+func resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			return nil, errors.New("zoned addresses are not allowed")
+		}
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(ips))
+	for _, a := range ips {
+		out = append(out, a.Unmap())
+	}
+	return out, nil
+}
+
+// restricted addresses are refused unless a target names them.
+func restricted(a netip.Addr) bool {
+	return a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified() ||
+		a.IsInterfaceLocalMulticast() || a.IsMulticast()
+}
+
+// namedExplicitly reports whether a matching target names address a
+// literally: its host is that IP, or "localhost" for a loopback address.
+func namedExplicitly(ms []keystore.BastionMatch, a netip.Addr) bool {
+	for _, m := range ms {
+		if !m.Literal() {
+			continue
+		}
+		if p, err := netip.ParseAddr(m.Host); err == nil && p.Unmap() == a {
+			return true
+		}
+		if m.Host == "localhost" && a.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
+func hostOnly(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
