@@ -108,7 +108,9 @@ func (a *fzAuth) Key(fp [32]byte) (keystore.IndexedKey, bool) {
 	return k.k, ok
 }
 func (a *fzAuth) KeyExists(id int64) bool { return a.keyIDs[id] }
-func (a *fzAuth) BastionTargets(int64, int64, bool, string, uint32) []keystore.BastionMatch { return nil }
+func (a *fzAuth) BastionTargets(int64, int64, bool, string, uint32) []keystore.BastionMatch {
+	return nil
+}
 func (a *fzAuth) User(id int64) (keystore.IndexedUser, bool) {
 	u, ok := a.users[id]
 	return keystore.IndexedUser{ID: id, Active: u.active}, ok

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -211,9 +214,16 @@ func TestBastionForwardRefused(t *testing.T) {
 	if _, stderr, code := e.run(t, "", nil, nil, "ssh", args...); code == 0 || !strings.Contains(stderr, "forwarding failed") {
 		t.Errorf("ssh -R: exit %d, stderr %q", code, stderr)
 	}
-	// A shell is refused (no pty, no shell: just the welcome line).
-	if _, stderr, code := e.ssh(t, []string{w.aliceKey}, "alice", "-tt"); strings.Contains(stderr, "$") {
-		t.Errorf("shell: exit %d, stderr %q", code, stderr)
+	// No pty and no shell (just the welcome line), also with agent and X11
+	// forwarding asked for: no agent or X11 channel is ever opened.
+	if stdout, stderr, code := e.ssh(t, []string{w.aliceKey}, "alice", "-tt"); code == 0 || stdout != "" ||
+		!strings.Contains(stderr, "PTY allocation request failed") {
+		t.Errorf("forced pty: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for _, opt := range []string{"-A", "-X"} {
+		if stdout, stderr, code := e.ssh(t, []string{w.aliceKey}, "alice", opt); code != 0 || stdout != "Welcome to keygate, @alice!\n" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", opt, code, stdout, stderr)
+		}
 	}
 }
 
@@ -300,5 +310,64 @@ func TestBastionProxyJumpGitClone(t *testing.T) {
 	}
 	if got := strings.TrimSpace(inner.mustGit(t, dir, nil, "rev-parse", "HEAD")); got != head {
 		t.Fatalf("cloned HEAD %s, want %s", got, head)
+	}
+}
+
+// TestBastionForwardLimitPerConnection opens more forwarded channels than
+// one connection may hold (x/crypto client): the extra one is refused as a
+// resource shortage, and a slot frees up when a channel closes.
+func TestBastionForwardLimitPerConnection(t *testing.T) {
+	t.Parallel()
+	w := certSetup(t)
+	e := w.e
+	port := echoServer(t)
+	e.addTarget(t, w.eng, w.ownerTok, dest(port), 0)
+	pem, err := os.ReadFile(w.aliceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := gossh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := gossh.Dial("tcp", e.sshAddr, &gossh.ClientConfig{
+		User: "alice", Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var conns []net.Conn
+	for i := 0; i < 10; i++ {
+		c, err := client.Dial("tcp", dest(port))
+		if err != nil {
+			t.Fatalf("forward %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	_, err = client.Dial("tcp", dest(port))
+	var oce *gossh.OpenChannelError
+	if !errors.As(err, &oce) || oce.Reason != gossh.ResourceShortage {
+		t.Fatalf("11th forward: %v, want resource shortage", err)
+	}
+	conns[0].Close()
+	if !waitFor(5*time.Second, func() bool {
+		c, err := client.Dial("tcp", dest(port))
+		if err != nil {
+			return false
+		}
+		conns = append(conns, c)
+		return true
+	}) {
+		t.Fatal("no slot after closing a forward")
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	// A refused destination through the Go client: Prohibited.
+	_, err = client.Dial("tcp", "10.255.255.1:22")
+	if !errors.As(err, &oce) || oce.Reason != gossh.Prohibited {
+		t.Fatalf("unknown destination: %v, want prohibited", err)
 	}
 }
