@@ -114,11 +114,6 @@ func runLoad(ctx context.Context, opts runOptions) (*Result, error) {
 	if opts.HostKey == nil {
 		opts.HostKey = gossh.InsecureIgnoreHostKey()
 	}
-	if opts.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
-		defer cancel()
-	}
 	cfg := &gossh.ClientConfig{
 		User:            opts.User,
 		Auth:            []gossh.AuthMethod{gossh.PublicKeys(opts.Signer)},
@@ -129,6 +124,13 @@ func runLoad(ctx context.Context, opts runOptions) (*Result, error) {
 	stats := make([]*workerStats, opts.Concurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
+	// The duration stops workers from starting new connections; those in
+	// flight finish (bounded by Timeout) and are counted. ctx (Ctrl-C)
+	// cuts everything short.
+	var deadline time.Time
+	if opts.Duration > 0 {
+		deadline = start.Add(opts.Duration)
+	}
 	for i := range stats {
 		w := &workerStats{errors: map[string]int64{}, samples: map[string]string{}, exits: map[string]int64{}}
 		stats[i] = w
@@ -136,6 +138,9 @@ func runLoad(ctx context.Context, opts runOptions) (*Result, error) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
+				if !deadline.IsZero() && !time.Now().Before(deadline) {
+					return
+				}
 				if opts.Count > 0 && issued.Add(1) > opts.Count {
 					return
 				}
@@ -195,7 +200,7 @@ func attempt(ctx context.Context, opts runOptions, cfg *gossh.ClientConfig, w *w
 	conn, err := d.DialContext(ctx, "tcp", opts.Addr)
 	if err != nil {
 		if ctx.Err() != nil {
-			w.attempts-- // cut off by the end of the run, not a failure
+			w.attempts-- // interrupted, not a failure
 			return
 		}
 		w.fail(errDial, err)
