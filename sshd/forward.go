@@ -226,7 +226,23 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 	s.log.Info("forwarding opened", "user_id", id.UserID, "login", conn.User(), "fingerprint", id.KeyFingerprint,
 		"cert_key_id", id.CertKeyID, "destination", dest, "address", tcp.RemoteAddr().String(), "target_id", m.TargetID, "remote", remote)
 
-	in, out := s.proxy(ctx, ch, tcp)
+	// Re-checked while the forward is open: a removed member, a lowered
+	// access level or a deleted target ends it within RevalidateInterval
+	// (deleted keys, blocked users and revoked certificates close the whole
+	// connection in revalidate).
+	recheck := func() string {
+		if reason := s.stillValid(id, s.cfg.Now()); reason != "" {
+			return reason
+		}
+		if len(s.cfg.Auth.BastionTargets(id.UserID, scope, !id.IsCertificate(), d.DestAddr, d.DestPort)) == 0 {
+			return "no bastion target allows the destination any more"
+		}
+		return ""
+	}
+	in, out, why := s.proxy(ctx, ch, tcp, recheck)
+	if why != "" {
+		s.log.Info("forwarding closed: access revoked", "user_id", id.UserID, "destination", dest, "reason", why, "remote", remote)
+	}
 	dur := time.Since(start)
 	s.log.Info("forwarding closed", "user_id", id.UserID, "destination", dest, "bytes_in", in, "bytes_out", out,
 		"duration_ms", dur.Milliseconds(), "remote", remote)
@@ -240,7 +256,9 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 
 // proxy copies both ways with half-close until both directions end, or the
 // SSH connection ends. in counts client→destination bytes, out the reverse.
-func (s *Server) proxy(ctx ssh.Context, ch gossh.Channel, tcp *net.TCPConn) (in, out int64) {
+// recheck runs every RevalidateInterval; a non-empty answer closes the
+// forward and is returned as why.
+func (s *Server) proxy(ctx ssh.Context, ch gossh.Channel, tcp *net.TCPConn, recheck func() string) (in, out int64, why string) {
 	var nIn, nOut atomic.Int64
 	var wg sync.WaitGroup
 	var closeOnce sync.Once
@@ -270,19 +288,37 @@ func (s *Server) proxy(ctx ssh.Context, ch gossh.Channel, tcp *net.TCPConn) (in,
 		_ = ch.CloseWrite()
 	}()
 	done := make(chan struct{})
+	watched := make(chan string, 1)
 	go func() {
-		select {
-		case <-ctx.Done(): // the SSH connection ended (also on revocation)
-			closeBoth()
-		case <-s.done:
-			closeBoth()
-		case <-done:
+		t := time.NewTicker(s.cfg.RevalidateInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done(): // the SSH connection ended (also on revocation)
+				closeBoth()
+				watched <- ""
+				return
+			case <-s.done:
+				closeBoth()
+				watched <- ""
+				return
+			case <-t.C:
+				if r := recheck(); r != "" {
+					closeBoth()
+					watched <- r
+					return
+				}
+			case <-done:
+				watched <- ""
+				return
+			}
 		}
 	}()
 	wg.Wait()
 	close(done)
+	why = <-watched
 	closeBoth()
-	return nIn.Load(), nOut.Load()
+	return nIn.Load(), nOut.Load(), why
 }
 
 type counter interface{ Add(float64) }

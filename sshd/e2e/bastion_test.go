@@ -253,6 +253,34 @@ func TestBastionForwardClosedWhenAccessRevoked(t *testing.T) {
 		t.Fatal("forwarded connection still open 5s after the key was deleted")
 	}
 
+	// Plain key: removing the member (the key stays valid) or deleting the
+	// target closes the forward.
+	key2, pub2 := e.sshKeygen(t, "ed25519", 0)
+	e.addKey(t, w.aliceID, pub2, "", "")
+	opsPort := echoServer(t)
+	opsTarget := e.addTarget(t, w.ops, w.ownerTok, dest(opsPort), 0)
+	for _, revoke := range []func(){
+		func() {
+			e.mustAPI(t, http.MethodDelete, "/groups/"+itoa(w.ops)+"/bastion_targets/"+itoa(opsTarget), w.ownerTok, nil, http.StatusNoContent, nil)
+		},
+		func() {
+			e.mustAPI(t, http.MethodDelete, "/groups/"+itoa(w.ops)+"/members/"+itoa(w.aliceID), w.ownerTok, nil, http.StatusNoContent, nil)
+		},
+	} {
+		s = e.startSession(t, []string{key2}, "alice", "-W", dest(opsPort))
+		if _, err := s.stdin.Write([]byte("ops\n")); err != nil {
+			t.Fatal(err)
+		}
+		if !s.waitOutput("ops\n", 10*time.Second) {
+			t.Fatalf("no echo; stderr %s", s.stderr.String())
+		}
+		revoke()
+		if !s.waitExit(5 * time.Second) {
+			t.Fatal("plain-key forward still open 5s after access was revoked")
+		}
+		opsTarget = e.addTarget(t, w.ops, w.ownerTok, dest(opsPort), 0)
+	}
+
 	// Removing the member closes a certificate login's forward too.
 	key, cert := w.certIssue(t, w.caKey, "-I", "alice", "-n", "alice", "-V", "-5m:+1h")
 	s = e.startSession(t, []string{key}, "alice", "-o", "CertificateFile="+cert, "-W", dest(port))
@@ -369,5 +397,53 @@ func TestBastionForwardLimitPerConnection(t *testing.T) {
 	_, err = client.Dial("tcp", "10.255.255.1:22")
 	if !errors.As(err, &oce) || oce.Reason != gossh.Prohibited {
 		t.Fatalf("unknown destination: %v, want prohibited", err)
+	}
+}
+
+// TestBastionLocalForward runs `ssh -N -L` and moves data both ways at once
+// through the local port.
+func TestBastionLocalForward(t *testing.T) {
+	t.Parallel()
+	w := certSetup(t)
+	e := w.e
+	port := echoServer(t)
+	e.addTarget(t, w.eng, w.ownerTok, dest(port), 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := l.Addr().String()
+	l.Close()
+	s := e.startSession(t, []string{w.aliceKey}, "alice", "-N", "-o", "ExitOnForwardFailure=yes", "-L", local+":"+dest(port))
+	var c net.Conn
+	if !waitFor(10*time.Second, func() bool {
+		c, err = net.Dial("tcp", local)
+		return err == nil
+	}) {
+		t.Fatalf("local forward not listening: %v; stderr %s", err, s.stderr.String())
+	}
+	defer c.Close()
+	data := make([]byte, 5<<20)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		werr <- err
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("echo through -L: %d bytes, want %d intact", len(got), len(data))
 	}
 }
