@@ -320,3 +320,106 @@ func mustFP(t *testing.T, keyFile string) string {
 	}
 	return gossh.FingerprintSHA256(signer.PublicKey())
 }
+
+func TestRunWithCertificate(t *testing.T) {
+	ctx := context.Background()
+	s := startServer(t, t.TempDir())
+	s.addUser(t, "alice")
+	alice, err := s.store.UserByUsername(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, path := "eng", "eng"
+	g, err := s.store.CreateGroup(ctx, keystore.Actor{}, keystore.GroupInput{Name: &name, Path: &path}, alice.ID)
+	if err != nil {
+		t.Fatalf("CreateGroup: %v", err)
+	}
+	ca, _ := newSigner(t)
+	caLine := strings.TrimSpace(string(gossh.MarshalAuthorizedKey(ca.PublicKey())))
+	if _, err := s.store.CreateCA(ctx, keystore.Actor{}, g.ID, keystore.CAInput{Title: "ca", Key: caLine}); err != nil {
+		t.Fatalf("CreateCA: %v", err)
+	}
+	// A key keygate does not know, certified by the group CA.
+	userKey, priv := newSigner(t)
+	now := time.Now()
+	c := &gossh.Certificate{
+		Key: userKey.PublicKey(), Serial: 7, CertType: gossh.UserCert, KeyId: "alice",
+		ValidPrincipals: []string{"git", "alice"},
+		ValidAfter:      uint64(now.Add(-5 * time.Minute).Unix()), ValidBefore: uint64(now.Add(time.Hour).Unix()),
+	}
+	if err := c.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+	keyPath := writeKey(t, priv)
+	certPath := keyPath + "-cert.pub"
+	if err := os.WriteFile(certPath, gossh.MarshalAuthorizedKey(c), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var out, errb bytes.Buffer
+	code := cli(ctx, []string{"run", "--addr", s.addr, "--key", keyPath, "--cert", certPath, "--count", "6", "--concurrency", "2",
+		"--json", "--host-key-check=false"}, &out, &errb)
+	var res Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("exit %d, json: %v: %s %s", code, err, out.String(), errb.String())
+	}
+	if code != 0 || res.Handshakes != 6 || res.TotalErrors() != 0 || res.KeyType != gossh.CertAlgoED25519v01 {
+		t.Fatalf("exit %d, result %+v", code, res)
+	}
+	// Without the certificate the bare key is unknown.
+	r, err := runLoad(ctx, runOptions{Addr: s.addr, Signer: userKey, Count: 2})
+	if err != nil || r.Errors[errAuth] != 2 {
+		t.Fatalf("bare key: %+v %v", r, err)
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	signer := s.addUser(t, "frank")
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	res, err := runLoad(ctx, runOptions{Addr: s.addr, Signer: signer, Concurrency: 2, Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 15*time.Second {
+		t.Fatalf("run went on for %v after cancel", el)
+	}
+	if res.Handshakes == 0 || res.Errors[errDial] != 0 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestRunCancelCutsStalledHandshakes(t *testing.T) {
+	// A server that accepts and never speaks: handshakes stall until the
+	// per-connection timeout, but Ctrl-C (cancel) ends the run at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	signer, _ := newSigner(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	res, err := runLoad(ctx, runOptions{Addr: ln.Addr().String(), Signer: signer, Concurrency: 3, Duration: time.Hour, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("run went on for %v after cancel", el)
+	}
+	if res.TotalErrors() != 0 || res.Attempts != 0 {
+		t.Fatalf("interrupted attempts counted: %+v", res)
+	}
+}

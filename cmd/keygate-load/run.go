@@ -208,12 +208,23 @@ func attempt(ctx context.Context, opts runOptions, cfg *gossh.ClientConfig, w *w
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(t0.Add(opts.Timeout))
+	// Ctrl-C cuts a connection in flight short; what fails then is not
+	// counted.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	fail := func(kind string, err error) {
+		if ctx.Err() != nil {
+			w.attempts--
+			return
+		}
+		w.fail(kind, err)
+	}
 	c, chans, reqs, err := gossh.NewClientConn(conn, opts.Addr, cfg)
 	if err != nil {
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			w.fail(errAuth, err)
+			fail(errAuth, err)
 		} else {
-			w.fail(errHandshake, err)
+			fail(errHandshake, err)
 		}
 		return
 	}
@@ -226,7 +237,7 @@ func attempt(ctx context.Context, opts runOptions, cfg *gossh.ClientConfig, w *w
 	}
 	sess, err := client.NewSession()
 	if err != nil {
-		w.fail(errCommand, err)
+		fail(errCommand, err)
 		w.exits["no-session"]++
 		return
 	}
@@ -241,10 +252,10 @@ func attempt(ctx context.Context, opts runOptions, cfg *gossh.ClientConfig, w *w
 		w.cmd = append(w.cmd, time.Since(t0))
 	case errors.As(err, &ee):
 		w.exits[fmt.Sprint(ee.ExitStatus())]++
-		w.fail(errCommand, err)
+		fail(errCommand, err)
 	default:
 		w.exits["none"]++
-		w.fail(errCommand, err)
+		fail(errCommand, err)
 	}
 }
 
