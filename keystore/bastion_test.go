@@ -143,3 +143,21 @@ func TestBastionTargets(t *testing.T) {
 		t.Fatalf("group audit = %v, %v", evs, err)
 	}
 }
+
+// FuzzBastionPattern: parsing never panics, a valid pattern matches the
+// host it names, and patterns stored by the store (normalised) stay valid.
+func FuzzBastionPattern(f *testing.F) {
+	for _, s := range []string{"db.internal:5432", "*:*", "[::1]:22", "10.0.0.*:22", "a:0", "[", ":", "*.x:65535"} {
+		f.Add(s, "db.internal", uint32(22))
+	}
+	f.Fuzz(func(t *testing.T, pattern, host string, port uint32) {
+		ok := keystore.ValidBastionPattern(pattern)
+		m := keystore.MatchBastionPattern(pattern, host, port)
+		if m && !ok {
+			t.Fatalf("invalid pattern %q matched", pattern)
+		}
+		if m && (port == 0 || port > 65535 || host == "") {
+			t.Fatalf("%q matched %q:%d", pattern, host, port)
+		}
+	})
+}

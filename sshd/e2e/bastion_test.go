@@ -339,6 +339,26 @@ func TestBastionProxyJumpGitClone(t *testing.T) {
 	if got := strings.TrimSpace(inner.mustGit(t, dir, nil, "rev-parse", "HEAD")); got != head {
 		t.Fatalf("cloned HEAD %s, want %s", got, head)
 	}
+
+	// The same with a group-CA certificate on the jump host; without
+	// permit-port-forwarding it is refused.
+	for _, c := range []struct {
+		opts []string
+		ok   bool
+	}{{nil, true}, {[]string{"-O", "no-port-forwarding"}, false}} {
+		key, cert := w.certIssue(t, w.caKey, append([]string{"-I", "alice", "-n", "alice", "-V", "-5m:+1h"}, c.opts...)...)
+		certConf := "Host keygate-bastion\n  HostName 127.0.0.1\n  Port " + strconv.Itoa(jump.sshPort) + "\n  User alice\n" +
+			"  IdentityFile " + key + "\n  CertificateFile " + cert + "\n" + strings.ReplaceAll(common, "  IdentityFile "+w.aliceKey+"\n", "") +
+			"Host *\n" + common
+		if err := os.WriteFile(cfg, []byte(certConf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "clone")
+		_, stderr, code := jump.run(t, "", []string{"GIT_SSH_COMMAND=" + sshCmd}, nil, "git", "clone", "--quiet", inner.cloneURL("eng/api"), dir)
+		if (code == 0) != c.ok {
+			t.Fatalf("certificate %v: clone through the jump host: exit %d: %s", c.opts, code, stderr)
+		}
+	}
 }
 
 // TestBastionForwardLimitPerConnection opens more forwarded channels than
