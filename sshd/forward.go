@@ -251,6 +251,9 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 		"pattern": m.Pattern, "login": conn.User(),
 		"bytes_in": in, "bytes_out": out, "duration_ms": dur.Milliseconds(),
 	})
+	if why != "" {
+		details["closed_reason"] = why
+	}
 	s.recordEvent(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(remote)}, "bastion_forward", m.TargetID, details)
 }
 
