@@ -443,7 +443,7 @@ func TestBastionLocalForward(t *testing.T) {
 		t.Fatalf("local forward not listening: %v; stderr %s", err, s.stderr.String())
 	}
 	defer c.Close()
-	data := make([]byte, 5<<20)
+	data := make([]byte, 50<<20)
 	if _, err := rand.Read(data); err != nil {
 		t.Fatal(err)
 	}
