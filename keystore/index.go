@@ -42,6 +42,7 @@ type Index struct {
 	targets  map[int64]targetRec // bastion targets: few, so pointers are fine
 	applied  int64
 	onChange []func(Change)
+	loading  bool // building a fresh, unpublished index: no entry exists yet
 }
 
 type keyRec struct {
@@ -217,14 +218,33 @@ func (ix *Index) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fresh := &Index{store: s}
+	fresh := &Index{store: s, loading: true}
 	fresh.reset()
-	users, err := s.AllUsers(ctx)
+	// Pre-size the big maps: growing them one insert at a time dominates
+	// the load of a million keys.
+	nUsers, err := s.count(ctx, `SELECT COUNT(*) FROM users`)
 	if err != nil {
 		return err
 	}
-	for _, u := range users {
-		fresh.putUser(u)
+	nKeys, err := s.count(ctx, `SELECT COUNT(*) FROM keys`)
+	if err != nil {
+		return err
+	}
+	fresh.users = make(map[int64]userRec, nUsers)
+	fresh.byName = make(map[uint64]int64, nUsers)
+	fresh.byEmail = make(map[uint64]int64, nUsers)
+	fresh.keys = make(map[[32]byte]keyRec, nKeys)
+	fresh.keyFP = make(map[int64][32]byte, nKeys)
+	fresh.arena = make([]byte, 0, nUsers*32)
+	if err := s.forEachRow(ctx, `SELECT `+userCols+` FROM users`, func(sc func(...any) error) error {
+		u, err := scanUser(scanFunc(sc))
+		if err != nil {
+			return err
+		}
+		fresh.addUser(u)
+		return nil
+	}); err != nil {
+		return err
 	}
 	groups, err := s.AllGroups(ctx)
 	if err != nil {
@@ -304,6 +324,11 @@ func ptrVal(p *int64) int64 {
 	return *p
 }
 
+// scanFunc adapts a Scan function to the scanner interface.
+type scanFunc func(...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
+
 // forEachRow streams a query's rows.
 func (s *Store) forEachRow(ctx context.Context, query string, fn func(scan func(...any) error) error) error {
 	rows, err := s.query(ctx, query)
@@ -333,8 +358,10 @@ func (ix *Index) putKey(id, userID int64, fp, usage string, expMS *int64) {
 			rec.ExpiresMS = 1
 		}
 	}
-	if old, ok := ix.keyFP[id]; ok && old != b {
-		delete(ix.keys, old)
+	if !ix.loading {
+		if old, ok := ix.keyFP[id]; ok && old != b {
+			delete(ix.keys, old)
+		}
 	}
 	ix.keys[b] = rec
 	ix.keyFP[id] = b
@@ -360,6 +387,11 @@ func (ix *Index) addString(s string) (uint32, uint16) {
 
 func (ix *Index) putUser(u *User) {
 	ix.dropUser(u.ID)
+	ix.addUser(u)
+}
+
+// addUser inserts a user known to be absent (a fresh load skips the lookup).
+func (ix *Index) addUser(u *User) {
 	rec := userRec{active: u.Active(), admin: u.IsAdmin}
 	rec.nameOff, rec.nameLen = ix.addString(u.Username)
 	rec.emailOff, rec.emailLen = ix.addString(u.Email)
