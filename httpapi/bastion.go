@@ -32,13 +32,7 @@ func (a *API) listBastionTargets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]bastionTargetJSON, 0, len(ts))
-	for _, b := range ts {
-		out = append(out, renderBastionTarget(b))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, ts, renderBastionTarget)
 }
 
 func (a *API) createBastionTarget(w http.ResponseWriter, r *http.Request) error {

@@ -157,13 +157,7 @@ func (a *API) ghListKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]ghKeyJSON, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, renderGHKey(r, k))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, keys, func(k *keystore.Key) ghKeyJSON { return renderGHKey(r, k) })
 }
 
 func (a *API) ghAdd(r *http.Request, usage string) (*keystore.Key, error) {
@@ -221,13 +215,7 @@ func (a *API) ghListSigningKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]ghSigningKeyJSON, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, renderGHSigningKey(k))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, keys, renderGHSigningKey)
 }
 
 func (a *API) ghAddSigningKey(w http.ResponseWriter, r *http.Request) error {
@@ -281,13 +269,7 @@ func (a *API) ghPublicKeys(w http.ResponseWriter, r *http.Request) error {
 		ID  int64  `json:"id"`
 		Key string `json:"key"`
 	}
-	out := make([]pub, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, pub{ID: k.ID, Key: ghKeyText(k)})
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, keys, func(k *keystore.Key) pub { return pub{ID: k.ID, Key: ghKeyText(k)} })
 }
 
 func (a *API) ghPublicSigningKeys(w http.ResponseWriter, r *http.Request) error {
@@ -299,11 +281,5 @@ func (a *API) ghPublicSigningKeys(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	out := make([]ghSigningKeyJSON, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, renderGHSigningKey(k))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, keys, renderGHSigningKey)
 }

@@ -294,13 +294,7 @@ func (a *API) listMembers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]memberJSON, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, a.renderMember(r, m))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, ms, func(m *keystore.Member) memberJSON { return a.renderMember(r, m) })
 }
 
 func (a *API) getMember(w http.ResponseWriter, r *http.Request) error {
@@ -453,13 +447,7 @@ func (a *API) listCAs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]caJSON, 0, len(cas))
-	for _, c := range cas {
-		out = append(out, renderCA(c))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, cas, renderCA)
 }
 
 func (a *API) createCA(w http.ResponseWriter, r *http.Request) error {

@@ -31,13 +31,7 @@ func (a *API) writeKeys(w http.ResponseWriter, r *http.Request, userID int64) er
 	if err != nil {
 		return err
 	}
-	out := make([]keyJSON, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, renderKey(k))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, keys, renderKey)
 }
 
 // userKey loads keyID if it belongs to userID.
@@ -218,13 +212,7 @@ func (a *API) writeGPGKeys(w http.ResponseWriter, r *http.Request, userID int64)
 	if err != nil {
 		return err
 	}
-	out := make([]gpgJSON, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, renderGPG(k))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, keys, renderGPG)
 }
 
 func (a *API) getGPG(w http.ResponseWriter, r *http.Request, userID int64) error {

@@ -159,13 +159,7 @@ func (a *API) listGroupProjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]projectJSON, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, a.renderProject(r, p))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, ps, func(p *keystore.Project) projectJSON { return a.renderProject(r, p) })
 }
 
 // certificate revocations
@@ -221,13 +215,7 @@ func (a *API) listRevocations(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]revocationJSON, 0, len(rs))
-	for _, rv := range rs {
-		out = append(out, renderRevocation(rv))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, rs, renderRevocation)
 }
 
 func (a *API) createRevocation(w http.ResponseWriter, r *http.Request) error {

@@ -206,3 +206,14 @@ func baseURL(r *http.Request) string {
 	}
 	return scheme + "://" + r.Host
 }
+
+// writePage renders one page of a list with GitLab's pagination headers.
+func writePage[T, J any](w http.ResponseWriter, r *http.Request, pg paging, total int, items []T, render func(T) J) error {
+	out := make([]J, 0, len(items))
+	for _, it := range items {
+		out = append(out, render(it))
+	}
+	setPageHeaders(w, r, pg, total)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -80,13 +80,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]userJSON, 0, len(users))
-	for _, u := range users {
-		out = append(out, a.renderUser(r, u))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, users, func(u *keystore.User) userJSON { return a.renderUser(r, u) })
 }
 
 func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
@@ -263,13 +257,7 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]tokenJSON, 0, len(toks))
-	for _, t := range toks {
-		out = append(out, a.renderToken(t))
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePage(w, r, pg, total, toks, a.renderToken)
 }
 
 // ownToken loads a token the caller may see: their own, or any for admins.
