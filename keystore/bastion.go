@@ -163,7 +163,7 @@ func MatchBastionPattern(pattern, host string, port uint32) bool {
 
 const bastionCols = `id, group_id, pattern, min_access_level, description, created_at`
 
-func scanBastionTarget(row interface{ Scan(...any) error }) (*BastionTarget, error) {
+func scanBastionTarget(row rowScanner) (*BastionTarget, error) {
 	var b BastionTarget
 	var created int64
 	if err := row.Scan(&b.ID, &b.GroupID, &b.Pattern, &b.MinAccessLevel, &b.Description, &created); err != nil {
@@ -223,25 +223,7 @@ func (s *Store) BastionTargetByID(ctx context.Context, groupID, id int64) (*Bast
 
 // ListBastionTargets lists a group's targets ordered by id.
 func (s *Store) ListBastionTargets(ctx context.Context, groupID int64, pg Page) ([]*BastionTarget, int, error) {
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM bastion_targets WHERE group_id = ?`, groupID)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+bastionCols+` FROM bastion_targets WHERE group_id = ? ORDER BY id LIMIT ? OFFSET ?`, groupID, limit, offset)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*BastionTarget
-	for rows.Next() {
-		b, err := scanBastionTarget(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, b)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, bastionCols, `bastion_targets WHERE group_id = ?`, []any{groupID}, "id", pg, scanBastionTarget)
 }
 
 // AllBastionTargets returns every target (for the index).

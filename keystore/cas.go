@@ -16,7 +16,7 @@ type CAInput struct {
 
 const caCols = `id, group_id, title, key, fingerprint_sha256, created_at`
 
-func scanCA(row interface{ Scan(...any) error }) (*GroupCA, error) {
+func scanCA(row rowScanner) (*GroupCA, error) {
 	var c GroupCA
 	var created int64
 	if err := row.Scan(&c.ID, &c.GroupID, &c.Title, &c.Key, &c.FingerprintSHA256, &created); err != nil {
@@ -99,25 +99,7 @@ func (s *Store) ListCAs(ctx context.Context, groupID int64, pg Page) ([]*GroupCA
 	if groupID != 0 {
 		cond, args = "group_id = ?", []any{groupID}
 	}
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM group_cas WHERE `+cond, args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+caCols+` FROM group_cas WHERE `+cond+` ORDER BY id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*GroupCA
-	for rows.Next() {
-		c, err := scanCA(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, c)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, caCols, `group_cas WHERE `+cond, args, "id", pg, scanCA)
 }
 
 // DeleteCA deletes a group's CA and its revocations.
@@ -143,7 +125,7 @@ type RevocationInput struct {
 
 const revocationCols = `id, ca_id, kind, value, reason, created_at`
 
-func scanRevocation(row interface{ Scan(...any) error }) (*Revocation, error) {
+func scanRevocation(row rowScanner) (*Revocation, error) {
 	var r Revocation
 	var created int64
 	if err := row.Scan(&r.ID, &r.CAID, &r.Kind, &r.Value, &r.Reason, &created); err != nil {
@@ -209,25 +191,7 @@ func (s *Store) ListRevocations(ctx context.Context, caID int64, pg Page) ([]*Re
 	if caID != 0 {
 		cond, args = "ca_id = ?", []any{caID}
 	}
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM cert_revocations WHERE `+cond, args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+revocationCols+` FROM cert_revocations WHERE `+cond+` ORDER BY id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*Revocation
-	for rows.Next() {
-		r, err := scanRevocation(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, r)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, revocationCols, `cert_revocations WHERE `+cond, args, "id", pg, scanRevocation)
 }
 
 // DeleteRevocation lifts a revocation of CA caID.

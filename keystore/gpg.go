@@ -76,7 +76,7 @@ func readKeyRing(armored string) (ents openpgp.EntityList, err error) {
 
 const gpgCols = `id, user_id, key, fingerprint, primary_keyid, emails, created_at, revoked_at`
 
-func scanGPG(row interface{ Scan(...any) error }) (*GPGKey, error) {
+func scanGPG(row rowScanner) (*GPGKey, error) {
 	var g GPGKey
 	var emails string
 	var created int64
@@ -136,25 +136,7 @@ func (s *Store) GPGKey(ctx context.Context, userID, id int64) (*GPGKey, error) {
 
 // ListGPGKeys lists a user's GPG keys ordered by id.
 func (s *Store) ListGPGKeys(ctx context.Context, userID int64, pg Page) ([]*GPGKey, int, error) {
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM gpg_keys WHERE user_id = ?`, userID)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+gpgCols+` FROM gpg_keys WHERE user_id = ? ORDER BY id LIMIT ? OFFSET ?`, userID, limit, offset)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*GPGKey
-	for rows.Next() {
-		g, err := scanGPG(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, g)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, gpgCols, `gpg_keys WHERE user_id = ?`, []any{userID}, "id", pg, scanGPG)
 }
 
 // DeleteGPGKey deletes a user's GPG key.

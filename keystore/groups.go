@@ -18,7 +18,7 @@ type GroupInput struct {
 
 const groupCols = `id, name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at`
 
-func scanGroup(row interface{ Scan(...any) error }) (*Group, error) {
+func scanGroup(row rowScanner) (*Group, error) {
 	var g Group
 	var parent sql.NullInt64
 	var enforce int
@@ -449,7 +449,7 @@ func (t *tx) upsertMember(ctx context.Context, groupID, userID int64, level int,
 
 const memberCols = `m.group_id, m.access_level, m.created_at, u.id, u.username, u.email, u.name, u.state, u.is_admin, u.created_at`
 
-func scanMember(row interface{ Scan(...any) error }) (*Member, error) {
+func scanMember(row rowScanner) (*Member, error) {
 	var m Member
 	var mc, uc int64
 	var admin int
@@ -475,24 +475,5 @@ func (s *Store) Member(ctx context.Context, groupID, userID int64) (*Member, err
 
 // ListMembers lists a group's direct members ordered by user id.
 func (s *Store) ListMembers(ctx context.Context, groupID int64, pg Page) ([]*Member, int, error) {
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM members WHERE group_id = ?`, groupID)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+memberCols+` FROM members m JOIN users u ON u.id = m.user_id
-		WHERE m.group_id = ? ORDER BY u.id LIMIT ? OFFSET ?`, groupID, limit, offset)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*Member
-	for rows.Next() {
-		m, err := scanMember(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, m)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ?`, []any{groupID}, "u.id", pg, scanMember)
 }

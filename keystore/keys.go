@@ -18,7 +18,7 @@ type KeyInput struct {
 
 const keyCols = `id, user_id, title, key, type, bits, fingerprint_sha256, fingerprint_md5, usage_type, expires_at, created_at, last_used_at`
 
-func scanKey(row interface{ Scan(...any) error }) (*Key, error) {
+func scanKey(row rowScanner) (*Key, error) {
 	var k Key
 	var exp, used sql.NullInt64
 	var created int64

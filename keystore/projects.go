@@ -30,7 +30,7 @@ type ProjectInput struct {
 
 const projectCols = `p.id, p.group_id, p.name, p.path, p.description, p.created_at, g.full_path`
 
-func scanProject(row interface{ Scan(...any) error }) (*Project, error) {
+func scanProject(row rowScanner) (*Project, error) {
 	var p Project
 	var created int64
 	var ns string
@@ -118,26 +118,7 @@ func (s *Store) ProjectByPath(ctx context.Context, fullPath string) (*Project, e
 
 // ListProjects lists a group's projects ordered by id.
 func (s *Store) ListProjects(ctx context.Context, groupID int64, pg Page) ([]*Project, int, error) {
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM projects WHERE group_id = ?`, groupID)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+projectCols+` FROM projects p JOIN groups g ON g.id = p.group_id
-		WHERE p.group_id = ? ORDER BY p.id LIMIT ? OFFSET ?`, groupID, limit, offset)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*Project
-	for rows.Next() {
-		p, err := scanProject(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, p)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, projectCols, `projects p JOIN groups g ON g.id = p.group_id WHERE p.group_id = ?`, []any{groupID}, "p.id", pg, scanProject)
 }
 
 // DeleteProject deletes a project record.

@@ -275,3 +275,32 @@ func (s *Store) count(ctx context.Context, query string, args ...any) (int, erro
 	err := s.queryRow(ctx, query, args...).Scan(&n)
 	return n, err
 }
+
+// rowScanner is what *sql.Row and *sql.Rows have in common.
+type rowScanner interface{ Scan(dest ...any) error }
+
+// listPage counts the rows of from (a FROM … WHERE … clause) and returns
+// one page of them, scanned with scan, in order.
+func listPage[T any](ctx context.Context, s *Store, cols, from string, args []any, order string, pg Page,
+	scan func(rowScanner) (*T, error)) ([]*T, int, error) {
+	total, err := s.count(ctx, `SELECT COUNT(*) FROM `+from, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	limit, offset := pg.limitOffset()
+	rows, err := s.query(ctx, `SELECT `+cols+` FROM `+from+` ORDER BY `+order+` LIMIT ? OFFSET ?`,
+		append(args[:len(args):len(args)], limit, offset)...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []*T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, v)
+	}
+	return out, total, rows.Err()
+}

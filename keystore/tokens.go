@@ -42,7 +42,7 @@ type TokenInput struct {
 
 const tokenCols = `id, user_id, name, scopes, expires_at, revoked, created_at, last_used_at`
 
-func scanToken(row interface{ Scan(...any) error }) (*Token, error) {
+func scanToken(row rowScanner) (*Token, error) {
 	var tk Token
 	var scopes string
 	var exp, used sql.NullInt64
@@ -180,25 +180,7 @@ func (s *Store) ListTokens(ctx context.Context, userID int64, pg Page) ([]*Token
 	if userID != 0 {
 		cond, args = "user_id = ?", []any{userID}
 	}
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM personal_access_tokens WHERE `+cond, args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+tokenCols+` FROM personal_access_tokens WHERE `+cond+` ORDER BY id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*Token
-	for rows.Next() {
-		tk, err := scanToken(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, tk)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, tokenCols, `personal_access_tokens WHERE `+cond, args, "id", pg, scanToken)
 }
 
 // RevokeToken revokes a token.

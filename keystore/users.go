@@ -56,7 +56,7 @@ func validateText(p problems, field, v string, required bool) {
 
 const userCols = `id, username, email, name, state, is_admin, created_at`
 
-func scanUser(row interface{ Scan(...any) error }) (*User, error) {
+func scanUser(row rowScanner) (*User, error) {
 	var u User
 	var created int64
 	var admin int
@@ -273,25 +273,7 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter, pg Page) ([]*User, 
 		}
 	}
 	cond := strings.Join(where, " AND ")
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM users WHERE `+cond, args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+userCols+` FROM users WHERE `+cond+` ORDER BY id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, u)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, userCols, `users WHERE `+cond, args, "id", pg, scanUser)
 }
 
 // AllUsers returns every user (for the auth index and exports).
