@@ -43,6 +43,7 @@ type directTCPIP struct {
 // connForwards is one connection's forwarding state.
 type connForwards struct {
 	active   int
+	sessions int
 	refusals int
 }
 

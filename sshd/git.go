@@ -57,6 +57,13 @@ func parseRepoPath(arg string) string {
 
 // handleSession serves a session channel: git commands, or a welcome line.
 func (s *Server) handleSession(sess ssh.Session) {
+	// gliderlabs runs this in a goroutine of its own: recover here too.
+	if conn, ok := sess.Context().Value(ssh.ContextKeyConn).(closer); ok {
+		defer s.recoverConn("session", conn)
+	} else {
+		defer s.recoverConn("session", sess)
+	}
+	s.testHook("session")
 	id := identityFromContext(sess.Context())
 	if id == nil || sess.User() != id.Login {
 		// The client switched user names between attempts, or no identity:

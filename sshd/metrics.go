@@ -11,6 +11,9 @@ type metrics struct {
 	forwards       *prometheus.CounterVec
 	forwardsActive prometheus.Gauge
 	forwardBytes   *prometheus.CounterVec
+
+	panics            prometheus.Counter
+	keepaliveTimeouts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,8 +40,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		forwardBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_bastion_forward_bytes_total", Help: "Bytes forwarded, by direction (in: client to destination, out: destination to client).",
 		}, []string{"direction"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_ssh_handler_panics_total", Help: "Panics recovered in SSH handlers (each closed its connection).",
+		}),
+		keepaliveTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_ssh_keepalive_timeouts_total", Help: "Connections closed because keepalives went unanswered.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes} {
+	for _, c := range []prometheus.Collector{m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

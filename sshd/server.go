@@ -84,6 +84,21 @@ type Config struct {
 	// ForwardDialTimeout bounds resolving and connecting to a forwarding
 	// destination (default 10s).
 	ForwardDialTimeout time.Duration
+	// MaxSessions caps concurrent "session" channels per connection
+	// (default 10, like OpenSSH MaxSessions).
+	MaxSessions int
+	// KeepAliveInterval is how often an authenticated connection is sent a
+	// "keepalive@openssh.com" request (default 15s; negative disables, like
+	// OpenSSH ClientAliveInterval).
+	KeepAliveInterval time.Duration
+	// KeepAliveCountMax is how many keepalive intervals may pass without a
+	// reply before the connection is closed (default 3, like OpenSSH
+	// ClientAliveCountMax).
+	KeepAliveCountMax int
+
+	// testPanic, when set, is called at the start of every handler with the
+	// handler's name (tests inject panics through it).
+	testPanic func(where string)
 }
 
 // Validate checks the configuration and fills defaults.
@@ -123,6 +138,18 @@ func (c *Config) Validate() error {
 	}
 	if c.ForwardDialTimeout == 0 {
 		c.ForwardDialTimeout = defaultDialTimeout
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = defaultMaxSessions
+	}
+	if c.KeepAliveInterval == 0 {
+		c.KeepAliveInterval = 15 * time.Second
+	}
+	if c.KeepAliveCountMax == 0 {
+		c.KeepAliveCountMax = 3
+	}
+	if c.MaxSessions < 0 || c.KeepAliveCountMax < 0 || c.MaxAuthTries < 0 || c.LoginGraceTime < 0 {
+		return errors.New("sshd: MaxSessions, KeepAliveCountMax, MaxAuthTries and LoginGraceTime must not be negative")
 	}
 	return nil
 }
@@ -170,12 +197,16 @@ func New(cfg Config) (*Server, error) {
 		ConnCallback:         s.trackConn,
 		PtyCallback:          func(ssh.Context, ssh.Pty) bool { return false },
 		ChannelHandlers: map[string]ssh.ChannelHandler{
-			"session":      ssh.DefaultSessionHandler,
-			"direct-tcpip": s.handleDirectTCPIP,
+			"session":      s.guardChannel("session", s.sessionChannel),
+			"direct-tcpip": s.guardChannel("direct-tcpip", s.handleDirectTCPIP),
 		},
 		// No global request handlers: "tcpip-forward" (ssh -R) and every
 		// other global request is answered false.
-		RequestHandlers:   map[string]ssh.RequestHandler{},
+		RequestHandlers: map[string]ssh.RequestHandler{
+			"default": s.guardRequest(func(ssh.Context, *ssh.Server, *gossh.Request) (bool, []byte) {
+				return false, nil
+			}),
+		},
 		SubsystemHandlers: map[string]ssh.SubsystemHandler{},
 		ConnectionFailedCallback: func(c net.Conn, err error) {
 			s.log.Debug("ssh handshake failed", "remote", c.RemoteAddr().String(), "err", err)
@@ -299,10 +330,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // trackedConn is a live connection watched for login grace and revocation.
 type trackedConn struct {
 	net.Conn
-	ctx     ssh.Context
-	started time.Time
-	once    sync.Once
-	srv     *Server
+	ctx       ssh.Context
+	started   time.Time
+	once      sync.Once
+	srv       *Server
+	keepalive bool // keepalives started (revalidate loop only)
 }
 
 func (c *trackedConn) Close() error {
@@ -361,6 +393,13 @@ func (s *Server) revalidate() {
 			s.log.Info("closing connection: identity no longer valid", "user_id", id.UserID,
 				"fingerprint", id.KeyFingerprint, "reason", reason, "remote", c.RemoteAddr().String())
 			c.Close()
+			continue
+		}
+		if !c.keepalive && s.cfg.KeepAliveInterval > 0 {
+			if sc, ok := c.ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn); ok {
+				c.keepalive = true
+				go s.keepAlive(c, sc)
+			}
 		}
 	}
 }
