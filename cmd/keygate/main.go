@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -96,6 +97,12 @@ type serveConfig struct {
 	ShutdownGrace time.Duration
 	MaxBodyBytes  int64
 	NoMigrate     bool
+
+	LoginGraceTime    time.Duration
+	MaxAuthTries      int
+	MaxSessions       int
+	KeepAliveInterval time.Duration
+	KeepAliveCountMax int
 }
 
 func env(name, def string) string {
@@ -103,6 +110,32 @@ func env(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// envDuration is a duration from the environment, or def.
+func envDuration(name string, def time.Duration) (time.Duration, error) {
+	v := env(name, "")
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return d, nil
+}
+
+// envInt is an integer from the environment, or def.
+func envInt(name string, def int) (int, error) {
+	v := env(name, "")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return n, nil
 }
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
@@ -125,8 +158,50 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", grace, "how long running requests and git operations may finish after SIGTERM (env KEYGATE_SHUTDOWN_GRACE)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body accepted")
 	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not run database migrations at start")
+	durations := []struct {
+		dst       *time.Duration
+		flag, env string
+		def       time.Duration
+		help      string
+	}{
+		{&c.LoginGraceTime, "login-grace-time", "KEYGATE_LOGIN_GRACE_TIME", 30 * time.Second, "SSH connections that have not authenticated within this are closed"},
+		{&c.KeepAliveInterval, "keepalive-interval", "KEYGATE_KEEPALIVE_INTERVAL", 15 * time.Second, "send SSH keepalives to authenticated clients this often (negative: never)"},
+	}
+	for _, d := range durations {
+		def, err := envDuration(d.env, d.def)
+		if err != nil {
+			return nil, err
+		}
+		fs.DurationVar(d.dst, d.flag, def, d.help+" (env "+d.env+")")
+	}
+	ints := []struct {
+		dst       *int
+		flag, env string
+		def       int
+		help      string
+	}{
+		{&c.MaxAuthTries, "max-auth-tries", "KEYGATE_MAX_AUTH_TRIES", 6, "failed SSH authentications per connection before it is closed"},
+		{&c.MaxSessions, "max-sessions", "KEYGATE_MAX_SESSIONS", 10, "concurrent SSH sessions per connection"},
+		{&c.KeepAliveCountMax, "keepalive-count-max", "KEYGATE_KEEPALIVE_COUNT_MAX", 3, "unanswered keepalive intervals before an SSH connection is closed"},
+	}
+	for _, n := range ints {
+		def, err := envInt(n.env, n.def)
+		if err != nil {
+			return nil, err
+		}
+		fs.IntVar(n.dst, n.flag, def, n.help+" (env "+n.env+")")
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.LoginGraceTime <= 0 {
+		return nil, errors.New("--login-grace-time must be positive")
+	}
+	if c.KeepAliveInterval == 0 {
+		return nil, errors.New("--keepalive-interval must not be zero (negative disables keepalives)")
+	}
+	if c.MaxAuthTries <= 0 || c.MaxSessions <= 0 || c.KeepAliveCountMax <= 0 {
+		return nil, errors.New("--max-auth-tries, --max-sessions and --keepalive-count-max must be positive")
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -213,6 +288,8 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	sshSrv, err := sshd.New(sshd.Config{
 		Addr: c.SSHAddr, HostKeys: hostKeys, Hostname: c.Hostname, GitUser: c.GitUser,
 		ReposDir: repos.Root, Auth: index, Projects: store, Usage: store, Events: store, Log: log, Registry: reg,
+		LoginGraceTime: c.LoginGraceTime, MaxAuthTries: c.MaxAuthTries, MaxSessions: c.MaxSessions,
+		KeepAliveInterval: c.KeepAliveInterval, KeepAliveCountMax: c.KeepAliveCountMax,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"io"
+	"testing"
+	"time"
+)
+
+// TestSSHLimitFlags is not parallel: it sets the environment.
+func TestSSHLimitFlags(t *testing.T) {
+	for _, k := range []string{"KEYGATE_LOGIN_GRACE_TIME", "KEYGATE_MAX_AUTH_TRIES", "KEYGATE_MAX_SESSIONS",
+		"KEYGATE_KEEPALIVE_INTERVAL", "KEYGATE_KEEPALIVE_COUNT_MAX"} {
+		t.Setenv(k, "")
+	}
+	c, err := parseServe(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LoginGraceTime != 30*time.Second || c.MaxAuthTries != 6 || c.MaxSessions != 10 ||
+		c.KeepAliveInterval != 15*time.Second || c.KeepAliveCountMax != 3 {
+		t.Fatalf("defaults: %+v", c)
+	}
+
+	t.Setenv("KEYGATE_LOGIN_GRACE_TIME", "45s")
+	t.Setenv("KEYGATE_MAX_AUTH_TRIES", "4")
+	t.Setenv("KEYGATE_MAX_SESSIONS", "20")
+	t.Setenv("KEYGATE_KEEPALIVE_INTERVAL", "1m")
+	t.Setenv("KEYGATE_KEEPALIVE_COUNT_MAX", "5")
+	c, err = parseServe(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LoginGraceTime != 45*time.Second || c.MaxAuthTries != 4 || c.MaxSessions != 20 ||
+		c.KeepAliveInterval != time.Minute || c.KeepAliveCountMax != 5 {
+		t.Fatalf("from env: %+v", c)
+	}
+
+	c, err = parseServe([]string{"--login-grace-time", "10s", "--max-auth-tries", "3", "--max-sessions", "2",
+		"--keepalive-interval", "-1s", "--keepalive-count-max", "7"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LoginGraceTime != 10*time.Second || c.MaxAuthTries != 3 || c.MaxSessions != 2 ||
+		c.KeepAliveInterval != -time.Second || c.KeepAliveCountMax != 7 {
+		t.Fatalf("flags over env: %+v", c)
+	}
+
+	for _, args := range [][]string{{"--max-sessions", "0"}, {"--login-grace-time", "0s"}, {"--keepalive-interval", "0s"}} {
+		if _, err := parseServe(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	t.Setenv("KEYGATE_MAX_SESSIONS", "many")
+	if _, err := parseServe(nil, io.Discard); err == nil {
+		t.Error("KEYGATE_MAX_SESSIONS=many accepted")
+	}
+}
