@@ -1,6 +1,7 @@
 package sshd
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -58,6 +59,28 @@ func (s *Server) recoverConn(where string, c closer) {
 	if c != nil {
 		_ = c.Close()
 	}
+}
+
+// trackedConnKey holds a connection's *trackedConn in its ssh.Context.
+type trackedConnKey struct{}
+
+// trackedFromContext returns the connection of ctx (nil if untracked).
+func trackedFromContext(ctx ssh.Context) closer {
+	if tc, ok := ctx.Value(trackedConnKey{}).(*trackedConn); ok {
+		return tc
+	}
+	return nil
+}
+
+// errPanicked refuses an authentication attempt whose handler panicked.
+var errPanicked = errors.New("keygate: internal error")
+
+// guardedOfferedKey is offeredKey under recoverConn: a panic answers "no"
+// and closes only this connection.
+func (s *Server) guardedOfferedKey(ctx ssh.Context, key ssh.PublicKey) (known bool) {
+	defer s.recoverConn("auth query", trackedFromContext(ctx))
+	s.testHook("auth query")
+	return s.offeredKey(ctx, key)
 }
 
 func (s *Server) testHook(where string) {

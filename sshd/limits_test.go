@@ -181,11 +181,32 @@ func TestPanicInHandlerClosesOnlyItsConnection(t *testing.T) {
 		if out, err := greet(dial(t, addr, cc)); err != nil || !strings.Contains(out, "Welcome") {
 			t.Fatalf("%s: server stopped accepting: %q, %v", where, out, err)
 		}
-		l := logs.String()
-		if !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "injected panic in "+where) ||
-			!strings.Contains(l, "runtime/debug.Stack") {
-			t.Fatalf("%s: panic not logged with a stack:\n%s", where, l)
+		requirePanicLogged(t, logs, where)
+	}
+	// A panic during authentication fails only that handshake.
+	for _, where := range []string{"auth query", "auth"} {
+		panicOn.Store(where)
+		if c, err := gossh.Dial("tcp", addr, cc); err == nil {
+			_ = c.Close()
+			t.Fatalf("%s: handshake succeeded despite the panic", where)
 		}
+		panicOn.Store("")
+		if out, err := greet(bystander); err != nil || !strings.Contains(out, "Welcome") {
+			t.Fatalf("%s: other connection broke: %q, %v", where, out, err)
+		}
+		if out, err := greet(dial(t, addr, cc)); err != nil || !strings.Contains(out, "Welcome") {
+			t.Fatalf("%s: server stopped accepting: %q, %v", where, out, err)
+		}
+		requirePanicLogged(t, logs, where)
+	}
+}
+
+func requirePanicLogged(t *testing.T, logs *syncBuffer, where string) {
+	t.Helper()
+	l := logs.String()
+	if !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "injected panic in "+where+"\"") ||
+		!strings.Contains(l, "runtime/debug.Stack") {
+		t.Fatalf("%s: panic not logged with a stack:\n%s", where, l)
 	}
 }
 

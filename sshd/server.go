@@ -192,7 +192,7 @@ func New(cfg Config) (*Server, error) {
 		Handler:              s.handleSession,
 		HostSigners:          toGliderSigners(cfg.HostKeys),
 		Version:              "keygate",
-		PublicKeyHandler:     s.offeredKey,
+		PublicKeyHandler:     s.guardedOfferedKey,
 		ServerConfigCallback: s.serverConfig,
 		ConnCallback:         s.trackConn,
 		PtyCallback:          func(ssh.Context, ssh.Pty) bool { return false },
@@ -255,7 +255,11 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 		},
 		MaxAuthTries:            s.cfg.MaxAuthTries,
 		PublicKeyAuthAlgorithms: publicKeyAuthAlgorithms,
-		VerifiedPublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
+		VerifiedPublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (perms *gossh.Permissions, err error) {
+			// A panic refuses the attempt and closes only this connection.
+			err = errPanicked
+			defer s.recoverConn("auth", trackedFromContext(ctx))
+			s.testHook("auth")
 			return s.verifiedKey(conn, key)
 		},
 	}
@@ -352,6 +356,7 @@ func (s *Server) trackConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	s.mu.Lock()
 	s.conns[tc] = struct{}{}
 	s.mu.Unlock()
+	ctx.SetValue(trackedConnKey{}, tc)
 	s.metrics.connections.Inc()
 	return tc
 }
