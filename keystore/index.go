@@ -3,6 +3,7 @@ package keystore
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -589,14 +590,6 @@ func (ix *Index) CAExists(id int64) bool {
 	return ok
 }
 
-// KeyExists reports whether a key id is still registered.
-func (ix *Index) KeyExists(id int64) bool {
-	ix.mu.RLock()
-	_, ok := ix.keyFP[id]
-	ix.mu.RUnlock()
-	return ok
-}
-
 // Revoked reports whether CA caID revoked a certificate by serial, key id or
 // certificate key fingerprint ("SHA256:…").
 func (ix *Index) Revoked(caID int64, serial uint64, keyID, certKeyFP string) bool {
@@ -794,7 +787,7 @@ func (ix *Index) Apply(ctx context.Context, c Change) error {
 		err := s.queryRow(ctx, `SELECT `+revocationCols+` FROM cert_revocations WHERE id = ?`, c.EntityID).
 			Scan(&r.ID, &r.CAID, &r.Kind, &r.Value, &r.Reason, &created)
 		switch {
-		case err != nil && strings.Contains(err.Error(), "no rows"):
+		case errors.Is(err, sql.ErrNoRows):
 			apply = func() {
 				if k, ok := ix.revByID[c.EntityID]; ok {
 					delete(ix.revs, k)

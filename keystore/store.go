@@ -253,14 +253,6 @@ func fromNullMS(v sql.NullInt64) *time.Time {
 	return &t
 }
 
-// queryer is the read side shared by *sql.DB and *sql.Tx.
-type queryer interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func (s *Store) q() queryer { return s.db }
-
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return s.db.QueryRowContext(ctx, s.dialect.rebind(query), args...)
 }

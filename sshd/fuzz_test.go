@@ -107,7 +107,6 @@ func (a *fzAuth) Key(fp [32]byte) (keystore.IndexedKey, bool) {
 	k, ok := a.keys[fp]
 	return k.k, ok
 }
-func (a *fzAuth) KeyExists(id int64) bool { return a.keyIDs[id] }
 func (a *fzAuth) BastionTargets(int64, int64, bool, string, uint32) []keystore.BastionMatch {
 	return nil
 }

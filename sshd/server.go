@@ -408,6 +408,3 @@ func (s *Server) revalidate() {
 		}
 	}
 }
-
-// Addr is unused but documents that the server listens where it is told.
-func (s *Server) Addr() string { return s.cfg.Addr }

@@ -566,16 +566,6 @@ func (s *session) waitOutput(marker string, timeout time.Duration) bool {
 	return waitFor(timeout, func() bool { return strings.Contains(s.stdout.String(), marker) })
 }
 
-// exited reports whether ssh has exited.
-func (s *session) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // waitExit reports whether ssh exits within timeout.
 func (s *session) waitExit(timeout time.Duration) bool {
 	select {
