@@ -44,6 +44,16 @@ type Index struct {
 	applied  int64
 	onChange []func(Change)
 	loading  bool // building a fresh, unpublished index: no entry exists yet
+
+	// applyMu serializes Apply (its database read and its update) and the
+	// swap of a reload, so an older read never lands after a newer one.
+	applyMu sync.Mutex
+	// ahead holds changes above applied that were applied already (a local
+	// write that committed while an earlier change was still unapplied);
+	// applied advances over them once the gap below them is filled.
+	ahead map[int64]struct{}
+	// retry, when a Feed runs, asks it to retry a change whose Apply failed.
+	retry func()
 }
 
 type keyRec struct {
@@ -149,6 +159,7 @@ func (ix *Index) reset() {
 	ix.revs = map[revKey]struct{}{}
 	ix.revByID = map[int64]revKey{}
 	ix.targets = map[int64]targetRec{}
+	ix.ahead = map[int64]struct{}{}
 }
 
 // hashName is FNV-1a over the ASCII-lowercased name (SQLite's lower() is
@@ -214,6 +225,17 @@ func revKind(kind string) uint8 {
 
 // Load (re)builds the index from the database.
 func (ix *Index) Load(ctx context.Context) error {
+	if err := ix.reload(ctx); err != nil {
+		return err
+	}
+	// Changes committed while loading are applied again (idempotent).
+	return ix.CatchUp(ctx)
+}
+
+// reload builds a fresh index off to the side and swaps it in: lookups see
+// the old index until the new one is complete. Afterwards every change up to
+// the newest committed when the reload began is applied.
+func (ix *Index) reload(ctx context.Context) error {
 	s := ix.store
 	seq, err := s.LastChange(ctx)
 	if err != nil {
@@ -306,6 +328,8 @@ func (ix *Index) Load(ctx context.Context) error {
 	for _, b := range targets {
 		fresh.putTarget(b)
 	}
+	ix.applyMu.Lock()
+	defer ix.applyMu.Unlock()
 	ix.mu.Lock()
 	ix.targets = fresh.targets
 	ix.keys, ix.keyFP, ix.users, ix.byName, ix.byEmail, ix.arena = fresh.keys, fresh.keyFP, fresh.users, fresh.byName, fresh.byEmail, fresh.arena
@@ -313,9 +337,9 @@ func (ix *Index) Load(ctx context.Context) error {
 	ix.groups, ix.members, ix.byUser = fresh.groups, fresh.members, fresh.byUser
 	ix.cas, ix.caFP, ix.revs, ix.revByID = fresh.cas, fresh.caFP, fresh.revs, fresh.revByID
 	ix.applied = seq
+	ix.ahead = map[int64]struct{}{} // applied to the old maps only
 	ix.mu.Unlock()
-	// Changes committed while loading are applied again (idempotent).
-	return ix.CatchUp(ctx)
+	return nil
 }
 
 func ptrVal(p *int64) int64 {
@@ -668,6 +692,15 @@ func (ix *Index) OnChange(fn func(Change)) {
 func (ix *Index) Follow() {
 	ix.store.Subscribe(func(c Change) {
 		if err := ix.Apply(context.Background(), c); err != nil {
+			ix.mu.RLock()
+			retry := ix.retry
+			ix.mu.RUnlock()
+			if retry != nil {
+				// The change stays unapplied; the feed retries it and
+				// reloads if it keeps failing.
+				retry()
+				return
+			}
 			// Fail closed: rebuild from scratch.
 			if lerr := ix.Load(context.Background()); lerr != nil {
 				ix.mu.Lock()
@@ -680,8 +713,9 @@ func (ix *Index) Follow() {
 
 // CatchUp applies changes recorded after the last applied one.
 func (ix *Index) CatchUp(ctx context.Context) error {
+	after := ix.Applied()
 	for {
-		changes, err := ix.store.ChangesSince(ctx, ix.Applied(), 1000)
+		changes, err := ix.store.ChangesSince(ctx, after, 1000)
 		if err != nil {
 			return err
 		}
@@ -689,6 +723,7 @@ func (ix *Index) CatchUp(ctx context.Context) error {
 			if err := ix.Apply(ctx, c); err != nil {
 				return err
 			}
+			after = c.Seq
 		}
 		if len(changes) < 1000 {
 			return nil
@@ -696,8 +731,16 @@ func (ix *Index) CatchUp(ctx context.Context) error {
 	}
 }
 
-// Apply brings the entity named by c up to date from the database.
+// Apply brings the entity named by c up to date from the database. It is
+// idempotent: applying a change again re-reads the entity's current state.
 func (ix *Index) Apply(ctx context.Context, c Change) error {
+	ix.applyMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			ix.applyMu.Unlock()
+		}
+	}()
 	s := ix.store
 	var apply func()
 	switch c.Entity {
@@ -814,15 +857,35 @@ func (ix *Index) Apply(ctx context.Context, c Change) error {
 	}
 	ix.mu.Lock()
 	apply()
-	if c.Seq > ix.applied {
-		ix.applied = c.Seq
-	}
+	ix.markApplied(c.Seq)
 	hooks := ix.onChange
 	ix.mu.Unlock()
+	ix.applyMu.Unlock()
+	locked = false
 	for _, fn := range hooks {
 		fn(c)
 	}
 	return nil
+}
+
+// markApplied records change seq as applied (ix.mu held). applied only
+// moves over an unbroken run of changes: a change above a gap waits in ahead
+// until the gap is filled, so the feed never skips the missing one.
+func (ix *Index) markApplied(seq int64) {
+	switch {
+	case seq <= ix.applied:
+	case seq == ix.applied+1:
+		ix.applied = seq
+		for {
+			if _, ok := ix.ahead[ix.applied+1]; !ok {
+				break
+			}
+			delete(ix.ahead, ix.applied+1)
+			ix.applied++
+		}
+	default:
+		ix.ahead[seq] = struct{}{}
+	}
 }
 
 func expPtr(k *Key) *int64 {
