@@ -41,6 +41,13 @@ type Config struct {
 	Hostname string
 	SSHPort  int
 	GitUser  string
+	// IndexStatus, when set, reports the auth index's change feed: it is
+	// shown by /-/readiness and exported as keygate_index_* metrics.
+	IndexStatus func() keystore.FeedStatus
+	// IndexMaxLag is how far the index may lag behind the database before
+	// /-/readiness answers 503 (default 30 s). An unreachable database
+	// alone does not: the index keeps serving SSH authentication.
+	IndexMaxLag time.Duration
 }
 
 // Validate checks the configuration.
@@ -50,6 +57,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		return errors.New("httpapi: negative MaxBodyBytes")
+	}
+	if c.IndexMaxLag < 0 {
+		return errors.New("httpapi: negative IndexMaxLag")
 	}
 	return nil
 }
@@ -70,6 +80,9 @@ type API struct {
 	hostname string
 	sshPort  int
 	gitUser  string
+
+	indexStatus func() keystore.FeedStatus
+	indexMaxLag time.Duration
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -92,6 +105,12 @@ func New(cfg Config) (*API, error) {
 		hostname: cfg.Hostname,
 		sshPort:  cfg.SSHPort,
 		gitUser:  cfg.GitUser,
+
+		indexStatus: cfg.IndexStatus,
+		indexMaxLag: cfg.IndexMaxLag,
+	}
+	if a.indexMaxLag == 0 {
+		a.indexMaxLag = 30 * time.Second
 	}
 	if a.gitUser == "" {
 		a.gitUser = "git"
@@ -130,6 +149,9 @@ func New(cfg Config) (*API, error) {
 		return nil, err
 	}
 	if err := a.reg.Register(a.duration); err != nil {
+		return nil, err
+	}
+	if err := a.registerIndexMetrics(); err != nil {
 		return nil, err
 	}
 	a.router = a.routes()

@@ -15,6 +15,14 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) {
 
 // readiness answers 200 once keygate serves (both listeners up) and the
 // database answers.
+//
+// With an auth index that follows the change feed (IndexStatus set), an
+// unreachable database alone does not make the node unready: SSH
+// authentication is decided from the index, which keeps serving what it
+// has, so the node stays in rotation and says "database": "unreachable".
+// It answers 503 once the index lags more than IndexMaxLag (it may then be
+// enforcing stale identities) — a load balancer should move traffic to a
+// node that still reaches the database.
 func (a *API) readiness(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]string{"listeners": "ok", "database": "ok"}
 	code := http.StatusOK
@@ -24,15 +32,44 @@ func (a *API) readiness(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := a.store.Ping(ctx); err != nil {
+	dbErr := a.store.Ping(ctx)
+	if dbErr != nil {
 		checks["database"] = "unreachable"
-		code = http.StatusServiceUnavailable
+	}
+	body := map[string]any{"checks": checks}
+	if a.indexStatus == nil {
+		if dbErr != nil {
+			code = http.StatusServiceUnavailable
+		}
+	} else {
+		st := a.indexStatus()
+		reach := "reachable"
+		if !st.DatabaseReachable {
+			reach = "unreachable"
+			checks["database"] = "unreachable"
+		}
+		checks["index"] = "ok"
+		if st.Lag > a.indexMaxLag {
+			checks["index"] = "stale"
+			code = http.StatusServiceUnavailable
+		}
+		idx := map[string]any{
+			"applied_seq": st.Applied,
+			"lag_seconds": st.Lag.Seconds(),
+			"database":    reach,
+			"reloads":     st.Reloads,
+		}
+		if !st.LastPoll.IsZero() {
+			idx["last_poll"] = st.LastPoll.UTC().Format(time.RFC3339Nano)
+		}
+		body["index"] = idx
 	}
 	status := "ok"
 	if code != http.StatusOK {
 		status = "failed"
 	}
-	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+	body["status"] = status
+	writeJSON(w, code, body)
 }
 
 func (a *API) getVersion(w http.ResponseWriter, r *http.Request) error {

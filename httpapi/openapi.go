@@ -91,7 +91,7 @@ var operations = []operation{
 	{"GET", "/api/v3/users/{username}/keys", "GitHub: a user's public authentication keys", "anyone", "GitHubPublicKey", true, ""},
 	{"GET", "/api/v3/users/{username}/ssh_signing_keys", "GitHub: a user's public SSH signing keys", "anyone", "GitHubSigningKey", true, ""},
 	{"GET", "/-/health", "Liveness", "anyone", "", false, ""},
-	{"GET", "/-/readiness", "Readiness: both listeners up and the database answers", "anyone", "", false, ""},
+	{"GET", "/-/readiness", "Readiness: both listeners up, and the database answers or the auth index is fresh enough to serve without it", "anyone", "", false, ""},
 	{"GET", "/-/allowed_signers", "git allowed signers file (text)", "anyone", "", false, ""},
 	{"GET", "/metrics", "Prometheus metrics (text)", "anyone", "", false, ""},
 }

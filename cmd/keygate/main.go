@@ -103,6 +103,9 @@ type serveConfig struct {
 	MaxSessions       int
 	KeepAliveInterval time.Duration
 	KeepAliveCountMax int
+
+	IndexPollInterval time.Duration
+	IndexMaxLag       time.Duration
 }
 
 func env(name, def string) string {
@@ -166,6 +169,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}{
 		{&c.LoginGraceTime, "login-grace-time", "KEYGATE_LOGIN_GRACE_TIME", 30 * time.Second, "SSH connections that have not authenticated within this are closed"},
 		{&c.KeepAliveInterval, "keepalive-interval", "KEYGATE_KEEPALIVE_INTERVAL", 15 * time.Second, "send SSH keepalives to authenticated clients this often (negative: never)"},
+		{&c.IndexPollInterval, "index-poll-interval", "KEYGATE_INDEX_POLL_INTERVAL", 250 * time.Millisecond, "read the change log this often for changes made by other nodes, besides waking on notifications"},
+		{&c.IndexMaxLag, "index-max-lag", "KEYGATE_INDEX_MAX_LAG", 30 * time.Second, "/-/readiness answers 503 once the auth index lags the database by more than this"},
 	}
 	for _, d := range durations {
 		def, err := envDuration(d.env, d.def)
@@ -196,6 +201,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.LoginGraceTime <= 0 {
 		return nil, errors.New("--login-grace-time must be positive")
+	}
+	if c.IndexPollInterval <= 0 || c.IndexMaxLag <= 0 {
+		return nil, errors.New("--index-poll-interval and --index-max-lag must be positive")
 	}
 	if c.KeepAliveInterval == 0 {
 		return nil, errors.New("--keepalive-interval must not be zero (negative disables keepalives)")
@@ -261,7 +269,10 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return fmt.Errorf("loading the auth index: %w", err)
 	}
 	index.Follow()
-	log.Info("auth index loaded", "keys", index.Len(), "took", time.Since(loadStart).Round(time.Millisecond))
+	log.Info("auth index loaded", "keys", index.Len(), "applied", index.Applied(), "took", time.Since(loadStart).Round(time.Millisecond))
+	// The feed applies changes committed by other nodes sharing the
+	// database (and anything the local path missed).
+	feed := keystore.NewFeed(index, keystore.FeedConfig{PollInterval: c.IndexPollInterval, Log: log.With("component", "index-feed")})
 
 	hostKeys, err := sshd.LoadOrCreateHostKeys(c.DataDir)
 	if err != nil {
@@ -299,6 +310,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		Store: store, Log: log, Version: version, MaxBodyBytes: c.MaxBodyBytes,
 		Ready: ready.Load, Registry: reg,
 		Repos: repos, Hostname: c.Hostname, SSHPort: sshPort, GitUser: c.GitUser,
+		IndexStatus: feed.Status, IndexMaxLag: c.IndexMaxLag,
 	})
 	if err != nil {
 		return err
@@ -315,6 +327,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	ready.Store(true)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return feed.Run(gctx) })
 	g.Go(func() error { return sshSrv.Serve(sshLn) })
 	g.Go(func() error {
 		if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
