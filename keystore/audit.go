@@ -75,9 +75,10 @@ func (s *Store) ListAuditEvents(ctx context.Context, f AuditFilter, pg Page) ([]
 }
 
 // RecordEvent writes an audit event that is not part of a store write (an
-// SSH decision, a forwarded connection).
+// SSH decision, a forwarded connection). It writes no change-log row, so on
+// PostgreSQL it does not queue for the cluster-wide write lock.
 func (s *Store) RecordEvent(ctx context.Context, a Actor, action, targetType string, targetID int64, details map[string]any) error {
-	return s.write(ctx, a, func(t *tx) error {
+	return s.writeTx(ctx, a, false, func(t *tx) error {
 		return t.audit(ctx, action, targetType, targetID, details)
 	})
 }

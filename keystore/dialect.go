@@ -16,6 +16,37 @@ type dialect interface {
 	gooseDialect() goose.Dialect
 	rebind(query string) string
 	mapErr(err error) error
+	// contains is a SQL condition: needle occurs in haystack (both
+	// expressions), compared byte for byte.
+	contains(haystack, needle string) string
+}
+
+// keystoreError reports whether err is already one of the store's own
+// errors, which mapErr passes through unchanged.
+func keystoreError(err error) bool {
+	var ve *ValidationError
+	var nf *NotFoundError
+	var ce *ConflictError
+	return errors.As(err, &ve) || errors.As(err, &nf) || errors.As(err, &ce)
+}
+
+// asciiLower folds A-Z only, as the lower() of SQLite (and of PostgreSQL on
+// the "C"-collated columns of our schema) does. The store folds parameters
+// in Go rather than with lower(?), whose result on PostgreSQL would follow
+// the database's locale.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // uniqueFields maps unique index names to the API field they protect.
@@ -39,14 +70,10 @@ func (sqliteDialect) name() string                { return "sqlite" }
 func (sqliteDialect) gooseDialect() goose.Dialect { return goose.DialectSQLite3 }
 func (sqliteDialect) rebind(q string) string      { return q }
 
+func (sqliteDialect) contains(h, n string) string { return "instr(" + h + ", " + n + ") > 0" }
+
 func (sqliteDialect) mapErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ve *ValidationError
-	var nf *NotFoundError
-	var ce *ConflictError
-	if errors.As(err, &ve) || errors.As(err, &nf) || errors.As(err, &ce) {
+	if err == nil || keystoreError(err) {
 		return err
 	}
 	msg := err.Error()

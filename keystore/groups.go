@@ -221,7 +221,7 @@ func (s *Store) Group(ctx context.Context, id int64) (*Group, error) {
 
 // GroupByPath returns a group by its full path (case-insensitive).
 func (s *Store) GroupByPath(ctx context.Context, fullPath string) (*Group, error) {
-	g, err := scanGroup(s.queryRow(ctx, `SELECT `+groupCols+` FROM groups WHERE lower(full_path) = lower(?)`, strings.Trim(fullPath, "/")))
+	g, err := scanGroup(s.queryRow(ctx, `SELECT `+groupCols+` FROM groups WHERE lower(full_path) = ?`, asciiLower(strings.Trim(fullPath, "/"))))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("Group")
 	}
@@ -255,8 +255,9 @@ func (s *Store) ListGroups(ctx context.Context, f GroupFilter, pg Page) ([]*Grou
 		args = append(args, f.ParentID)
 	}
 	if f.Search != "" {
-		where = append(where, "(instr(lower(g.name), lower(?)) > 0 OR instr(lower(g.full_path), lower(?)) > 0)")
-		args = append(args, f.Search, f.Search)
+		where = append(where, "("+s.dialect.contains("lower(g.name)", "?")+" OR "+s.dialect.contains("lower(g.full_path)", "?")+")")
+		needle := asciiLower(f.Search)
+		args = append(args, needle, needle)
 	}
 	cond := strings.Join(where, " AND ")
 	total, err := s.count(ctx, `SELECT COUNT(*) FROM groups g WHERE `+cond, args...)

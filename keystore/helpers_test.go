@@ -8,8 +8,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"database/sql"
 	"encoding/base64"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,9 +21,11 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver for rawDB
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/pgtest"
 )
 
 // t0 is the fixed start of every test clock. It carries nanoseconds and a
@@ -49,7 +53,10 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// env is one store on a fresh SQLite file.
+// env is one store on a fresh database: a SQLite file, or with
+// KEYGATE_TEST_BACKEND=postgres a new database on the PostgreSQL test
+// server named by KEYGATE_TEST_POSTGRES (scripts/test.sh runs the suite
+// both ways).
 type env struct {
 	ctx   context.Context
 	dir   string
@@ -58,11 +65,31 @@ type env struct {
 	s     *keystore.Store
 }
 
+// onPostgres reports whether the suite runs against PostgreSQL.
+func onPostgres() bool { return os.Getenv("KEYGATE_TEST_BACKEND") == "postgres" }
+
+// sqliteOnly skips a test about SQLite's files on the PostgreSQL run.
+func sqliteOnly(t *testing.T, why string) {
+	t.Helper()
+	if onPostgres() {
+		t.Skip("SQLite-specific: " + why)
+	}
+}
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{ctx: context.Background(), dir: dir, dsn: filepath.Join(dir, "keygate.db"), clock: &clock{now: t0}}
+	if onPostgres() {
+		if pgtest.AdminURL() == "" {
+			t.Fatal("KEYGATE_TEST_BACKEND=postgres needs KEYGATE_TEST_POSTGRES (see scripts/pg-test-server.sh)")
+		}
+		e.dsn = pgtest.NewDatabase(t)
+	}
 	e.s = e.open(t)
+	if want := map[bool]string{true: "postgres", false: "sqlite"}[onPostgres()]; e.s.Backend() != want {
+		t.Fatalf("Backend() = %q, want %q", e.s.Backend(), want)
+	}
 	return e
 }
 
@@ -75,6 +102,22 @@ func (e *env) open(t *testing.T) *keystore.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// rawDB is a second, plain database/sql handle on the env's database (read
+// only on SQLite), closed at cleanup.
+func (e *env) rawDB(t *testing.T) *sql.DB {
+	t.Helper()
+	driver, dsn := "sqlite", "file:"+e.dsn+"?mode=ro"
+	if onPostgres() {
+		driver, dsn = "pgx", e.dsn
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 var sys = keystore.Actor{}

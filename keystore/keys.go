@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"math"
 	"strings"
 	"time"
 )
@@ -238,7 +239,8 @@ func (s *Store) ListKeys(ctx context.Context, f KeyFilter, pg Page) ([]*Key, int
 	}
 	limit, offset := pg.limitOffset()
 	if pg.PerPage < 0 {
-		limit, offset = -1, 0
+		// Every row. Not LIMIT -1: that means "no limit" on SQLite only.
+		limit, offset = math.MaxInt64, 0
 	}
 	rows, err := s.query(ctx, `SELECT `+keyCols+` FROM keys WHERE `+cond+` ORDER BY id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
 	if err != nil {

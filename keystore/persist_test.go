@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,7 +155,9 @@ func TestOpenConfig(t *testing.T) {
 		{"creates-missing-directories", func(d string) string { return filepath.Join(d, "a", "b", "keygate.db") }, true},
 		{"file-uri", func(d string) string { return "file:" + filepath.Join(d, "k.db") }, true},
 		{"empty", func(string) string { return "" }, false},
-		{"postgres-not-in-this-build", func(string) string { return "postgres://u@localhost/keygate" }, false},
+		{"postgres-unreachable", func(string) string { return "postgres://u:pw-secret-1@127.0.0.1:1/keygate?connect_timeout=5" }, false},
+		{"postgresql-unreachable", func(string) string { return "postgresql://u:pw-secret-1@127.0.0.1:1/keygate?connect_timeout=5" }, false},
+		{"postgres-bad-url", func(string) string { return "postgres://u:pw-secret-1@127.0.0.1:1/keygate?sslmode=bogus" }, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -164,6 +167,9 @@ func TestOpenConfig(t *testing.T) {
 				if err == nil {
 					s.Close()
 					t.Fatal("Open succeeded")
+				}
+				if strings.Contains(err.Error(), "pw-secret-1") {
+					t.Fatalf("the error shows the password: %v", err)
 				}
 				return
 			}

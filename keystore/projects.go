@@ -70,7 +70,7 @@ func (s *Store) CreateProject(ctx context.Context, a Actor, in ProjectInput) (*P
 			return err
 		}
 		var one int
-		err := t.queryRow(ctx, `SELECT 1 FROM groups WHERE lower(full_path) = lower(?)`, ns+"/"+in.Path).Scan(&one)
+		err := t.queryRow(ctx, `SELECT 1 FROM groups WHERE lower(full_path) = ?`, asciiLower(ns+"/"+in.Path)).Scan(&one)
 		if err == nil {
 			return invalid("path", "has already been taken by a subgroup")
 		} else if !errors.Is(err, sql.ErrNoRows) {
@@ -109,7 +109,7 @@ func (s *Store) ProjectByPath(ctx context.Context, fullPath string) (*Project, e
 		return nil, notFound("Project")
 	}
 	p, err := scanProject(s.queryRow(ctx, `SELECT `+projectCols+` FROM projects p JOIN groups g ON g.id = p.group_id
-		WHERE lower(g.full_path) = lower(?) AND lower(p.path) = lower(?)`, fullPath[:i], fullPath[i+1:]))
+		WHERE lower(g.full_path) = ? AND lower(p.path) = ?`, asciiLower(fullPath[:i]), asciiLower(fullPath[i+1:])))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("Project")
 	}

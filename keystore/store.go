@@ -11,10 +11,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -24,8 +26,8 @@ var migrations embed.FS
 
 // Config configures a Store.
 type Config struct {
-	// DSN is a SQLite file path (or "file:" URI). PostgreSQL URLs are
-	// recognised but served by a later backend.
+	// DSN is a SQLite file path (or "file:" URI), or a PostgreSQL URL
+	// (postgres://… or postgresql://…, any parameter pgx understands).
 	DSN string
 	// NoMigrate skips running migrations at open.
 	NoMigrate bool
@@ -40,6 +42,9 @@ type Store struct {
 	db      *sql.DB
 	dialect dialect
 	now     func() time.Time
+	// pgConfig is the parsed PostgreSQL configuration (nil on SQLite),
+	// kept for the dedicated LISTEN connection.
+	pgConfig *pgx.ConnConfig
 
 	mu          sync.RWMutex
 	subscribers []func(Change)
@@ -51,14 +56,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	if strings.HasPrefix(cfg.DSN, "postgres://") || strings.HasPrefix(cfg.DSN, "postgresql://") {
-		return nil, errors.New("keystore: the PostgreSQL backend is not available in this build")
+	var s *Store
+	if IsPostgresDSN(cfg.DSN) {
+		db, pgc, err := openPostgres(ctx, cfg.DSN)
+		if err != nil {
+			return nil, err
+		}
+		s = &Store{db: db, dialect: pgDialect{}, now: now, pgConfig: pgc}
+	} else {
+		db, err := openSQLite(cfg.DSN)
+		if err != nil {
+			return nil, err
+		}
+		s = &Store{db: db, dialect: sqliteDialect{}, now: now}
 	}
-	db, err := openSQLite(cfg.DSN)
-	if err != nil {
-		return nil, err
-	}
-	s := &Store{db: db, dialect: sqliteDialect{}, now: now}
+	db := s.db
 	if !cfg.NoMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			db.Close()
@@ -111,6 +123,14 @@ func openSQLite(path string) (*sql.DB, error) {
 	return db, nil
 }
 
+// IsPostgresDSN reports whether dsn selects the PostgreSQL backend.
+func IsPostgresDSN(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Backend names the database behind the store: "sqlite" or "postgres".
+func (s *Store) Backend() string { return s.dialect.name() }
+
 // Migrate applies pending schema migrations.
 func (s *Store) Migrate(ctx context.Context) error {
 	sub, err := fs.Sub(migrations, "migrations/"+s.dialect.name())
@@ -151,18 +171,69 @@ type tx struct {
 	now     time.Time
 	actor   Actor
 	changes []Change
+	// serial: the transaction holds the cluster-wide write lock (always on
+	// SQLite, whose writers are serialised by BEGIN IMMEDIATE).
+	serial bool
 }
 
-// write runs fn in a transaction; on commit it notifies subscribers.
+// Write transactions and the change log.
+//
+// Followers (the in-memory indexes of other nodes) apply changes strictly
+// in seq order and take a missing number for a gap to heal, so seq must be
+// gapless and follow commit order.
+//
+// On SQLite that holds by construction: BEGIN IMMEDIATE serialises writers
+// and AUTOINCREMENT numbers rows in that order.
+//
+// On PostgreSQL a sequence would not do: a rolled-back transaction burns a
+// number, and two transactions can commit in the opposite order of their
+// numbers. So every write transaction first takes a transaction-scoped
+// advisory lock on one fixed key (pg_advisory_xact_lock(writeLockKey)),
+// which queues writers on every node behind each other (keystore writes
+// are admin-rate), and assigns seq = MAX(seq)+1 while holding it. The lock
+// is released only after the commit is visible to new snapshots, so the
+// next writer's MAX(seq) sees it; a rollback leaves no number behind. The
+// lock also gives check-then-write logic (the last owner of a group, a
+// fingerprint already in use) the same isolation as SQLite's single writer,
+// across nodes. The same transaction queues pg_notify('keygate_changes',
+// <last seq>), which PostgreSQL delivers to listeners at commit and drops
+// on rollback (see ListenChanges).
+const writeLockKey int64 = 0x6b657967617465 // "keygate"
+
+// changesChannel is the LISTEN/NOTIFY channel of the change log.
+const changesChannel = "keygate_changes"
+
+// write runs fn in a serialised write transaction; on commit it notifies
+// subscribers.
 func (s *Store) write(ctx context.Context, actor Actor, fn func(t *tx) error) error {
+	return s.writeTx(ctx, actor, true, fn)
+}
+
+// writeTx runs fn in a transaction. Without serial (audit events only, no
+// change-log rows) a PostgreSQL transaction does not queue for the write
+// lock.
+func (s *Store) writeTx(ctx context.Context, actor Actor, serial bool, fn func(t *tx) error) error {
 	sqltx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.dialect.mapErr(err)
 	}
-	t := &tx{s: s, sqltx: sqltx, now: s.now().UTC().Truncate(time.Millisecond), actor: actor}
+	t := &tx{s: s, sqltx: sqltx, now: s.now().UTC().Truncate(time.Millisecond), actor: actor, serial: serial || s.pgConfig == nil}
+	if s.pgConfig != nil && serial {
+		if _, err := sqltx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLockKey); err != nil {
+			sqltx.Rollback()
+			return s.dialect.mapErr(err)
+		}
+	}
 	if err := fn(t); err != nil {
 		sqltx.Rollback()
 		return s.dialect.mapErr(err)
+	}
+	if s.pgConfig != nil && len(t.changes) > 0 {
+		last := strconv.FormatInt(t.changes[len(t.changes)-1].Seq, 10)
+		if _, err := sqltx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, changesChannel, last); err != nil {
+			sqltx.Rollback()
+			return s.dialect.mapErr(err)
+		}
 	}
 	if err := sqltx.Commit(); err != nil {
 		return s.dialect.mapErr(err)
@@ -224,8 +295,20 @@ func (t *tx) audit(ctx context.Context, action, targetType string, targetID int6
 
 func (t *tx) change(ctx context.Context, entity string, id int64, op string) error {
 	var seq int64
-	if err := t.queryRow(ctx, `INSERT INTO changes (at, entity, entity_id, op) VALUES (?, ?, ?, ?) RETURNING seq`,
-		ms(t.now), entity, id, op).Scan(&seq); err != nil {
+	var err error
+	if t.s.pgConfig == nil {
+		err = t.queryRow(ctx, `INSERT INTO changes (at, entity, entity_id, op) VALUES (?, ?, ?, ?) RETURNING seq`,
+			ms(t.now), entity, id, op).Scan(&seq)
+	} else {
+		if !t.serial {
+			return errors.New("keystore: change-log row outside a serialised write")
+		}
+		// Under the write lock: gapless, in commit order (see writeLockKey).
+		err = t.queryRow(ctx, `INSERT INTO changes (seq, at, entity, entity_id, op)
+			SELECT COALESCE(MAX(seq), 0) + 1, CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT) FROM changes RETURNING seq`,
+			ms(t.now), entity, id, op).Scan(&seq)
+	}
+	if err != nil {
 		return err
 	}
 	t.changes = append(t.changes, Change{Seq: seq, At: t.now, Entity: entity, EntityID: id, Op: op})

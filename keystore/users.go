@@ -238,7 +238,7 @@ func (s *Store) User(ctx context.Context, id int64) (*User, error) {
 
 // UserByUsername returns a user by username (case-insensitive).
 func (s *Store) UserByUsername(ctx context.Context, username string) (*User, error) {
-	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE lower(username) = lower(?)`, username))
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE lower(username) = ?`, asciiLower(username)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("User")
 	}
@@ -257,12 +257,14 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter, pg Page) ([]*User, 
 	where := []string{"1=1"}
 	var args []any
 	if f.Username != "" {
-		where = append(where, "lower(username) = lower(?)")
-		args = append(args, f.Username)
+		where = append(where, "lower(username) = ?")
+		args = append(args, asciiLower(f.Username))
 	}
 	if f.Search != "" {
-		where = append(where, "(instr(lower(username), lower(?)) > 0 OR instr(lower(name), lower(?)) > 0 OR instr(lower(email), lower(?)) > 0)")
-		args = append(args, f.Search, f.Search, f.Search)
+		where = append(where, "("+s.dialect.contains("lower(username)", "?")+" OR "+
+			s.dialect.contains("lower(name)", "?")+" OR "+s.dialect.contains("lower(email)", "?")+")")
+		needle := asciiLower(f.Search)
+		args = append(args, needle, needle, needle)
 	}
 	if f.Blocked != nil {
 		where = append(where, "state = ?")

@@ -8,7 +8,29 @@ if [ -n "$unformatted" ]; then
   echo "gofmt: not formatted:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
+
+# PostgreSQL: a throwaway cluster from Debian's binaries, unless the caller
+# names a server in KEYGATE_TEST_POSTGRES. Tests that need PostgreSQL skip
+# only when neither exists (CI installs the binaries).
+pg_script="$(pwd)/scripts/pg-test-server.sh"
+if [ -z "${KEYGATE_TEST_POSTGRES:-}" ] && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  # Torn down on exit, unless it was already running before.
+  "$pg_script" status 2>/dev/null || trap '"$pg_script" destroy || true' EXIT
+  KEYGATE_TEST_POSTGRES=$("$pg_script" start)
+  export KEYGATE_TEST_POSTGRES
+fi
+if [ -n "${KEYGATE_TEST_POSTGRES:-}" ]; then
+  export KEYGATE_TEST_PG_SCRIPT="$pg_script"
+  echo "PostgreSQL tests on ${KEYGATE_TEST_POSTGRES}"
+else
+  echo "no PostgreSQL (apt-get install postgresql): PostgreSQL tests skip"
+fi
+
 go test -race -count=1 -timeout 20m ./...
+# The store conformance suite once more, on PostgreSQL.
+if [ -n "${KEYGATE_TEST_POSTGRES:-}" ]; then
+  KEYGATE_TEST_BACKEND=postgres go test -race -count=1 -timeout 20m ./keystore/...
+fi
 # Fuzz targets, a few seconds each (corpus in testdata/fuzz).
 for target in $(go test -list '^Fuzz' ./... 2>/dev/null | grep '^Fuzz' || true); do
   pkg=$(grep -rl "func $target(" --include='*_test.go' . | head -1 | xargs dirname)
