@@ -84,11 +84,6 @@ type Feed struct {
 	errors     uint64
 }
 
-// changeListener is the store's notification source (PostgreSQL).
-type changeListener interface {
-	ListenChanges(ctx context.Context, wake func()) error
-}
-
 // NewFeed returns a feed for ix. Call Run to start it.
 func NewFeed(ix *Index, cfg FeedConfig) *Feed {
 	if cfg.PollInterval <= 0 {
@@ -108,9 +103,7 @@ func NewFeed(ix *Index, cfg FeedConfig) *Feed {
 	}
 	f := &Feed{ix: ix, cfg: cfg, listen: cfg.Listen, wake: make(chan struct{}, 1), reachable: true, lastPoll: cfg.Now()}
 	if f.listen == nil {
-		if l, ok := any(ix.store).(changeListener); ok {
-			f.listen = l.ListenChanges
-		}
+		f.listen = ix.store.ListenChanges
 	}
 	return f
 }
@@ -134,13 +127,11 @@ func (f *Feed) Run(ctx context.Context) error {
 		f.ix.mu.Unlock()
 	}()
 	var wg sync.WaitGroup
-	if f.listen != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f.listenLoop(ctx)
-		}()
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.listenLoop(ctx)
+	}()
 	defer wg.Wait()
 	t := time.NewTicker(f.cfg.PollInterval)
 	defer t.Stop()
@@ -296,10 +287,6 @@ func (f *Feed) trouble(ctx context.Context, seq int64, now time.Time, what strin
 
 // errGap stops a step at a missing change number.
 var errGap = errors.New("keystore: gap in the change log")
-
-// ErrListenUnsupported is returned by a Listen function whose database has
-// no change notifications (SQLite): the feed then polls only.
-var ErrListenUnsupported = errors.New("keystore: change notifications are not supported by this database")
 
 // Reload rebuilds the index from the database off to the side and swaps it
 // in; on failure the index keeps serving what it had.
