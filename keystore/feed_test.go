@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -328,15 +329,24 @@ func TestFeedInterleavedLocalAndRemoteWrites(t *testing.T) {
 	sameAnswers(t, freshIndex(t, e.ctx, e.s), b.ix, p)
 }
 
-// rawDB opens the env's SQLite file directly, to damage it on purpose.
-func rawDB(t *testing.T, e *env) *sql.DB {
+// damage runs a statement (one argument, written $1) on the env's database
+// directly, bypassing the store and its change log.
+func damage(t *testing.T, e *env, stmt string, arg any) {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+e.dsn+"?_pragma=busy_timeout(10000)")
+	driver, dsn := "sqlite", "file:"+e.dsn+"?_pragma=busy_timeout(10000)"
+	if onPostgres() {
+		driver, dsn = "pgx", e.dsn
+	} else {
+		stmt = strings.ReplaceAll(stmt, "$1", "?")
+	}
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	defer db.Close()
+	if _, err := db.ExecContext(e.ctx, stmt, arg); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
 }
 
 // TestFeedHealsGapByReload: a change number that never appears (here: its
@@ -359,10 +369,7 @@ func TestFeedHealsGapByReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	lost-- // the key's change; dave's is the last
-	db := rawDB(t, e)
-	if _, err := db.Exec(`DELETE FROM changes WHERE seq = ? AND entity = 'key'`, lost); err != nil {
-		t.Fatal(err)
-	}
+	damage(t, e, `DELETE FROM changes WHERE seq = $1 AND entity = 'key'`, lost)
 	if lost != before+1 {
 		t.Fatalf("key change is %d, want %d", lost, before+1)
 	}
@@ -412,6 +419,7 @@ func TestFeedHealsGapByReload(t *testing.T) {
 // going empty. Once the row is repaired the index catches up.
 func TestFeedKeepsServingWhenChangesCannotBeRead(t *testing.T) {
 	t.Parallel()
+	sqliteOnly(t, "damages a row with a value of the wrong type, which PostgreSQL's typed columns refuse")
 	e := newEnv(t)
 	clk := &clock{now: t0}
 	b := newFollower(t, e, keystore.FeedConfig{GapGrace: time.Second, Now: clk.Now}, false)
@@ -427,10 +435,7 @@ func TestFeedKeepsServingWhenChangesCannotBeRead(t *testing.T) {
 	if _, err := e.s.SetUserState(e.ctx, sys, frank.ID, keystore.StateBlocked); err != nil {
 		t.Fatal(err)
 	}
-	db := rawDB(t, e)
-	if _, err := db.Exec(`UPDATE users SET created_at = 'garbage' WHERE id = ?`, frank.ID); err != nil {
-		t.Fatal(err)
-	}
+	damage(t, e, `UPDATE users SET created_at = 'garbage' WHERE id = $1`, frank.ID)
 	b.feed.Step(e.ctx)
 	st := b.feed.Status()
 	if st.Applied != before || st.Errors == 0 || !st.DatabaseReachable {
@@ -446,9 +451,7 @@ func TestFeedKeepsServingWhenChangesCannotBeRead(t *testing.T) {
 		t.Fatal("the index stopped serving after a failed reload")
 	}
 
-	if _, err := db.Exec(`UPDATE users SET created_at = 0 WHERE id = ?`, frank.ID); err != nil {
-		t.Fatal(err)
-	}
+	damage(t, e, `UPDATE users SET created_at = 0 WHERE id = $1`, frank.ID)
 	b.feed.Step(e.ctx)
 	if !b.ix.UserBlocked(frank.ID) {
 		t.Fatal("frank is not blocked once the row is readable again")
