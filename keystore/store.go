@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -131,20 +132,52 @@ func IsPostgresDSN(dsn string) bool {
 // Backend names the database behind the store: "sqlite" or "postgres".
 func (s *Store) Backend() string { return s.dialect.name() }
 
-// Migrate applies pending schema migrations.
+// Migrate applies pending schema migrations. On PostgreSQL it holds a
+// session advisory lock meanwhile, so nodes starting together migrate one
+// after the other.
 func (s *Store) Migrate(ctx context.Context) error {
-	sub, err := fs.Sub(migrations, "migrations/"+s.dialect.name())
+	p, err := s.migrations()
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(s.dialect.gooseDialect(), s.db, sub, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("keystore: migrations: %w", err)
-	}
 	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
+		return fmt.Errorf("keystore: migrate: %w", s.dialect.mapErr(err))
 	}
 	return nil
+}
+
+// SchemaVersion reports the schema version of the database and the newest
+// this build knows.
+func (s *Store) SchemaVersion(ctx context.Context) (current, latest int64, err error) {
+	p, err := s.migrations()
+	if err != nil {
+		return 0, 0, err
+	}
+	current, latest, err = p.GetVersions(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("keystore: schema version: %w", err)
+	}
+	return current, latest, nil
+}
+
+func (s *Store) migrations() (*goose.Provider, error) {
+	sub, err := fs.Sub(migrations, "migrations/"+s.dialect.name())
+	if err != nil {
+		return nil, err
+	}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if s.pgConfig != nil {
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(s.dialect.gooseDialect(), s.db, sub, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: migrations: %w", err)
+	}
+	return p, nil
 }
 
 // Close closes the database.

@@ -1,0 +1,332 @@
+package keystore
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ExportFormat names keygate's export document.
+const ExportFormat = "keygate-export"
+
+// exportTables are the keystore's tables, parents before children, each
+// with the order its rows are written in (the same on every backend).
+var exportTables = []struct{ name, order string }{
+	{"users", "id"},
+	{"groups", "id"},
+	{"members", "group_id, user_id"},
+	{"personal_access_tokens", "id"},
+	{"keys", "id"},
+	{"group_cas", "id"},
+	{"cert_revocations", "id"},
+	{"gpg_keys", "id"},
+	{"projects", "id"},
+	{"bastion_targets", "id"},
+	{"audit_events", "id"},
+	{"changes", "seq"},
+}
+
+// Export is one keystore as a JSON document: every row of every table, with
+// ids and millisecond times as stored.
+type Export struct {
+	Format        string        `json:"format"`
+	SchemaVersion int64         `json:"schema_version"`
+	Backend       string        `json:"backend"`
+	ExportedAt    time.Time     `json:"exported_at"`
+	Tables        []ExportTable `json:"tables"`
+}
+
+// ExportTable is one table: column names and rows of values (JSON numbers,
+// strings or null) in column order.
+type ExportTable struct {
+	Name    string   `json:"name"`
+	Columns []string `json:"columns"`
+	Rows    [][]any  `json:"rows"`
+}
+
+// Export writes the whole keystore to w as one JSON document (see Export),
+// read in one transaction so that it is a consistent snapshot.
+func (s *Store) Export(ctx context.Context, w io.Writer) error {
+	current, _, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if current == 0 {
+		return errors.New("keystore: export: the database has no keygate schema")
+	}
+	if err := s.checkTables(ctx); err != nil {
+		return err
+	}
+	var opts *sql.TxOptions
+	if s.pgConfig != nil {
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return s.dialect.mapErr(err)
+	}
+	defer tx.Rollback()
+
+	bw := bufio.NewWriterSize(w, 64<<10)
+	head, err := json.Marshal(struct {
+		Format        string    `json:"format"`
+		SchemaVersion int64     `json:"schema_version"`
+		Backend       string    `json:"backend"`
+		ExportedAt    time.Time `json:"exported_at"`
+	}{ExportFormat, current, s.Backend(), s.now().UTC().Truncate(time.Millisecond)})
+	if err != nil {
+		return err
+	}
+	// The header's fields, then the tables streamed row by row.
+	bw.Write(head[:len(head)-1])
+	bw.WriteString(",\n\"tables\":[")
+	for i, tbl := range exportTables {
+		if i > 0 {
+			bw.WriteString(",")
+		}
+		if err := exportTable(ctx, tx, tbl.name, tbl.order, bw); err != nil {
+			return fmt.Errorf("keystore: export %s: %w", tbl.name, err)
+		}
+	}
+	bw.WriteString("\n]}\n")
+	return bw.Flush()
+}
+
+func exportTable(ctx context.Context, tx *sql.Tx, name, order string, w *bufio.Writer) error {
+	rows, err := tx.QueryContext(ctx, `SELECT * FROM `+name+` ORDER BY `+order)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(cols)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n{\"name\":%q,\"columns\":%s,\"rows\":[", name, b)
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	n := 0
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		for i, v := range vals {
+			switch x := v.(type) {
+			case []byte:
+				vals[i] = string(x)
+			case int32:
+				vals[i] = int64(x)
+			case nil, int64, string:
+			default:
+				return fmt.Errorf("column %s: unexpected %T", cols[i], v)
+			}
+		}
+		b, err := json.Marshal(vals)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			w.WriteString(",")
+		}
+		w.WriteString("\n")
+		w.Write(b)
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	w.WriteString("]}")
+	return nil
+}
+
+// checkTables makes sure the export covers every table the schema has.
+func (s *Store) checkTables(ctx context.Context) error {
+	q := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`
+	if s.pgConfig != nil {
+		q = `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`
+	}
+	rows, err := s.query(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	known := map[string]bool{"goose_db_version": true}
+	for _, t := range exportTables {
+		known[t.name] = true
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		if !known[name] {
+			return fmt.Errorf("keystore: export: table %s is not covered by this build", name)
+		}
+	}
+	return rows.Err()
+}
+
+// ErrNotEmpty: Import refuses a keystore that already holds data.
+var ErrNotEmpty = errors.New("keystore: the target keystore is not empty")
+
+// Import loads a document written by Export into this keystore, which
+// must be empty and at the same schema version as the export. Ids and
+// times are kept as they are; on PostgreSQL the id sequences are moved past
+// the imported ids. Everything happens in one transaction: a failed import
+// leaves the keystore empty. Subscribers are not told (load the index
+// afterwards).
+func (s *Store) Import(ctx context.Context, r io.Reader) error {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	var doc Export
+	if err := dec.Decode(&doc); err != nil {
+		return fmt.Errorf("keystore: import: not a keygate export: %w", err)
+	}
+	if doc.Format != ExportFormat {
+		return fmt.Errorf("keystore: import: not a keygate export (format %q)", doc.Format)
+	}
+	current, _, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if doc.SchemaVersion != current {
+		return fmt.Errorf("keystore: import: the export is at schema version %d, the target at %d; run `keygate migrate` on the older one and export again",
+			doc.SchemaVersion, current)
+	}
+	byName := map[string]*ExportTable{}
+	for i := range doc.Tables {
+		t := &doc.Tables[i]
+		if byName[t.Name] != nil {
+			return fmt.Errorf("keystore: import: table %s appears twice", t.Name)
+		}
+		byName[t.Name] = t
+	}
+	known := map[string]bool{}
+	for _, t := range exportTables {
+		known[t.name] = true
+		if byName[t.name] == nil {
+			return fmt.Errorf("keystore: import: the export has no table %s", t.name)
+		}
+	}
+	for name := range byName {
+		if !known[name] {
+			return fmt.Errorf("keystore: import: unknown table %q", name)
+		}
+	}
+	if err := s.importTx(ctx, byName); err != nil {
+		if connectionFailure(err) && s.pgConfig != nil {
+			return errors.Join(ErrUnavailable, err)
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Store) importTx(ctx context.Context, byName map[string]*ExportTable) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if s.pgConfig != nil {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLockKey); err != nil {
+			return err
+		}
+	}
+	for _, tbl := range exportTables {
+		var n int64
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+tbl.name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: table %s has %d rows (import only into a new, empty keystore)", ErrNotEmpty, tbl.name, n)
+		}
+	}
+	for _, tbl := range exportTables {
+		t := byName[tbl.name]
+		if t == nil || len(t.Rows) == 0 {
+			continue
+		}
+		for _, c := range t.Columns {
+			if !identRE(c) {
+				return fmt.Errorf("keystore: import: table %s: bad column name %q", t.Name, c)
+			}
+		}
+		query := s.dialect.rebind(`INSERT INTO ` + t.Name + ` (` + strings.Join(t.Columns, ", ") + `) VALUES (?` +
+			strings.Repeat(", ?", len(t.Columns)-1) + `)`)
+		stmt, err := tx.PrepareContext(ctx, query)
+		if err != nil {
+			return fmt.Errorf("keystore: import %s: %w", t.Name, err)
+		}
+		for i, row := range t.Rows {
+			if len(row) != len(t.Columns) {
+				stmt.Close()
+				return fmt.Errorf("keystore: import %s: row %d has %d values for %d columns", t.Name, i+1, len(row), len(t.Columns))
+			}
+			args := make([]any, len(row))
+			for j, v := range row {
+				switch x := v.(type) {
+				case json.Number:
+					n, err := strconv.ParseInt(string(x), 10, 64)
+					if err != nil {
+						stmt.Close()
+						return fmt.Errorf("keystore: import %s: row %d, %s: %q is not an integer", t.Name, i+1, t.Columns[j], x)
+					}
+					args[j] = n
+				case string, nil:
+					args[j] = x
+				default:
+					stmt.Close()
+					return fmt.Errorf("keystore: import %s: row %d, %s: unexpected %T", t.Name, i+1, t.Columns[j], v)
+				}
+			}
+			if _, err := stmt.ExecContext(ctx, args...); err != nil {
+				stmt.Close()
+				return fmt.Errorf("keystore: import %s: row %d: %w", t.Name, i+1, err)
+			}
+		}
+		stmt.Close()
+	}
+	if s.pgConfig != nil {
+		// Explicit ids do not move a BIGSERIAL's sequence: set each past
+		// the largest imported id. (SQLite's AUTOINCREMENT follows explicit
+		// ids by itself.)
+		for _, tbl := range exportTables {
+			if tbl.order != "id" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('`+tbl.name+`', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM `+tbl.name); err != nil {
+				return fmt.Errorf("keystore: import: reset the %s id sequence: %w", tbl.name, err)
+			}
+		}
+	}
+	return tx.Commit()
+}
+
+// identRE reports whether s is a plain lower-case SQL identifier.
+func identRE(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
