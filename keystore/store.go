@@ -369,12 +369,36 @@ func fromNullMS(v sql.NullInt64) *time.Time {
 	return &t
 }
 
-func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return s.db.QueryRowContext(ctx, s.dialect.rebind(query), args...)
+// Reads outside a write transaction report a database that cannot be
+// reached (PostgreSQL down or restarting) as ErrUnavailable, like writes.
+
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) readRow {
+	return readRow{s.db.QueryRowContext(ctx, s.dialect.rebind(query), args...), s}
 }
 
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return s.db.QueryContext(ctx, s.dialect.rebind(query), args...)
+	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(query), args...)
+	return rows, s.readErr(err)
+}
+
+// readRow is a *sql.Row whose Scan maps an unreachable database to
+// ErrUnavailable (sql.ErrNoRows stays as it is).
+type readRow struct {
+	r *sql.Row
+	s *Store
+}
+
+func (r readRow) Scan(dest ...any) error { return r.s.readErr(r.r.Scan(dest...)) }
+
+// readErr keeps err unless it means the database is unavailable.
+func (s *Store) readErr(err error) error {
+	if err == nil || errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if m := s.dialect.mapErr(err); errors.Is(m, ErrUnavailable) {
+		return m
+	}
+	return err
 }
 
 // count runs a SELECT COUNT(*) query.
