@@ -64,9 +64,11 @@ func (s *Store) Export(ctx context.Context, w io.Writer) error {
 	if err := s.checkTables(ctx); err != nil {
 		return err
 	}
-	var opts *sql.TxOptions
+	// A read-only snapshot: deferred BEGIN on SQLite (WAL: writers go on),
+	// REPEATABLE READ on PostgreSQL.
+	opts := &sql.TxOptions{ReadOnly: true}
 	if s.pgConfig != nil {
-		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+		opts.Isolation = sql.LevelRepeatableRead
 	}
 	tx, err := s.db.BeginTx(ctx, opts)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -151,7 +152,7 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 		t.Fatal("a new admin token was generated although root was imported")
 	}
 	fp := signer.PublicKey()
-	r := q.must("GET", "/api/v4/keys?fingerprint="+gossh.FingerprintSHA256(fp), token, nil, 200).Object(t)
+	r := q.must("GET", "/api/v4/keys?fingerprint="+url.QueryEscape(gossh.FingerprintSHA256(fp)), token, nil, 200).Object(t)
 	if id(t, r) != id(t, key) || r["created_at"] != key["created_at"] {
 		t.Fatalf("key lookup on PostgreSQL: %v, want %v", r, key)
 	}
