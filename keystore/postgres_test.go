@@ -398,3 +398,41 @@ func TestPostgresUnreachable(t *testing.T) {
 		t.Fatalf("User = %+v", got)
 	}
 }
+
+// TestPostgresConcurrentMigrations: nodes starting together on a new
+// database all come up; the schema is created once.
+func TestPostgresConcurrentMigrations(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	const nodes = 6
+	errs := make(chan error, nodes)
+	start := make(chan struct{})
+	for range nodes {
+		go func() {
+			<-start
+			s, err := keystore.Open(context.Background(), keystore.Config{DSN: dsn})
+			if err == nil {
+				_, err = s.EnsureAdmin(context.Background(), "kgpat-concurrent-start-0123456789")
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	close(start)
+	for range nodes {
+		mustOK(t, <-errs)
+	}
+	s, err := keystore.Open(context.Background(), keystore.Config{DSN: dsn})
+	mustOK(t, err)
+	defer s.Close()
+	current, latest, err := s.SchemaVersion(context.Background())
+	mustOK(t, err)
+	if current != latest || current < 3 {
+		t.Fatalf("schema version %d, latest %d", current, latest)
+	}
+	_, total, err := s.ListUsers(context.Background(), keystore.UserFilter{}, keystore.Page{})
+	mustOK(t, err)
+	if total != 1 {
+		t.Fatalf("%d users after 6 nodes bootstrapped root, want 1", total)
+	}
+}

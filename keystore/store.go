@@ -167,7 +167,8 @@ func (s *Store) migrations() (*goose.Provider, error) {
 	}
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	if s.pgConfig != nil {
-		locker, err := lock.NewPostgresSessionLocker()
+		// Retry every second (goose's default is 5 s) for up to 5 minutes.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
 		if err != nil {
 			return nil, err
 		}
