@@ -190,55 +190,100 @@ var ErrNotEmpty = errors.New("keystore: the target keystore is not empty")
 // times are kept as they are; on PostgreSQL the id sequences are moved past
 // the imported ids. Everything happens in one transaction: a failed import
 // leaves the keystore empty. Subscribers are not told (load the index
-// afterwards).
+// afterwards). The document is streamed, one row at a time, so a large
+// keystore does not have to fit in memory twice; "format" and
+// "schema_version" must come before "tables", as Export writes them.
 func (s *Store) Import(ctx context.Context, r io.Reader) error {
-	dec := json.NewDecoder(r)
-	dec.UseNumber()
-	var doc Export
-	if err := dec.Decode(&doc); err != nil {
-		return fmt.Errorf("keystore: import: not a keygate export: %w", err)
-	}
-	if doc.Format != ExportFormat {
-		return fmt.Errorf("keystore: import: not a keygate export (format %q)", doc.Format)
-	}
 	current, _, err := s.SchemaVersion(ctx)
 	if err != nil {
 		return err
 	}
-	if doc.SchemaVersion != current {
-		return fmt.Errorf("keystore: import: the export is at schema version %d, the target at %d; run `keygate migrate` on the older one and export again",
-			doc.SchemaVersion, current)
-	}
-	byName := map[string]*ExportTable{}
-	for i := range doc.Tables {
-		t := &doc.Tables[i]
-		if byName[t.Name] != nil {
-			return fmt.Errorf("keystore: import: table %s appears twice", t.Name)
-		}
-		byName[t.Name] = t
-	}
-	known := map[string]bool{}
-	for _, t := range exportTables {
-		known[t.name] = true
-		if byName[t.name] == nil {
-			return fmt.Errorf("keystore: import: the export has no table %s", t.name)
-		}
-	}
-	for name := range byName {
-		if !known[name] {
-			return fmt.Errorf("keystore: import: unknown table %q", name)
-		}
-	}
-	if err := s.importTx(ctx, byName); err != nil {
-		if connectionFailure(err) && s.pgConfig != nil {
-			return errors.Join(ErrUnavailable, err)
-		}
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
+	dec.UseNumber()
+	if err := expectDelim(dec, '{'); err != nil {
 		return err
+	}
+	var format string
+	var version json.Number
+	imported := false
+	for dec.More() {
+		key, err := objectKey(dec)
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "format":
+			if err := dec.Decode(&format); err != nil {
+				return notAnExport(err)
+			}
+		case "schema_version":
+			if err := dec.Decode(&version); err != nil {
+				return notAnExport(err)
+			}
+		case "tables":
+			if format != ExportFormat {
+				return fmt.Errorf("keystore: import: not a keygate export (format %q)", format)
+			}
+			if v, err := version.Int64(); err != nil || v != current {
+				return fmt.Errorf("keystore: import: the export is at schema version %s, the target at %d; run `keygate migrate` on the older one and export again",
+					version, current)
+			}
+			if imported {
+				return notAnExport(errors.New(`"tables" appears twice`))
+			}
+			if err := s.importTables(ctx, dec); err != nil {
+				if connectionFailure(err) && s.pgConfig != nil {
+					return errors.Join(ErrUnavailable, err)
+				}
+				return err
+			}
+			imported = true
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return notAnExport(err)
+			}
+		}
+	}
+	if !imported {
+		if format != ExportFormat {
+			return fmt.Errorf("keystore: import: not a keygate export (format %q)", format)
+		}
+		return notAnExport(errors.New(`no "tables"`))
 	}
 	return nil
 }
 
-func (s *Store) importTx(ctx context.Context, byName map[string]*ExportTable) error {
+func notAnExport(err error) error {
+	return fmt.Errorf("keystore: import: not a keygate export: %w", err)
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return notAnExport(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return notAnExport(fmt.Errorf("expected %q, found %v", want, tok))
+	}
+	return nil
+}
+
+func objectKey(dec *json.Decoder) (string, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return "", notAnExport(err)
+	}
+	key, ok := tok.(string)
+	if !ok {
+		return "", notAnExport(fmt.Errorf("expected a key, found %v", tok))
+	}
+	return key, nil
+}
+
+// importTables reads the "tables" array into the keystore in one
+// transaction, committed only when the whole array has been read.
+func (s *Store) importTables(ctx context.Context, dec *json.Decoder) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -249,7 +294,9 @@ func (s *Store) importTx(ctx context.Context, byName map[string]*ExportTable) er
 			return err
 		}
 	}
+	known := map[string]bool{}
 	for _, tbl := range exportTables {
+		known[tbl.name] = true
 		var n int64
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+tbl.name).Scan(&n); err != nil {
 			return err
@@ -258,50 +305,24 @@ func (s *Store) importTx(ctx context.Context, byName map[string]*ExportTable) er
 			return fmt.Errorf("%w: table %s has %d rows (import only into a new, empty keystore)", ErrNotEmpty, tbl.name, n)
 		}
 	}
-	for _, tbl := range exportTables {
-		t := byName[tbl.name]
-		if t == nil || len(t.Rows) == 0 {
-			continue
-		}
-		for _, c := range t.Columns {
-			if !identRE(c) {
-				return fmt.Errorf("keystore: import: table %s: bad column name %q", t.Name, c)
-			}
-		}
-		query := s.dialect.rebind(`INSERT INTO ` + t.Name + ` (` + strings.Join(t.Columns, ", ") + `) VALUES (?` +
-			strings.Repeat(", ?", len(t.Columns)-1) + `)`)
-		stmt, err := tx.PrepareContext(ctx, query)
+	if err := expectDelim(dec, '['); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		name, err := s.importTable(ctx, tx, dec, known, seen)
 		if err != nil {
-			return fmt.Errorf("keystore: import %s: %w", t.Name, err)
+			return err
 		}
-		for i, row := range t.Rows {
-			if len(row) != len(t.Columns) {
-				stmt.Close()
-				return fmt.Errorf("keystore: import %s: row %d has %d values for %d columns", t.Name, i+1, len(row), len(t.Columns))
-			}
-			args := make([]any, len(row))
-			for j, v := range row {
-				switch x := v.(type) {
-				case json.Number:
-					n, err := strconv.ParseInt(string(x), 10, 64)
-					if err != nil {
-						stmt.Close()
-						return fmt.Errorf("keystore: import %s: row %d, %s: %q is not an integer", t.Name, i+1, t.Columns[j], x)
-					}
-					args[j] = n
-				case string, nil:
-					args[j] = x
-				default:
-					stmt.Close()
-					return fmt.Errorf("keystore: import %s: row %d, %s: unexpected %T", t.Name, i+1, t.Columns[j], v)
-				}
-			}
-			if _, err := stmt.ExecContext(ctx, args...); err != nil {
-				stmt.Close()
-				return fmt.Errorf("keystore: import %s: row %d: %w", t.Name, i+1, err)
-			}
+		seen[name] = true
+	}
+	if err := expectDelim(dec, ']'); err != nil {
+		return err
+	}
+	for _, tbl := range exportTables {
+		if !seen[tbl.name] {
+			return fmt.Errorf("keystore: import: the export has no table %s", tbl.name)
 		}
-		stmt.Close()
 	}
 	if s.pgConfig != nil {
 		// Explicit ids do not move a BIGSERIAL's sequence: set each past
@@ -317,6 +338,100 @@ func (s *Store) importTx(ctx context.Context, byName map[string]*ExportTable) er
 		}
 	}
 	return tx.Commit()
+}
+
+// importTable reads one {"name", "columns", "rows"} object and inserts its
+// rows; name and columns must come before rows.
+func (s *Store) importTable(ctx context.Context, tx *sql.Tx, dec *json.Decoder, known, seen map[string]bool) (string, error) {
+	if err := expectDelim(dec, '{'); err != nil {
+		return "", err
+	}
+	var name string
+	var cols []string
+	for dec.More() {
+		key, err := objectKey(dec)
+		if err != nil {
+			return "", err
+		}
+		switch key {
+		case "name":
+			if err := dec.Decode(&name); err != nil {
+				return "", notAnExport(err)
+			}
+			if !known[name] {
+				return "", fmt.Errorf("keystore: import: unknown table %q", name)
+			}
+			if seen[name] {
+				return "", fmt.Errorf("keystore: import: table %s appears twice", name)
+			}
+		case "columns":
+			if err := dec.Decode(&cols); err != nil {
+				return "", notAnExport(err)
+			}
+		case "rows":
+			if name == "" || len(cols) == 0 {
+				return "", notAnExport(errors.New(`a table's "name" and "columns" must come before its "rows"`))
+			}
+			if err := s.importRows(ctx, tx, dec, name, cols); err != nil {
+				return "", err
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return "", notAnExport(err)
+			}
+		}
+	}
+	if name == "" {
+		return "", notAnExport(errors.New(`a table without "name"`))
+	}
+	return name, expectDelim(dec, '}')
+}
+
+func (s *Store) importRows(ctx context.Context, tx *sql.Tx, dec *json.Decoder, name string, cols []string) error {
+	for _, c := range cols {
+		if !identRE(c) {
+			return fmt.Errorf("keystore: import: table %s: bad column name %q", name, c)
+		}
+	}
+	if err := expectDelim(dec, '['); err != nil {
+		return err
+	}
+	query := s.dialect.rebind(`INSERT INTO ` + name + ` (` + strings.Join(cols, ", ") + `) VALUES (?` +
+		strings.Repeat(", ?", len(cols)-1) + `)`)
+	stmt, err := tx.PrepareContext(ctx, query)
+	if err != nil {
+		return fmt.Errorf("keystore: import %s: %w", name, err)
+	}
+	defer stmt.Close()
+	args := make([]any, len(cols))
+	for i := 1; dec.More(); i++ {
+		var row []any
+		if err := dec.Decode(&row); err != nil {
+			return notAnExport(fmt.Errorf("table %s, row %d: %w", name, i, err))
+		}
+		if len(row) != len(cols) {
+			return fmt.Errorf("keystore: import %s: row %d has %d values for %d columns", name, i, len(row), len(cols))
+		}
+		for j, v := range row {
+			switch x := v.(type) {
+			case json.Number:
+				n, err := strconv.ParseInt(string(x), 10, 64)
+				if err != nil {
+					return fmt.Errorf("keystore: import %s: row %d, %s: %q is not an integer", name, i, cols[j], x)
+				}
+				args[j] = n
+			case string, nil:
+				args[j] = x
+			default:
+				return fmt.Errorf("keystore: import %s: row %d, %s: unexpected %T", name, i, cols[j], v)
+			}
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("keystore: import %s: row %d: %w", name, i, err)
+		}
+	}
+	return expectDelim(dec, ']')
 }
 
 // identRE reports whether s is a plain lower-case SQL identifier.

@@ -186,6 +186,9 @@ func TestImportRefusals(t *testing.T) {
 		{"short-row", "has 1 values", edit(func(m map[string]any) {
 			table(m, "changes")["rows"].([]any)[0] = []any{1}
 		})},
+		// Cut off in the middle: the tables read so far must not remain.
+		{"truncated", "not a keygate export", raw[:len(raw)*2/3]},
+		{"trailing-garbage-in-rows", "not a keygate export", bytes.Replace(raw, []byte(`"rows":[`), []byte(`"rows":[{},`), 1)},
 		// The last table fails: nothing of the earlier ones may remain.
 		{"late-failure", "changes", edit(func(m map[string]any) {
 			rows := table(m, "changes")["rows"].([]any)
