@@ -26,6 +26,7 @@ import (
 
 	"github.com/keygate/keygate/httpapi"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/pgtest"
 )
 
 // adminSecret is the bootstrap admin token of every test server.
@@ -88,7 +89,11 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	c := &clock{now: time.Now().UTC()}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: filepath.Join(t.TempDir(), "keygate.db"), Now: c.Now})
+	dsn := filepath.Join(t.TempDir(), "keygate.db")
+	if os.Getenv("KEYGATE_TEST_BACKEND") == "postgres" {
+		dsn = pgtest.NewDatabase(t)
+	}
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, Now: c.Now})
 	if err != nil {
 		t.Fatalf("keystore.Open: %v", err)
 	}

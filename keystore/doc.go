@@ -4,7 +4,7 @@
 //
 // It validates everything that enters the store (SSH public keys are parsed
 // with x/crypto/ssh, GPG keys with ProtonMail/go-crypto), persists it in SQL
-// (SQLite by default) and records every change in a monotonically numbered
+// (SQLite by default, PostgreSQL for several nodes) and records every change in a monotonically numbered
 // change log so in-memory indexes can follow it. It knows nothing of HTTP or
 // SSH servers.
 package keystore

@@ -17,7 +17,8 @@ var (
 	// that already exists).
 	ErrConflict = errors.New("keystore: conflict")
 	// ErrUnavailable: the database cannot take writes right now (read-only,
-	// disk full, locked for too long).
+	// disk full, locked for too long), or cannot be reached at all
+	// (PostgreSQL down, restarting, or out of connections).
 	ErrUnavailable = errors.New("keystore: storage unavailable")
 )
 

@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -283,5 +286,153 @@ func TestListenChangesSQLite(t *testing.T) {
 	wantIs(t, err, keystore.ErrListenUnsupported)
 	if called {
 		t.Fatal("wake called")
+	}
+}
+
+// tcpProxy forwards a loopback port to the PostgreSQL test server and can
+// cut the line, as a network partition would.
+type tcpProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	p := &tcpProxy{t: t, target: target}
+	p.up()
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *tcpProxy) up() {
+	addr := p.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+}
+
+// down refuses new connections and breaks the open ones.
+func (p *tcpProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestPostgresUnreachable: a store cut off from PostgreSQL reports reads
+// and writes as ErrUnavailable (a 503, not a 500), and works again once the
+// database is back.
+func TestPostgresUnreachable(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	u, err := url.Parse(dsn)
+	mustOK(t, err)
+	proxy := newTCPProxy(t, u.Host)
+	u.Host = proxy.addr
+	q := u.Query()
+	q.Set("connect_timeout", "5")
+	u.RawQuery = q.Encode()
+	ctx := context.Background()
+	s, err := keystore.Open(ctx, keystore.Config{DSN: u.String()})
+	mustOK(t, err)
+	defer s.Close()
+	alice, err := s.CreateUser(ctx, sys, keystore.UserInput{Username: ptr("alice"), Email: ptr("alice@example.com")})
+	mustOK(t, err)
+
+	proxy.down()
+	_, err = s.CreateUser(ctx, sys, keystore.UserInput{Username: ptr("bob"), Email: ptr("bob@example.com")})
+	wantIs(t, err, keystore.ErrUnavailable)
+	_, err = s.User(ctx, alice.ID)
+	wantIs(t, err, keystore.ErrUnavailable)
+	_, _, err = s.ListUsers(ctx, keystore.UserFilter{}, keystore.Page{})
+	wantIs(t, err, keystore.ErrUnavailable)
+	done := make(chan error, 1)
+	go func() { done <- s.ListenChanges(ctx, func() {}) }()
+	select {
+	case err := <-done:
+		wantIs(t, err, keystore.ErrUnavailable)
+	case <-time.After(20 * time.Second):
+		t.Fatal("ListenChanges did not give up on an unreachable server")
+	}
+
+	proxy.up()
+	_, err = s.CreateUser(ctx, sys, keystore.UserInput{Username: ptr("bob"), Email: ptr("bob@example.com")})
+	mustOK(t, err)
+	got, err := s.User(ctx, alice.ID)
+	mustOK(t, err)
+	if got.Username != "alice" {
+		t.Fatalf("User = %+v", got)
+	}
+}
+
+// TestPostgresConcurrentMigrations: nodes starting together on a new
+// database all come up; the schema is created once.
+func TestPostgresConcurrentMigrations(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	const nodes = 6
+	errs := make(chan error, nodes)
+	start := make(chan struct{})
+	for range nodes {
+		go func() {
+			<-start
+			s, err := keystore.Open(context.Background(), keystore.Config{DSN: dsn})
+			if err == nil {
+				_, err = s.EnsureAdmin(context.Background(), "kgpat-concurrent-start-0123456789")
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	close(start)
+	for range nodes {
+		mustOK(t, <-errs)
+	}
+	s, err := keystore.Open(context.Background(), keystore.Config{DSN: dsn})
+	mustOK(t, err)
+	defer s.Close()
+	current, latest, err := s.SchemaVersion(context.Background())
+	mustOK(t, err)
+	if current != latest || current < 3 {
+		t.Fatalf("schema version %d, latest %d", current, latest)
+	}
+	_, total, err := s.ListUsers(context.Background(), keystore.UserFilter{}, keystore.Page{})
+	mustOK(t, err)
+	if total != 1 {
+		t.Fatalf("%d users after 6 nodes bootstrapped root, want 1", total)
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -131,20 +132,53 @@ func IsPostgresDSN(dsn string) bool {
 // Backend names the database behind the store: "sqlite" or "postgres".
 func (s *Store) Backend() string { return s.dialect.name() }
 
-// Migrate applies pending schema migrations.
+// Migrate applies pending schema migrations. On PostgreSQL it holds a
+// session advisory lock meanwhile, so nodes starting together migrate one
+// after the other.
 func (s *Store) Migrate(ctx context.Context) error {
-	sub, err := fs.Sub(migrations, "migrations/"+s.dialect.name())
+	p, err := s.migrations()
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(s.dialect.gooseDialect(), s.db, sub, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("keystore: migrations: %w", err)
-	}
 	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
+		return fmt.Errorf("keystore: migrate: %w", s.dialect.mapErr(err))
 	}
 	return nil
+}
+
+// SchemaVersion reports the schema version of the database and the newest
+// this build knows.
+func (s *Store) SchemaVersion(ctx context.Context) (current, latest int64, err error) {
+	p, err := s.migrations()
+	if err != nil {
+		return 0, 0, err
+	}
+	current, latest, err = p.GetVersions(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("keystore: schema version: %w", err)
+	}
+	return current, latest, nil
+}
+
+func (s *Store) migrations() (*goose.Provider, error) {
+	sub, err := fs.Sub(migrations, "migrations/"+s.dialect.name())
+	if err != nil {
+		return nil, err
+	}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if s.pgConfig != nil {
+		// Retry every second (goose's default is 5 s) for up to 5 minutes.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(s.dialect.gooseDialect(), s.db, sub, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: migrations: %w", err)
+	}
+	return p, nil
 }
 
 // Close closes the database.
@@ -336,12 +370,36 @@ func fromNullMS(v sql.NullInt64) *time.Time {
 	return &t
 }
 
-func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return s.db.QueryRowContext(ctx, s.dialect.rebind(query), args...)
+// Reads outside a write transaction report a database that cannot be
+// reached (PostgreSQL down or restarting) as ErrUnavailable, like writes.
+
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) readRow {
+	return readRow{s.db.QueryRowContext(ctx, s.dialect.rebind(query), args...), s}
 }
 
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return s.db.QueryContext(ctx, s.dialect.rebind(query), args...)
+	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(query), args...)
+	return rows, s.readErr(err)
+}
+
+// readRow is a *sql.Row whose Scan maps an unreachable database to
+// ErrUnavailable (sql.ErrNoRows stays as it is).
+type readRow struct {
+	r *sql.Row
+	s *Store
+}
+
+func (r readRow) Scan(dest ...any) error { return r.s.readErr(r.r.Scan(dest...)) }
+
+// readErr keeps err unless it means the database is unavailable.
+func (s *Store) readErr(err error) error {
+	if err == nil || errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if m := s.dialect.mapErr(err); errors.Is(m, ErrUnavailable) {
+		return m
+	}
+	return err
 }
 
 // count runs a SELECT COUNT(*) query.

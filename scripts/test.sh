@@ -27,9 +27,9 @@ else
 fi
 
 go test -race -count=1 -timeout 20m ./...
-# The store conformance suite once more, on PostgreSQL.
+# The store conformance suite and the REST API suite once more, on PostgreSQL.
 if [ -n "${KEYGATE_TEST_POSTGRES:-}" ]; then
-  KEYGATE_TEST_BACKEND=postgres go test -race -count=1 -timeout 20m ./keystore/...
+  KEYGATE_TEST_BACKEND=postgres go test -race -count=1 -timeout 20m ./keystore/... ./httpapi/...
 fi
 # Fuzz targets, a few seconds each (corpus in testdata/fuzz).
 for target in $(go test -list '^Fuzz' ./... 2>/dev/null | grep '^Fuzz' || true); do

@@ -65,6 +65,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "migrate":
+		return runMigrate(args[1:], stdout, stderr)
+	case "export":
+		return runExport(args[1:], stdout, stderr)
+	case "import":
+		return runImport(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "keygate", version)
 		return 0
@@ -79,8 +85,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  keygate serve [flags]   run the SSH server and the REST API (keygate serve -h lists flags)
-  keygate version         print the version
+  keygate serve [flags]     run the SSH server and the REST API (keygate serve -h lists flags)
+  keygate migrate [flags]   apply pending database migrations and exit
+  keygate export [--out FILE] [flags]
+                            write every table of the keystore as one JSON document
+  keygate import --in FILE [flags]
+                            load an export into a new, empty keystore (ids and times kept)
+  keygate version           print the version
+The database flags of migrate, export and import are serve's: --db (env KEYGATE_DB)
+and --data-dir (env KEYGATE_DATA_DIR).
 `)
 }
 

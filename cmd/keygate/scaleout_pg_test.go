@@ -6,9 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -51,54 +48,6 @@ func pgQuery(t *testing.T, dsn, query string, args ...any) int64 {
 	return n
 }
 
-// ownPostgres starts a PostgreSQL cluster of the test's own (with
-// scripts/pg-test-server.sh), for tests that stop it: the shared test
-// server stays up for every other test. ctl runs the script's other
-// actions (stop, start) on it. The cluster is destroyed when t ends, also
-// when the test fails half-way through an outage.
-func ownPostgres(t *testing.T) (dsn string, ctl func(action string)) {
-	t.Helper()
-	pgtest.Require(t) // PostgreSQL is installed here
-	script := os.Getenv("KEYGATE_TEST_PG_SCRIPT")
-	if script == "" {
-		abs, err := filepath.Abs("../../scripts/pg-test-server.sh")
-		if err != nil {
-			t.Fatal(err)
-		}
-		script = abs
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	dir := filepath.Join(os.TempDir(), "keygate-pg-outage-"+hex.EncodeToString(b[:]))
-	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-	ctl = func(action string) {
-		t.Helper()
-		cmd := exec.Command(script, action)
-		cmd.Env = append(os.Environ(), "KEYGATE_PG_TEST_DIR="+dir, "KEYGATE_PG_TEST_PORT="+port)
-		out, err := cmd.Output()
-		if err != nil {
-			msg := ""
-			if ee, ok := err.(*exec.ExitError); ok {
-				msg = string(ee.Stderr)
-			}
-			t.Fatalf("%s %s: %v %s", script, action, err, msg)
-		}
-		if action == "start" {
-			dsn = strings.TrimSpace(string(out))
-		}
-	}
-	t.Cleanup(func() {
-		cmd := exec.Command(script, "destroy")
-		cmd.Env = append(os.Environ(), "KEYGATE_PG_TEST_DIR="+dir, "KEYGATE_PG_TEST_PORT="+port)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("destroying the test's PostgreSQL: %v %s", err, out)
-		}
-	})
-	ctl("start")
-	pgtest.Exec(t, dsn, "CREATE DATABASE keygate")
-	return pgtest.WithDatabase(t, dsn, "keygate"), ctl
-}
-
 // TestTwoNodesOnePostgres: a change made through node A is enforced by node
 // B (which learns of it by LISTEN/NOTIFY) within a second, p99 over 50+
 // changes of every kind.
@@ -117,19 +66,24 @@ func TestTwoNodesOnePostgres(t *testing.T) {
 // once PostgreSQL is back, changes made through A reach B, none lost.
 func TestPostgresOutage(t *testing.T) {
 	t.Parallel()
-	db, ctl := ownPostgres(t)
+	// A server of the test's own: stopping the shared one would break
+	// other packages' tests running meanwhile. PrivateServer destroys it
+	// when the test ends, also if it fails half-way through the outage.
+	srv := pgtest.PrivateServer(t)
+	pgtest.Exec(t, srv.URL, "CREATE DATABASE keygate")
+	db := pgtest.WithDatabase(t, srv.URL, "keygate")
 	a, b := startCluster(t, []string{"--db", db}, []string{"--db", db})
 	uid := id(t, a.api("POST", "/users", map[string]any{"username": "olga", "email": "olga@example.com", "name": "olga"}, 201))
 	k1, line1 := newSigner(t)
 	kid1 := id(t, a.api("POST", fmt.Sprintf("/users/%d/keys", uid), map[string]any{"title": "k1", "key": line1}, 201))
-	waitFor(t, "k1 authenticates on B", func() bool { return sshLogin(b.SSHAddr, k1) })
+	waitFor(t, "k1 authenticates on B", func() bool { return canLogin(b.SSHAddr, k1) })
 	before := b.readiness().Index.Applied
 
-	ctl("stop")
+	srv.Stop(t)
 	stopped := time.Now()
 	sawUnreachable := false
 	for time.Since(stopped) < 3*time.Second {
-		if !sshLogin(b.SSHAddr, k1) {
+		if !canLogin(b.SSHAddr, k1) {
 			t.Fatal("B refused a known key while PostgreSQL was down")
 		}
 		rd := b.readiness()
@@ -148,7 +102,7 @@ func TestPostgresOutage(t *testing.T) {
 	if !strings.Contains(m, "keygate_index_database_reachable 0\n") {
 		t.Error("B's metrics do not say the database is unreachable")
 	}
-	ctl("start")
+	srv.Start(t)
 	t.Logf("PostgreSQL was down for %v", time.Since(stopped).Round(time.Millisecond))
 
 	for _, n := range []*node{a, b} {
@@ -160,10 +114,10 @@ func TestPostgresOutage(t *testing.T) {
 	k2, line2 := newSigner(t)
 	a.api("POST", fmt.Sprintf("/users/%d/keys", uid), map[string]any{"title": "k2", "key": line2}, 201)
 	a.api("DELETE", fmt.Sprintf("/users/%d/keys/%d", uid, kid1), nil, 204)
-	waitFor(t, "a key added after the outage authenticates on B", func() bool { return sshLogin(b.SSHAddr, k2) })
-	waitFor(t, "a key deleted after the outage is refused by B", func() bool { return !sshLogin(b.SSHAddr, k1) })
+	waitFor(t, "a key added after the outage authenticates on B", func() bool { return canLogin(b.SSHAddr, k2) })
+	waitFor(t, "a key deleted after the outage is refused by B", func() bool { return !canLogin(b.SSHAddr, k1) })
 	a.api("POST", fmt.Sprintf("/users/%d/block", uid), nil, 201)
-	waitFor(t, "a user blocked after the outage is refused by B", func() bool { return !sshLogin(b.SSHAddr, k2) })
+	waitFor(t, "a user blocked after the outage is refused by B", func() bool { return !canLogin(b.SSHAddr, k2) })
 	max := pgQuery(t, db, `SELECT max(seq) FROM changes`)
 	waitFor(t, "B applied every change", func() bool { return b.readiness().Index.Applied == max })
 	if rd := b.readiness(); rd.code != 200 || rd.Index.Lag != 0 || rd.Checks["index"] != "ok" {
@@ -237,7 +191,7 @@ func TestPostgresNodeConnectionsKilled(t *testing.T) {
 	max := pgQuery(t, db, `SELECT max(seq) FROM changes`)
 	waitFor(t, "B applied every change", func() bool { return b.readiness().Index.Applied == max })
 	for i, k := range keys {
-		if got := sshLogin(b.SSHAddr, k.signer); got == k.deleted {
+		if got := canLogin(b.SSHAddr, k.signer); got == k.deleted {
 			t.Errorf("key %d (deleted: %v): B says authenticates=%v", i, k.deleted, got)
 		}
 	}

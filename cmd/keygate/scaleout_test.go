@@ -84,8 +84,8 @@ func sshDial(addr string, signer gossh.Signer) (*gossh.Client, error) {
 	return gossh.NewClient(c, chans, reqs), nil
 }
 
-// sshLogin reports whether signer authenticates on addr.
-func sshLogin(addr string, signer gossh.Signer) bool {
+// canLogin reports whether signer authenticates on addr.
+func canLogin(addr string, signer gossh.Signer) bool {
 	c, err := sshDial(addr, signer)
 	if err != nil {
 		return false
@@ -219,7 +219,7 @@ func propagation(t *testing.T, a, b *node, n int) {
 	blockyKey, blockyLine := newSigner(t)
 	a.api("POST", fmt.Sprintf("/users/%d/keys", blocky), map[string]any{"title": "blocky", "key": blockyLine}, 201)
 	waitFor(t, "holder can fetch on B", func() bool { return gitReadable(b.SSHAddr, holderKey, repo) })
-	waitFor(t, "blocky logs in on B", func() bool { return sshLogin(b.SSHAddr, blockyKey) })
+	waitFor(t, "blocky logs in on B", func() bool { return canLogin(b.SSHAddr, blockyKey) })
 
 	times := map[string][]time.Duration{}
 	var all []time.Duration
@@ -239,22 +239,22 @@ func propagation(t *testing.T, a, b *node, n int) {
 		var kid int64
 		measure("key added", func() {
 			kid = id(t, a.api("POST", fmt.Sprintf("/users/%d/keys", holder), map[string]any{"title": fmt.Sprint("k", round), "key": line}, 201))
-		}, func() bool { return sshLogin(b.SSHAddr, k) })
+		}, func() bool { return canLogin(b.SSHAddr, k) })
 		measure("key deleted", func() {
 			a.api("DELETE", fmt.Sprintf("/users/%d/keys/%d", holder, kid), nil, 204)
-		}, func() bool { return !sshLogin(b.SSHAddr, k) })
+		}, func() bool { return !canLogin(b.SSHAddr, k) })
 
 		measure("user blocked", func() {
 			a.api("POST", fmt.Sprintf("/users/%d/block", blocky), nil, 201)
-		}, func() bool { return !sshLogin(b.SSHAddr, blockyKey) })
+		}, func() bool { return !canLogin(b.SSHAddr, blockyKey) })
 		measure("user unblocked", func() {
 			a.api("POST", fmt.Sprintf("/users/%d/unblock", blocky), nil, 201)
-		}, func() bool { return sshLogin(b.SSHAddr, blockyKey) })
+		}, func() bool { return canLogin(b.SSHAddr, blockyKey) })
 
 		measure("member removed", func() {
 			a.api("DELETE", fmt.Sprintf("/groups/%d/members/%d", grp, holder), nil, 204)
 		}, func() bool { return gitRefused(b.SSHAddr, holderKey, repo) })
-		if !sshLogin(b.SSHAddr, holderKey) {
+		if !canLogin(b.SSHAddr, holderKey) {
 			t.Fatal("a removed member's key no longer authenticates at all; it should only lose the project")
 		}
 		measure("member added", func() {
@@ -269,16 +269,16 @@ func propagation(t *testing.T, a, b *node, n int) {
 		var caID int64
 		measure("CA added", func() {
 			caID = id(t, a.api("POST", fmt.Sprintf("/groups/%d/ssh_certificates", grp), map[string]any{"title": fmt.Sprint("ca", round), "key": caLine}, 201))
-		}, func() bool { return sshLogin(b.SSHAddr, cert1) })
+		}, func() bool { return canLogin(b.SSHAddr, cert1) })
 		measure("certificate revoked", func() {
 			a.api("POST", fmt.Sprintf("/groups/%d/ssh_certificates/%d/revocations", grp, caID), map[string]any{"serial": fmt.Sprint(serial - 1)}, 201)
-		}, func() bool { return !sshLogin(b.SSHAddr, cert1) })
-		if !sshLogin(b.SSHAddr, cert2) {
+		}, func() bool { return !canLogin(b.SSHAddr, cert1) })
+		if !canLogin(b.SSHAddr, cert2) {
 			t.Fatal("revoking one serial refused another certificate of the CA")
 		}
 		measure("CA deleted", func() {
 			a.api("DELETE", fmt.Sprintf("/groups/%d/ssh_certificates/%d", grp, caID), nil, 204)
-		}, func() bool { return !sshLogin(b.SSHAddr, cert2) })
+		}, func() bool { return !canLogin(b.SSHAddr, cert2) })
 	}
 
 	for _, kind := range slices.Sorted(func(yield func(string) bool) {

@@ -41,9 +41,9 @@ func NewDatabase(t testing.TB) string {
 	var b [8]byte
 	rand.Read(b[:])
 	name := "kg_" + hex.EncodeToString(b[:])
-	exec(t, admin, "CREATE DATABASE "+name)
+	execSQL(t, admin, "CREATE DATABASE "+name)
 	t.Cleanup(func() {
-		exec(t, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		execSQL(t, admin, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	})
 	return WithDatabase(t, admin, name)
 }
@@ -62,10 +62,10 @@ func WithDatabase(t testing.TB, u, name string) string {
 // Exec runs one statement on the database at u.
 func Exec(t testing.TB, u, stmt string, args ...any) {
 	t.Helper()
-	exec(t, u, stmt, args...)
+	execSQL(t, u, stmt, args...)
 }
 
-func exec(t testing.TB, u, stmt string, args ...any) {
+func execSQL(t testing.TB, u, stmt string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

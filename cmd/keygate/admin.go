@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// dbConfig is where a one-shot command finds the keystore: the same
+// --db / KEYGATE_DB and --data-dir / KEYGATE_DATA_DIR as serve.
+type dbConfig struct {
+	DataDir string
+	DB      string
+}
+
+func (c *dbConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", env("KEYGATE_DATA_DIR", "./keygate-data"), "data directory holding keygate.db when --db is empty (env KEYGATE_DATA_DIR)")
+	fs.StringVar(&c.DB, "db", env("KEYGATE_DB", ""), "database: empty for SQLite in the data dir, or postgres://… (env KEYGATE_DB)")
+}
+
+// dsn is the store DSN; existing requires a SQLite file to be there already.
+func (c *dbConfig) dsn(existing bool) (string, error) {
+	if c.DB != "" {
+		return c.DB, nil
+	}
+	path := filepath.Join(c.DataDir, "keygate.db")
+	if existing {
+		if _, err := os.Stat(path); err != nil {
+			return "", fmt.Errorf("no keystore at %s (set --data-dir or --db)", path)
+		}
+	}
+	return path, nil
+}
+
+// where names the keystore for messages, without credentials.
+func where(dsn string) string {
+	if !keystore.IsPostgresDSN(dsn) {
+		return dsn
+	}
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		rest := dsn[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			rest = rest[at+1:]
+		}
+		if q := strings.IndexByte(rest, '?'); q >= 0 {
+			rest = rest[:q]
+		}
+		return "postgres://" + rest
+	}
+	return "PostgreSQL"
+}
+
+// parseOneShot parses a one-shot command's flags.
+func parseOneShot(name string, args []string, stderr io.Writer, c *dbConfig, extra func(fs *flag.FlagSet)) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.flags(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return nil
+}
+
+// runOneShot runs a one-shot command and turns its outcome into an exit code.
+func runOneShot(args []string, stdout, stderr io.Writer, name string, parse func([]string) error,
+	do func(ctx context.Context) error) int {
+	if err := parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "keygate %s: %v\n", name, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := do(ctx); err != nil {
+		fmt.Fprintf(stderr, "keygate %s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+// runMigrate: keygate migrate applies pending migrations and exits.
+func runMigrate(args []string, stdout, stderr io.Writer) int {
+	var c dbConfig
+	return runOneShot(args, stdout, stderr, "migrate",
+		func(a []string) error { return parseOneShot("migrate", a, stderr, &c, nil) },
+		func(ctx context.Context) error {
+			dsn, err := c.dsn(false)
+			if err != nil {
+				return err
+			}
+			if !keystore.IsPostgresDSN(dsn) {
+				if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+					return err
+				}
+			}
+			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: true})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			before, _, err := s.SchemaVersion(ctx)
+			if err != nil {
+				return err
+			}
+			if err := s.Migrate(ctx); err != nil {
+				return err
+			}
+			after, _, err := s.SchemaVersion(ctx)
+			if err != nil {
+				return err
+			}
+			if before == after {
+				fmt.Fprintf(stdout, "%s (%s): schema at version %d, nothing to do\n", where(dsn), s.Backend(), after)
+			} else {
+				fmt.Fprintf(stdout, "%s (%s): schema migrated from version %d to %d\n", where(dsn), s.Backend(), before, after)
+			}
+			return nil
+		})
+}
+
+// runExport: keygate export [--out FILE] writes the keystore as JSON.
+func runExport(args []string, stdout, stderr io.Writer) int {
+	var c dbConfig
+	var out string
+	return runOneShot(args, stdout, stderr, "export",
+		func(a []string) error {
+			return parseOneShot("export", a, stderr, &c, func(fs *flag.FlagSet) {
+				fs.StringVar(&out, "out", "", "write to FILE (mode 0600) instead of standard output")
+			})
+		},
+		func(ctx context.Context) error {
+			dsn, err := c.dsn(true)
+			if err != nil {
+				return err
+			}
+			// The source is read as it is: no migrations.
+			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: true})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if out == "" || out == "-" {
+				return s.Export(ctx, stdout)
+			}
+			// The export holds token digests and e-mail addresses: private
+			// file, written whole or not at all.
+			tmp := out + ".tmp"
+			f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			if err := s.Export(ctx, f); err != nil {
+				f.Close()
+				os.Remove(tmp)
+				return err
+			}
+			if err := f.Sync(); err != nil {
+				f.Close()
+				os.Remove(tmp)
+				return err
+			}
+			if err := f.Close(); err != nil {
+				os.Remove(tmp)
+				return err
+			}
+			if err := os.Rename(tmp, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "keygate export: %s (%s) written to %s\n", where(dsn), s.Backend(), out)
+			return nil
+		})
+}
+
+// runImport: keygate import --in FILE loads an export into an empty keystore.
+func runImport(args []string, stdout, stderr io.Writer) int {
+	var c dbConfig
+	var in string
+	return runOneShot(args, stdout, stderr, "import",
+		func(a []string) error {
+			err := parseOneShot("import", a, stderr, &c, func(fs *flag.FlagSet) {
+				fs.StringVar(&in, "in", "", "the export to load (- for standard input)")
+			})
+			if err == nil && in == "" {
+				err = errors.New("--in FILE is required")
+			}
+			return err
+		},
+		func(ctx context.Context) error {
+			var r io.Reader = os.Stdin
+			if in != "-" {
+				f, err := os.Open(in)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			}
+			dsn, err := c.dsn(false)
+			if err != nil {
+				return err
+			}
+			if !keystore.IsPostgresDSN(dsn) {
+				if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+					return err
+				}
+			}
+			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if err := s.Import(ctx, r); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "imported into %s (%s)\n", where(dsn), s.Backend())
+			return nil
+		})
+}

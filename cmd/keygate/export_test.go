@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/pgtest"
+)
+
+// readExport decodes an export file.
+func readExport(t *testing.T, path string) *keystore.Export {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc keystore.Export
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return &doc
+}
+
+// sshLogin reports whether signer authenticates as git on addr.
+func sshLogin(t *testing.T, addr string, signer gossh.Signer) error {
+	t.Helper()
+	c, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
+		User: "git", Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 20 * time.Second,
+	})
+	if err == nil {
+		c.Close()
+	}
+	return err
+}
+
+// TestMoveSQLiteToPostgres: a SQLite keystore with a row in every table is
+// exported, imported into a fresh PostgreSQL database and exported again:
+// every row is equal. keygate serve on that database then authenticates
+// the imported key over SSH and the imported tokens over REST.
+func TestMoveSQLiteToPostgres(t *testing.T) {
+	t.Parallel()
+	pgURL := pgtest.NewDatabase(t)
+	token := randomToken("move-admin-token-")
+	dir := t.TempDir()
+	p := startServe(t, serveOpts{DataDir: dir, Env: []string{"KEYGATE_ADMIN_TOKEN=" + token}})
+
+	// A row in every table, through the API.
+	uid := id(t, p.must("POST", "/api/v4/users", token, map[string]any{
+		"username": "alice", "email": "alice@example.com", "name": "Alice Liddell"}, 201).Object(t))
+	aliceToken := p.must("POST", fmt.Sprintf("/api/v4/users/%d/personal_access_tokens", uid), token, map[string]any{
+		"name": "laptop", "scopes": []string{"api"}}, 201).Object(t)["token"].(string)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyLine := strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey()))) + " alice@laptop"
+	key := p.must("POST", fmt.Sprintf("/api/v4/users/%d/keys", uid), token, map[string]any{
+		"title": "laptop", "key": keyLine, "expires_at": "2099-12-31"}, 201).Object(t)
+	gone := p.must("POST", fmt.Sprintf("/api/v4/users/%d/keys", uid), token, map[string]any{
+		"title": "old", "key": sshKeyLine("")}, 201).Object(t)
+	p.must("DELETE", fmt.Sprintf("/api/v4/users/%d/keys/%d", uid, id(t, gone)), token, nil, 204)
+	p.must("POST", fmt.Sprintf("/api/v4/users/%d/gpg_keys", uid), token, map[string]any{
+		"key": newGPGKey(t, "Alice Liddell", "alice@example.com")}, 201)
+	gid := id(t, p.must("POST", "/api/v4/groups", token, map[string]any{"name": "Platform", "path": "platform"}, 201).Object(t))
+	sub := id(t, p.must("POST", "/api/v4/groups", token, map[string]any{"name": "Infra", "path": "infra", "parent_id": gid}, 201).Object(t))
+	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/members", gid), token, map[string]any{"user_id": uid, "access_level": 30}, 201)
+	ca := id(t, p.must("POST", fmt.Sprintf("/api/v4/groups/%d/ssh_certificates", gid), token, map[string]any{
+		"title": "Platform CA", "key": sshKeyLine("platform-ca")}, 201).Object(t))
+	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/ssh_certificates/%d/revocations", gid, ca), token, map[string]any{
+		"serial": "42", "reason": "lost laptop"}, 201)
+	p.must("POST", "/api/v4/projects", token, map[string]any{"name": "Repo", "path": "repo", "namespace_id": sub}, 201)
+	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/bastion_targets", gid), token, map[string]any{
+		"pattern": "*.internal:22", "description": "hosts"}, 201)
+	if err := sshLogin(t, p.SSHAddr, signer); err != nil {
+		t.Fatalf("SSH on the SQLite node: %v", err)
+	}
+	p.stop()
+
+	first := filepath.Join(t.TempDir(), "export.json")
+	if code, _, stderr := runKeygate(t, nil, "export", "--data-dir", dir, "--out", first); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	if fi, err := os.Stat(first); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("export file: %v, %v; want mode 0600", fi, err)
+	}
+	src := readExport(t, first)
+	if src.Backend != "sqlite" {
+		t.Fatalf("export backend %q", src.Backend)
+	}
+	for _, tbl := range src.Tables {
+		if len(tbl.Rows) == 0 {
+			t.Errorf("the seed left table %s empty", tbl.Name)
+		}
+	}
+
+	if code, stdout, stderr := runKeygate(t, []string{"KEYGATE_DB=" + pgURL}, "import", "--in", first); code != 0 {
+		t.Fatalf("import: exit %d: %s%s", code, stdout, stderr)
+	}
+	second := filepath.Join(t.TempDir(), "again.json")
+	if code, _, stderr := runKeygate(t, nil, "export", "--db", pgURL, "--out", second); code != 0 {
+		t.Fatalf("export from PostgreSQL: exit %d: %s", code, stderr)
+	}
+	dst := readExport(t, second)
+	if dst.Backend != "postgres" || dst.SchemaVersion != src.SchemaVersion {
+		t.Fatalf("second export: backend %q, schema %d", dst.Backend, dst.SchemaVersion)
+	}
+	if len(dst.Tables) != len(src.Tables) {
+		t.Fatalf("%d tables, then %d", len(src.Tables), len(dst.Tables))
+	}
+	rows := 0
+	for i := range src.Tables {
+		if !reflect.DeepEqual(src.Tables[i], dst.Tables[i]) {
+			t.Errorf("table %s differs after SQLite -> PostgreSQL:\nsqlite   %v\npostgres %v", src.Tables[i].Name, src.Tables[i], dst.Tables[i])
+		}
+		rows += len(src.Tables[i].Rows)
+	}
+	t.Logf("%d rows in %d tables round-tripped", rows, len(src.Tables))
+
+	// The target is no longer empty: a second import is refused.
+	code, _, stderr := runKeygate(t, nil, "import", "--db", pgURL, "--in", first)
+	if code == 0 || !strings.Contains(stderr, "not empty") {
+		t.Fatalf("second import: exit %d, stderr %q; want a refusal saying the target is not empty", code, stderr)
+	}
+	if strings.Contains(stderr, pgURL) {
+		t.Fatalf("stderr shows the database URL: %s", stderr)
+	}
+
+	// Serve from PostgreSQL, with a new data directory: no token in the
+	// environment, the imported root token still works.
+	q := startServe(t, serveOpts{Args: []string{"--db", pgURL}})
+	if _, err := os.Stat(filepath.Join(q.DataDir, "admin-token")); err == nil {
+		t.Fatal("a new admin token was generated although root was imported")
+	}
+	fp := signer.PublicKey()
+	r := q.must("GET", "/api/v4/keys?fingerprint="+url.QueryEscape(gossh.FingerprintSHA256(fp)), token, nil, 200).Object(t)
+	if id(t, r) != id(t, key) || r["created_at"] != key["created_at"] {
+		t.Fatalf("key lookup on PostgreSQL: %v, want %v", r, key)
+	}
+	me := q.must("GET", "/api/v4/user", aliceToken, nil, 200).Object(t)
+	if id(t, me) != uid {
+		t.Fatalf("alice's imported token authenticates as %v", me)
+	}
+	if err := sshLogin(t, q.SSHAddr, signer); err != nil {
+		t.Fatalf("SSH with the imported key on the PostgreSQL node: %v", err)
+	}
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	otherSigner, _ := gossh.NewSignerFromKey(other)
+	if err := sshLogin(t, q.SSHAddr, otherSigner); err == nil {
+		t.Fatal("an unknown key authenticated")
+	}
+	// New writes continue after the imported ids.
+	bob := q.must("POST", "/api/v4/users", token, map[string]any{"username": "bob", "email": "bob@example.com"}, 201).Object(t)
+	if id(t, bob) <= uid {
+		t.Fatalf("new user id %d, imported ids go up to at least %d", id(t, bob), uid)
+	}
+	q.stop()
+}
+
+// TestMigrateCommand: keygate migrate brings a new keystore to the newest
+// schema and exits; a second run has nothing to do.
+func TestMigrateCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	code, stdout, stderr := runKeygate(t, []string{"KEYGATE_DATA_DIR=" + dir}, "migrate")
+	if code != 0 || !strings.Contains(stdout, "migrated from version 0 to") {
+		t.Fatalf("migrate: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = runKeygate(t, nil, "migrate", "--data-dir", dir)
+	if code != 0 || !strings.Contains(stdout, "nothing to do") {
+		t.Fatalf("second migrate: exit %d: %s", code, stdout)
+	}
+	// serve --no-migrate then starts on the migrated keystore.
+	p := startServe(t, serveOpts{DataDir: dir, Args: []string{"--no-migrate"}})
+	p.stop()
+	if pgtest.AdminURL() == "" {
+		return
+	}
+	pgURL := pgtest.NewDatabase(t)
+	code, stdout, stderr = runKeygate(t, nil, "migrate", "--db", pgURL)
+	if code != 0 || !strings.Contains(stdout, "(postgres)") || strings.Contains(stdout+stderr, pgURL) {
+		t.Fatalf("migrate on PostgreSQL: exit %d\n%s%s", code, stdout, stderr)
+	}
+	q := startServe(t, serveOpts{Args: []string{"--db", pgURL, "--no-migrate"}})
+	q.stop()
+}
+
+// TestExportImportRefusals: the commands fail clearly on bad input.
+func TestExportImportRefusals(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := runKeygate(t, nil, "export", "--data-dir", filepath.Join(t.TempDir(), "none"))
+	if code == 0 || !strings.Contains(stderr, "no keystore") {
+		t.Fatalf("export of a missing keystore: exit %d: %s", code, stderr)
+	}
+	code, _, stderr = runKeygate(t, nil, "import", "--data-dir", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "--in") {
+		t.Fatalf("import without --in: exit %d: %s", code, stderr)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"format":"something-else"}`), 0o600)
+	code, _, stderr = runKeygate(t, nil, "import", "--data-dir", t.TempDir(), "--in", bad)
+	if code != 1 || !strings.Contains(stderr, "not a keygate export") {
+		t.Fatalf("import of a foreign file: exit %d: %s", code, stderr)
+	}
+}
