@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -534,5 +535,55 @@ func TestFeedListenerWakesAndRetries(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if _, ok := b.ix.UserByLogin("ivan"); ok {
 		t.Error("a change was applied without a notification or a poll: the test proves nothing")
+	}
+}
+
+// TestFeedReloadNeverShowsAnEmptyIndex: lookups running during reloads
+// always find what was there before (the new index is built off to the
+// side and swapped in).
+func TestFeedReloadNeverShowsAnEmptyIndex(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := newFollower(t, e, keystore.FeedConfig{}, false)
+	var pubs []gossh.PublicKey
+	for i := range 200 {
+		u := e.user(t, fmt.Sprintf("r%d", i))
+		pub, line := newEd25519(t, "r")
+		e.key(t, u.ID, line, keystore.UsageAuth)
+		pubs = append(pubs, pub)
+	}
+	b.feed.Step(e.ctx)
+	stop := make(chan struct{})
+	var misses, lookups atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				lookups.Add(1)
+				if _, ok := b.ix.Key(fp(pubs[i%len(pubs)])); !ok {
+					misses.Add(1)
+				}
+			}
+		}()
+	}
+	for range 10 {
+		if err := b.feed.Reload(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if misses.Load() != 0 {
+		t.Errorf("%d of %d lookups during reloads missed a key that was never deleted", misses.Load(), lookups.Load())
+	}
+	if st := b.feed.Status(); st.Reloads != 10 {
+		t.Errorf("status = %+v, want 10 reloads", st)
 	}
 }
