@@ -55,3 +55,34 @@ func TestSSHLimitFlags(t *testing.T) {
 		t.Error("KEYGATE_MAX_SESSIONS=many accepted")
 	}
 }
+
+// TestIndexFeedFlags is not parallel: it sets the environment.
+func TestIndexFeedFlags(t *testing.T) {
+	t.Setenv("KEYGATE_INDEX_POLL_INTERVAL", "")
+	t.Setenv("KEYGATE_INDEX_MAX_LAG", "")
+	c, err := parseServe(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IndexPollInterval != 250*time.Millisecond || c.IndexMaxLag != 30*time.Second {
+		t.Fatalf("defaults: poll %v, max lag %v", c.IndexPollInterval, c.IndexMaxLag)
+	}
+	t.Setenv("KEYGATE_INDEX_POLL_INTERVAL", "1s")
+	t.Setenv("KEYGATE_INDEX_MAX_LAG", "2m")
+	if c, err = parseServe(nil, io.Discard); err != nil || c.IndexPollInterval != time.Second || c.IndexMaxLag != 2*time.Minute {
+		t.Fatalf("from env: %+v, %v", c, err)
+	}
+	if c, err = parseServe([]string{"--index-poll-interval", "100ms", "--index-max-lag", "5s"}, io.Discard); err != nil ||
+		c.IndexPollInterval != 100*time.Millisecond || c.IndexMaxLag != 5*time.Second {
+		t.Fatalf("flags over env: %+v, %v", c, err)
+	}
+	for _, args := range [][]string{{"--index-poll-interval", "0s"}, {"--index-max-lag", "-1s"}} {
+		if _, err := parseServe(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	t.Setenv("KEYGATE_INDEX_POLL_INTERVAL", "often")
+	if _, err := parseServe(nil, io.Discard); err == nil {
+		t.Error("KEYGATE_INDEX_POLL_INTERVAL=often accepted")
+	}
+}
