@@ -330,22 +330,24 @@ func TestFeedInterleavedLocalAndRemoteWrites(t *testing.T) {
 	sameAnswers(t, freshIndex(t, e.ctx, e.s), b.ix, p)
 }
 
-// damage runs a statement (one argument, written $1) on the env's database
-// directly, bypassing the store and its change log.
-func damage(t *testing.T, e *env, stmt string, arg any) {
+// damage runs a statement (arguments written $1, $2, …) on the env's
+// database directly, bypassing the store and its change log.
+func damage(t *testing.T, e *env, stmt string, args ...any) {
 	t.Helper()
 	driver, dsn := "sqlite", "file:"+e.dsn+"?_pragma=busy_timeout(10000)"
 	if onPostgres() {
 		driver, dsn = "pgx", e.dsn
 	} else {
-		stmt = strings.ReplaceAll(stmt, "$1", "?")
+		for i := len(args); i >= 1; i-- {
+			stmt = strings.ReplaceAll(stmt, "$"+strconv.Itoa(i), "?")
+		}
 	}
 	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(e.ctx, stmt, arg); err != nil {
+	if _, err := db.ExecContext(e.ctx, stmt, args...); err != nil {
 		t.Fatalf("%s: %v", stmt, err)
 	}
 }
@@ -586,4 +588,31 @@ func TestFeedReloadNeverShowsAnEmptyIndex(t *testing.T) {
 	if st := b.feed.Status(); st.Reloads != 10 {
 		t.Errorf("status = %+v, want 10 reloads", st)
 	}
+}
+
+// TestFeedRetriesAFailedLocalApply: when applying one of this node's own
+// writes fails, a running feed retries it (instead of the index emptying
+// itself) and the index keeps serving until the change applies.
+func TestFeedRetriesAFailedLocalApply(t *testing.T) {
+	t.Parallel()
+	sqliteOnly(t, "damages a row with a value of the wrong type, which PostgreSQL's typed columns refuse")
+	e := newEnv(t)
+	b := newFollower(t, e, keystore.FeedConfig{PollInterval: 5 * time.Millisecond, GapGrace: 50 * time.Millisecond}, true)
+	jane := e.user(t, "jane")
+	pub, line := newEd25519(t, "jane")
+	e.key(t, jane.ID, line, keystore.UsageAuth)
+	eventually(t, "jane's key reaches B", func() bool { _, ok := b.ix.Key(fp(pub)); return ok })
+
+	// Every update of a user now leaves a row that cannot be read.
+	damage(t, e, `CREATE TRIGGER spoil AFTER UPDATE OF state ON users BEGIN UPDATE users SET created_at = 'garbage' WHERE id = NEW.id; END`)
+	if _, err := b.s.SetUserState(e.ctx, sys, jane.ID, keystore.StateBlocked); err != nil {
+		t.Fatal(err) // the write itself commits; only applying it fails
+	}
+	eventually(t, "the feed retried and gave up on a reload", func() bool { return b.feed.Status().Errors >= 3 })
+	if _, ok := b.ix.Key(fp(pub)); !ok || b.ix.Len() != 1 {
+		t.Fatal("the index stopped serving after a failed local apply")
+	}
+	damage(t, e, `DROP TRIGGER spoil`)
+	damage(t, e, `UPDATE users SET created_at = 0 WHERE id = $1`, jane.ID)
+	eventually(t, "the change applies once the row is readable", func() bool { return b.ix.UserBlocked(jane.ID) })
 }
