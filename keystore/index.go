@@ -20,8 +20,8 @@ import (
 // byte arena), so a million keys cost the garbage collector almost nothing.
 // Lookups never touch the database. The index follows the store's change
 // log: Follow applies every committed change before the write returns
-// (read-your-writes on this node), and CatchUp applies changes made
-// elsewhere.
+// (read-your-writes on this node), and a Feed (feed.go) applies changes
+// made elsewhere as they are committed.
 type Index struct {
 	store *Store
 
