@@ -82,13 +82,15 @@ type env struct {
 	srv   *httptest.Server
 	admin *keystore.User
 	logs  *syncBuffer
+	dir   string // holds keygate.db
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	c := &clock{now: time.Now().UTC()}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: filepath.Join(t.TempDir(), "keygate.db"), Now: c.Now})
+	dir := t.TempDir()
+	store, err := keystore.Open(ctx, keystore.Config{DSN: filepath.Join(dir, "keygate.db"), Now: c.Now})
 	if err != nil {
 		t.Fatalf("keystore.Open: %v", err)
 	}
@@ -110,7 +112,7 @@ func newEnv(t *testing.T) *env {
 	}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return &env{ctx: ctx, clock: c, store: store, api: api, srv: srv, admin: admin, logs: logs}
+	return &env{ctx: ctx, clock: c, store: store, api: api, srv: srv, admin: admin, logs: logs, dir: dir}
 }
 
 // newUser creates an active user (through the store) and an api token for it.
