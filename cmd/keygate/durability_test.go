@@ -27,7 +27,7 @@ type ackedWrites struct {
 	members map[[2]int64]int // (group, user) → access level
 	cas     map[[2]int64]string
 	revs    map[[3]int64]revocation // (group, CA, revocation id)
-	deleted map[int64]bool // key ids whose DELETE answered 204
+	deleted map[int64]bool          // key ids whose DELETE answered 204
 	n       atomic.Int64
 }
 
