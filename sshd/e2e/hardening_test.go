@@ -16,6 +16,7 @@ import (
 	proxyproto "github.com/pires/go-proxyproto"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/sshd"
 )
 
@@ -45,30 +46,10 @@ func TestSevenWrongKeysTooManyAuthFailures(t *testing.T) {
 // naming src (version 1 or 2; 0: no header), then runs an SSH handshake
 // with auth and one greeting session. It returns the greeting.
 func proxyDial(e *env, local string, version byte, src string, login string, auth gossh.AuthMethod) (string, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 10 * time.Second}
-	raw, err := d.Dial("tcp", e.sshAddr)
+	c, err := proxyClient(e, local, version, src, login, auth)
 	if err != nil {
 		return "", err
 	}
-	defer raw.Close()
-	_ = raw.SetDeadline(time.Now().Add(30 * time.Second))
-	if version != 0 {
-		h := &proxyproto.Header{
-			Version: version, Command: proxyproto.PROXY, TransportProtocol: proxyproto.TCPv4,
-			SourceAddr:      &net.TCPAddr{IP: net.ParseIP(src), Port: 40000},
-			DestinationAddr: raw.RemoteAddr(),
-		}
-		if _, err := h.WriteTo(raw); err != nil {
-			return "", err
-		}
-	}
-	conn, chans, reqs, err := gossh.NewClientConn(raw, e.sshAddr, &gossh.ClientConfig{
-		User: login, Auth: []gossh.AuthMethod{auth}, HostKeyCallback: gossh.InsecureIgnoreHostKey(),
-	})
-	if err != nil {
-		return "", err
-	}
-	c := gossh.NewClient(conn, chans, reqs)
 	defer c.Close()
 	sess, err := c.NewSession()
 	if err != nil {
@@ -77,6 +58,37 @@ func proxyDial(e *env, local string, version byte, src string, login string, aut
 	defer sess.Close()
 	out, err := sess.Output("")
 	return string(out), err
+}
+
+// proxyClient is an authenticated SSH client behind a PROXY header (see
+// proxyDial).
+func proxyClient(e *env, local string, version byte, src string, login string, auth gossh.AuthMethod) (*gossh.Client, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 10 * time.Second}
+	raw, err := d.Dial("tcp", e.sshAddr)
+	if err != nil {
+		return nil, err
+	}
+	_ = raw.SetDeadline(time.Now().Add(30 * time.Second))
+	if version != 0 {
+		h := &proxyproto.Header{
+			Version: version, Command: proxyproto.PROXY, TransportProtocol: proxyproto.TCPv4,
+			SourceAddr:      &net.TCPAddr{IP: net.ParseIP(src), Port: 40000},
+			DestinationAddr: raw.RemoteAddr(),
+		}
+		if _, err := h.WriteTo(raw); err != nil {
+			raw.Close()
+			return nil, err
+		}
+	}
+	conn, chans, reqs, err := gossh.NewClientConn(raw, e.sshAddr, &gossh.ClientConfig{
+		User: login, Auth: []gossh.AuthMethod{auth}, HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+	})
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	_ = raw.SetDeadline(time.Time{})
+	return gossh.NewClient(conn, chans, reqs), nil
 }
 
 func certAuth(t *testing.T, key, cert string) gossh.AuthMethod {
@@ -137,6 +149,44 @@ func TestProxyProtocolUse(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "reason=proxy_protocol") {
 		t.Fatal("the refused header is not logged")
+	}
+
+	// The bastion audit event names the client from the header.
+	port := echoServer(t)
+	e.addTarget(t, w.eng, w.ownerTok, dest(port), 0)
+	c, err := proxyClient(e, "127.0.0.1", 2, "203.0.113.7", "alice", plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd, err := c.Dial("tcp", dest(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fwd.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(fwd, buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("echo through the forward: %q, %v", buf, err)
+	}
+	fwd.Close()
+	c.Close()
+	if !eventually(10*time.Second, func() bool {
+		evs, _, err := e.store.ListAuditEvents(e.ctx, keystore.AuditFilter{TargetType: "bastion_target"}, keystore.Page{PerPage: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ev.Action == "bastion_forward" {
+				if ev.RemoteIP != "203.0.113.7" {
+					t.Fatalf("bastion_forward audit event from %q, want the PROXY header's 203.0.113.7", ev.RemoteIP)
+				}
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("no bastion_forward audit event")
 	}
 }
 
