@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -409,5 +410,49 @@ func TestMaxAuthRequestsPerConnection(t *testing.T) {
 	}
 	if got := refusals(s, refuseAuthRequests); got != 1 {
 		t.Fatalf("max_auth_requests refusals = %v, want 1", got)
+	}
+}
+
+// TestPerSourceLimitsSeeProxyClient: behind a trusted proxy the per-source
+// cap applies to the client named by the PROXY header, not to the proxy.
+func TestPerSourceLimitsSeeProxyClient(t *testing.T) {
+	t.Parallel()
+	s, addr, cc := limitsServer(t, func(c *Config) {
+		c.PerSourceMaxStartups = 1
+		c.ProxyProtocol = ProxyUse
+		c.ProxyTrusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	withHeader := func(src string) (net.Conn, error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		_, err = fmt.Fprintf(c, "PROXY TCP4 %s 127.0.0.1 40000 22\r\n", src)
+		return c, err
+	}
+	held, err := withHeader("198.51.100.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	waitUnauth(t, s, 1)
+	login := func(src string) error {
+		raw, err := withHeader(src)
+		if err != nil {
+			return err
+		}
+		conn, chans, reqs, err := gossh.NewClientConn(raw, addr, cc)
+		if err != nil {
+			raw.Close()
+			return err
+		}
+		gossh.NewClient(conn, chans, reqs).Close()
+		return nil
+	}
+	if err := login("198.51.100.1"); err == nil {
+		t.Fatal("a second unauthenticated connection of the same client (by PROXY header) was admitted")
+	}
+	if err := login("198.51.100.2"); err != nil {
+		t.Fatalf("another client behind the same proxy was refused: %v", err)
 	}
 }
