@@ -432,8 +432,7 @@ func (c *trackedConn) Close() error {
 		c.srv.metrics.connections.Dec()
 		if c.authed.CompareAndSwap(false, true) { // slots released once
 			c.srv.releasePreauth(c.ip)
-			now := c.srv.cfg.Now()
-			graceOver := now.Sub(c.started) >= c.srv.cfg.LoginGraceTime
+			graceOver := !time.Now().Before(c.graceEnd)
 			if graceOver {
 				c.srv.log.Info("login grace time exceeded", "remote", c.Conn.RemoteAddr().String())
 			}
