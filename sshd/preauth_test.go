@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -454,5 +455,58 @@ func TestPerSourceLimitsSeeProxyClient(t *testing.T) {
 	}
 	if err := login("198.51.100.2"); err != nil {
 		t.Fatalf("another client behind the same proxy was refused: %v", err)
+	}
+}
+
+// TestProxyHeaderIgnoredByDefault: without --proxy-protocol a PROXY header
+// is never trusted. x/crypto skips lines before the SSH version line (RFC
+// 4253 4.2 allows them), so the handshake goes on with the TCP peer's
+// address: nobody can claim another one.
+func TestProxyHeaderIgnoredByDefault(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	_, addr, cc := limitsServer(t, func(c *Config) {
+		c.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(raw, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 22\r\n")
+	conn, chans, reqs, err := gossh.NewClientConn(raw, addr, cc)
+	if err != nil {
+		t.Fatalf("handshake after an ignored header: %v", err)
+	}
+	gossh.NewClient(conn, chans, reqs).Close()
+	l := logs.String()
+	if strings.Contains(l, "203.0.113.7") {
+		t.Fatalf("the server used the address of an untrusted PROXY header:\n%s", l)
+	}
+	if !strings.Contains(l, "remote=127.0.0.1:") {
+		t.Fatalf("login not logged with the TCP peer's address:\n%s", l)
+	}
+}
+
+func TestParseCIDRs(t *testing.T) {
+	t.Parallel()
+	got, err := ParseCIDRs(" 10.0.0.0/8, 192.0.2.1 ,::1,::ffff:198.51.100.0/120,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.0/8", "192.0.2.1/32", "::1/128", "198.51.100.0/24"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	for _, bad := range []string{"10.0.0.0/33", "host.example", "1.2.3"} {
+		if _, err := ParseCIDRs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

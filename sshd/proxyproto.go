@@ -12,7 +12,8 @@ import (
 // PROXY protocol modes (--proxy-protocol).
 const (
 	// ProxyReject (the default) does not speak the PROXY protocol: a header
-	// is garbage to the SSH handshake, which fails.
+	// is never trusted (x/crypto skips lines before the SSH version line),
+	// the TCP peer's address is the client's.
 	ProxyReject = "reject"
 	// ProxyUse reads an optional v1 or v2 header from trusted sources.
 	ProxyUse = "use"
