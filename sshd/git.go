@@ -167,9 +167,8 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 	prog := newProgress(time.Now)
 	cmd.Stdout = progressWriter{sess, prog}
 	cmd.Stderr = progressWriter{sess.Stderr(), prog}
-	// A client that stopped reading blocks the copy to it; once git is
-	// killed Wait gives the copy this long before closing the pipes.
-	cmd.WaitDelay = 5 * time.Second
+	// A client that stopped reading blocks the copy to it (and so Wait);
+	// watchStall closes its connection, which ends the copy.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	stdin, err := cmd.StdinPipe()
