@@ -321,3 +321,72 @@ func gitProcesses(repo string) int {
 	}
 	return n
 }
+
+// TestSlowlorisRealSSH: while 200 unauthenticated connections trickle a
+// byte every 100 ms, the real ssh client logs in, and every slow
+// connection is closed by the login grace time (plus slack). The
+// revalidation tick is an hour: only the connection deadline cuts them off.
+func TestSlowlorisRealSSH(t *testing.T) {
+	t.Parallel()
+	const grace = 3 * time.Second
+	const n = 200
+	e := newEnvWith(t, func(c *sshd.Config) {
+		c.LoginGraceTime = grace
+		c.RevalidateInterval = time.Hour
+		c.MaxStartups = sshd.MaxStartups{Start: 400, Rate: 100, Full: 400}
+		c.PerSourceMaxStartups = -1
+		c.PerSourceMaxAuthFailures = -1
+	})
+	uid, _ := e.createUser(t, "alice")
+	key, pub := e.sshKeygen(t, "ed25519", 0)
+	e.addKey(t, uid, pub, "", "")
+
+	held := make(chan time.Duration, n)
+	stop := make(chan struct{})
+	defer close(stop)
+	for range n {
+		c, err := net.Dial("tcp", e.sshAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		go func() {
+			defer c.Close()
+			closed := make(chan struct{})
+			go func() {
+				_, _ = io.Copy(io.Discard, c)
+				close(closed)
+			}()
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-closed:
+					held <- time.Since(start)
+					return
+				case <-stop:
+					return
+				case <-tick.C:
+					_, _ = c.Write([]byte("S"))
+				}
+			}
+		}()
+	}
+	stdout, stderr, code := e.ssh(t, []string{key}, "git")
+	if code != 0 || !strings.Contains(stdout, "Welcome to keygate, @alice!") {
+		t.Fatalf("real ssh while %d slow connections are open: exit %d, %q, %s", n, code, stdout, stderr)
+	}
+	var worst time.Duration
+	for range n {
+		select {
+		case d := <-held:
+			worst = max(worst, d)
+		case <-time.After(grace + 20*time.Second):
+			t.Fatal("slow connections still open long after the login grace time")
+		}
+	}
+	t.Logf("longest-held slow connection: %v (grace %v)", worst, grace)
+	if worst > grace+2*time.Second {
+		t.Fatalf("a slow connection was held %v, past the grace time %v", worst, grace)
+	}
+}
