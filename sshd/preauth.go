@@ -124,25 +124,37 @@ func (g *gate) releaseGlobal() {
 }
 
 // admitSource takes a per-source slot for ip or returns the refusal reason.
-func (g *gate) admitSource(ip netip.Addr, now time.Time) string {
+// tracked says whether a slot was taken (releaseSource only then).
+func (g *gate) admitSource(ip netip.Addr, now time.Time) (reason string, tracked bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := g.sources[ip]
 	if st != nil && st.fails != nil && st.fails.TokensAt(now) < 1 {
-		return refuseSourcePenalty
+		return refuseSourcePenalty, false
 	}
 	if st != nil && g.perSource > 0 && st.unauth >= g.perSource {
-		return refuseSourceStartups
+		return refuseSourceStartups, false
 	}
 	if st == nil {
-		if len(g.sources) >= maxTrackedSources {
-			g.pruneLocked(now)
+		if !g.roomLocked(now) {
+			return "", false // table full of live sources: only the global cap applies
 		}
 		st = &source{}
 		g.sources[ip] = st
 	}
 	st.unauth++
-	return ""
+	return "", true
+}
+
+// roomLocked reports whether a new source fits in the table (pruning it
+// when full), so an attacker with many addresses cannot grow it without
+// bound.
+func (g *gate) roomLocked(now time.Time) bool {
+	if len(g.sources) < maxTrackedSources {
+		return true
+	}
+	g.pruneLocked(now)
+	return len(g.sources) < maxTrackedSources
 }
 
 func (g *gate) releaseSource(ip netip.Addr) {
@@ -162,6 +174,9 @@ func (g *gate) failed(ip netip.Addr, now time.Time) {
 	defer g.mu.Unlock()
 	st := g.sources[ip]
 	if st == nil {
+		if !g.roomLocked(now) {
+			return
+		}
 		st = &source{}
 		g.sources[ip] = st
 	}
@@ -191,6 +206,16 @@ func (g *gate) inFlight() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.unauth
+}
+
+// sourceKey is what per-source limits count by: the IPv4 address, or the
+// /64 of an IPv6 address (one host usually holds a whole /64).
+func sourceKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
 }
 
 // addrIP is the IP of a TCP address (the zero Addr for anything else).

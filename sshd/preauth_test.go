@@ -510,3 +510,50 @@ func TestParseCIDRs(t *testing.T) {
 		}
 	}
 }
+
+func TestGateSourceTable(t *testing.T) {
+	t.Parallel()
+	g := &gate{startups: DefaultMaxStartups, perSource: 1, failBudget: 1, penaltyWindow: time.Hour,
+		rnd: func(int) int { return 99 }, sources: map[netip.Addr]*source{}}
+	now := time.Now()
+	// IPv6 sources count by /64: two addresses of one host share a slot.
+	a := sourceKey(netip.MustParseAddr("2001:db8:1:2::1"))
+	b := sourceKey(netip.MustParseAddr("2001:db8:1:2:ffff::9"))
+	if a != b {
+		t.Fatalf("one /64, two keys: %v %v", a, b)
+	}
+	if r, _ := g.admitSource(a, now); r != "" {
+		t.Fatal(r)
+	}
+	if r, _ := g.admitSource(b, now); r != refuseSourceStartups {
+		t.Fatalf("second address of the same /64: %q", r)
+	}
+	g.releaseSource(a)
+	// A full table of live sources stops growing; new sources are admitted
+	// untracked (only the global cap applies) and their failures dropped.
+	for i := range maxTrackedSources {
+		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if r, _ := g.admitSource(ip, now); r != "" {
+			t.Fatal(r)
+		}
+	}
+	extra := netip.MustParseAddr("192.0.2.1")
+	r, tracked := g.admitSource(extra, now)
+	if r != "" || tracked {
+		t.Fatalf("source beyond a full table: %q, tracked %v", r, tracked)
+	}
+	g.failed(extra, now)
+	if len(g.sources) > maxTrackedSources {
+		t.Fatalf("table grew to %d", len(g.sources))
+	}
+	// Pruning frees sources with nothing in flight and a full budget.
+	for ip, st := range g.sources {
+		if ip.Is4() {
+			st.unauth = 0
+		}
+	}
+	g.prune(now)
+	if len(g.sources) != 0 {
+		t.Fatalf("%d sources left after prune", len(g.sources))
+	}
+}

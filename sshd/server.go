@@ -14,6 +14,7 @@ import (
 	"github.com/gliderlabs/ssh"
 	"github.com/prometheus/client_golang/prometheus"
 	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/time/rate"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -225,6 +226,8 @@ type Server struct {
 	metrics *metrics
 	usage   *usageBatcher
 	gate    *gate
+	// refusalLog samples refusal log lines (20/s, bursts of 100).
+	refusalLog *rate.Limiter
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
@@ -252,6 +255,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, metrics: m, conns: map[*trackedConn]struct{}{}, fwd: map[*gossh.ServerConn]*connForwards{}, done: make(chan struct{})}
 	s.usage = newUsageBatcher(cfg.Usage, cfg.Log, cfg.Now)
 	s.gate = newGate(&s.cfg)
+	s.refusalLog = rate.NewLimiter(20, 100)
 	s.srv = &ssh.Server{
 		Addr:                 cfg.Addr,
 		Handler:              s.handleSession,
@@ -418,6 +422,7 @@ type trackedConn struct {
 	ip        netip.Addr
 	keepalive bool // keepalives started (revalidate loop only)
 
+	srcTracked bool        // holds a per-source slot
 	graceEnd   time.Time   // the login-grace deadline
 	authed     atomic.Bool // authenticated, or closed: pre-auth slots released
 	authFailed atomic.Bool
@@ -431,7 +436,7 @@ func (c *trackedConn) Close() error {
 		c.srv.mu.Unlock()
 		c.srv.metrics.connections.Dec()
 		if c.authed.CompareAndSwap(false, true) { // slots released once
-			c.srv.releasePreauth(c.ip)
+			c.srv.releasePreauth(c)
 			graceOver := !time.Now().Before(c.graceEnd)
 			if graceOver {
 				c.srv.log.Info("login grace time exceeded", "remote", c.Conn.RemoteAddr().String())
@@ -451,7 +456,7 @@ func (c *trackedConn) authenticated() {
 		return
 	}
 	_ = c.Conn.SetDeadline(time.Time{})
-	c.srv.releasePreauth(c.ip)
+	c.srv.releasePreauth(c)
 }
 
 func (c *trackedConn) isAuthed() bool { return c.authed.Load() }
@@ -486,15 +491,21 @@ func (c *trackedConn) countAuthRequest() bool {
 	return false
 }
 
-func (s *Server) releasePreauth(ip netip.Addr) {
+func (s *Server) releasePreauth(c *trackedConn) {
 	s.gate.releaseGlobal()
-	s.gate.releaseSource(ip)
+	if c.srcTracked {
+		s.gate.releaseSource(c.ip)
+	}
 	s.metrics.unauthenticated.Dec()
 }
 
+// preauthRefused counts a refusal and logs it; under a flood the log is
+// sampled (the metric counts every refusal).
 func (s *Server) preauthRefused(reason string, remote net.Addr) {
 	s.metrics.preauthRefusals.WithLabelValues(reason).Inc()
-	s.log.Warn("ssh connection refused", "reason", reason, "remote", remote.String())
+	if s.refusalLog.Allow() {
+		s.log.Warn("ssh connection refused", "reason", reason, "remote", remote.String())
+	}
 }
 
 // trackConn admits a new connection (MaxStartups, PROXY header, per-source
@@ -513,17 +524,20 @@ func (s *Server) trackConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	if err != nil {
 		s.gate.releaseGlobal()
 		s.metrics.preauthRefusals.WithLabelValues(refuseProxyHeader).Inc()
-		s.log.Warn("ssh connection refused", "reason", refuseProxyHeader, "remote", conn.RemoteAddr().String(), "err", err)
+		if s.refusalLog.Allow() {
+			s.log.Warn("ssh connection refused", "reason", refuseProxyHeader, "remote", conn.RemoteAddr().String(), "err", err)
+		}
 		return nil
 	}
-	ip := addrIP(pc.RemoteAddr())
-	if reason := s.gate.admitSource(ip, time.Now()); reason != "" {
+	ip := sourceKey(addrIP(pc.RemoteAddr()))
+	reason, tracked := s.gate.admitSource(ip, time.Now())
+	if reason != "" {
 		s.gate.releaseGlobal()
 		s.preauthRefused(reason, pc.RemoteAddr())
 		return nil
 	}
 	s.metrics.unauthenticated.Inc()
-	tc := &trackedConn{Conn: pc, ctx: ctx, started: started, srv: s, ip: ip, graceEnd: graceEnd}
+	tc := &trackedConn{Conn: pc, ctx: ctx, started: started, srv: s, ip: ip, srcTracked: tracked, graceEnd: graceEnd}
 	s.mu.Lock()
 	s.conns[tc] = struct{}{}
 	s.mu.Unlock()
