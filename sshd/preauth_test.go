@@ -232,9 +232,11 @@ func holdUnauth(t *testing.T, local, addr string, n int) []net.Conn {
 func waitUnauth(t *testing.T, s *Server, want int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for s.gate.inFlight() != want {
+	// The gauge moves after both the global and the per-source admission.
+	for s.gate.inFlight() != want || testutil.ToFloat64(s.metrics.unauthenticated) != float64(want) {
 		if time.Now().After(deadline) {
-			t.Fatalf("unauthenticated in flight = %d, want %d", s.gate.inFlight(), want)
+			t.Fatalf("unauthenticated in flight = %d (gauge %v), want %d", s.gate.inFlight(),
+				testutil.ToFloat64(s.metrics.unauthenticated), want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
