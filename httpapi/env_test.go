@@ -83,13 +83,16 @@ type env struct {
 	srv   *httptest.Server
 	admin *keystore.User
 	logs  *syncBuffer
+	dir   string // holds keygate.db (SQLite)
+	dsn   string // the store's DSN (SQLite file or PostgreSQL URL)
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	c := &clock{now: time.Now().UTC()}
-	dsn := filepath.Join(t.TempDir(), "keygate.db")
+	dir := t.TempDir()
+	dsn := filepath.Join(dir, "keygate.db")
 	if os.Getenv("KEYGATE_TEST_BACKEND") == "postgres" {
 		dsn = pgtest.NewDatabase(t)
 	}
@@ -115,7 +118,7 @@ func newEnv(t *testing.T) *env {
 	}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return &env{ctx: ctx, clock: c, store: store, api: api, srv: srv, admin: admin, logs: logs}
+	return &env{ctx: ctx, clock: c, store: store, api: api, srv: srv, admin: admin, logs: logs, dir: dir, dsn: dsn}
 }
 
 // newUser creates an active user (through the store) and an api token for it.

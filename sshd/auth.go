@@ -166,6 +166,13 @@ func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error)
 	fp := fingerprint(key)
 	k, verdict := s.checkKey(fp, login, s.cfg.Now().UnixMilli())
 	printable := gossh.FingerprintSHA256(key)
+	if verdict == keyOK {
+		// Fail closed on an inconsistent index: a key whose user is missing
+		// never authenticates (one lookup, after the signature verified).
+		if _, ok := s.cfg.Auth.User(k.UserID); !ok {
+			return nil, refuse("key's user is not in the index")
+		}
+	}
 	switch verdict {
 	case keyOK:
 		return &Identity{UserID: k.UserID, Login: login, KeyID: k.ID, KeyFingerprint: printable, keyFP: fp}, nil

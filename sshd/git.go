@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/gliderlabs/ssh"
 
@@ -162,8 +164,11 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 			cmd.Env = append(cmd.Env, "GIT_PROTOCOL="+v)
 		}
 	}
-	cmd.Stdout = sess
-	cmd.Stderr = sess.Stderr()
+	prog := newProgress(time.Now)
+	cmd.Stdout = progressWriter{sess, prog}
+	cmd.Stderr = progressWriter{sess.Stderr(), prog}
+	// A client that stopped reading blocks the copy to it (and so Wait);
+	// watchStall closes its connection, which ends the copy.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	stdin, err := cmd.StdinPipe()
@@ -178,10 +183,12 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		return 1
 	}
 	go func() {
-		_, _ = io.Copy(stdin, sess)
+		_, _ = io.Copy(stdin, progressReader{sess, prog})
 		_ = stdin.Close()
 	}()
+	stopWatch := s.watchStall(sess, prog, command, p.FullPath)
 	err = cmd.Wait()
+	stopWatch()
 	code := 0
 	if err != nil {
 		code = 1
@@ -202,3 +209,86 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 var gitProtocolRE = regexp.MustCompile(`^[a-zA-Z0-9=:._-]{1,64}$`)
 
 func validGitProtocol(v string) bool { return gitProtocolRE.MatchString(v) }
+
+// progress is when a git session last moved data either way.
+type progress struct {
+	now  func() time.Time
+	last atomic.Int64 // UnixNano
+}
+
+func newProgress(now func() time.Time) *progress {
+	p := &progress{now: now}
+	p.touch()
+	return p
+}
+
+func (p *progress) touch() { p.last.Store(p.now().UnixNano()) }
+
+func (p *progress) idle() time.Duration { return p.now().Sub(time.Unix(0, p.last.Load())) }
+
+// progressWriter counts a write as progress once the client took it (a
+// write blocked on a full channel window is no progress).
+type progressWriter struct {
+	w io.Writer
+	p *progress
+}
+
+func (w progressWriter) Write(b []byte) (int, error) {
+	n, err := w.w.Write(b)
+	if n > 0 {
+		w.p.touch()
+	}
+	return n, err
+}
+
+type progressReader struct {
+	r io.Reader
+	p *progress
+}
+
+func (r progressReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	if n > 0 {
+		r.p.touch()
+	}
+	return n, err
+}
+
+// watchStall closes the connection of a git session that moved no data in
+// either direction for IdleTimeout — a client that stopped reading would
+// otherwise pin git (blocked writing to it) forever; closing the connection
+// cancels the session's context, which kills git's process group. The
+// returned func stops the watch.
+func (s *Server) watchStall(sess ssh.Session, prog *progress, command, project string) (stop func()) {
+	if s.cfg.IdleTimeout <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		tick := s.cfg.IdleTimeout / 4
+		if tick > time.Second {
+			tick = time.Second
+		}
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if prog.idle() < s.cfg.IdleTimeout {
+					continue
+				}
+				s.metrics.stalls.Inc()
+				s.log.Info("closing connection: git session moved no data for the idle timeout",
+					"command", command, "project", project, "remote", sess.RemoteAddr().String(), "idle_timeout", s.cfg.IdleTimeout)
+				if conn, ok := sess.Context().Value(ssh.ContextKeyConn).(closer); ok {
+					_ = conn.Close()
+				}
+				_ = sess.Close()
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}

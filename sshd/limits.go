@@ -80,7 +80,15 @@ var errPanicked = errors.New("keygate: internal error")
 func (s *Server) guardedOfferedKey(ctx ssh.Context, key ssh.PublicKey) (known bool) {
 	defer s.recoverConn("auth query", trackedFromContext(ctx))
 	s.testHook("auth query")
-	return s.offeredKey(ctx, key)
+	tc, _ := ctx.Value(trackedConnKey{}).(*trackedConn)
+	if tc != nil && !tc.countAuthRequest() {
+		return false
+	}
+	known = s.offeredKey(ctx, key)
+	if !known && tc != nil {
+		tc.authFailed.Store(true)
+	}
+	return known
 }
 
 func (s *Server) testHook(where string) {

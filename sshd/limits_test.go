@@ -72,8 +72,12 @@ func limitsServer(t *testing.T, tune func(*Config)) (*Server, string, *gossh.Cli
 	})
 	cc := &gossh.ClientConfig{User: "git", Auth: []gossh.AuthMethod{gossh.PublicKeys(userSigner)},
 		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}
+	userSigners.Store(cc, userSigner)
 	return s, ln.Addr().String(), cc
 }
+
+// userSigners maps a limitsServer client config to its user's key.
+var userSigners sync.Map
 
 func dial(t *testing.T, addr string, cc *gossh.ClientConfig) *gossh.Client {
 	t.Helper()

@@ -14,6 +14,10 @@ type metrics struct {
 
 	panics            prometheus.Counter
 	keepaliveTimeouts prometheus.Counter
+
+	unauthenticated prometheus.Gauge
+	preauthRefusals *prometheus.CounterVec
+	stalls          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,8 +50,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		keepaliveTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keygate_ssh_keepalive_timeouts_total", Help: "Connections closed because keepalives went unanswered.",
 		}),
+		unauthenticated: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "keygate_ssh_unauthenticated_connections", Help: "SSH connections in flight that have not authenticated yet.",
+		}),
+		preauthRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_ssh_preauth_refusals_total", Help: "SSH connections refused before authentication, by reason (max_startups, per_source_max_startups, per_source_penalty, max_auth_requests, proxy_protocol).",
+		}, []string{"reason"}),
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_ssh_idle_timeouts_total", Help: "Connections closed because their git command moved no data for the idle timeout.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts} {
+	for _, c := range []prometheus.Collector{m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

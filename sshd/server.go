@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gliderlabs/ssh"
 	"github.com/prometheus/client_golang/prometheus"
 	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/time/rate"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -96,6 +99,33 @@ type Config struct {
 	// ClientAliveCountMax).
 	KeepAliveCountMax int
 
+	// MaxStartups caps unauthenticated connections in flight with random
+	// early drop (default 10:30:100, like OpenSSH).
+	MaxStartups MaxStartups
+	// PerSourceMaxStartups caps unauthenticated connections in flight per
+	// source IP (default 10; negative: no cap).
+	PerSourceMaxStartups int
+	// PerSourceMaxAuthFailures is how many failed logins (connections that
+	// ended unauthenticated after a refused key, or ran out of login grace
+	// time) a source IP may have per PerSourcePenaltyWindow before its new
+	// connections are refused (default 10; negative: no penalty). Successful
+	// logins never count.
+	PerSourceMaxAuthFailures int
+	// PerSourcePenaltyWindow is the window over which the failure budget
+	// refills (default 1m).
+	PerSourcePenaltyWindow time.Duration
+	// MaxAuthRequests caps the public-key requests (queries and signed
+	// attempts) a connection may make before it is closed (default 20).
+	MaxAuthRequests int
+	// IdleTimeout closes a connection whose git command has moved no bytes
+	// in either direction for this long, e.g. a client that stopped reading
+	// (default 5m; negative disables).
+	IdleTimeout time.Duration
+	// ProxyProtocol is reject (default: no PROXY protocol), use or require.
+	ProxyProtocol string
+	// ProxyTrusted lists the sources allowed to send a PROXY header.
+	ProxyTrusted []netip.Prefix
+
 	// testPanic, when set, is called at the start of every handler with the
 	// handler's name (tests inject panics through it).
 	testPanic func(where string)
@@ -148,6 +178,40 @@ func (c *Config) Validate() error {
 	if c.KeepAliveCountMax == 0 {
 		c.KeepAliveCountMax = 3
 	}
+	if c.MaxStartups == (MaxStartups{}) {
+		c.MaxStartups = DefaultMaxStartups
+	}
+	if c.MaxStartups.Full < 1 || c.MaxStartups.Start > c.MaxStartups.Full || c.MaxStartups.Rate > 100 {
+		return fmt.Errorf("sshd: bad MaxStartups %s", c.MaxStartups)
+	}
+	if c.PerSourceMaxStartups == 0 {
+		c.PerSourceMaxStartups = 10
+	}
+	if c.PerSourceMaxAuthFailures == 0 {
+		c.PerSourceMaxAuthFailures = 10
+	}
+	if c.PerSourcePenaltyWindow == 0 {
+		c.PerSourcePenaltyWindow = time.Minute
+	}
+	if c.MaxAuthRequests == 0 {
+		c.MaxAuthRequests = defaultMaxAuthRequest
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	switch c.ProxyProtocol {
+	case "":
+		c.ProxyProtocol = ProxyReject
+	case ProxyReject, ProxyUse, ProxyRequire:
+	default:
+		return errBadProxyMode
+	}
+	if c.ProxyProtocol != ProxyReject && len(c.ProxyTrusted) == 0 {
+		return errors.New("sshd: ProxyProtocol use/require needs trusted proxy CIDRs")
+	}
+	if c.PerSourcePenaltyWindow < 0 || c.MaxAuthRequests < 0 {
+		return errors.New("sshd: PerSourcePenaltyWindow and MaxAuthRequests must not be negative")
+	}
 	if c.MaxSessions < 0 || c.KeepAliveCountMax < 0 || c.MaxAuthTries < 0 || c.LoginGraceTime < 0 {
 		return errors.New("sshd: MaxSessions, KeepAliveCountMax, MaxAuthTries and LoginGraceTime must not be negative")
 	}
@@ -161,6 +225,9 @@ type Server struct {
 	srv     *ssh.Server
 	metrics *metrics
 	usage   *usageBatcher
+	gate    *gate
+	// refusalLog samples refusal log lines (20/s, bursts of 100).
+	refusalLog *rate.Limiter
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
@@ -187,6 +254,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, metrics: m, conns: map[*trackedConn]struct{}{}, fwd: map[*gossh.ServerConn]*connForwards{}, done: make(chan struct{})}
 	s.usage = newUsageBatcher(cfg.Usage, cfg.Log, cfg.Now)
+	s.gate = newGate(&s.cfg)
+	s.refusalLog = rate.NewLimiter(20, 100)
 	s.srv = &ssh.Server{
 		Addr:                 cfg.Addr,
 		Handler:              s.handleSession,
@@ -258,9 +327,21 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 		VerifiedPublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (perms *gossh.Permissions, err error) {
 			// A panic refuses the attempt and closes only this connection.
 			err = errPanicked
+			tc, _ := ctx.Value(trackedConnKey{}).(*trackedConn)
 			defer s.recoverConn("auth", trackedFromContext(ctx))
 			s.testHook("auth")
-			return s.verifiedKey(conn, key)
+			if tc != nil && !tc.countAuthRequest() {
+				return nil, refuse("too many authentication requests")
+			}
+			perms, err = s.verifiedKey(conn, key)
+			if tc != nil {
+				if err != nil {
+					tc.authFailed.Store(true)
+				} else {
+					tc.authenticated()
+				}
+			}
+			return perms, err
 		},
 	}
 	return cfg
@@ -338,7 +419,14 @@ type trackedConn struct {
 	started   time.Time
 	once      sync.Once
 	srv       *Server
+	ip        netip.Addr
 	keepalive bool // keepalives started (revalidate loop only)
+
+	srcTracked bool        // holds a per-source slot
+	graceEnd   time.Time   // the login-grace deadline
+	authed     atomic.Bool // authenticated, or closed: pre-auth slots released
+	authFailed atomic.Bool
+	authReqs   atomic.Int32
 }
 
 func (c *trackedConn) Close() error {
@@ -347,12 +435,109 @@ func (c *trackedConn) Close() error {
 		delete(c.srv.conns, c)
 		c.srv.mu.Unlock()
 		c.srv.metrics.connections.Dec()
+		if c.authed.CompareAndSwap(false, true) { // slots released once
+			c.srv.releasePreauth(c)
+			graceOver := !time.Now().Before(c.graceEnd)
+			if graceOver {
+				c.srv.log.Info("login grace time exceeded", "remote", c.Conn.RemoteAddr().String())
+			}
+			if graceOver || c.authFailed.Load() {
+				c.srv.gate.failed(c.ip, time.Now())
+			}
+		}
 	})
 	return c.Conn.Close()
 }
 
+// authenticated ends the pre-auth phase: the login-grace deadline is lifted
+// and the MaxStartups and per-source slots are released.
+func (c *trackedConn) authenticated() {
+	if !c.authed.CompareAndSwap(false, true) {
+		return
+	}
+	_ = c.Conn.SetDeadline(time.Time{})
+	c.srv.releasePreauth(c)
+}
+
+func (c *trackedConn) isAuthed() bool { return c.authed.Load() }
+
+// Deadlines set by others (gliderlabs resets the deadline on every read and
+// write) never extend the login-grace deadline before authentication.
+func (c *trackedConn) bound(t time.Time) time.Time {
+	if c.authed.Load() || (!t.IsZero() && t.Before(c.graceEnd)) {
+		return t
+	}
+	return c.graceEnd
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error     { return c.Conn.SetDeadline(c.bound(t)) }
+func (c *trackedConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.bound(t)) }
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	return c.Conn.SetWriteDeadline(c.bound(t))
+}
+
+// countAuthRequest counts one public-key request; past MaxAuthRequests it
+// closes the connection and returns false.
+func (c *trackedConn) countAuthRequest() bool {
+	n := c.authReqs.Add(1)
+	if int(n) <= c.srv.cfg.MaxAuthRequests {
+		return true
+	}
+	if int(n) == c.srv.cfg.MaxAuthRequests+1 {
+		c.srv.preauthRefused(refuseAuthRequests, c.Conn.RemoteAddr())
+		c.authFailed.Store(true)
+		go c.Close() // not under x/crypto's feet: it sees the closed conn next
+	}
+	return false
+}
+
+func (s *Server) releasePreauth(c *trackedConn) {
+	s.gate.releaseGlobal()
+	if c.srcTracked {
+		s.gate.releaseSource(c.ip)
+	}
+	s.metrics.unauthenticated.Dec()
+}
+
+// preauthRefused counts a refusal and logs it; under a flood the log is
+// sampled (the metric counts every refusal).
+func (s *Server) preauthRefused(reason string, remote net.Addr) {
+	s.metrics.preauthRefusals.WithLabelValues(reason).Inc()
+	if s.refusalLog.Allow() {
+		s.log.Warn("ssh connection refused", "reason", reason, "remote", remote.String())
+	}
+}
+
+// trackConn admits a new connection (MaxStartups, PROXY header, per-source
+// limits) and arms the login-grace deadline; nil refuses it.
 func (s *Server) trackConn(ctx ssh.Context, conn net.Conn) net.Conn {
-	tc := &trackedConn{Conn: conn, ctx: ctx, started: s.cfg.Now(), srv: s}
+	started := s.cfg.Now()
+	// The deadline bounds everything before authentication, also a client
+	// that trickles a byte at a time; authenticated() lifts it.
+	graceEnd := time.Now().Add(s.cfg.LoginGraceTime)
+	_ = conn.SetDeadline(graceEnd)
+	if reason := s.gate.admitGlobal(); reason != "" {
+		s.preauthRefused(reason, conn.RemoteAddr())
+		return nil
+	}
+	pc, err := s.proxyConn(conn)
+	if err != nil {
+		s.gate.releaseGlobal()
+		s.metrics.preauthRefusals.WithLabelValues(refuseProxyHeader).Inc()
+		if s.refusalLog.Allow() {
+			s.log.Warn("ssh connection refused", "reason", refuseProxyHeader, "remote", conn.RemoteAddr().String(), "err", err)
+		}
+		return nil
+	}
+	ip := sourceKey(addrIP(pc.RemoteAddr()))
+	reason, tracked := s.gate.admitSource(ip, time.Now())
+	if reason != "" {
+		s.gate.releaseGlobal()
+		s.preauthRefused(reason, pc.RemoteAddr())
+		return nil
+	}
+	s.metrics.unauthenticated.Inc()
+	tc := &trackedConn{Conn: pc, ctx: ctx, started: started, srv: s, ip: ip, srcTracked: tracked, graceEnd: graceEnd}
 	s.mu.Lock()
 	s.conns[tc] = struct{}{}
 	s.mu.Unlock()
@@ -373,6 +558,7 @@ func (s *Server) revalidateLoop() {
 			return
 		case <-t.C:
 			s.revalidate()
+			s.gate.prune(time.Now())
 		}
 	}
 }
@@ -388,8 +574,8 @@ func (s *Server) revalidate() {
 	for _, c := range conns {
 		id := identityFromContext(c.ctx)
 		if id == nil {
-			if now.Sub(c.started) > s.cfg.LoginGraceTime {
-				s.log.Info("login grace time exceeded", "remote", c.RemoteAddr().String())
+			// Backstop of the connection deadline set at accept.
+			if !c.isAuthed() && now.Sub(c.started) > s.cfg.LoginGraceTime {
 				c.Close()
 			}
 			continue

@@ -15,6 +15,9 @@ import (
 	_ "modernc.org/sqlite"
 )
 
+// revocation is an acknowledged certificate revocation.
+type revocation struct{ kind, value string }
+
 // ackedWrites collects the writes keygate acknowledged with 201.
 type ackedWrites struct {
 	mu      sync.Mutex
@@ -23,7 +26,8 @@ type ackedWrites struct {
 	groups  map[int64]string // id → full path
 	members map[[2]int64]int // (group, user) → access level
 	cas     map[[2]int64]string
-	deleted map[int64]bool // key ids whose DELETE answered 204
+	revs    map[[3]int64]revocation // (group, CA, revocation id)
+	deleted map[int64]bool          // key ids whose DELETE answered 204
 	n       atomic.Int64
 }
 
@@ -48,7 +52,7 @@ func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 	p := startServe(t, opts)
 
 	acked := &ackedWrites{users: map[int64]string{}, keys: map[int64]string{}, groups: map[int64]string{},
-		members: map[[2]int64]int{}, cas: map[[2]int64]string{}, deleted: map[int64]bool{}}
+		members: map[[2]int64]int{}, cas: map[[2]int64]string{}, revs: map[[3]int64]revocation{}, deleted: map[int64]bool{}}
 	var uids []int64
 	for i := 0; i < poolUsers; i++ {
 		name := fmt.Sprintf("member%d", i)
@@ -135,6 +139,13 @@ func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 				caLine := sshKeyLine("")
 				if cid := post(fmt.Sprintf("/api/v4/groups/%d/ssh_certificates", gid), map[string]any{"title": "CA " + path, "key": caLine}); cid > 0 {
 					acked.add(func() { acked.cas[[2]int64{gid, cid}] = caLine })
+					kinds := []revocation{{"serial", fmt.Sprint(i + 1)}, {"key_id", fmt.Sprintf("w%d-%d", w, i)},
+						{"fingerprint", fingerprintOf(sshKeyLine(""))}}
+					rv := kinds[i%3]
+					if rid := post(fmt.Sprintf("/api/v4/groups/%d/ssh_certificates/%d/revocations", gid, cid),
+						map[string]any{rv.kind: rv.value, "reason": "durability"}); rid > 0 {
+						acked.add(func() { acked.revs[[3]int64{gid, cid, rid}] = rv })
+					}
 				}
 			}
 		}()
@@ -158,8 +169,8 @@ func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 	for msg := range unwelcome {
 		t.Errorf("before the kill: %s", msg)
 	}
-	t.Logf("%d writes acknowledged before SIGKILL (%d keys, %d deleted keys, %d groups, %d memberships, %d CAs)",
-		acked.n.Load(), len(acked.keys), len(acked.deleted), len(acked.groups), len(acked.members), len(acked.cas))
+	t.Logf("%d writes acknowledged before SIGKILL (%d keys, %d deleted keys, %d groups, %d memberships, %d CAs, %d revocations)",
+		acked.n.Load(), len(acked.keys), len(acked.deleted), len(acked.groups), len(acked.members), len(acked.cas), len(acked.revs))
 
 	p = startServe(t, opts)
 	lost := 0
@@ -195,6 +206,12 @@ func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 		check(fmt.Sprintf("/api/v4/groups/%d/ssh_certificates?per_page=100", c[0]), func(r *response) bool {
 			m := findByID(t, r, c[1])
 			return m != nil && m["key"] == line
+		})
+	}
+	for rv, want := range acked.revs {
+		check(fmt.Sprintf("/api/v4/groups/%d/ssh_certificates/%d/revocations?per_page=100", rv[0], rv[1]), func(r *response) bool {
+			m := findByID(t, r, rv[2])
+			return m != nil && m["type"] == want.kind && fmt.Sprint(m["value"]) == want.value
 		})
 	}
 	for kid := range acked.deleted {
@@ -256,6 +273,18 @@ func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 	p.must("POST", "/api/v4/user/keys", token, map[string]any{"title": "after restart", "key": line}, 201)
 	p.stop()
 	requireIntegrity(t, filepath.Join(opts.DataDir, "keygate.db"))
+	// A freshly loaded index answers exactly what the database holds.
+	ix := requireIndexMatchesDB(t, filepath.Join(opts.DataDir, "keygate.db"))
+	for _, line := range acked.keys {
+		if _, ok := ix.Key(keyFP(t, line)); !ok {
+			t.Errorf("acknowledged key %s missing from the reloaded index", fingerprintOf(line))
+		}
+	}
+	for c, line := range acked.cas {
+		if ca, ok := ix.CA(keyFP(t, line)); !ok || ca.ID != c[1] || ca.GroupID != c[0] {
+			t.Errorf("acknowledged CA %d of group %d: reloaded index has %+v, %v", c[1], c[0], ca, ok)
+		}
+	}
 }
 
 func totalOf(t *testing.T, r *response) int {

@@ -4,6 +4,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/sshd"
 )
 
 // TestSSHLimitFlags is not parallel: it sets the environment.
@@ -53,6 +55,58 @@ func TestSSHLimitFlags(t *testing.T) {
 	t.Setenv("KEYGATE_MAX_SESSIONS", "many")
 	if _, err := parseServe(nil, io.Discard); err == nil {
 		t.Error("KEYGATE_MAX_SESSIONS=many accepted")
+	}
+}
+
+// TestPreauthAndProxyFlags is not parallel: it sets the environment.
+func TestPreauthAndProxyFlags(t *testing.T) {
+	for _, k := range []string{"KEYGATE_MAX_STARTUPS", "KEYGATE_PER_SOURCE_MAX_STARTUPS", "KEYGATE_PER_SOURCE_MAX_AUTH_FAILURES",
+		"KEYGATE_PER_SOURCE_PENALTY_WINDOW", "KEYGATE_MAX_AUTH_REQUESTS", "KEYGATE_IDLE_TIMEOUT",
+		"KEYGATE_PROXY_PROTOCOL", "KEYGATE_PROXY_PROTOCOL_TRUSTED"} {
+		t.Setenv(k, "")
+	}
+	c, err := parseServe(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxStartups != sshd.DefaultMaxStartups || c.PerSourceMaxStartups != 10 || c.PerSourceMaxAuthFailures != 10 ||
+		c.PerSourcePenaltyWindow != time.Minute || c.MaxAuthRequests != 20 || c.IdleTimeout != 5*time.Minute ||
+		c.ProxyProtocol != "reject" || len(c.ProxyTrusted) != 0 {
+		t.Fatalf("defaults: %+v", c)
+	}
+	t.Setenv("KEYGATE_MAX_STARTUPS", "5:50:20")
+	t.Setenv("KEYGATE_PER_SOURCE_MAX_STARTUPS", "-1")
+	t.Setenv("KEYGATE_PER_SOURCE_MAX_AUTH_FAILURES", "3")
+	t.Setenv("KEYGATE_PER_SOURCE_PENALTY_WINDOW", "10m")
+	t.Setenv("KEYGATE_MAX_AUTH_REQUESTS", "30")
+	t.Setenv("KEYGATE_IDLE_TIMEOUT", "30s")
+	t.Setenv("KEYGATE_PROXY_PROTOCOL", "require")
+	t.Setenv("KEYGATE_PROXY_PROTOCOL_TRUSTED", "10.0.0.0/8, 192.0.2.1")
+	c, err = parseServe(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxStartups != (sshd.MaxStartups{Start: 5, Rate: 50, Full: 20}) || c.PerSourceMaxStartups != -1 ||
+		c.PerSourceMaxAuthFailures != 3 || c.PerSourcePenaltyWindow != 10*time.Minute || c.MaxAuthRequests != 30 ||
+		c.IdleTimeout != 30*time.Second || c.ProxyProtocol != "require" ||
+		len(c.ProxyTrusted) != 2 || c.ProxyTrusted[1].String() != "192.0.2.1/32" {
+		t.Fatalf("from env: %+v", c)
+	}
+	c, err = parseServe([]string{"--max-startups", "7", "--proxy-protocol", "use", "--proxy-protocol-trusted", "127.0.0.1/32",
+		"--idle-timeout", "-1s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxStartups != (sshd.MaxStartups{Start: 7, Rate: 100, Full: 7}) || c.ProxyProtocol != "use" || c.IdleTimeout != -time.Second {
+		t.Fatalf("flags over env: %+v", c)
+	}
+	t.Setenv("KEYGATE_PROXY_PROTOCOL_TRUSTED", "")
+	for _, args := range [][]string{{"--max-startups", "10:30"}, {"--proxy-protocol", "ignore"},
+		{"--proxy-protocol", "use"}, {"--proxy-protocol", "reject", "--proxy-protocol-trusted", "nonsense"},
+		{"--max-auth-requests", "0"}, {"--idle-timeout", "0s"}} {
+		if _, err := parseServe(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
 	}
 }
 

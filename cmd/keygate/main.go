@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -117,8 +118,16 @@ type serveConfig struct {
 	KeepAliveInterval time.Duration
 	KeepAliveCountMax int
 
-	IndexPollInterval time.Duration
-	IndexMaxLag       time.Duration
+	IndexPollInterval        time.Duration
+	IndexMaxLag              time.Duration
+	MaxStartups              sshd.MaxStartups
+	PerSourceMaxStartups     int
+	PerSourceMaxAuthFailures int
+	PerSourcePenaltyWindow   time.Duration
+	MaxAuthRequests          int
+	IdleTimeout              time.Duration
+	ProxyProtocol            string
+	ProxyTrusted             []netip.Prefix
 }
 
 func env(name, def string) string {
@@ -184,6 +193,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.KeepAliveInterval, "keepalive-interval", "KEYGATE_KEEPALIVE_INTERVAL", 15 * time.Second, "send SSH keepalives to authenticated clients this often (negative: never)"},
 		{&c.IndexPollInterval, "index-poll-interval", "KEYGATE_INDEX_POLL_INTERVAL", 250 * time.Millisecond, "read the change log this often for changes made by other nodes, besides waking on notifications"},
 		{&c.IndexMaxLag, "index-max-lag", "KEYGATE_INDEX_MAX_LAG", 30 * time.Second, "/-/readiness answers 503 once the auth index lags the database by more than this"},
+		{&c.PerSourcePenaltyWindow, "per-source-penalty-window", "KEYGATE_PER_SOURCE_PENALTY_WINDOW", time.Minute, "window over which a source IP's budget of failed SSH logins refills"},
+		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)"},
 	}
 	for _, d := range durations {
 		def, err := envDuration(d.env, d.def)
@@ -201,6 +212,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.MaxAuthTries, "max-auth-tries", "KEYGATE_MAX_AUTH_TRIES", 6, "failed SSH authentications per connection before it is closed"},
 		{&c.MaxSessions, "max-sessions", "KEYGATE_MAX_SESSIONS", 10, "concurrent SSH sessions per connection"},
 		{&c.KeepAliveCountMax, "keepalive-count-max", "KEYGATE_KEEPALIVE_COUNT_MAX", 3, "unanswered keepalive intervals before an SSH connection is closed"},
+		{&c.PerSourceMaxStartups, "per-source-max-startups", "KEYGATE_PER_SOURCE_MAX_STARTUPS", 10, "unauthenticated SSH connections in flight per source IP (negative: no cap)"},
+		{&c.PerSourceMaxAuthFailures, "per-source-max-auth-failures", "KEYGATE_PER_SOURCE_MAX_AUTH_FAILURES", 10, "failed SSH logins per source IP per penalty window before it is refused (negative: no penalty)"},
+		{&c.MaxAuthRequests, "max-auth-requests", "KEYGATE_MAX_AUTH_REQUESTS", 20, "public-key requests (queries and attempts) per SSH connection"},
 	}
 	for _, n := range ints {
 		def, err := envInt(n.env, n.def)
@@ -209,8 +223,33 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		}
 		fs.IntVar(n.dst, n.flag, def, n.help+" (env "+n.env+")")
 	}
+	maxStartups := fs.String("max-startups", env("KEYGATE_MAX_STARTUPS", sshd.DefaultMaxStartups.String()),
+		"unauthenticated SSH connections in flight, start:rate:full with random early drop like OpenSSH MaxStartups (env KEYGATE_MAX_STARTUPS)")
+	fs.StringVar(&c.ProxyProtocol, "proxy-protocol", env("KEYGATE_PROXY_PROTOCOL", sshd.ProxyReject),
+		"PROXY protocol v1/v2 on the SSH listener: reject (off), use or require (env KEYGATE_PROXY_PROTOCOL)")
+	trusted := fs.String("proxy-protocol-trusted", env("KEYGATE_PROXY_PROTOCOL_TRUSTED", ""),
+		"comma-separated CIDRs of proxies allowed to send a PROXY header (env KEYGATE_PROXY_PROTOCOL_TRUSTED)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.MaxStartups, err = sshd.ParseMaxStartups(*maxStartups); err != nil {
+		return nil, err
+	}
+	if c.ProxyTrusted, err = sshd.ParseCIDRs(*trusted); err != nil {
+		return nil, err
+	}
+	switch c.ProxyProtocol {
+	case sshd.ProxyReject:
+	case sshd.ProxyUse, sshd.ProxyRequire:
+		if len(c.ProxyTrusted) == 0 {
+			return nil, errors.New("--proxy-protocol use/require needs --proxy-protocol-trusted")
+		}
+	default:
+		return nil, fmt.Errorf("--proxy-protocol must be reject, use or require, not %q", c.ProxyProtocol)
+	}
+	if c.PerSourcePenaltyWindow <= 0 || c.MaxAuthRequests <= 0 || c.IdleTimeout == 0 ||
+		c.PerSourceMaxStartups == 0 || c.PerSourceMaxAuthFailures == 0 {
+		return nil, errors.New("--per-source-penalty-window and --max-auth-requests must be positive; --idle-timeout, --per-source-max-startups and --per-source-max-auth-failures must not be zero (negative disables)")
 	}
 	if c.LoginGraceTime <= 0 {
 		return nil, errors.New("--login-grace-time must be positive")
@@ -314,6 +353,10 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		ReposDir: repos.Root, Auth: index, Projects: store, Usage: store, Events: store, Log: log, Registry: reg,
 		LoginGraceTime: c.LoginGraceTime, MaxAuthTries: c.MaxAuthTries, MaxSessions: c.MaxSessions,
 		KeepAliveInterval: c.KeepAliveInterval, KeepAliveCountMax: c.KeepAliveCountMax,
+		MaxStartups: c.MaxStartups, PerSourceMaxStartups: c.PerSourceMaxStartups,
+		PerSourceMaxAuthFailures: c.PerSourceMaxAuthFailures, PerSourcePenaltyWindow: c.PerSourcePenaltyWindow,
+		MaxAuthRequests: c.MaxAuthRequests, IdleTimeout: c.IdleTimeout,
+		ProxyProtocol: c.ProxyProtocol, ProxyTrusted: c.ProxyTrusted,
 	})
 	if err != nil {
 		return err

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/keygate/keygate/sshd"
 )
 
 const certGreeting = "Welcome to keygate, @alice!\n"
@@ -45,7 +47,13 @@ type certWorld struct {
 
 func certSetup(t *testing.T) *certWorld {
 	t.Helper()
-	e := newEnv(t)
+	return certSetupWith(t, nil)
+}
+
+// certSetupWith is certSetup on a server configured by tune.
+func certSetupWith(t *testing.T, tune func(*sshd.Config)) *certWorld {
+	t.Helper()
+	e := newEnvWith(t, tune)
 	w := &certWorld{e: e}
 	_, w.ownerTok = e.createUser(t, "owner")
 	w.aliceID, _ = e.createUser(t, "alice")

@@ -133,6 +133,12 @@ type env struct {
 // ssh, ssh-keygen or git is missing.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the SSH server's configuration adjusted by tune.
+func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
+	t.Helper()
 	requireBinaries(t, "ssh", "ssh-keygen", "git")
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -179,11 +185,15 @@ func newEnv(t *testing.T) *env {
 	}
 	e.sshAddr = ln.Addr().String()
 	e.sshPort = ln.Addr().(*net.TCPAddr).Port
-	srv, err := sshd.New(sshd.Config{
+	scfg := sshd.Config{
 		Addr: e.sshAddr, HostKeys: hostKeys, Hostname: "localhost", GitUser: "git",
 		ReposDir: e.repos.Root, Auth: e.index, Projects: store, Usage: store, Events: store, Log: log,
 		Now: e.clock.Now, RevalidateInterval: 200 * time.Millisecond,
-	})
+	}
+	if tune != nil {
+		tune(&scfg)
+	}
+	srv, err := sshd.New(scfg)
 	if err != nil {
 		ln.Close()
 		t.Fatalf("sshd.New: %v", err)

@@ -1,0 +1,235 @@
+package sshd
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// MaxStartups is OpenSSH's MaxStartups start:rate:full for unauthenticated
+// connections in flight: below Start every connection is admitted; from
+// Start on, a new one is dropped with a probability that rises linearly from
+// Rate percent to 100 percent at Full; at Full every new one is dropped.
+type MaxStartups struct{ Start, Rate, Full int }
+
+// DefaultMaxStartups is OpenSSH's default, 10:30:100.
+var DefaultMaxStartups = MaxStartups{Start: 10, Rate: 30, Full: 100}
+
+// String formats m as start:rate:full.
+func (m MaxStartups) String() string { return fmt.Sprintf("%d:%d:%d", m.Start, m.Rate, m.Full) }
+
+// ParseMaxStartups reads "start:rate:full" or a single number (a hard cap,
+// like OpenSSH's "MaxStartups 10").
+func ParseMaxStartups(s string) (MaxStartups, error) {
+	parts := strings.Split(strings.TrimSpace(s), ":")
+	nums := make([]int, len(parts))
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return MaxStartups{}, fmt.Errorf("max-startups %q: want start:rate:full or a number", s)
+		}
+		nums[i] = n
+	}
+	var m MaxStartups
+	switch len(nums) {
+	case 1:
+		m = MaxStartups{Start: nums[0], Rate: 100, Full: nums[0]}
+	case 3:
+		m = MaxStartups{Start: nums[0], Rate: nums[1], Full: nums[2]}
+	default:
+		return MaxStartups{}, fmt.Errorf("max-startups %q: want start:rate:full or a number", s)
+	}
+	if m.Full < 1 || m.Start > m.Full || m.Rate > 100 {
+		return MaxStartups{}, fmt.Errorf("max-startups %q: need 1 <= full, start <= full, rate <= 100", s)
+	}
+	return m, nil
+}
+
+// Refusal reasons, as logged and as the "reason" label of
+// keygate_ssh_preauth_refusals_total.
+const (
+	refuseMaxStartups     = "max_startups"
+	refuseSourceStartups  = "per_source_max_startups"
+	refuseSourcePenalty   = "per_source_penalty"
+	refuseAuthRequests    = "max_auth_requests"
+	refuseProxyHeader     = "proxy_protocol"
+	maxTrackedSources     = 1 << 16
+	defaultMaxAuthRequest = 20
+)
+
+// gate admits unauthenticated connections: the global MaxStartups cap with
+// random early drop, a concurrent cap per source IP, and a per-source budget
+// of failed authentications (a source that spends it is refused until the
+// budget refills). Only failures spend the budget, so a host that makes
+// many good connections is never slowed by it.
+type gate struct {
+	startups      MaxStartups
+	perSource     int           // concurrent unauthenticated per IP; <= 0: no cap
+	failBudget    int           // failures per IP before refusal; <= 0: no penalty
+	penaltyWindow time.Duration // the budget refills over this
+	rnd           func(n int) int
+
+	mu      sync.Mutex
+	unauth  int
+	sources map[netip.Addr]*source
+}
+
+type source struct {
+	unauth int
+	fails  *rate.Limiter // nil until the first failure
+}
+
+func newGate(c *Config) *gate {
+	return &gate{
+		startups: c.MaxStartups, perSource: c.PerSourceMaxStartups,
+		failBudget: c.PerSourceMaxAuthFailures, penaltyWindow: c.PerSourcePenaltyWindow,
+		rnd: rand.IntN, sources: map[netip.Addr]*source{},
+	}
+}
+
+// admitGlobal takes a MaxStartups slot or returns the refusal reason.
+func (g *gate) admitGlobal() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := g.startups
+	if g.unauth >= m.Full {
+		return refuseMaxStartups
+	}
+	if g.unauth >= m.Start {
+		// OpenSSH's drop_connection: p rises from rate% at start to 100% at full.
+		p := 100
+		if m.Full > m.Start {
+			p = m.Rate + (100-m.Rate)*(g.unauth-m.Start)/(m.Full-m.Start)
+		}
+		if g.rnd(100) < p {
+			return refuseMaxStartups
+		}
+	}
+	g.unauth++
+	return ""
+}
+
+func (g *gate) releaseGlobal() {
+	g.mu.Lock()
+	g.unauth--
+	g.mu.Unlock()
+}
+
+// admitSource takes a per-source slot for ip or returns the refusal reason.
+// tracked says whether a slot was taken (releaseSource only then).
+func (g *gate) admitSource(ip netip.Addr, now time.Time) (reason string, tracked bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.sources[ip]
+	if st != nil && st.fails != nil && st.fails.TokensAt(now) < 1 {
+		return refuseSourcePenalty, false
+	}
+	if st != nil && g.perSource > 0 && st.unauth >= g.perSource {
+		return refuseSourceStartups, false
+	}
+	if st == nil {
+		if !g.roomLocked(now) {
+			return "", false // table full of live sources: only the global cap applies
+		}
+		st = &source{}
+		g.sources[ip] = st
+	}
+	st.unauth++
+	return "", true
+}
+
+// roomLocked reports whether a new source fits in the table (pruning it
+// when full), so an attacker with many addresses cannot grow it without
+// bound.
+func (g *gate) roomLocked(now time.Time) bool {
+	if len(g.sources) < maxTrackedSources {
+		return true
+	}
+	g.pruneLocked(now)
+	return len(g.sources) < maxTrackedSources
+}
+
+func (g *gate) releaseSource(ip netip.Addr) {
+	g.mu.Lock()
+	if st := g.sources[ip]; st != nil {
+		st.unauth--
+	}
+	g.mu.Unlock()
+}
+
+// failed spends one unit of ip's failure budget.
+func (g *gate) failed(ip netip.Addr, now time.Time) {
+	if g.failBudget <= 0 {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.sources[ip]
+	if st == nil {
+		if !g.roomLocked(now) {
+			return
+		}
+		st = &source{}
+		g.sources[ip] = st
+	}
+	if st.fails == nil {
+		st.fails = rate.NewLimiter(rate.Every(g.penaltyWindow/time.Duration(g.failBudget)), g.failBudget)
+	}
+	st.fails.AllowN(now, 1)
+}
+
+// prune forgets sources with nothing in flight and a full budget.
+func (g *gate) prune(now time.Time) {
+	g.mu.Lock()
+	g.pruneLocked(now)
+	g.mu.Unlock()
+}
+
+func (g *gate) pruneLocked(now time.Time) {
+	for ip, st := range g.sources {
+		if st.unauth <= 0 && (st.fails == nil || st.fails.TokensAt(now) >= float64(g.failBudget)) {
+			delete(g.sources, ip)
+		}
+	}
+}
+
+// inFlight is the number of unauthenticated connections.
+func (g *gate) inFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.unauth
+}
+
+// sourceKey is what per-source limits count by: the IPv4 address, or the
+// /64 of an IPv6 address (one host usually holds a whole /64).
+func sourceKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}
+
+// addrIP is the IP of a TCP address (the zero Addr for anything else).
+func addrIP(a net.Addr) netip.Addr {
+	switch t := a.(type) {
+	case *net.TCPAddr:
+		if ip, ok := netip.AddrFromSlice(t.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+var errBadProxyMode = errors.New("sshd: ProxyProtocol must be reject, use or require")
