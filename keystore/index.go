@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Index is the in-memory view of the keystore that SSH authentication reads:
@@ -25,14 +27,17 @@ import (
 type Index struct {
 	store *Store
 
-	mu       sync.RWMutex
-	keys     map[[32]byte]keyRec
-	keyFP    map[int64][32]byte
-	users    map[int64]userRec
-	byName   map[uint64]int64
-	byEmail  map[uint64]int64
-	arena    []byte
-	blocked  map[int64]struct{} // blocked users: small, so the auth path stays in cache
+	mu sync.RWMutex
+	// keys is read without mu (see keyTable); writers hold mu.
+	keys    atomic.Pointer[keyTable]
+	keyFP   map[int64]uint64 // key id -> first word of its fingerprint
+	users   map[int64]userRec
+	byName  map[uint64]int64
+	byEmail map[uint64]int64
+	arena   []byte
+	// blocked holds only the blocked users, copied on write and read
+	// without mu: small, so the auth path stays in cache.
+	blocked  atomic.Pointer[map[int64]struct{}]
 	groups   map[int64]groupRec
 	members  map[memberKey]uint8
 	byUser   map[int64][]int64 // user id -> group ids (rarely large)
@@ -44,12 +49,6 @@ type Index struct {
 	applied  int64
 	onChange []func(Change)
 	loading  bool // building a fresh, unpublished index: no entry exists yet
-}
-
-type keyRec struct {
-	ID, UserID int64
-	ExpiresMS  int64 // 0: never
-	Usage      uint8
 }
 
 type userRec struct {
@@ -133,14 +132,21 @@ func NewIndex(store *Store) *Index {
 	return ix
 }
 
+// setKeys publishes t and retires the table it replaces.
+func (ix *Index) setKeys(t *keyTable) {
+	if old := ix.keys.Swap(t); old != nil {
+		old.retire()
+	}
+}
+
 func (ix *Index) reset() {
-	ix.keys = map[[32]byte]keyRec{}
-	ix.keyFP = map[int64][32]byte{}
+	ix.setKeys(newKeyTable(0))
+	ix.keyFP = map[int64]uint64{}
 	ix.users = map[int64]userRec{}
 	ix.byName = map[uint64]int64{}
 	ix.byEmail = map[uint64]int64{}
 	ix.arena = nil
-	ix.blocked = map[int64]struct{}{}
+	ix.blocked.Store(&map[int64]struct{}{})
 	ix.groups = map[int64]groupRec{}
 	ix.members = map[memberKey]uint8{}
 	ix.byUser = map[int64][]int64{}
@@ -153,7 +159,7 @@ func (ix *Index) reset() {
 
 // hashName is FNV-1a over the ASCII-lowercased name (SQLite's lower() is
 // ASCII-only too, so uniqueness matches the database's).
-func hashName(s string) uint64 {
+func hashName[S ~string | ~[]byte](s S) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -196,6 +202,23 @@ func ParseSHA256Fingerprint(fp string) ([32]byte, bool) {
 	return out, err == nil && n == 32
 }
 
+// parseFingerprintBytes is ParseSHA256Fingerprint for a raw column value.
+func parseFingerprintBytes(fp []byte) ([32]byte, bool) {
+	var out [32]byte
+	const prefix = "SHA256:"
+	if len(fp) < len(prefix) || string(fp[:len(prefix)]) != prefix {
+		return out, false
+	}
+	b64 := fp[len(prefix):]
+	if base64.RawStdEncoding.DecodedLen(len(b64)) != 32 {
+		return out, false
+	}
+	n, err := base64.RawStdEncoding.Decode(out[:], b64)
+	return out, err == nil && n == 32
+}
+
+func usageBitsBytes(u []byte) uint8 { return usageBits(string(u)) }
+
 func revHash(kind uint8, value string) revKey {
 	return revKey{Kind: kind, Hash: sha256.Sum256([]byte(value))}
 }
@@ -234,15 +257,18 @@ func (ix *Index) Load(ctx context.Context) error {
 	fresh.users = make(map[int64]userRec, nUsers)
 	fresh.byName = make(map[uint64]int64, nUsers)
 	fresh.byEmail = make(map[uint64]int64, nUsers)
-	fresh.keys = make(map[[32]byte]keyRec, nKeys)
-	fresh.keyFP = make(map[int64][32]byte, nKeys)
+	fresh.keys.Store(newKeyTable(nKeys))
+	fresh.keyFP = make(map[int64]uint64, nKeys)
 	fresh.arena = make([]byte, 0, nUsers*32)
-	if err := s.forEachRow(ctx, `SELECT `+userCols+` FROM users`, func(sc func(...any) error) error {
-		u, err := scanUser(scanFunc(sc))
-		if err != nil {
+	// Only the columns the index needs, scanned without a string per value.
+	var name, email, state sql.RawBytes
+	if err := s.forEachRow(ctx, `SELECT id, username, email, state, is_admin FROM users`, func(sc func(...any) error) error {
+		var id int64
+		var admin int
+		if err := sc(&id, &name, &email, &state, &admin); err != nil {
 			return err
 		}
-		fresh.addUser(u)
+		fresh.addUserBytes(id, name, email, string(state) == StateActive, admin != 0)
 		return nil
 	}); err != nil {
 		return err
@@ -268,13 +294,18 @@ func (ix *Index) Load(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	var fp, usage sql.RawBytes
 	if err := s.forEachRow(ctx, `SELECT id, user_id, fingerprint_sha256, usage_type, expires_at FROM keys`, func(sc func(...any) error) error {
-		var k Key
-		var exp *int64
-		if err := sc(&k.ID, &k.UserID, &k.FingerprintSHA256, &k.UsageType, &exp); err != nil {
+		var id, userID int64
+		var exp sql.NullInt64
+		if err := sc(&id, &userID, &fp, &usage, &exp); err != nil {
 			return err
 		}
-		fresh.putKey(k.ID, k.UserID, k.FingerprintSHA256, k.UsageType, exp)
+		b, ok := parseFingerprintBytes(fp)
+		if !ok {
+			return nil // unparseable: never matches (fail closed)
+		}
+		fresh.putKeyFP(id, userID, &b, usageBitsBytes(usage), exp.Int64, exp.Valid)
 		return nil
 	}); err != nil {
 		return err
@@ -308,8 +339,9 @@ func (ix *Index) Load(ctx context.Context) error {
 	}
 	ix.mu.Lock()
 	ix.targets = fresh.targets
-	ix.keys, ix.keyFP, ix.users, ix.byName, ix.byEmail, ix.arena = fresh.keys, fresh.keyFP, fresh.users, fresh.byName, fresh.byEmail, fresh.arena
-	ix.blocked = fresh.blocked
+	ix.setKeys(fresh.keys.Load())
+	ix.keyFP, ix.users, ix.byName, ix.byEmail, ix.arena = fresh.keyFP, fresh.users, fresh.byName, fresh.byEmail, fresh.arena
+	ix.blocked.Store(fresh.blocked.Load())
 	ix.groups, ix.members, ix.byUser = fresh.groups, fresh.members, fresh.byUser
 	ix.cas, ix.caFP, ix.revs, ix.revByID = fresh.cas, fresh.caFP, fresh.revs, fresh.revByID
 	ix.applied = seq
@@ -352,29 +384,55 @@ func (ix *Index) putKey(id, userID int64, fp, usage string, expMS *int64) {
 	if !ok {
 		return // unparseable: never matches (fail closed)
 	}
-	rec := keyRec{ID: id, UserID: userID, Usage: usageBits(usage)}
+	var exp int64
 	if expMS != nil {
-		rec.ExpiresMS = *expMS
-		if rec.ExpiresMS == 0 {
-			rec.ExpiresMS = 1
+		exp = *expMS
+	}
+	ix.putKeyFP(id, userID, &b, usageBits(usage), exp, expMS != nil)
+}
+
+func (ix *Index) putKeyFP(id, userID int64, fp *[32]byte, usage uint8, expMS int64, expires bool) {
+	k := keySlot{fp: fpWords(fp), id: id, userID: userID, usage: usage}
+	if expires {
+		k.expires = expMS
+		if k.expires == 0 {
+			k.expires = 1
 		}
 	}
+	ix.insertKey(&k)
+}
+
+// insertKey adds or replaces a key, dropping the entry key k.id had under
+// another fingerprint.
+func (ix *Index) insertKey(k *keySlot) {
+	t := ix.keys.Load()
 	if !ix.loading {
-		if old, ok := ix.keyFP[id]; ok && old != b {
-			delete(ix.keys, old)
+		if old, ok := ix.keyFP[k.id]; ok {
+			if i, ok := t.findID(old, k.id); ok {
+				if s := t.slot(i); s[1] != k.fp[1] || s[2] != k.fp[2] || s[3] != k.fp[3] || s[0] != k.fp[0] {
+					t.remove(i)
+				}
+			}
 		}
 	}
-	ix.keys[b] = rec
-	ix.keyFP[id] = b
+	if t.full() {
+		t = t.grown()
+		ix.setKeys(t)
+	}
+	t.put(k)
+	ix.keyFP[k.id] = k.fp[0]
 }
 
 func (ix *Index) dropKey(id int64) {
-	if b, ok := ix.keyFP[id]; ok {
-		if rec := ix.keys[b]; rec.ID == id {
-			delete(ix.keys, b)
-		}
-		delete(ix.keyFP, id)
+	w0, ok := ix.keyFP[id]
+	if !ok {
+		return
 	}
+	t := ix.keys.Load()
+	if i, ok := t.findID(w0, id); ok {
+		t.remove(i)
+	}
+	delete(ix.keyFP, id)
 }
 
 func (ix *Index) addString(s string) (uint32, uint16) {
@@ -384,6 +442,15 @@ func (ix *Index) addString(s string) (uint32, uint16) {
 	off := uint32(len(ix.arena))
 	ix.arena = append(ix.arena, s...)
 	return off, uint16(len(s))
+}
+
+func (ix *Index) addBytes(b []byte) (uint32, uint16) {
+	if len(b) > 0xffff {
+		b = b[:0xffff]
+	}
+	off := uint32(len(ix.arena))
+	ix.arena = append(ix.arena, b...)
+	return off, uint16(len(b))
 }
 
 func (ix *Index) putUser(u *User) {
@@ -396,12 +463,45 @@ func (ix *Index) addUser(u *User) {
 	rec := userRec{active: u.Active(), admin: u.IsAdmin}
 	rec.nameOff, rec.nameLen = ix.addString(u.Username)
 	rec.emailOff, rec.emailLen = ix.addString(u.Email)
-	ix.users[u.ID] = rec
+	ix.addUserRec(u.ID, rec)
+}
+
+// addUserBytes is addUser for a row scanned as raw bytes.
+func (ix *Index) addUserBytes(id int64, name, email []byte, active, admin bool) {
+	rec := userRec{active: active, admin: admin}
+	rec.nameOff, rec.nameLen = ix.addBytes(name)
+	rec.emailOff, rec.emailLen = ix.addBytes(email)
+	ix.addUserRec(id, rec)
+}
+
+func (ix *Index) addUserRec(id int64, rec userRec) {
+	ix.users[id] = rec
 	if !rec.active {
-		ix.blocked[u.ID] = struct{}{}
+		ix.setBlocked(id, true)
 	}
-	ix.byName[hashName(u.Username)] = u.ID
-	ix.byEmail[hashName(u.Email)] = u.ID
+	ix.byName[hashName(ix.name(rec))] = id
+	ix.byEmail[hashName(ix.email(rec))] = id
+}
+
+// setBlocked adds or removes id from the blocked set: in place while
+// loading (unpublished), else by publishing a changed copy.
+func (ix *Index) setBlocked(id int64, blocked bool) {
+	m := *ix.blocked.Load()
+	if _, ok := m[id]; ok == blocked {
+		return
+	}
+	if !ix.loading {
+		m = maps.Clone(m)
+		if m == nil {
+			m = map[int64]struct{}{}
+		}
+	}
+	if blocked {
+		m[id] = struct{}{}
+	} else {
+		delete(m, id)
+	}
+	ix.blocked.Store(&m)
 }
 
 func (ix *Index) dropUser(id int64) {
@@ -409,14 +509,14 @@ func (ix *Index) dropUser(id int64) {
 	if !ok {
 		return
 	}
-	if h := hashName(string(ix.name(rec))); ix.byName[h] == id {
+	if h := hashName(ix.name(rec)); ix.byName[h] == id {
 		delete(ix.byName, h)
 	}
-	if h := hashName(string(ix.email(rec))); ix.byEmail[h] == id {
+	if h := hashName(ix.email(rec)); ix.byEmail[h] == id {
 		delete(ix.byEmail, h)
 	}
 	delete(ix.users, id)
-	delete(ix.blocked, id)
+	ix.setBlocked(id, false)
 }
 
 func (ix *Index) name(r userRec) []byte {
@@ -495,9 +595,7 @@ func (ix *Index) putRevocation(r *Revocation) {
 func (ix *Index) InsertKey(id, userID int64, fp [32]byte, usage string, expiresMS int64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	rec := keyRec{ID: id, UserID: userID, Usage: usageBits(usage), ExpiresMS: expiresMS}
-	ix.keys[fp] = rec
-	ix.keyFP[id] = fp
+	ix.insertKey(&keySlot{fp: fpWords(&fp), id: id, userID: userID, usage: usageBits(usage), expires: expiresMS})
 }
 
 // InsertUser adds a user record directly (see InsertKey).
@@ -511,10 +609,9 @@ func (ix *Index) InsertUser(u *User) {
 
 // Key looks up a user key by SHA-256 fingerprint.
 func (ix *Index) Key(fp [32]byte) (IndexedKey, bool) {
-	ix.mu.RLock()
-	r, ok := ix.keys[fp]
-	ix.mu.RUnlock()
-	return IndexedKey{ID: r.ID, UserID: r.UserID, ExpiresMS: r.ExpiresMS, usage: r.Usage}, ok
+	w := fpWords(&fp)
+	r, ok := getKey(&ix.keys, &w)
+	return IndexedKey{ID: r.id, UserID: r.userID, ExpiresMS: r.expires, usage: r.usage}, ok
 }
 
 // User looks up a user by id.
@@ -530,9 +627,7 @@ func (ix *Index) User(id int64) (IndexedUser, bool) {
 // always exists in the index (keys are deleted with their user, and the
 // change log applies those deletions first).
 func (ix *Index) UserBlocked(id int64) bool {
-	ix.mu.RLock()
-	_, b := ix.blocked[id]
-	ix.mu.RUnlock()
+	_, b := (*ix.blocked.Load())[id]
 	return b
 }
 
@@ -653,7 +748,7 @@ func (ix *Index) Applied() int64 {
 func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return len(ix.keys)
+	return ix.keys.Load().count
 }
 
 // OnChange registers fn to run after each applied change (e.g. to close
