@@ -29,12 +29,9 @@ type Index struct {
 
 	mu sync.RWMutex
 	// keys is read without mu (see keyTable); writers hold mu.
-	keys    atomic.Pointer[keyTable]
-	keyFP   map[int64]uint64 // key id -> first word of its fingerprint
-	users   map[int64]userRec
-	byName  map[uint64]int64
-	byEmail map[uint64]int64
-	arena   []byte
+	keys  atomic.Pointer[keyTable]
+	keyFP map[int64]uint64 // key id -> first word of its fingerprint
+	users userTable
 	// blocked holds only the blocked users, copied on write and read
 	// without mu: small, so the auth path stays in cache.
 	blocked  atomic.Pointer[map[int64]struct{}]
@@ -49,12 +46,6 @@ type Index struct {
 	applied  int64
 	onChange []func(Change)
 	loading  bool // building a fresh, unpublished index: no entry exists yet
-}
-
-type userRec struct {
-	nameOff, emailOff uint32
-	nameLen, emailLen uint16
-	active, admin     bool
 }
 
 type groupRec struct {
@@ -142,10 +133,7 @@ func (ix *Index) setKeys(t *keyTable) {
 func (ix *Index) reset() {
 	ix.setKeys(newKeyTable(0))
 	ix.keyFP = map[int64]uint64{}
-	ix.users = map[int64]userRec{}
-	ix.byName = map[uint64]int64{}
-	ix.byEmail = map[uint64]int64{}
-	ix.arena = nil
+	ix.users.init(0)
 	ix.blocked.Store(&map[int64]struct{}{})
 	ix.groups = map[int64]groupRec{}
 	ix.members = map[memberKey]uint8{}
@@ -254,12 +242,9 @@ func (ix *Index) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fresh.users = make(map[int64]userRec, nUsers)
-	fresh.byName = make(map[uint64]int64, nUsers)
-	fresh.byEmail = make(map[uint64]int64, nUsers)
+	fresh.users.init(nUsers)
 	fresh.keys.Store(newKeyTable(nKeys))
 	fresh.keyFP = make(map[int64]uint64, nKeys)
-	fresh.arena = make([]byte, 0, nUsers*32)
 	// Only the columns the index needs, scanned without a string per value.
 	var name, email, state sql.RawBytes
 	if err := s.forEachRow(ctx, `SELECT id, username, email, state, is_admin FROM users`, func(sc func(...any) error) error {
@@ -273,6 +258,7 @@ func (ix *Index) Load(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	fresh.users.compact()
 	groups, err := s.AllGroups(ctx)
 	if err != nil {
 		return err
@@ -340,7 +326,7 @@ func (ix *Index) Load(ctx context.Context) error {
 	ix.mu.Lock()
 	ix.targets = fresh.targets
 	ix.setKeys(fresh.keys.Load())
-	ix.keyFP, ix.users, ix.byName, ix.byEmail, ix.arena = fresh.keyFP, fresh.users, fresh.byName, fresh.byEmail, fresh.arena
+	ix.keyFP, ix.users = fresh.keyFP, fresh.users
 	ix.blocked.Store(fresh.blocked.Load())
 	ix.groups, ix.members, ix.byUser = fresh.groups, fresh.members, fresh.byUser
 	ix.cas, ix.caFP, ix.revs, ix.revByID = fresh.cas, fresh.caFP, fresh.revs, fresh.revByID
@@ -435,24 +421,6 @@ func (ix *Index) dropKey(id int64) {
 	delete(ix.keyFP, id)
 }
 
-func (ix *Index) addString(s string) (uint32, uint16) {
-	if len(s) > 0xffff {
-		s = s[:0xffff]
-	}
-	off := uint32(len(ix.arena))
-	ix.arena = append(ix.arena, s...)
-	return off, uint16(len(s))
-}
-
-func (ix *Index) addBytes(b []byte) (uint32, uint16) {
-	if len(b) > 0xffff {
-		b = b[:0xffff]
-	}
-	off := uint32(len(ix.arena))
-	ix.arena = append(ix.arena, b...)
-	return off, uint16(len(b))
-}
-
 func (ix *Index) putUser(u *User) {
 	ix.dropUser(u.ID)
 	ix.addUser(u)
@@ -460,27 +428,15 @@ func (ix *Index) putUser(u *User) {
 
 // addUser inserts a user known to be absent (a fresh load skips the lookup).
 func (ix *Index) addUser(u *User) {
-	rec := userRec{active: u.Active(), admin: u.IsAdmin}
-	rec.nameOff, rec.nameLen = ix.addString(u.Username)
-	rec.emailOff, rec.emailLen = ix.addString(u.Email)
-	ix.addUserRec(u.ID, rec)
+	ix.addUserBytes(u.ID, []byte(u.Username), []byte(u.Email), u.Active(), u.IsAdmin)
 }
 
 // addUserBytes is addUser for a row scanned as raw bytes.
 func (ix *Index) addUserBytes(id int64, name, email []byte, active, admin bool) {
-	rec := userRec{active: active, admin: admin}
-	rec.nameOff, rec.nameLen = ix.addBytes(name)
-	rec.emailOff, rec.emailLen = ix.addBytes(email)
-	ix.addUserRec(id, rec)
-}
-
-func (ix *Index) addUserRec(id int64, rec userRec) {
-	ix.users[id] = rec
-	if !rec.active {
+	ix.users.add(userRec{id: id, active: active, admin: admin}, name, email)
+	if !active {
 		ix.setBlocked(id, true)
 	}
-	ix.byName[hashName(ix.name(rec))] = id
-	ix.byEmail[hashName(ix.email(rec))] = id
 }
 
 // setBlocked adds or removes id from the blocked set: in place while
@@ -505,26 +461,9 @@ func (ix *Index) setBlocked(id int64, blocked bool) {
 }
 
 func (ix *Index) dropUser(id int64) {
-	rec, ok := ix.users[id]
-	if !ok {
-		return
+	if _, ok := ix.users.remove(id); ok {
+		ix.setBlocked(id, false)
 	}
-	if h := hashName(ix.name(rec)); ix.byName[h] == id {
-		delete(ix.byName, h)
-	}
-	if h := hashName(ix.email(rec)); ix.byEmail[h] == id {
-		delete(ix.byEmail, h)
-	}
-	delete(ix.users, id)
-	ix.setBlocked(id, false)
-}
-
-func (ix *Index) name(r userRec) []byte {
-	return ix.arena[r.nameOff : r.nameOff+uint32(r.nameLen)]
-}
-
-func (ix *Index) email(r userRec) []byte {
-	return ix.arena[r.emailOff : r.emailOff+uint32(r.emailLen)]
 }
 
 func (ix *Index) groupRecFor(g *Group) groupRec {
@@ -617,9 +556,12 @@ func (ix *Index) Key(fp [32]byte) (IndexedKey, bool) {
 // User looks up a user by id.
 func (ix *Index) User(id int64) (IndexedUser, bool) {
 	ix.mu.RLock()
-	r, ok := ix.users[id]
-	ix.mu.RUnlock()
-	return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, ok
+	defer ix.mu.RUnlock()
+	r, ok := ix.users.get(id)
+	if !ok {
+		return IndexedUser{ID: id}, false
+	}
+	return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, true
 }
 
 // UserBlocked reports whether a user is blocked. It reads a set that holds
@@ -635,35 +577,31 @@ func (ix *Index) UserBlocked(id int64) bool {
 func (ix *Index) UsernameIs(id int64, name string) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	r, ok := ix.users[id]
-	return ok && equalFoldASCII(ix.name(r), name)
+	r, ok := ix.users.get(id)
+	return ok && equalFoldASCII(ix.users.name(r), name)
 }
 
 // Username returns user id's username ("" if unknown).
 func (ix *Index) Username(id int64) string {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	r, ok := ix.users[id]
+	r, ok := ix.users.get(id)
 	if !ok {
 		return ""
 	}
-	return string(ix.name(r))
+	return string(ix.users.name(r))
 }
 
 // UserByLogin finds an active or blocked user by username or email.
 func (ix *Index) UserByLogin(login string) (IndexedUser, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	if id, ok := ix.byName[hashName(login)]; ok {
-		if r, ok := ix.users[id]; ok && equalFoldASCII(ix.name(r), login) {
-			return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, true
-		}
+	if r, ok := ix.users.byLogin(login, false); ok {
+		return IndexedUser{ID: r.id, Active: r.active, IsAdmin: r.admin}, true
 	}
 	if strings.IndexByte(login, '@') > 0 {
-		if id, ok := ix.byEmail[hashName(login)]; ok {
-			if r, ok := ix.users[id]; ok && equalFoldASCII(ix.email(r), login) {
-				return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, true
-			}
+		if r, ok := ix.users.byLogin(login, true); ok {
+			return IndexedUser{ID: r.id, Active: r.active, IsAdmin: r.admin}, true
 		}
 	}
 	return IndexedUser{}, false
