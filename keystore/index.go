@@ -689,6 +689,13 @@ func (ix *Index) Len() int {
 	return ix.keys.Load().count
 }
 
+// OffHeapBytes reports the index memory kept outside the Go heap (a large
+// key table is mapped directly, with huge pages where the kernel allows),
+// which runtime.MemStats does not count.
+func (ix *Index) OffHeapBytes() int {
+	return ix.keys.Load().offHeap
+}
+
 // OnChange registers fn to run after each applied change (e.g. to close
 // sessions whose identity was revoked).
 func (ix *Index) OnChange(fn func(Change)) {

@@ -34,6 +34,8 @@ type keyTable struct {
 	w     []uint64
 	slots uint64
 	count int // written only by the (single) writer; read under Index.mu
+	// offHeap is the size of w when it is mapped outside the Go heap.
+	offHeap int
 }
 
 const (
@@ -61,8 +63,13 @@ func fpWords(fp *[32]byte) [4]uint64 {
 
 // newKeyTable returns a table sized for n keys.
 func newKeyTable(n int) *keyTable {
-	slots := uint64(n)*keyTableLoadDen/keyTableLoadNum + 16
-	return &keyTable{w: make([]uint64, slots*slotWords), slots: slots}
+	return newKeyTableSlots(uint64(n)*keyTableLoadDen/keyTableLoadNum + 16)
+}
+
+func newKeyTableSlots(slots uint64) *keyTable {
+	t := &keyTable{slots: slots}
+	t.w, t.offHeap = allocSlots(t, slots*slotWords)
+	return t
 }
 
 func (t *keyTable) home(w0 uint64) uint64 {
@@ -110,6 +117,7 @@ func getKey(p *atomic.Pointer[keyTable], fp *[4]uint64) (keySlot, bool) {
 		if s&1 == 0 {
 			r, ok := t.lookup(fp)
 			if t.seq.Load() == s {
+				runtime.KeepAlive(t) // t owns the memory lookup read
 				return r, ok
 			}
 		}
@@ -219,8 +227,7 @@ func (t *keyTable) remove(i uint64) {
 func (t *keyTable) grown() *keyTable {
 	// 1.5× the slots: the fill factor after growth is ~58%, which keeps
 	// bytes per key lower than doubling would.
-	slots := t.slots*3/2 + 16
-	n := &keyTable{w: make([]uint64, slots*slotWords), slots: slots}
+	n := newKeyTableSlots(t.slots*3/2 + 16)
 	for i := range t.slots {
 		if !t.used(i) {
 			continue

@@ -3,6 +3,7 @@ package keystore
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -215,5 +216,31 @@ func TestKeyTableConcurrentReaders(t *testing.T) {
 	}
 	if ix.Len() != stable {
 		t.Fatalf("Len %d, want %d", ix.Len(), stable)
+	}
+}
+
+// A large table is mapped outside the Go heap (on Linux); growing retires
+// and, once unreachable, unmaps the old mappings while lookups go on.
+func TestKeyTableLargeOffHeap(t *testing.T) {
+	ix := NewIndex(nil)
+	const n = 200_000
+	for i := range n {
+		ix.InsertKey(int64(i+1), 1, modelFP(uint64(i)*0x9e3779b97f4a7c15, i), UsageAuth, 0)
+		if i%50_000 == 0 {
+			runtime.GC() // run cleanups of replaced tables
+		}
+	}
+	runtime.GC()
+	runtime.GC()
+	if runtime.GOOS == "linux" && ix.OffHeapBytes() < n*slotWords*8 {
+		t.Fatalf("OffHeapBytes %d for %d keys", ix.OffHeapBytes(), n)
+	}
+	for i := range n {
+		if k, ok := ix.Key(modelFP(uint64(i)*0x9e3779b97f4a7c15, i)); !ok || k.ID != int64(i+1) {
+			t.Fatalf("key %d: %+v %v", i, k, ok)
+		}
+	}
+	if ix.Len() != n {
+		t.Fatalf("Len %d", ix.Len())
 	}
 }
