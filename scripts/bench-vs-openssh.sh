@@ -5,7 +5,8 @@
 #   sudo QUICK=1 ./scripts/bench-vs-openssh.sh    # 1k and 10k keys, shorter runs
 #
 # Runs as root: it installs what is missing (apt-get: openssh-server, git,
-# sqlite3, golang-go only if no go is on PATH), runs OpenSSH sshd on a
+# sqlite3, curl; Go from go.dev at go.mod's version into /usr/local/go if no
+# go is on PATH — Debian's golang-go is too old), runs OpenSSH sshd on a
 # loopback high port as the current (root) user and keeps its state in a
 # root-owned cache directory (sshd refuses an AuthorizedKeysCommand below a
 # world-writable directory such as /tmp).
@@ -73,7 +74,7 @@ command -v git >/dev/null || need+=(git)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v curl >/dev/null || need+=(curl)
-command -v go >/dev/null || need+=(golang-go)
+export PATH=$PATH:/usr/local/go/bin
 if ((${#need[@]})); then
 	log "installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
@@ -81,6 +82,12 @@ if ((${#need[@]})); then
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # Debian's package starts its own sshd on port 22; that one is left alone.
+if ! command -v go >/dev/null; then
+	gov=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$ROOT/go.mod")
+	arch=$(dpkg --print-architecture)
+	log "installing Go $gov into /usr/local/go"
+	curl -fsSL "https://go.dev/dl/go$gov.linux-$arch.tar.gz" | tar -C /usr/local -xz
+fi
 
 mkdir -p "$CACHE"
 chmod 755 "$CACHE"
