@@ -313,6 +313,9 @@ curl -sf -H "$H" -X POST "$API/projects" -d namespace_id="$gid" -d path=big >/de
 BARE=$D1K/repositories/bench/big.git
 [[ -d $BARE ]] || die "project repository $BARE missing"
 git -C "$REPO" push -q "$BARE" main
+# One pack, as a served repository has: a push of fewer than 100 objects is
+# stored as loose objects, which upload-pack would compress on every clone.
+git -C "$BARE" repack -a -d -q
 SIZE=$(du -sb "$BARE/objects" | cut -f1)
 SSHOPT="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o LogLevel=ERROR -i $D1K/id"
 clone_mbps() { # URL PORT: best of 3 clones, MB/s
