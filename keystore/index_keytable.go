@@ -19,8 +19,9 @@ import (
 //
 // A fingerprint is uniformly random, so its first word is the hash: the home
 // slot is that word scaled to the table size (no hashing, no power-of-two
-// size). A lookup is one cache miss on the home slot plus, rarely, the next
-// lines, which the hardware prefetches.
+// size). A lookup is one cache miss on the home slot plus, at high fill, a
+// few adjacent lines in the same page (linear probing at 58–87 % fill
+// probes 1.7–4.3 slots on average for a present key).
 //
 // Readers take no lock. Writers (serialised by Index.mu) bracket every change
 // with seq (odd while writing); a reader that saw seq change retries. All
@@ -41,8 +42,8 @@ type keyTable struct {
 const (
 	slotWords = 8
 	slotUsed  = 1
-	// keyTableLoad is the fill factor a table is sized for; a table grows
-	// when it would pass keyTableMaxLoad.
+	// A new table is sized for a fill of keyTableLoadNum/Den; a table
+	// grows (×1.5 slots) when it would pass keyTableMaxLoadNum/Den.
 	keyTableLoadNum, keyTableLoadDen       = 3, 4
 	keyTableMaxLoadNum, keyTableMaxLoadDen = 7, 8
 )
