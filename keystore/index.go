@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Index is the in-memory view of the keystore that SSH authentication reads:
@@ -25,14 +27,14 @@ import (
 type Index struct {
 	store *Store
 
-	mu       sync.RWMutex
-	keys     map[[32]byte]keyRec
-	keyFP    map[int64][32]byte
-	users    map[int64]userRec
-	byName   map[uint64]int64
-	byEmail  map[uint64]int64
-	arena    []byte
-	blocked  map[int64]struct{} // blocked users: small, so the auth path stays in cache
+	mu sync.RWMutex
+	// keys is read without mu (see keyTable); writers hold mu.
+	keys  atomic.Pointer[keyTable]
+	keyFP map[int64]uint64 // key id -> first word of its fingerprint
+	users userTable
+	// blocked holds only the blocked users, copied on write and read
+	// without mu: small, so the auth path stays in cache.
+	blocked  atomic.Pointer[map[int64]struct{}]
 	groups   map[int64]groupRec
 	members  map[memberKey]uint8
 	byUser   map[int64][]int64 // user id -> group ids (rarely large)
@@ -54,18 +56,6 @@ type Index struct {
 	ahead map[int64]struct{}
 	// retry, when a Feed runs, asks it to retry a change whose Apply failed.
 	retry func()
-}
-
-type keyRec struct {
-	ID, UserID int64
-	ExpiresMS  int64 // 0: never
-	Usage      uint8
-}
-
-type userRec struct {
-	nameOff, emailOff uint32
-	nameLen, emailLen uint16
-	active, admin     bool
 }
 
 type groupRec struct {
@@ -143,14 +133,18 @@ func NewIndex(store *Store) *Index {
 	return ix
 }
 
+// setKeys publishes t and retires the table it replaces.
+func (ix *Index) setKeys(t *keyTable) {
+	if old := ix.keys.Swap(t); old != nil {
+		old.retire()
+	}
+}
+
 func (ix *Index) reset() {
-	ix.keys = map[[32]byte]keyRec{}
-	ix.keyFP = map[int64][32]byte{}
-	ix.users = map[int64]userRec{}
-	ix.byName = map[uint64]int64{}
-	ix.byEmail = map[uint64]int64{}
-	ix.arena = nil
-	ix.blocked = map[int64]struct{}{}
+	ix.setKeys(newKeyTable(0))
+	ix.keyFP = map[int64]uint64{}
+	ix.users.init(0)
+	ix.blocked.Store(&map[int64]struct{}{})
 	ix.groups = map[int64]groupRec{}
 	ix.members = map[memberKey]uint8{}
 	ix.byUser = map[int64][]int64{}
@@ -164,7 +158,7 @@ func (ix *Index) reset() {
 
 // hashName is FNV-1a over the ASCII-lowercased name (SQLite's lower() is
 // ASCII-only too, so uniqueness matches the database's).
-func hashName(s string) uint64 {
+func hashName[S ~string | ~[]byte](s S) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -206,6 +200,23 @@ func ParseSHA256Fingerprint(fp string) ([32]byte, bool) {
 	n, err := base64.RawStdEncoding.Decode(out[:], []byte(b64))
 	return out, err == nil && n == 32
 }
+
+// parseFingerprintBytes is ParseSHA256Fingerprint for a raw column value.
+func parseFingerprintBytes(fp []byte) ([32]byte, bool) {
+	var out [32]byte
+	const prefix = "SHA256:"
+	if len(fp) < len(prefix) || string(fp[:len(prefix)]) != prefix {
+		return out, false
+	}
+	b64 := fp[len(prefix):]
+	if base64.RawStdEncoding.DecodedLen(len(b64)) != 32 {
+		return out, false
+	}
+	n, err := base64.RawStdEncoding.Decode(out[:], b64)
+	return out, err == nil && n == 32
+}
+
+func usageBitsBytes(u []byte) uint8 { return usageBits(string(u)) }
 
 func revHash(kind uint8, value string) revKey {
 	return revKey{Kind: kind, Hash: sha256.Sum256([]byte(value))}
@@ -253,22 +264,23 @@ func (ix *Index) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fresh.users = make(map[int64]userRec, nUsers)
-	fresh.byName = make(map[uint64]int64, nUsers)
-	fresh.byEmail = make(map[uint64]int64, nUsers)
-	fresh.keys = make(map[[32]byte]keyRec, nKeys)
-	fresh.keyFP = make(map[int64][32]byte, nKeys)
-	fresh.arena = make([]byte, 0, nUsers*32)
-	if err := s.forEachRow(ctx, `SELECT `+userCols+` FROM users`, func(sc func(...any) error) error {
-		u, err := scanUser(scanFunc(sc))
-		if err != nil {
+	fresh.users.init(nUsers)
+	fresh.keys.Store(newKeyTable(nKeys))
+	fresh.keyFP = make(map[int64]uint64, nKeys)
+	// Only the columns the index needs, scanned without a string per value.
+	var name, email, state sql.RawBytes
+	if err := s.forEachRow(ctx, `SELECT id, username, email, state, is_admin FROM users`, func(sc func(...any) error) error {
+		var id int64
+		var admin int
+		if err := sc(&id, &name, &email, &state, &admin); err != nil {
 			return err
 		}
-		fresh.addUser(u)
+		fresh.addUserBytes(id, name, email, string(state) == StateActive, admin != 0)
 		return nil
 	}); err != nil {
 		return err
 	}
+	fresh.users.compact()
 	groups, err := s.AllGroups(ctx)
 	if err != nil {
 		return err
@@ -290,13 +302,18 @@ func (ix *Index) reload(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	var fp, usage sql.RawBytes
 	if err := s.forEachRow(ctx, `SELECT id, user_id, fingerprint_sha256, usage_type, expires_at FROM keys`, func(sc func(...any) error) error {
-		var k Key
-		var exp *int64
-		if err := sc(&k.ID, &k.UserID, &k.FingerprintSHA256, &k.UsageType, &exp); err != nil {
+		var id, userID int64
+		var exp sql.NullInt64
+		if err := sc(&id, &userID, &fp, &usage, &exp); err != nil {
 			return err
 		}
-		fresh.putKey(k.ID, k.UserID, k.FingerprintSHA256, k.UsageType, exp)
+		b, ok := parseFingerprintBytes(fp)
+		if !ok {
+			return nil // unparseable: never matches (fail closed)
+		}
+		fresh.putKeyFP(id, userID, &b, usageBitsBytes(usage), exp.Int64, exp.Valid)
 		return nil
 	}); err != nil {
 		return err
@@ -332,8 +349,9 @@ func (ix *Index) reload(ctx context.Context) error {
 	defer ix.applyMu.Unlock()
 	ix.mu.Lock()
 	ix.targets = fresh.targets
-	ix.keys, ix.keyFP, ix.users, ix.byName, ix.byEmail, ix.arena = fresh.keys, fresh.keyFP, fresh.users, fresh.byName, fresh.byEmail, fresh.arena
-	ix.blocked = fresh.blocked
+	ix.setKeys(fresh.keys.Load())
+	ix.keyFP, ix.users = fresh.keyFP, fresh.users
+	ix.blocked.Store(fresh.blocked.Load())
 	ix.groups, ix.members, ix.byUser = fresh.groups, fresh.members, fresh.byUser
 	ix.cas, ix.caFP, ix.revs, ix.revByID = fresh.cas, fresh.caFP, fresh.revs, fresh.revByID
 	ix.applied = seq
@@ -376,38 +394,55 @@ func (ix *Index) putKey(id, userID int64, fp, usage string, expMS *int64) {
 	if !ok {
 		return // unparseable: never matches (fail closed)
 	}
-	rec := keyRec{ID: id, UserID: userID, Usage: usageBits(usage)}
+	var exp int64
 	if expMS != nil {
-		rec.ExpiresMS = *expMS
-		if rec.ExpiresMS == 0 {
-			rec.ExpiresMS = 1
+		exp = *expMS
+	}
+	ix.putKeyFP(id, userID, &b, usageBits(usage), exp, expMS != nil)
+}
+
+func (ix *Index) putKeyFP(id, userID int64, fp *[32]byte, usage uint8, expMS int64, expires bool) {
+	k := keySlot{fp: fpWords(fp), id: id, userID: userID, usage: usage}
+	if expires {
+		k.expires = expMS
+		if k.expires == 0 {
+			k.expires = 1
 		}
 	}
+	ix.insertKey(&k)
+}
+
+// insertKey adds or replaces a key, dropping the entry key k.id had under
+// another fingerprint.
+func (ix *Index) insertKey(k *keySlot) {
+	t := ix.keys.Load()
 	if !ix.loading {
-		if old, ok := ix.keyFP[id]; ok && old != b {
-			delete(ix.keys, old)
+		if old, ok := ix.keyFP[k.id]; ok {
+			if i, ok := t.findID(old, k.id); ok {
+				if s := t.slot(i); s[1] != k.fp[1] || s[2] != k.fp[2] || s[3] != k.fp[3] || s[0] != k.fp[0] {
+					t.remove(i)
+				}
+			}
 		}
 	}
-	ix.keys[b] = rec
-	ix.keyFP[id] = b
+	if t.full() {
+		t = t.grown()
+		ix.setKeys(t)
+	}
+	t.put(k)
+	ix.keyFP[k.id] = k.fp[0]
 }
 
 func (ix *Index) dropKey(id int64) {
-	if b, ok := ix.keyFP[id]; ok {
-		if rec := ix.keys[b]; rec.ID == id {
-			delete(ix.keys, b)
-		}
-		delete(ix.keyFP, id)
+	w0, ok := ix.keyFP[id]
+	if !ok {
+		return
 	}
-}
-
-func (ix *Index) addString(s string) (uint32, uint16) {
-	if len(s) > 0xffff {
-		s = s[:0xffff]
+	t := ix.keys.Load()
+	if i, ok := t.findID(w0, id); ok {
+		t.remove(i)
 	}
-	off := uint32(len(ix.arena))
-	ix.arena = append(ix.arena, s...)
-	return off, uint16(len(s))
+	delete(ix.keyFP, id)
 }
 
 func (ix *Index) putUser(u *User) {
@@ -417,38 +452,42 @@ func (ix *Index) putUser(u *User) {
 
 // addUser inserts a user known to be absent (a fresh load skips the lookup).
 func (ix *Index) addUser(u *User) {
-	rec := userRec{active: u.Active(), admin: u.IsAdmin}
-	rec.nameOff, rec.nameLen = ix.addString(u.Username)
-	rec.emailOff, rec.emailLen = ix.addString(u.Email)
-	ix.users[u.ID] = rec
-	if !rec.active {
-		ix.blocked[u.ID] = struct{}{}
+	ix.addUserBytes(u.ID, []byte(u.Username), []byte(u.Email), u.Active(), u.IsAdmin)
+}
+
+// addUserBytes is addUser for a row scanned as raw bytes.
+func (ix *Index) addUserBytes(id int64, name, email []byte, active, admin bool) {
+	ix.users.add(userRec{id: id, active: active, admin: admin}, name, email)
+	if !active {
+		ix.setBlocked(id, true)
 	}
-	ix.byName[hashName(u.Username)] = u.ID
-	ix.byEmail[hashName(u.Email)] = u.ID
+}
+
+// setBlocked adds or removes id from the blocked set: in place while
+// loading (unpublished), else by publishing a changed copy.
+func (ix *Index) setBlocked(id int64, blocked bool) {
+	m := *ix.blocked.Load()
+	if _, ok := m[id]; ok == blocked {
+		return
+	}
+	if !ix.loading {
+		m = maps.Clone(m)
+		if m == nil {
+			m = map[int64]struct{}{}
+		}
+	}
+	if blocked {
+		m[id] = struct{}{}
+	} else {
+		delete(m, id)
+	}
+	ix.blocked.Store(&m)
 }
 
 func (ix *Index) dropUser(id int64) {
-	rec, ok := ix.users[id]
-	if !ok {
-		return
+	if _, ok := ix.users.remove(id); ok {
+		ix.setBlocked(id, false)
 	}
-	if h := hashName(string(ix.name(rec))); ix.byName[h] == id {
-		delete(ix.byName, h)
-	}
-	if h := hashName(string(ix.email(rec))); ix.byEmail[h] == id {
-		delete(ix.byEmail, h)
-	}
-	delete(ix.users, id)
-	delete(ix.blocked, id)
-}
-
-func (ix *Index) name(r userRec) []byte {
-	return ix.arena[r.nameOff : r.nameOff+uint32(r.nameLen)]
-}
-
-func (ix *Index) email(r userRec) []byte {
-	return ix.arena[r.emailOff : r.emailOff+uint32(r.emailLen)]
 }
 
 func (ix *Index) groupRecFor(g *Group) groupRec {
@@ -519,9 +558,7 @@ func (ix *Index) putRevocation(r *Revocation) {
 func (ix *Index) InsertKey(id, userID int64, fp [32]byte, usage string, expiresMS int64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	rec := keyRec{ID: id, UserID: userID, Usage: usageBits(usage), ExpiresMS: expiresMS}
-	ix.keys[fp] = rec
-	ix.keyFP[id] = fp
+	ix.insertKey(&keySlot{fp: fpWords(&fp), id: id, userID: userID, usage: usageBits(usage), expires: expiresMS})
 }
 
 // InsertUser adds a user record directly (see InsertKey).
@@ -535,18 +572,20 @@ func (ix *Index) InsertUser(u *User) {
 
 // Key looks up a user key by SHA-256 fingerprint.
 func (ix *Index) Key(fp [32]byte) (IndexedKey, bool) {
-	ix.mu.RLock()
-	r, ok := ix.keys[fp]
-	ix.mu.RUnlock()
-	return IndexedKey{ID: r.ID, UserID: r.UserID, ExpiresMS: r.ExpiresMS, usage: r.Usage}, ok
+	w := fpWords(&fp)
+	r, ok := getKey(&ix.keys, &w)
+	return IndexedKey{ID: r.id, UserID: r.userID, ExpiresMS: r.expires, usage: r.usage}, ok
 }
 
 // User looks up a user by id.
 func (ix *Index) User(id int64) (IndexedUser, bool) {
 	ix.mu.RLock()
-	r, ok := ix.users[id]
-	ix.mu.RUnlock()
-	return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, ok
+	defer ix.mu.RUnlock()
+	r, ok := ix.users.get(id)
+	if !ok {
+		return IndexedUser{ID: id}, false
+	}
+	return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, true
 }
 
 // UserBlocked reports whether a user is blocked. It reads a set that holds
@@ -554,9 +593,7 @@ func (ix *Index) User(id int64) (IndexedUser, bool) {
 // always exists in the index (keys are deleted with their user, and the
 // change log applies those deletions first).
 func (ix *Index) UserBlocked(id int64) bool {
-	ix.mu.RLock()
-	_, b := ix.blocked[id]
-	ix.mu.RUnlock()
+	_, b := (*ix.blocked.Load())[id]
 	return b
 }
 
@@ -564,35 +601,31 @@ func (ix *Index) UserBlocked(id int64) bool {
 func (ix *Index) UsernameIs(id int64, name string) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	r, ok := ix.users[id]
-	return ok && equalFoldASCII(ix.name(r), name)
+	r, ok := ix.users.get(id)
+	return ok && equalFoldASCII(ix.users.name(r), name)
 }
 
 // Username returns user id's username ("" if unknown).
 func (ix *Index) Username(id int64) string {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	r, ok := ix.users[id]
+	r, ok := ix.users.get(id)
 	if !ok {
 		return ""
 	}
-	return string(ix.name(r))
+	return string(ix.users.name(r))
 }
 
 // UserByLogin finds an active or blocked user by username or email.
 func (ix *Index) UserByLogin(login string) (IndexedUser, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	if id, ok := ix.byName[hashName(login)]; ok {
-		if r, ok := ix.users[id]; ok && equalFoldASCII(ix.name(r), login) {
-			return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, true
-		}
+	if r, ok := ix.users.byLogin(login, false); ok {
+		return IndexedUser{ID: r.id, Active: r.active, IsAdmin: r.admin}, true
 	}
 	if strings.IndexByte(login, '@') > 0 {
-		if id, ok := ix.byEmail[hashName(login)]; ok {
-			if r, ok := ix.users[id]; ok && equalFoldASCII(ix.email(r), login) {
-				return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, true
-			}
+		if r, ok := ix.users.byLogin(login, true); ok {
+			return IndexedUser{ID: r.id, Active: r.active, IsAdmin: r.admin}, true
 		}
 	}
 	return IndexedUser{}, false
@@ -677,7 +710,14 @@ func (ix *Index) Applied() int64 {
 func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return len(ix.keys)
+	return ix.keys.Load().count
+}
+
+// OffHeapBytes reports the index memory kept outside the Go heap (a large
+// key table is mapped directly, with huge pages where the kernel allows),
+// which runtime.MemStats does not count.
+func (ix *Index) OffHeapBytes() int {
+	return ix.keys.Load().offHeap
 }
 
 // OnChange registers fn to run after each applied change (e.g. to close

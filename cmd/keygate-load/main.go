@@ -4,11 +4,14 @@
 //	keygate-load run --addr HOST:PORT --user git --key PATH [--cert PATH] [--cmd CMD]
 //	    [--concurrency N] [--duration D | --count N] [--json] [--host-key-check=false]
 //	keygate-load seed --data-dir DIR --keys N [--db PATH] [--write-keys FILE]
+//	keygate-load hold --addr HOST:PORT --user git --key PATH --conns N [--duration D]
 //
 // run opens connections in a loop (TCP connect, key exchange, public-key
 // authentication, optionally one command) and reports handshakes per
 // second, latency percentiles and errors by kind. seed fills the SQLite
 // keystore of a stopped keygate with N users holding one ed25519 key each.
+// hold opens N authenticated connections and keeps them open, idle, for a
+// while (to measure a server's memory per idle connection).
 package main
 
 import (
@@ -34,6 +37,8 @@ const usage = `usage:
   keygate-load run --addr HOST:PORT [--user git] --key PATH [--cert PATH] [--cmd CMD]
                    [--concurrency N] [--duration D | --count N] [--json] [--host-key-check=false]
   keygate-load seed --data-dir DIR --keys N [--db PATH] [--write-keys FILE] [--json]
+  keygate-load hold --addr HOST:PORT [--user git] --key PATH --conns N [--duration D]
+                    [--concurrency N] [--json] [--host-key-check=false]
 `
 
 // cli runs one subcommand and returns the exit status.
@@ -47,6 +52,8 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cliRun(ctx, args[1:], stdout, stderr)
 	case "seed":
 		return cliSeed(ctx, args[1:], stdout, stderr)
+	case "hold":
+		return cliHold(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -141,6 +148,62 @@ func cliSeed(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stdout, "seeded %d users with one ed25519 key each into %s in %s (first user %s)\n",
 			res.Users, res.DBPath, res.Elapsed.Round(time.Millisecond), res.FirstUser)
+	}
+	return 0
+}
+
+func cliHold(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hold", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "", "server HOST:PORT")
+	user := fs.String("user", "git", "SSH login name")
+	key := fs.String("key", "", "private key file (ed25519, ecdsa or rsa; unencrypted)")
+	cert := fs.String("cert", "", "certificate for the key (-cert.pub)")
+	conns := fs.Int("conns", 0, "connections to open and hold")
+	conc := fs.Int("concurrency", 16, "connections being opened at once")
+	dur := fs.Duration("duration", 10*time.Second, "how long to hold them once all are open")
+	timeout := fs.Duration("timeout", 10*time.Second, "per-connection timeout (dial + handshake + auth)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	check := fs.Bool("host-key-check", true, "check the host key against --known-hosts")
+	known := fs.String("known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *addr == "" || *key == "" || *conns <= 0 || *dur < 0 || fs.NArg() != 0 {
+		fmt.Fprint(stderr, "keygate-load hold: --addr, --key and --conns N > 0 are required\n")
+		return 2
+	}
+	signer, err := loadSigner(*key, *cert)
+	if err != nil {
+		fmt.Fprintln(stderr, "keygate-load:", err)
+		return 1
+	}
+	hk, err := hostKeyCallback(*check, *known)
+	if err != nil {
+		fmt.Fprintln(stderr, "keygate-load:", err)
+		return 1
+	}
+	res, err := hold(ctx, holdOptions{
+		Addr: *addr, User: *user, Signer: signer, Conns: *conns, Concurrency: *conc,
+		Duration: *dur, Timeout: *timeout, HostKey: hk,
+		// On stderr, so a script can wait for it while stdout stays one
+		// result (or one JSON object).
+		Ready: func(open int) { fmt.Fprintf(stderr, "holding %d connections\n", open) },
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "keygate-load:", err)
+		return 1
+	}
+	if *asJSON {
+		if err := json.NewEncoder(stdout).Encode(res); err != nil {
+			fmt.Fprintln(stderr, "keygate-load:", err)
+			return 1
+		}
+	} else {
+		printHold(stdout, res)
+	}
+	if res.Opened < int64(*conns) {
+		return 1
 	}
 	return 0
 }

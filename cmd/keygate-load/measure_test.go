@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,8 +41,17 @@ func TestMeasureOpenLoad(t *testing.T) {
 	runtime.GC()
 	var m1 runtime.MemStats
 	runtime.ReadMemStats(&m1)
-	t.Logf("keys %d: keystore.Open %v, Index.Load %v, Open+Load %v, live heap after GC %.1f MiB",
-		ix.Len(), opened, total-opened, total, float64(m1.HeapAlloc-m0.HeapAlloc)/(1<<20))
+	heap := float64(m1.HeapAlloc - m0.HeapAlloc)
+	off := float64(ix.OffHeapBytes())
+	t.Logf("keys %d: keystore.Open %v, Index.Load %v, Open+Load %v, live heap after GC %.1f MiB + key table off heap %.1f MiB = %.0f bytes/key",
+		ix.Len(), opened, total-opened, total, heap/(1<<20), off/(1<<20), (heap+off)/float64(max(ix.Len(), 1)))
+	if b, err := os.ReadFile("/proc/self/smaps_rollup"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "AnonHugePages") {
+				t.Log(l)
+			}
+		}
+	}
 	store.Close()
 	runtime.KeepAlive(ix)
 
