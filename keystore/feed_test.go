@@ -438,7 +438,7 @@ func TestFeedKeepsServingWhenChangesCannotBeRead(t *testing.T) {
 	if _, err := e.s.SetUserState(e.ctx, sys, frank.ID, keystore.StateBlocked); err != nil {
 		t.Fatal(err)
 	}
-	damage(t, e, `UPDATE users SET created_at = 'garbage' WHERE id = $1`, frank.ID)
+	damage(t, e, `UPDATE users SET is_admin = 'garbage' WHERE id = $1`, frank.ID)
 	b.feed.Step(e.ctx)
 	st := b.feed.Status()
 	if st.Applied != before || st.Errors == 0 || !st.DatabaseReachable {
@@ -454,7 +454,7 @@ func TestFeedKeepsServingWhenChangesCannotBeRead(t *testing.T) {
 		t.Fatal("the index stopped serving after a failed reload")
 	}
 
-	damage(t, e, `UPDATE users SET created_at = 0 WHERE id = $1`, frank.ID)
+	damage(t, e, `UPDATE users SET is_admin = 0 WHERE id = $1`, frank.ID)
 	b.feed.Step(e.ctx)
 	if !b.ix.UserBlocked(frank.ID) {
 		t.Fatal("frank is not blocked once the row is readable again")
