@@ -113,6 +113,9 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if he.Code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")
+		if errors.Is(he.Err, keystore.ErrUnavailable) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			he.Body = "503 Service Unavailable - the keystore cannot be read right now; try again later"
+		}
 	}
 	if m, ok := he.Body.(map[string]string); ok { // already a full body (e.g. scope errors)
 		writeJSON(w, he.Code, m)

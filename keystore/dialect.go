@@ -101,6 +101,9 @@ func (sqliteDialect) mapErr(err error) error {
 	case strings.Contains(msg, "readonly database"),
 		strings.Contains(msg, "database or disk is full"),
 		strings.Contains(msg, "disk I/O error"),
+		// A file system that fails every read makes SQLite report its pages
+		// as malformed: the storage is unusable, not the request wrong.
+		strings.Contains(msg, "database disk image is malformed"),
 		strings.Contains(msg, "database is locked"),
 		strings.Contains(msg, "SQLITE_BUSY"),
 		strings.Contains(msg, "unable to open database"):
