@@ -1,6 +1,7 @@
 package keystore_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/keygate/keygate/keystore"
@@ -73,5 +74,30 @@ func TestListOrderIsByteOrder(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("ListGroups = %v, want %v", got, want)
 		}
+	}
+}
+
+// TestUnstorableTextIsInvalid: text with a NUL byte or invalid UTF-8 cannot
+// be stored by PostgreSQL (and no stored value equals it), so every backend
+// answers ErrInvalid for lookups, searches and writes alike, never a driver
+// error, and nothing is written.
+func TestUnstorableTextIsInvalid(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := e.user(t, "alice")
+	for _, bad := range []string{"al\x00ice", "al\xffice"} {
+		if _, err := e.s.UserByUsername(e.ctx, bad); !errors.Is(err, keystore.ErrInvalid) {
+			t.Errorf("UserByUsername(%q) = %v, want ErrInvalid", bad, err)
+		}
+		if _, _, err := e.s.ListUsers(e.ctx, keystore.UserFilter{Search: bad}, keystore.Page{}); !errors.Is(err, keystore.ErrInvalid) {
+			t.Errorf("ListUsers(search %q) = %v, want ErrInvalid", bad, err)
+		}
+		if _, err := e.s.UpdateUser(e.ctx, sys, alice.ID, keystore.UserInput{Name: ptr(bad)}); !errors.Is(err, keystore.ErrInvalid) {
+			t.Errorf("UpdateUser(name %q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	u, err := e.s.User(e.ctx, alice.ID)
+	if err != nil || u.Name != alice.Name {
+		t.Fatalf("alice after refused updates: %+v, %v", u, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
@@ -284,16 +285,43 @@ func (s *Store) writeTx(ctx context.Context, actor Actor, serial bool, fn func(t
 }
 
 func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := checkText(args); err != nil {
+		return nil, err
+	}
 	return t.sqltx.ExecContext(ctx, t.s.dialect.rebind(query), args...)
 }
 
-func (t *tx) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+func (t *tx) queryRow(ctx context.Context, query string, args ...any) rowScanner {
+	if err := checkText(args); err != nil {
+		return errRow{err}
+	}
 	return t.sqltx.QueryRowContext(ctx, t.s.dialect.rebind(query), args...)
 }
 
 func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := checkText(args); err != nil {
+		return nil, err
+	}
 	return t.sqltx.QueryContext(ctx, t.s.dialect.rebind(query), args...)
 }
+
+// checkText refuses text arguments that no backend stores faithfully: a NUL
+// byte or invalid UTF-8 (PostgreSQL rejects both; SQLite would keep them).
+// No stored value can equal one, so refusing is the same answer on every
+// backend, and a clear 400 instead of a driver error.
+func checkText(args []any) error {
+	for _, a := range args {
+		if v, ok := a.(string); ok && (strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v)) {
+			return invalid("value", "must be valid UTF-8 without NUL bytes")
+		}
+	}
+	return nil
+}
+
+// errRow is a row whose Scan fails with err.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // insert runs an INSERT … RETURNING id.
 func (t *tx) insert(ctx context.Context, query string, args ...any) (int64, error) {
@@ -373,11 +401,17 @@ func fromNullMS(v sql.NullInt64) *time.Time {
 // Reads outside a write transaction report a database that cannot be
 // reached (PostgreSQL down or restarting) as ErrUnavailable, like writes.
 
-func (s *Store) queryRow(ctx context.Context, query string, args ...any) readRow {
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) rowScanner {
+	if err := checkText(args); err != nil {
+		return errRow{err}
+	}
 	return readRow{s.db.QueryRowContext(ctx, s.dialect.rebind(query), args...), s}
 }
 
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := checkText(args); err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(query), args...)
 	return rows, s.readErr(err)
 }
