@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	mrand "math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
@@ -109,4 +110,23 @@ func BenchmarkGCWithMillionKeys(b *testing.B) {
 	}
 	b.StopTimer()
 	runtime.KeepAlive(s)
+}
+
+// BenchmarkMemoryLatencyReference is not keygate code: it chases pointers
+// through a 96 MiB buffer (the size of the 1M-key table) in random order, so
+// each step is one dependent cache miss. It is the floor for a cold index
+// lookup on the machine at hand, printed next to BenchmarkAuthDecision to
+// read the 1M-key figure against (docs/performance.md).
+func BenchmarkMemoryLatencyReference(b *testing.B) {
+	const lines = 96 << 20 / 64
+	buf := make([]uint64, lines*8)
+	perm := mrand.New(mrand.NewPCG(1, 2)).Perm(lines)
+	for i := range lines {
+		buf[perm[i]*8] = uint64(perm[(i+1)%lines])
+	}
+	j := uint64(0)
+	for b.Loop() {
+		j = buf[j*8]
+	}
+	runtime.KeepAlive(j)
 }
