@@ -211,85 +211,147 @@ func (s *Store) HasAdmin(ctx context.Context) (bool, error) {
 // The secret is also returned when a given secret's token was created or
 // restored.
 // Root and its token are written in one transaction, so an interrupted
-// first start never leaves an admin without a token.
+// first start never leaves an admin without a token. When the secret is
+// already a valid token of an active admin root, nothing is written (no
+// write transaction at all), so a node can start on a database that does
+// not take writes (a read-only file system, a PostgreSQL standby).
 func (s *Store) EnsureAdmin(ctx context.Context, secret string) (string, error) {
 	if secret != "" && (len(secret) < 20 || len(secret) > 200) {
 		return "", errors.New("keystore: KEYGATE_ADMIN_TOKEN must be 20 to 200 characters")
 	}
-	generated := secret == ""
-	if generated {
-		has, err := s.HasAdmin(ctx)
-		if err != nil || has {
+	if secret == "" {
+		secret = NewTokenSecret()
+		created, err := s.BootstrapAdmin(ctx, secret, nil)
+		if err != nil || !created {
 			return "", err
 		}
-		secret = NewTokenSecret()
+		return secret, nil
 	}
 	digest := TokenDigest(secret)
+	var state string
+	var isAdmin, revoked int
+	var exp sql.NullInt64
+	err := s.queryRow(ctx, `SELECT u.state, u.is_admin, t.revoked, t.expires_at FROM personal_access_tokens t
+		JOIN users u ON u.id = t.user_id WHERE t.digest = ? AND lower(u.username) = 'root'`, digest).
+		Scan(&state, &isAdmin, &revoked, &exp)
+	switch {
+	case err == nil && state == StateActive && isAdmin != 0 && revoked == 0 && !exp.Valid:
+		return "", nil // already valid
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
+		return "", s.dialect.mapErr(err)
+	}
 	changed := false
+	err = s.write(ctx, Actor{}, func(t *tx) error {
+		var err error
+		changed, err = t.ensureRoot(ctx, digest)
+		return err
+	})
+	if err != nil || !changed {
+		return "", err
+	}
+	return secret, nil
+}
+
+// BootstrapAdmin is the first start of a keystore without a configured
+// admin token: unless an admin already exists, it makes root an active
+// admin (creating it if need be) with an api token whose secret is secret,
+// and reports true. The check and the creation are one serialised write
+// transaction (the cluster-wide write lock on PostgreSQL, BEGIN IMMEDIATE
+// on SQLite), so of several nodes starting at once on an empty database
+// exactly one creates the token; the others report false.
+//
+// keep, if not nil, runs only when the token is created, inside the
+// transaction before it commits: the caller stores the secret there, so the
+// commit never makes a token nobody can read. If keep fails, nothing is
+// created.
+func (s *Store) BootstrapAdmin(ctx context.Context, secret string, keep func() error) (bool, error) {
+	if len(secret) < 20 || len(secret) > 200 {
+		return false, errors.New("keystore: an admin token must be 20 to 200 characters")
+	}
+	// The common case, a restart, needs no write transaction.
+	if has, err := s.HasAdmin(ctx); err != nil || has {
+		return false, err
+	}
+	created := false
 	err := s.write(ctx, Actor{}, func(t *tx) error {
-		var rootID int64
-		var admin, blocked bool
-		var state string
-		var isAdmin int
-		err := t.queryRow(ctx, `SELECT id, state, is_admin FROM users WHERE lower(username) = 'root'`).Scan(&rootID, &state, &isAdmin)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			if rootID, err = t.insert(ctx, `INSERT INTO users (username, email, name, state, is_admin, created_at) VALUES (?, ?, ?, ?, 1, ?)`,
-				"root", "root@localhost", "Administrator", StateActive, ms(t.now)); err != nil {
-				return err
-			}
-			if err := t.record(ctx, "user_created", "user", rootID, "create", map[string]any{"username": "root", "is_admin": true}); err != nil {
-				return err
-			}
-			admin = true
-		case err != nil:
+		var n int
+		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM users WHERE is_admin = 1`).Scan(&n); err != nil || n > 0 {
 			return err
-		default:
-			admin, blocked = isAdmin != 0, state != StateActive
 		}
-		if !admin || blocked {
-			if _, err := t.exec(ctx, `UPDATE users SET is_admin = 1, state = ? WHERE id = ?`, StateActive, rootID); err != nil {
-				return err
-			}
-			if err := t.record(ctx, "user_updated", "user", rootID, "update", map[string]any{"is_admin": true, "state": StateActive}); err != nil {
-				return err
-			}
-		}
-		var tokenID, owner int64
-		var revoked int
-		var exp sql.NullInt64
-		err = t.queryRow(ctx, `SELECT id, user_id, revoked, expires_at FROM personal_access_tokens WHERE digest = ?`, digest).
-			Scan(&tokenID, &owner, &revoked, &exp)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			id, err := t.insert(ctx, `INSERT INTO personal_access_tokens (user_id, name, scopes, digest, revoked, created_at) VALUES (?, ?, ?, ?, 0, ?)`,
-				rootID, "bootstrap", ScopeAPI, digest, ms(t.now))
-			if err != nil {
-				return err
-			}
-			changed = true
-			return t.record(ctx, "personal_access_token_created", "token", id, "create",
-				map[string]any{"user_id": rootID, "name": "bootstrap", "scopes": []string{ScopeAPI}})
-		case err != nil:
+		if _, err := t.ensureRoot(ctx, TokenDigest(secret)); err != nil {
 			return err
-		case owner != rootID:
-			return errors.New("keystore: KEYGATE_ADMIN_TOKEN is already a token of another user")
-		case revoked != 0 || exp.Valid:
-			if _, err := t.exec(ctx, `UPDATE personal_access_tokens SET revoked = 0, expires_at = NULL, scopes = ? WHERE id = ?`, ScopeAPI, tokenID); err != nil {
+		}
+		if keep != nil {
+			if err := keep(); err != nil {
 				return err
 			}
-			changed = true
-			return t.record(ctx, "personal_access_token_restored", "token", tokenID, "update", nil)
 		}
+		created = true
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return false, err
 	}
-	if !generated && !changed {
-		return "", nil // already valid
+	return created, nil
+}
+
+// ensureRoot makes root an active admin (creating it if need be) holding a
+// valid api token with this digest; it reports whether the token was
+// created or restored.
+func (t *tx) ensureRoot(ctx context.Context, digest string) (bool, error) {
+	var rootID int64
+	var admin, blocked bool
+	var state string
+	var isAdmin int
+	err := t.queryRow(ctx, `SELECT id, state, is_admin FROM users WHERE lower(username) = 'root'`).Scan(&rootID, &state, &isAdmin)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if rootID, err = t.insert(ctx, `INSERT INTO users (username, email, name, state, is_admin, created_at) VALUES (?, ?, ?, ?, 1, ?)`,
+			"root", "root@localhost", "Administrator", StateActive, ms(t.now)); err != nil {
+			return false, err
+		}
+		if err := t.record(ctx, "user_created", "user", rootID, "create", map[string]any{"username": "root", "is_admin": true}); err != nil {
+			return false, err
+		}
+		admin = true
+	case err != nil:
+		return false, err
+	default:
+		admin, blocked = isAdmin != 0, state != StateActive
 	}
-	return secret, nil
+	if !admin || blocked {
+		if _, err := t.exec(ctx, `UPDATE users SET is_admin = 1, state = ? WHERE id = ?`, StateActive, rootID); err != nil {
+			return false, err
+		}
+		if err := t.record(ctx, "user_updated", "user", rootID, "update", map[string]any{"is_admin": true, "state": StateActive}); err != nil {
+			return false, err
+		}
+	}
+	var tokenID, owner int64
+	var revoked int
+	var exp sql.NullInt64
+	err = t.queryRow(ctx, `SELECT id, user_id, revoked, expires_at FROM personal_access_tokens WHERE digest = ?`, digest).
+		Scan(&tokenID, &owner, &revoked, &exp)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		id, err := t.insert(ctx, `INSERT INTO personal_access_tokens (user_id, name, scopes, digest, revoked, created_at) VALUES (?, ?, ?, ?, 0, ?)`,
+			rootID, "bootstrap", ScopeAPI, digest, ms(t.now))
+		if err != nil {
+			return false, err
+		}
+		return true, t.record(ctx, "personal_access_token_created", "token", id, "create",
+			map[string]any{"user_id": rootID, "name": "bootstrap", "scopes": []string{ScopeAPI}})
+	case err != nil:
+		return false, err
+	case owner != rootID:
+		return false, errors.New("keystore: KEYGATE_ADMIN_TOKEN is already a token of another user")
+	case revoked != 0 || exp.Valid:
+		if _, err := t.exec(ctx, `UPDATE personal_access_tokens SET revoked = 0, expires_at = NULL, scopes = ? WHERE id = ?`, ScopeAPI, tokenID); err != nil {
+			return false, err
+		}
+		return true, t.record(ctx, "personal_access_token_restored", "token", tokenID, "update", nil)
+	}
+	return false, nil
 }
 
 // mustExist returns a NotFoundError when table has no row with id.

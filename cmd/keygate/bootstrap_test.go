@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/keygate/keygate/keystore/pgtest"
 )
 
 // generatedToken matches a token keygate generates (SPEC §3: kgpat- and 20+
@@ -136,5 +138,71 @@ func TestBootstrapGeneratesAdminToken(t *testing.T) {
 	}
 	if string(again) != string(content) {
 		t.Errorf("second start rewrote admin-token: %q, was %q", again, content)
+	}
+}
+
+// TestBootstrapTwoNodesAtOnceOnPostgres: two nodes start at the same time
+// on one empty PostgreSQL database without KEYGATE_ADMIN_TOKEN, each with
+// its own data directory. Exactly one of them creates root's token, prints
+// it and writes it to its admin-token file; the other prints no token,
+// writes no file and says an admin already exists. The token works on both
+// nodes. Some rounds let the nodes migrate the new database themselves
+// (their migrations queue on a lock, which spreads them apart); the others
+// migrate first and start both with --no-migrate, so they reach the
+// bootstrap together.
+func TestBootstrapTwoNodesAtOnceOnPostgres(t *testing.T) {
+	t.Parallel()
+	pgtest.Require(t)
+	for round := range 6 {
+		premigrated := round%3 != 0
+		db := pgtest.NewDatabase(t)
+		var args []string
+		if premigrated {
+			if code, out, errOut := runKeygate(t, nil, "migrate", "--db", db); code != 0 {
+				t.Fatalf("round %d: migrate: exit %d\n%s%s", round, code, out, errOut)
+			}
+			args = []string{"--no-migrate"}
+		}
+		var nodes [2]*proc
+		for i := range nodes {
+			nodes[i] = launchServe(t, serveOpts{Args: append([]string{"--db", db}, args...)})
+		}
+		for _, p := range nodes {
+			p.waitReady() // the token is printed before the listeners open
+		}
+		var token string
+		creators := 0
+		for i, p := range nodes {
+			printed := generatedToken.FindAllString(p.Stderr.String(), -1)
+			file, err := os.ReadFile(filepath.Join(p.DataDir, "admin-token"))
+			switch {
+			case len(printed) == 1 && err == nil:
+				creators++
+				token = printed[0]
+				if got := strings.TrimSpace(string(file)); got != token {
+					t.Fatalf("round %d: node %d printed %q but its admin-token holds %q", round, i, token, got)
+				}
+			case len(printed) == 0 && os.IsNotExist(err):
+				if !strings.Contains(p.Stderr.String(), "an admin user already exists") {
+					t.Errorf("round %d: node %d created no token and did not say an admin exists; stderr:\n%s", round, i, p.Stderr)
+				}
+			default:
+				t.Fatalf("round %d: node %d printed tokens %q, admin-token: %q %v; stderr:\n%s", round, i, printed, file, err, p.Stderr)
+			}
+		}
+		if creators != 1 {
+			t.Fatalf("round %d: %d nodes created an admin token, want exactly 1;\nnode 0:\n%s\nnode 1:\n%s",
+				round, creators, nodes[0].Stderr, nodes[1].Stderr)
+		}
+		if n := pgQuery(t, db, `SELECT count(*) FROM personal_access_tokens`); n != 1 {
+			t.Fatalf("round %d: %d tokens in the database, want 1", round, n)
+		}
+		for _, p := range nodes {
+			requireRoot(t, p, token)
+			requireOneRoot(t, p, token)
+		}
+		for _, p := range nodes {
+			p.stop()
+		}
 	}
 }

@@ -423,20 +423,26 @@ func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, 
 		log.Info("admin token from KEYGATE_ADMIN_TOKEN is valid for user root")
 		return nil
 	}
-	has, err := store.HasAdmin(ctx)
-	if err != nil || has {
-		return err
-	}
-	// The file is written before the token exists in the database: a start
-	// interrupted in between leaves a file with an unusable token that the
-	// next start replaces, never a token nobody can read.
+	// Nodes starting together on an empty database may all get here: the
+	// store checks for an admin and creates root in one serialised write
+	// transaction, so exactly one of them creates the token and writes and
+	// prints it. The file is written inside that transaction, before the
+	// commit: a start interrupted in between leaves a file with an unusable
+	// token that the next start replaces, never a token nobody can read.
 	secret := keystore.NewTokenSecret()
 	path := filepath.Join(dataDir, "admin-token")
-	if err := writeFileSync(path, []byte(secret+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := store.EnsureAdmin(ctx, secret); err != nil {
+	created, err := store.BootstrapAdmin(ctx, secret, func() error {
+		if err := writeFileSync(path, []byte(secret+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("bootstrap admin: %w", err)
+	}
+	if !created {
+		log.Info("an admin user already exists: no admin token generated")
+		return nil
 	}
 	fmt.Fprintf(stderr, "\nkeygate: created admin user root with API token\n\n    %s\n\nIt is shown once and saved in %s (mode 0600).\n\n", secret, path)
 	return nil
