@@ -5,9 +5,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -220,5 +222,107 @@ func TestExportImportRefusals(t *testing.T) {
 	code, _, stderr = runKeygate(t, nil, "import", "--data-dir", t.TempDir(), "--in", bad)
 	if code != 1 || !strings.Contains(stderr, "not a keygate export") {
 		t.Fatalf("import of a foreign file: exit %d: %s", code, stderr)
+	}
+}
+
+// TestImportFromStdin: `keygate export` piped into `keygate import --in -`
+// (a real OS pipe between two processes) moves a keystore: exporting the
+// target gives the same rows, and the target serves the source's token and
+// key. A truncated document on standard input is refused and leaves the
+// target empty.
+func TestImportFromStdin(t *testing.T) {
+	t.Parallel()
+	token := randomToken("stdin-admin-token-")
+	src := t.TempDir()
+	p := startServe(t, serveOpts{DataDir: src, Env: []string{"KEYGATE_ADMIN_TOKEN=" + token}})
+	uid := id(t, p.must("POST", "/api/v4/users", token, map[string]any{
+		"username": "alice", "email": "alice@example.com", "name": "Alice"}, 201).Object(t))
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := gossh.NewSignerFromKey(priv)
+	line := strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey())))
+	p.must("POST", fmt.Sprintf("/api/v4/users/%d/keys", uid), token, map[string]any{"title": "laptop", "key": line}, 201)
+	p.stop()
+
+	// export | import --in -
+	dst := t.TempDir()
+	exp := exec.Command(keygateBin, "export", "--data-dir", src)
+	imp := exec.Command(keygateBin, "import", "--data-dir", dst, "--in", "-")
+	exp.Env, imp.Env = childEnv(), childEnv()
+	pipe, err := exp.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp.Stdin = pipe
+	var expErr, impOut, impErr bytes.Buffer
+	exp.Stderr, imp.Stdout, imp.Stderr = &expErr, &impOut, &impErr
+	if err := exp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := imp.Run(); err != nil {
+		exp.Wait()
+		t.Fatalf("import --in -: %v\n%s%s", err, impOut.String(), impErr.String())
+	}
+	if err := exp.Wait(); err != nil {
+		t.Fatalf("export: %v: %s", err, expErr.String())
+	}
+	if !strings.Contains(impOut.String(), "imported into") {
+		t.Fatalf("import --in - said %q", impOut.String())
+	}
+
+	// Same rows on both sides.
+	files := [2]string{filepath.Join(t.TempDir(), "src.json"), filepath.Join(t.TempDir(), "dst.json")}
+	for i, dir := range []string{src, dst} {
+		if code, _, stderr := runKeygate(t, nil, "export", "--data-dir", dir, "--out", files[i]); code != 0 {
+			t.Fatalf("export %s: exit %d: %s", dir, code, stderr)
+		}
+	}
+	a, b := readExport(t, files[0]), readExport(t, files[1])
+	if len(a.Tables) == 0 || len(a.Tables) != len(b.Tables) {
+		t.Fatalf("%d tables exported, %d after import", len(a.Tables), len(b.Tables))
+	}
+	for i := range a.Tables {
+		if !reflect.DeepEqual(a.Tables[i], b.Tables[i]) {
+			t.Errorf("table %s differs after import from stdin:\nsource %v\ntarget %v", a.Tables[i].Name, a.Tables[i], b.Tables[i])
+		}
+	}
+
+	// The target serves the source's token and key.
+	q := startServe(t, serveOpts{DataDir: dst})
+	if _, err := os.Stat(filepath.Join(dst, "admin-token")); err == nil {
+		t.Fatal("a new admin token was generated although root was imported")
+	}
+	requireRoot(t, q, token)
+	if err := sshLogin(t, q.SSHAddr, signer); err != nil {
+		t.Fatalf("SSH with the imported key: %v", err)
+	}
+	q.stop()
+
+	// Half a document on stdin: refused, nothing imported.
+	whole, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	cut := exec.Command(keygateBin, "import", "--data-dir", empty, "--in", "-")
+	cut.Env = childEnv()
+	cut.Stdin = bytes.NewReader(whole[:len(whole)/2])
+	out, err := cut.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("import of a truncated stdin: %v: %s", err, out)
+	}
+	t.Logf("truncated stdin: %s", bytes.TrimSpace(out))
+	if code, stdout, stderr := runKeygate(t, nil, "export", "--data-dir", empty); code != 0 {
+		t.Fatalf("export after the refused import: exit %d: %s", code, stderr)
+	} else {
+		var doc keystore.Export
+		if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, tbl := range doc.Tables {
+			if len(tbl.Rows) != 0 {
+				t.Errorf("the refused import left %d rows in %s", len(tbl.Rows), tbl.Name)
+			}
+		}
 	}
 }
