@@ -3,11 +3,13 @@ package keystore_test
 import (
 	"bytes"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -489,4 +491,72 @@ func TestEnsureAdminCases(t *testing.T) {
 			t.Fatalf("bootstrap token after EnsureAdmin: %v", err)
 		}
 	})
+}
+
+// TestBootstrapAdminOnce: stores opened on one empty database (as nodes
+// starting together) all try to bootstrap root with their own secret at
+// once: exactly one creates it, its keep runs once, and only its secret
+// authenticates. A failing keep creates nothing.
+func TestBootstrapAdminOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if _, err := e.s.BootstrapAdmin(e.ctx, "short", nil); err == nil {
+		t.Fatal("BootstrapAdmin with a short secret succeeded")
+	}
+	boom := errors.New("disk full")
+	if created, err := e.s.BootstrapAdmin(e.ctx, keystore.NewTokenSecret(), func() error { return boom }); !errors.Is(err, boom) || created {
+		t.Fatalf("BootstrapAdmin with a failing keep = %v, %v", created, err)
+	}
+	if has, err := e.s.HasAdmin(e.ctx); err != nil || has {
+		t.Fatalf("after a failing keep: HasAdmin = %v, %v", has, err)
+	}
+
+	const nodes = 6
+	stores := make([]*keystore.Store, nodes)
+	secrets := make([]string, nodes)
+	for i := range stores {
+		stores[i], secrets[i] = e.open(t), keystore.NewTokenSecret()
+	}
+	var kept sync.WaitGroup
+	var mu sync.Mutex
+	keeps := 0
+	created := make([]bool, nodes)
+	errs := make([]error, nodes)
+	start := make(chan struct{})
+	for i := range stores {
+		kept.Add(1)
+		go func() {
+			defer kept.Done()
+			<-start
+			created[i], errs[i] = stores[i].BootstrapAdmin(e.ctx, secrets[i], func() error {
+				mu.Lock()
+				keeps++
+				mu.Unlock()
+				return nil
+			})
+		}()
+	}
+	close(start)
+	kept.Wait()
+	winners := 0
+	for i := range stores {
+		if errs[i] != nil {
+			t.Fatalf("node %d: %v", i, errs[i])
+		}
+		_, _, err := e.s.Authenticate(e.ctx, secrets[i])
+		if created[i] {
+			winners++
+			if err != nil {
+				t.Fatalf("the winner's secret does not authenticate: %v", err)
+			}
+		} else if !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("node %d created nothing but its secret authenticates (%v)", i, err)
+		}
+	}
+	if winners != 1 || keeps != 1 {
+		t.Fatalf("%d nodes created root and keep ran %d times, want 1 and 1", winners, keeps)
+	}
+	if _, n := rootTokens(t, e, e.s); n != 1 {
+		t.Fatalf("root has %d tokens, want 1", n)
+	}
 }
