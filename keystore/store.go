@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -47,6 +48,8 @@ type Store struct {
 	// pgConfig is the parsed PostgreSQL configuration (nil on SQLite),
 	// kept for the dedicated LISTEN connection.
 	pgConfig *pgx.ConnConfig
+	// readOnly: the SQLite file was opened read-only (it cannot be written).
+	readOnly bool
 
 	mu          sync.RWMutex
 	subscribers []func(Change)
@@ -66,11 +69,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s = &Store{db: db, dialect: pgDialect{}, now: now, pgConfig: pgc}
 	} else {
-		db, err := openSQLite(cfg.DSN)
+		db, readOnly, err := openSQLite(cfg.DSN)
 		if err != nil {
 			return nil, err
 		}
-		s = &Store{db: db, dialect: sqliteDialect{}, now: now}
+		s = &Store{db: db, dialect: sqliteDialect{}, now: now, readOnly: readOnly}
 	}
 	db := s.db
 	if !cfg.NoMigrate {
@@ -82,9 +85,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func openSQLite(path string) (*sql.DB, error) {
+// openSQLite opens the SQLite database at path, read-only (readOnly true)
+// when the file exists but cannot be written.
+func openSQLite(path string) (db *sql.DB, readOnly bool, err error) {
 	if path == "" {
-		return nil, errors.New("keystore: empty database path")
+		return nil, false, errors.New("keystore: empty database path")
 	}
 	file := strings.TrimPrefix(path, "file:")
 	if i := strings.IndexByte(file, '?'); i >= 0 {
@@ -92,27 +97,46 @@ func openSQLite(path string) (*sql.DB, error) {
 	}
 	if dir := filepath.Dir(file); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("keystore: %w", err)
+			return nil, false, fmt.Errorf("keystore: %w", err)
 		}
 	}
 	// Create the database file private to keygate (SQLite's -wal and -shm
 	// files inherit its mode).
-	if f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+	f, ferr := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
+	if ferr == nil {
 		f.Close()
 	}
 	q := url.Values{}
-	for _, p := range []string{
-		"busy_timeout(10000)",
-		"journal_mode(WAL)",
-		"synchronous(FULL)",
-		"foreign_keys(1)",
-	} {
+	pragmas := []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"}
+	readOnly = errors.Is(ferr, syscall.EROFS) || errors.Is(ferr, syscall.EACCES)
+	if readOnly {
+		// An existing database that cannot be written (a read-only mount,
+		// no write permission): opened read-only, so keygate serves
+		// authentication and reads and refuses writes (SQLite answers
+		// "attempt to write a readonly database": ErrUnavailable).
+		if _, serr := os.Stat(file); serr != nil {
+			return nil, false, fmt.Errorf("keystore: %w", ferr)
+		}
+		pragmas = []string{"busy_timeout(10000)", "foreign_keys(1)"}
+		q.Set("mode", "ro")
+		if fi, werr := os.Stat(file + "-wal"); errors.Is(ferr, syscall.EROFS) && (werr != nil || fi.Size() == 0) {
+			// A read-only file system with no write-ahead log to read,
+			// where no -shm file can be created: immutable tells SQLite
+			// not to look for either. Nothing writes the file here.
+			q.Set("immutable", "1")
+		}
+		// Otherwise committed transactions may live in the -wal file,
+		// which SQLite reads only with its -shm file beside it (or one it
+		// can create): opening fails below without, never a view that
+		// misses them.
+	}
+	for _, p := range pragmas {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+file+"?"+q.Encode())
+	db, err = sql.Open("sqlite", "file:"+file+"?"+q.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("keystore: open %s: %w", file, err)
+		return nil, false, fmt.Errorf("keystore: open %s: %w", file, err)
 	}
 	// SQLite has one writer; a small pool keeps readers concurrent without
 	// piling up writers on the busy handler.
@@ -120,15 +144,23 @@ func openSQLite(path string) (*sql.DB, error) {
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.Ping(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("keystore: open %s: %w", file, err)
+		if readOnly {
+			return nil, false, fmt.Errorf("keystore: open %s: the file cannot be written, and it cannot be read without write access (a write-ahead log without its -shm file?): %w", file, err)
+		}
+		return nil, false, fmt.Errorf("keystore: open %s: %w", file, err)
 	}
-	return db, nil
+	return db, readOnly, nil
 }
 
 // IsPostgresDSN reports whether dsn selects the PostgreSQL backend.
 func IsPostgresDSN(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
+
+// ReadOnly reports whether the store was opened read-only because its
+// SQLite file cannot be written (a read-only mount): reads work, writes fail
+// with ErrUnavailable.
+func (s *Store) ReadOnly() bool { return s.readOnly }
 
 // Backend names the database behind the store: "sqlite" or "postgres".
 func (s *Store) Backend() string { return s.dialect.name() }

@@ -416,6 +416,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 // root holds that token; otherwise the first start creates root with a
 // generated token, printed once and written to DATA_DIR/admin-token.
 func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, log *slog.Logger, stderr io.Writer) error {
+	if store.ReadOnly() {
+		log.Warn("the database file cannot be written: opened read-only; serving authentication and reads, refusing writes with 503")
+	}
 	if given := os.Getenv("KEYGATE_ADMIN_TOKEN"); given != "" {
 		if _, err := store.EnsureAdmin(ctx, given); err != nil {
 			return fmt.Errorf("bootstrap admin: %w", err)
