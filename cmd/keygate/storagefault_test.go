@@ -83,7 +83,9 @@ func sshGreeting(addr string, signer gossh.Signer) (string, error) {
 // A read-only remount is not possible while keygate holds the database
 // open for writing (the kernel answers EBUSY, also for a bind mount), and
 // root ignores file modes; TestStorageShutdownWritesAnswer503 covers a file
-// system that refuses all I/O.
+// system that refuses all I/O, TestReadOnlySQLiteAtStart a keystore that is
+// read-only when keygate starts, and TestReadOnlyPostgresWritesAnswer503 a
+// PostgreSQL database turning read-only under keygate.
 func TestDiskFullWritesAnswer503(t *testing.T) {
 	mnt := mountTmpfs(t, 8<<20)
 	storageFault(t, mnt, true,
