@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -533,6 +534,44 @@ func TestGitLabClientUsersAndTokens(t *testing.T) {
 	if err != nil || !tk.Revoked {
 		t.Fatalf("store token after revoke = %+v, %v", tk, err)
 	}
+
+	// GitLab's list filters: revoked, state, search, user_id, dates.
+	deploy, _, err := admin.Users.CreatePersonalAccessToken(u.ID, &gitlab.CreatePersonalAccessTokenOptions{
+		Name: gitlab.Ptr("Deploy bot"), Scopes: &[]string{"read_api"}})
+	if err != nil {
+		t.Fatalf("CreatePersonalAccessToken(deploy): %v", err)
+	}
+	ids := func(name string, opt *gitlab.ListPersonalAccessTokensOptions) []int64 {
+		t.Helper()
+		list, _, err := admin.PersonalAccessTokens.ListPersonalAccessTokens(opt)
+		if err != nil {
+			t.Fatalf("ListPersonalAccessTokens(%s): %v", name, err)
+		}
+		var out []int64
+		for _, tk := range list {
+			out = append(out, tk.ID)
+		}
+		return out
+	}
+	want := func(name string, got []int64, ids ...int64) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(ids) {
+			t.Errorf("ListPersonalAccessTokens(%s) = %v, want %v", name, got, ids)
+		}
+	}
+	carol := gitlab.Ptr(u.ID)
+	want("user_id", ids("user_id", &gitlab.ListPersonalAccessTokensOptions{UserID: carol}), pat.ID, deploy.ID)
+	want("revoked=true", ids("revoked=true", &gitlab.ListPersonalAccessTokensOptions{UserID: carol, Revoked: gitlab.Ptr(true)}), pat.ID)
+	want("revoked=false", ids("revoked=false", &gitlab.ListPersonalAccessTokensOptions{UserID: carol, Revoked: gitlab.Ptr(false)}), deploy.ID)
+	want("state=inactive", ids("state=inactive", &gitlab.ListPersonalAccessTokensOptions{UserID: carol, State: gitlab.Ptr("inactive")}), pat.ID)
+	want("state=active", ids("state=active", &gitlab.ListPersonalAccessTokensOptions{UserID: carol, State: gitlab.Ptr("active")}), deploy.ID)
+	want("search=BOT", ids("search=BOT", &gitlab.ListPersonalAccessTokensOptions{Search: gitlab.Ptr("BOT")}), deploy.ID)
+	want("expires_before", ids("expires_before", &gitlab.ListPersonalAccessTokensOptions{UserID: carol,
+		ExpiresBefore: gitlab.Ptr(gitlab.ISOTime(expires.Add(24 * time.Hour)))}), pat.ID)
+	want("created_after tomorrow", ids("created_after", &gitlab.ListPersonalAccessTokensOptions{
+		CreatedAfter: gitlab.Ptr(gitlab.ISOTime(e.clock.Now().Add(24 * time.Hour)))}))
+	_, resp, err = admin.PersonalAccessTokens.ListPersonalAccessTokens(&gitlab.ListPersonalAccessTokensOptions{State: gitlab.Ptr("sleeping")})
+	expectStatus(t, "ListPersonalAccessTokens(state=sleeping)", resp, err, http.StatusBadRequest)
 }
 
 func TestGitLabClientGroupsAndMembers(t *testing.T) {

@@ -48,7 +48,7 @@ var operations = []operation{
 	{"POST", "/api/v4/users/{id}/gpg_keys/{key_id}/revoke", "Revoke a user's GPG key", "admin", "", false, "202"},
 	{"GET", "/api/v4/keys", "Find a key by fingerprint (SHA256:… or MD5)", "admin", "KeyWithUser", false, ""},
 	{"GET", "/api/v4/keys/{id}", "Get a key with its user", "admin", "KeyWithUser", false, ""},
-	{"GET", "/api/v4/personal_access_tokens", "List tokens (yours; all for admins)", "self / admin", "Token", true, ""},
+	{"GET", "/api/v4/personal_access_tokens", "List tokens (yours; all for admins; filters user_id, revoked, state, search, created_/expires_/last_used_ after/before)", "self / admin", "Token", true, ""},
 	{"GET", "/api/v4/personal_access_tokens/self", "The token used for this request", "self", "Token", false, ""},
 	{"DELETE", "/api/v4/personal_access_tokens/self", "Revoke the token used for this request", "self", "", false, "204"},
 	{"GET", "/api/v4/personal_access_tokens/{token_id}", "Get a token", "self / admin", "Token", false, ""},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -253,11 +254,48 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	toks, total, err := a.store.ListTokens(r.Context(), uid, pg.store())
+	f, err := tokenFilter(r)
+	if err != nil {
+		return err
+	}
+	f.UserID = uid
+	toks, total, err := a.store.FindTokens(r.Context(), f, pg.store())
 	if err != nil {
 		return err
 	}
 	return writePage(w, r, pg, total, toks, a.renderToken)
+}
+
+// tokenFilter reads GitLab's filters for listing personal access tokens.
+func tokenFilter(r *http.Request) (keystore.TokenFilter, error) {
+	var f keystore.TokenFilter
+	p, err := readParams(r)
+	if err != nil {
+		return f, err
+	}
+	if f.Revoked, err = p.boolPtr("revoked"); err != nil {
+		return f, err
+	}
+	if v, _ := p.str("state"); v != "" {
+		if v != "active" && v != "inactive" {
+			return f, badRequest("state", "does not have a valid value")
+		}
+		f.State = v
+	}
+	f.Search, _ = p.str("search")
+	for _, d := range []struct {
+		name string
+		to   **time.Time
+	}{
+		{"created_after", &f.CreatedAfter}, {"created_before", &f.CreatedBefore},
+		{"expires_after", &f.ExpiresAfter}, {"expires_before", &f.ExpiresBefore},
+		{"last_used_after", &f.LastUsedAfter}, {"last_used_before", &f.LastUsedBefore},
+	} {
+		if *d.to, err = p.timePtr(d.name); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
 }
 
 // ownToken loads a token the caller may see: their own, or any for admins.

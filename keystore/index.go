@@ -367,11 +367,6 @@ func ptrVal(p *int64) int64 {
 	return *p
 }
 
-// scanFunc adapts a Scan function to the scanner interface.
-type scanFunc func(...any) error
-
-func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
-
 // forEachRow streams a query's rows.
 func (s *Store) forEachRow(ctx context.Context, query string, fn func(scan func(...any) error) error) error {
 	rows, err := s.query(ctx, query)
@@ -636,7 +631,7 @@ func (ix *Index) CA(fp [32]byte) (IndexedCA, bool) {
 	ix.mu.RLock()
 	r, ok := ix.cas[fp]
 	ix.mu.RUnlock()
-	return IndexedCA{ID: r.ID, GroupID: r.GroupID}, ok
+	return IndexedCA(r), ok
 }
 
 // CAExists reports whether a CA id is still registered.

@@ -176,11 +176,66 @@ func (s *Store) Token(ctx context.Context, id int64) (*Token, error) {
 
 // ListTokens lists tokens, of one user when userID is not 0.
 func (s *Store) ListTokens(ctx context.Context, userID int64, pg Page) ([]*Token, int, error) {
-	cond, args := "1=1", []any{}
-	if userID != 0 {
-		cond, args = "user_id = ?", []any{userID}
+	return s.FindTokens(ctx, TokenFilter{UserID: userID}, pg)
+}
+
+// TokenFilter narrows FindTokens, with GitLab's filters for listing
+// personal access tokens. Zero values do not filter.
+type TokenFilter struct {
+	UserID  int64
+	Revoked *bool
+	// State is "active" (neither revoked nor expired at the store's clock)
+	// or "inactive" (revoked or expired).
+	State          string
+	Search         string // substring of the name, case-insensitive (ASCII)
+	CreatedAfter   *time.Time
+	CreatedBefore  *time.Time
+	ExpiresAfter   *time.Time
+	ExpiresBefore  *time.Time
+	LastUsedAfter  *time.Time
+	LastUsedBefore *time.Time
+}
+
+// FindTokens lists tokens matching f, ordered by id.
+func (s *Store) FindTokens(ctx context.Context, f TokenFilter, pg Page) ([]*Token, int, error) {
+	where := []string{"1=1"}
+	var args []any
+	add := func(cond string, a ...any) {
+		where = append(where, cond)
+		args = append(args, a...)
 	}
-	return listPage(ctx, s, tokenCols, `personal_access_tokens WHERE `+cond, args, "id", pg, scanToken)
+	if f.UserID != 0 {
+		add("user_id = ?", f.UserID)
+	}
+	if f.Revoked != nil {
+		add("revoked = ?", boolInt(*f.Revoked))
+	}
+	now := ms(s.now())
+	switch f.State {
+	case "":
+	case "active":
+		add("(revoked = 0 AND (expires_at IS NULL OR expires_at > ?))", now)
+	case "inactive":
+		add("(revoked = 1 OR (expires_at IS NOT NULL AND expires_at <= ?))", now)
+	default:
+		return nil, 0, invalid("state", "does not have a valid value")
+	}
+	if f.Search != "" {
+		add(s.dialect.contains("lower(name)", "?"), asciiLower(f.Search))
+	}
+	for _, r := range []struct {
+		t    *time.Time
+		cond string
+	}{
+		{f.CreatedAfter, "created_at > ?"}, {f.CreatedBefore, "created_at < ?"},
+		{f.ExpiresAfter, "expires_at > ?"}, {f.ExpiresBefore, "expires_at < ?"},
+		{f.LastUsedAfter, "last_used_at > ?"}, {f.LastUsedBefore, "last_used_at < ?"},
+	} {
+		if r.t != nil {
+			add(r.cond, ms(*r.t))
+		}
+	}
+	return listPage(ctx, s, tokenCols, `personal_access_tokens WHERE `+strings.Join(where, " AND "), args, "id", pg, scanToken)
 }
 
 // RevokeToken revokes a token.
