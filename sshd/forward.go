@@ -116,6 +116,8 @@ func (s *Server) recordEvent(a keystore.Actor, action string, targetID int64, de
 // decides from the verified identity and the group bastion targets, before
 // any name resolution, then resolves, checks the addresses and dials.
 func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
+	s.forwards.add()
+	defer s.forwards.done()
 	var d directTCPIP
 	if err := gossh.Unmarshal(newChan.ExtraData(), &d); err != nil {
 		_ = newChan.Reject(gossh.ConnectionFailed, "malformed direct-tcpip request")

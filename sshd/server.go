@@ -236,6 +236,7 @@ type Server struct {
 	fwd   map[*gossh.ServerConn]*connForwards
 
 	gitOps   sync.WaitGroup
+	forwards inflight // direct-tcpip handlers, audit event included
 	done     chan struct{}
 	once     sync.Once
 	lnMu     sync.Mutex
@@ -408,8 +409,57 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("sshd: shutdown grace expired with git operations running: %w", ctx.Err())
 	}
 	_ = s.srv.Close()
+	// Closing the connections ends the forwards; each still writes its
+	// audit event, which must land before the store is closed.
+	if werr := s.forwards.wait(ctx); werr != nil && err == nil {
+		err = fmt.Errorf("sshd: shutdown grace expired with forwards still recording: %w", werr)
+	}
 	s.usage.flush()
 	return err
+}
+
+// inflight counts running handlers; unlike a sync.WaitGroup, it may gain
+// handlers while someone waits for it to drain.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0 with a waiter
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	f.n--
+	if f.n == 0 && f.zero != nil {
+		close(f.zero)
+		f.zero = nil
+	}
+	f.mu.Unlock()
+}
+
+// wait returns once no handler runs, or with ctx's error.
+func (f *inflight) wait(ctx context.Context) error {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	if f.zero == nil {
+		f.zero = make(chan struct{})
+	}
+	ch := f.zero
+	f.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // trackedConn is a live connection watched for login grace and revocation.
