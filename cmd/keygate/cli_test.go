@@ -222,3 +222,33 @@ func TestListenAddressInUse(t *testing.T) {
 		})
 	}
 }
+
+// TestLogFormatJSONFirstStart: with JSON logs, the first start's generated
+// admin token is shown once as a JSON line too, so stderr stays JSON lines.
+func TestLogFormatJSONFirstStart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServe(t, serveOpts{DataDir: dir, Args: []string{"--log-format", "json"}})
+	p.stop()
+	logs := p.Stderr.String()
+	requireJSONLines(t, logs)
+	content, err := os.ReadFile(filepath.Join(dir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimSpace(string(content))
+	shown := 0
+	for _, line := range strings.Split(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["admin_token"] == nil {
+			continue
+		}
+		shown++
+		if m["admin_token"] != want || m["admin_token_file"] != filepath.Join(dir, "admin-token") {
+			t.Errorf("token line %s, want token %q and its file", line, want)
+		}
+	}
+	if shown != 1 {
+		t.Errorf("the admin token was shown %d times in JSON, want once; stderr:\n%s", shown, logs)
+	}
+}

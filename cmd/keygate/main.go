@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -311,7 +312,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 	defer store.Close()
 
-	if err := bootstrapAdmin(ctx, store, c.DataDir, log, stderr); err != nil {
+	if err := bootstrapAdmin(ctx, store, c.DataDir, log, stderr, c.LogFormat == "json"); err != nil {
 		return err
 	}
 
@@ -415,7 +416,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 // bootstrapAdmin makes sure an admin can log in: with KEYGATE_ADMIN_TOKEN,
 // root holds that token; otherwise the first start creates root with a
 // generated token, printed once and written to DATA_DIR/admin-token.
-func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, log *slog.Logger, stderr io.Writer) error {
+func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, log *slog.Logger, stderr io.Writer, jsonOut bool) error {
 	if store.ReadOnly() {
 		log.Warn("the database file cannot be written: opened read-only; serving authentication and reads, refusing writes with 503")
 	}
@@ -445,6 +446,18 @@ func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, 
 	}
 	if !created {
 		log.Info("an admin user already exists: no admin token generated")
+		return nil
+	}
+	if jsonOut {
+		// One JSON object like the log lines around it, so log pipelines
+		// parsing stderr do not choke; written directly rather than through
+		// the logger, as this is the one place a secret is meant to be shown.
+		b, _ := json.Marshal(map[string]string{
+			"time": time.Now().Format(time.RFC3339Nano), "level": "WARN",
+			"msg":         "created admin user root with an API token, shown once and saved in admin_token_file (mode 0600)",
+			"admin_token": secret, "admin_token_file": path,
+		})
+		fmt.Fprintf(stderr, "%s\n", b)
 		return nil
 	}
 	fmt.Fprintf(stderr, "\nkeygate: created admin user root with API token\n\n    %s\n\nIt is shown once and saved in %s (mode 0600).\n\n", secret, path)
