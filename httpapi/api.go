@@ -311,7 +311,11 @@ func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
 				})
 				return
 			}
-			if err := a.store.TouchToken(r.Context(), tk); err != nil {
+			if err := a.store.TouchToken(r.Context(), tk); errors.Is(err, keystore.ErrUnavailable) {
+				// The storage fault shows in every write's 503 and in
+				// readiness; one warning per request would bury the log.
+				a.log.Debug("recording token use failed", "token_id", tk.ID, "err", err)
+			} else if err != nil {
 				a.log.Warn("recording token use failed", "token_id", tk.ID, "err", err)
 			}
 			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), &principal{user: u, token: tk})))
