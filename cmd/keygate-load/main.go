@@ -25,6 +25,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	gossh "golang.org/x/crypto/ssh"
 )
 
 func main() {
@@ -62,56 +64,78 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// clientFlags are the connection flags run and hold share.
+type clientFlags struct {
+	addr, user, key, cert, known *string
+	timeout                      *time.Duration
+	asJSON, check                *bool
+}
+
+func addClientFlags(fs *flag.FlagSet, timeoutHelp string) clientFlags {
+	return clientFlags{
+		addr:    fs.String("addr", "", "server HOST:PORT"),
+		user:    fs.String("user", "git", "SSH login name"),
+		key:     fs.String("key", "", "private key file (ed25519, ecdsa or rsa; unencrypted)"),
+		cert:    fs.String("cert", "", "certificate for the key (-cert.pub)"),
+		timeout: fs.Duration("timeout", 10*time.Second, timeoutHelp),
+		asJSON:  fs.Bool("json", false, "print one JSON object"),
+		check:   fs.Bool("host-key-check", true, "check the host key against --known-hosts"),
+		known:   fs.String("known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)"),
+	}
+}
+
+// credentials loads the key (and certificate) and the host-key check.
+func (c clientFlags) credentials() (gossh.Signer, gossh.HostKeyCallback, error) {
+	signer, err := loadSigner(*c.key, *c.cert)
+	if err != nil {
+		return nil, nil, err
+	}
+	hk, err := hostKeyCallback(*c.check, *c.known)
+	return signer, hk, err
+}
+
+// printOut writes res as JSON or with print; false if JSON encoding failed.
+func printOut[T any](stdout, stderr io.Writer, asJSON bool, res T, print func(io.Writer, T)) bool {
+	if !asJSON {
+		print(stdout, res)
+		return true
+	}
+	if err := json.NewEncoder(stdout).Encode(res); err != nil {
+		fmt.Fprintln(stderr, "keygate-load:", err)
+		return false
+	}
+	return true
+}
+
 func cliRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "", "server HOST:PORT")
-	user := fs.String("user", "git", "SSH login name")
-	key := fs.String("key", "", "private key file (ed25519, ecdsa or rsa; unencrypted)")
-	cert := fs.String("cert", "", "certificate for the key (-cert.pub)")
+	c := addClientFlags(fs, "per-connection timeout")
 	cmd := fs.String("cmd", "", "command to run after authentication (default: none, close after auth)")
 	conc := fs.Int("concurrency", 1, "concurrent workers")
 	dur := fs.Duration("duration", 0, "run for this long (default 10s unless --count)")
 	count := fs.Int64("count", 0, "stop after this many connection attempts")
-	timeout := fs.Duration("timeout", 10*time.Second, "per-connection timeout")
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	check := fs.Bool("host-key-check", true, "check the host key against --known-hosts")
-	known := fs.String("known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *addr == "" || *key == "" || fs.NArg() != 0 {
+	if *c.addr == "" || *c.key == "" || fs.NArg() != 0 {
 		fmt.Fprint(stderr, "keygate-load run: --addr and --key are required\n")
 		return 2
 	}
-	signer, err := loadSigner(*key, *cert)
-	if err != nil {
-		fmt.Fprintln(stderr, "keygate-load:", err)
-		return 1
-	}
-	hk, err := hostKeyCallback(*check, *known)
+	signer, hk, err := c.credentials()
 	if err != nil {
 		fmt.Fprintln(stderr, "keygate-load:", err)
 		return 1
 	}
 	res, err := runLoad(ctx, runOptions{
-		Addr: *addr, User: *user, Signer: signer, Cmd: *cmd, Concurrency: *conc,
-		Duration: *dur, Count: *count, Timeout: *timeout, HostKey: hk,
+		Addr: *c.addr, User: *c.user, Signer: signer, Cmd: *cmd, Concurrency: *conc,
+		Duration: *dur, Count: *count, Timeout: *c.timeout, HostKey: hk,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "keygate-load:", err)
 		return 1
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		if err := enc.Encode(res); err != nil {
-			fmt.Fprintln(stderr, "keygate-load:", err)
-			return 1
-		}
-	} else {
-		printResult(stdout, res)
-	}
-	if res.Handshakes == 0 {
+	if !printOut(stdout, stderr, *c.asJSON, res, printResult) || res.Handshakes == 0 {
 		return 1
 	}
 	return 0
@@ -155,37 +179,25 @@ func cliSeed(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func cliHold(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hold", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "", "server HOST:PORT")
-	user := fs.String("user", "git", "SSH login name")
-	key := fs.String("key", "", "private key file (ed25519, ecdsa or rsa; unencrypted)")
-	cert := fs.String("cert", "", "certificate for the key (-cert.pub)")
+	c := addClientFlags(fs, "per-connection timeout (dial + handshake + auth)")
 	conns := fs.Int("conns", 0, "connections to open and hold")
 	conc := fs.Int("concurrency", 16, "connections being opened at once")
 	dur := fs.Duration("duration", 10*time.Second, "how long to hold them once all are open")
-	timeout := fs.Duration("timeout", 10*time.Second, "per-connection timeout (dial + handshake + auth)")
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	check := fs.Bool("host-key-check", true, "check the host key against --known-hosts")
-	known := fs.String("known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *addr == "" || *key == "" || *conns <= 0 || *dur < 0 || fs.NArg() != 0 {
+	if *c.addr == "" || *c.key == "" || *conns <= 0 || *dur < 0 || fs.NArg() != 0 {
 		fmt.Fprint(stderr, "keygate-load hold: --addr, --key and --conns N > 0 are required\n")
 		return 2
 	}
-	signer, err := loadSigner(*key, *cert)
-	if err != nil {
-		fmt.Fprintln(stderr, "keygate-load:", err)
-		return 1
-	}
-	hk, err := hostKeyCallback(*check, *known)
+	signer, hk, err := c.credentials()
 	if err != nil {
 		fmt.Fprintln(stderr, "keygate-load:", err)
 		return 1
 	}
 	res, err := hold(ctx, holdOptions{
-		Addr: *addr, User: *user, Signer: signer, Conns: *conns, Concurrency: *conc,
-		Duration: *dur, Timeout: *timeout, HostKey: hk,
+		Addr: *c.addr, User: *c.user, Signer: signer, Conns: *conns, Concurrency: *conc,
+		Duration: *dur, Timeout: *c.timeout, HostKey: hk,
 		// On stderr, so a script can wait for it while stdout stays one
 		// result (or one JSON object).
 		Ready: func(open int) { fmt.Fprintf(stderr, "holding %d connections\n", open) },
@@ -194,15 +206,7 @@ func cliHold(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "keygate-load:", err)
 		return 1
 	}
-	if *asJSON {
-		if err := json.NewEncoder(stdout).Encode(res); err != nil {
-			fmt.Fprintln(stderr, "keygate-load:", err)
-			return 1
-		}
-	} else {
-		printHold(stdout, res)
-	}
-	if res.Opened < int64(*conns) {
+	if !printOut(stdout, stderr, *c.asJSON, res, printHold) || res.Opened < int64(*conns) {
 		return 1
 	}
 	return 0
