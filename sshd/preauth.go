@@ -77,9 +77,10 @@ type gate struct {
 	penaltyWindow time.Duration // the budget refills over this
 	rnd           func(n int) int
 
-	mu      sync.Mutex
-	unauth  int
-	sources map[netip.Addr]*source
+	mu        sync.Mutex
+	unauth    int
+	sources   map[netip.Addr]*source
+	lastPrune time.Time
 }
 
 type source struct {
@@ -136,25 +137,28 @@ func (g *gate) admitSource(ip netip.Addr, now time.Time) (reason string, tracked
 		return refuseSourceStartups, false
 	}
 	if st == nil {
-		if !g.roomLocked(now) {
+		if st = g.newSourceLocked(ip, now); st == nil {
 			return "", false // table full of live sources: only the global cap applies
 		}
-		st = &source{}
-		g.sources[ip] = st
 	}
 	st.unauth++
 	return "", true
 }
 
-// roomLocked reports whether a new source fits in the table (pruning it
-// when full), so an attacker with many addresses cannot grow it without
-// bound.
-func (g *gate) roomLocked(now time.Time) bool {
-	if len(g.sources) < maxTrackedSources {
-		return true
+// newSourceLocked adds an entry for ip, or returns nil when the table is
+// full of live sources, so an attacker with many addresses cannot grow it
+// without bound. A full table is pruned at most once a second: pruning
+// walks the whole table, which must not happen on every new connection.
+func (g *gate) newSourceLocked(ip netip.Addr, now time.Time) *source {
+	if len(g.sources) >= maxTrackedSources && now.Sub(g.lastPrune) >= time.Second {
+		g.pruneLocked(now)
 	}
-	g.pruneLocked(now)
-	return len(g.sources) < maxTrackedSources
+	if len(g.sources) >= maxTrackedSources {
+		return nil
+	}
+	st := &source{}
+	g.sources[ip] = st
+	return st
 }
 
 func (g *gate) releaseSource(ip netip.Addr) {
@@ -174,11 +178,9 @@ func (g *gate) failed(ip netip.Addr, now time.Time) {
 	defer g.mu.Unlock()
 	st := g.sources[ip]
 	if st == nil {
-		if !g.roomLocked(now) {
+		if st = g.newSourceLocked(ip, now); st == nil {
 			return
 		}
-		st = &source{}
-		g.sources[ip] = st
 	}
 	if st.fails == nil {
 		st.fails = rate.NewLimiter(rate.Every(g.penaltyWindow/time.Duration(g.failBudget)), g.failBudget)
@@ -194,6 +196,7 @@ func (g *gate) prune(now time.Time) {
 }
 
 func (g *gate) pruneLocked(now time.Time) {
+	g.lastPrune = now
 	for ip, st := range g.sources {
 		if st.unauth <= 0 && (st.fails == nil || st.fails.TokensAt(now) >= float64(g.failBudget)) {
 			delete(g.sources, ip)

@@ -554,7 +554,17 @@ func TestGateSourceTable(t *testing.T) {
 			st.unauth = 0
 		}
 	}
-	g.prune(now)
+	// A full table is pruned on demand, but at most once a second (a prune
+	// walks the whole table).
+	if _, tracked := g.admitSource(extra, now); tracked {
+		t.Fatal("a full table was pruned again within the same second")
+	}
+	later := now.Add(time.Second)
+	if _, tracked := g.admitSource(extra, later); !tracked {
+		t.Fatal("a full table of idle sources was not pruned for a new source a second later")
+	}
+	g.releaseSource(extra)
+	g.prune(later)
 	if len(g.sources) != 0 {
 		t.Fatalf("%d sources left after prune", len(g.sources))
 	}
