@@ -97,6 +97,10 @@ func (s *Server) handleSession(sess ssh.Session) {
 		_ = sess.Exit(1)
 		return
 	}
+	// Shutdown waits for git sessions until their exit status is sent, so
+	// a push that finished in the grace period is reported as finished.
+	s.gitOps.add()
+	defer s.gitOps.done()
 	code := s.runGit(sess, id, args[0], svc.sub, svc.write, args[1])
 	_ = sess.Exit(code)
 }
@@ -154,9 +158,6 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		fmt.Fprint(sess.Stderr(), msgNotFound)
 		return 1
 	}
-	s.gitOps.Add(1)
-	defer s.gitOps.Done()
-
 	cmd := exec.CommandContext(sess.Context(), s.cfg.GitBin, sub, repo)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "GIT_CONFIG_NOSYSTEM=1"}
 	for _, kv := range sess.Environ() {

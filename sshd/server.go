@@ -235,7 +235,7 @@ type Server struct {
 	fwdMu sync.Mutex
 	fwd   map[*gossh.ServerConn]*connForwards
 
-	gitOps   sync.WaitGroup
+	gitOps   inflight // git sessions, up to their exit status
 	forwards inflight // direct-tcpip handlers, audit event included
 	done     chan struct{}
 	once     sync.Once
@@ -394,19 +394,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = s.ln.Close() // also when gliderlabs has not tracked it yet
 	}
 	s.lnMu.Unlock()
-	finished := make(chan struct{})
-	go func() {
-		s.gitOps.Wait()
-		close(finished)
-	}()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { _ = s.srv.Shutdown(sctx) }()
 	var err error
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		err = fmt.Errorf("sshd: shutdown grace expired with git operations running: %w", ctx.Err())
+	if werr := s.gitOps.wait(ctx); werr != nil {
+		err = fmt.Errorf("sshd: shutdown grace expired with git operations running: %w", werr)
+	} else {
+		// A git client closes its connection once it has the exit status;
+		// give it a moment so that closing ours does not cut off what it
+		// has still to read.
+		s.waitConnsClosed(ctx, 500*time.Millisecond)
 	}
 	_ = s.srv.Close()
 	// Closing the connections ends the forwards; each still writes its
@@ -416,6 +414,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.usage.flush()
 	return err
+}
+
+// waitConnsClosed waits until no connection is open, for at most d (and
+// ctx).
+func (s *Server) waitConnsClosed(ctx context.Context, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // inflight counts running handlers; unlike a sync.WaitGroup, it may gain
