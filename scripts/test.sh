@@ -31,8 +31,13 @@ go test -race -count=1 -timeout 20m ./...
 if [ -n "${KEYGATE_TEST_POSTGRES:-}" ]; then
   KEYGATE_TEST_BACKEND=postgres go test -race -count=1 -timeout 20m ./keystore/... ./httpapi/...
 fi
-# Fuzz targets, a few seconds each (corpus in testdata/fuzz).
+# Fuzz targets, briefly (corpus in testdata/fuzz). The budgets are counts,
+# not durations: with a wall-clock -fuzztime, Go 1.26's fuzz coordinator can
+# report a bare "context deadline exceeded" failure when the deadline lands
+# while a worker is busy, e.g. minimising a new input (golang/go#75804,
+# fixed in Go 1.27). A count has no deadline to race. Minimisation is
+# bounded by a count too, so a slow target cannot stall the run.
 for target in $(go test -list '^Fuzz' ./... 2>/dev/null | grep '^Fuzz' || true); do
   pkg=$(grep -rl "func $target(" --include='*_test.go' . | head -1 | xargs dirname)
-  go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-5s}" "$pkg"
+  go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-5000x}" -fuzzminimizetime "${FUZZMINIMIZETIME:-200x}" "$pkg"
 done
