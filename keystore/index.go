@@ -568,8 +568,9 @@ func (ix *Index) InsertUser(u *User) {
 // Key looks up a user key by SHA-256 fingerprint.
 func (ix *Index) Key(fp [32]byte) (IndexedKey, bool) {
 	w := fpWords(&fp)
-	r, ok := getKey(&ix.keys, &w)
-	return IndexedKey{ID: r.id, UserID: r.userID, ExpiresMS: r.expires, usage: r.usage}, ok
+	var k IndexedKey
+	ok := getKey(&ix.keys, &w, &k)
+	return k, ok
 }
 
 // User looks up a user by id.

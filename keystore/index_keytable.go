@@ -86,40 +86,48 @@ func (t *keyTable) next(i uint64) uint64 {
 	return i
 }
 
-// lookup probes for fp. The caller checks seq around it.
-func (t *keyTable) lookup(fp *[4]uint64) (keySlot, bool) {
+// lookup probes for fp and fills k from its slot. The caller checks seq
+// around it. The four fingerprint words are compared without a branch per
+// word: at a million keys the slot has just arrived from DRAM, and every
+// mispredicted branch after that is added to the lookup's latency.
+func (t *keyTable) lookup(fp *[4]uint64, k *IndexedKey) bool {
+	w := t.w
 	i := t.home(fp[0])
 	for range t.slots {
-		s := t.w[i*slotWords : i*slotWords+slotWords : i*slotWords+slotWords]
+		o := i * slotWords
+		s := w[o : o+slotWords : o+slotWords]
 		flags := atomic.LoadUint64(&s[7])
 		if flags == 0 {
 			break
 		}
-		if atomic.LoadUint64(&s[0]) == fp[0] && atomic.LoadUint64(&s[1]) == fp[1] &&
-			atomic.LoadUint64(&s[2]) == fp[2] && atomic.LoadUint64(&s[3]) == fp[3] {
-			return keySlot{
-				fp:      *fp,
-				id:      int64(atomic.LoadUint64(&s[4])),
-				userID:  int64(atomic.LoadUint64(&s[5])),
-				expires: int64(atomic.LoadUint64(&s[6])),
-				usage:   uint8(flags >> 8),
-			}, true
+		if atomic.LoadUint64(&s[0])^fp[0]|atomic.LoadUint64(&s[1])^fp[1]|
+			atomic.LoadUint64(&s[2])^fp[2]|atomic.LoadUint64(&s[3])^fp[3] == 0 {
+			k.ID = int64(atomic.LoadUint64(&s[4]))
+			k.UserID = int64(atomic.LoadUint64(&s[5]))
+			k.ExpiresMS = int64(atomic.LoadUint64(&s[6]))
+			k.usage = uint8(flags >> 8)
+			return true
 		}
-		i = t.next(i)
+		if i++; i == t.slots {
+			i = 0
+		}
 	}
-	return keySlot{}, false
+	return false
 }
 
-// get is a consistent, lock-free lookup in the current table of p.
-func getKey(p *atomic.Pointer[keyTable], fp *[4]uint64) (keySlot, bool) {
+// getKey is a consistent, lock-free lookup in the current table of p.
+func getKey(p *atomic.Pointer[keyTable], fp *[4]uint64, k *IndexedKey) bool {
 	for spins := 0; ; spins++ {
 		t := p.Load()
 		s := t.seq.Load()
 		if s&1 == 0 {
-			r, ok := t.lookup(fp)
+			ok := t.lookup(fp, k)
 			if t.seq.Load() == s {
 				runtime.KeepAlive(t) // t owns the memory lookup read
-				return r, ok
+				if !ok {
+					*k = IndexedKey{}
+				}
+				return ok
 			}
 		}
 		if spins >= 8 {
