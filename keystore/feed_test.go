@@ -3,6 +3,7 @@ package keystore_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -615,4 +616,47 @@ func TestFeedRetriesAFailedLocalApply(t *testing.T) {
 	damage(t, e, `DROP TRIGGER spoil`)
 	damage(t, e, `UPDATE users SET created_at = 0 WHERE id = $1`, jane.ID)
 	eventually(t, "the change applies once the row is readable", func() bool { return b.ix.UserBlocked(jane.ID) })
+}
+
+// TestIndexLoadReportsTheFailingHalf: users and keys load in parallel; when
+// either read fails, Load returns that error (not the other half's
+// cancellation) and an index that was serving keeps serving.
+func TestIndexLoadReportsTheFailingHalf(t *testing.T) {
+	t.Parallel()
+	sqliteOnly(t, "damages a row with a value of the wrong type, which PostgreSQL's typed columns refuse")
+	for _, c := range []struct{ name, damage, repair string }{
+		{"users", `UPDATE users SET is_admin = 'garbage' WHERE id = $1`, `UPDATE users SET is_admin = 0 WHERE id = $1`},
+		{"keys", `UPDATE keys SET expires_at = 'garbage' WHERE user_id = $1`, `UPDATE keys SET expires_at = NULL WHERE user_id = $1`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			gina := e.user(t, "gina")
+			pub, line := newEd25519(t, "gina")
+			e.key(t, gina.ID, line, keystore.UsageAuth)
+			serving := keystore.NewIndex(e.s)
+			if err := serving.Load(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			damage(t, e, c.damage, gina.ID)
+			for _, ix := range []*keystore.Index{keystore.NewIndex(e.s), serving} {
+				err := ix.Load(e.ctx)
+				if err == nil || errors.Is(err, context.Canceled) {
+					t.Fatalf("Load with a damaged %s row: %v, want the scan error", c.name, err)
+				}
+			}
+			if k, ok := serving.Key(fp(pub)); !ok || k.UserID != gina.ID {
+				t.Fatal("the serving index lost gina's key after a failed reload")
+			}
+
+			damage(t, e, c.repair, gina.ID)
+			fresh := keystore.NewIndex(e.s)
+			if err := fresh.Load(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if k, ok := fresh.Key(fp(pub)); !ok || k.UserID != gina.ID {
+				t.Fatal("gina's key is missing after the repair")
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -267,55 +268,32 @@ func (ix *Index) reload(ctx context.Context) error {
 	fresh.users.init(nUsers)
 	fresh.keys.Store(newKeyTable(nKeys))
 	fresh.keyFP = make(map[int64]uint64, nKeys)
-	// Only the columns the index needs, scanned without a string per value.
-	var name, email, state sql.RawBytes
-	if err := s.forEachRow(ctx, `SELECT id, username, email, state, is_admin FROM users`, func(sc func(...any) error) error {
-		var id int64
-		var admin int
-		if err := sc(&id, &name, &email, &state, &admin); err != nil {
+	// Users (with groups and members) and keys go into separate tables, so
+	// they load in parallel, each from its own read of the database: on two
+	// CPUs that halves the start of a node with a million keys. A change
+	// committed between the reads is applied again by the catch-up below.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	usersDone := make(chan error, 1)
+	go func() {
+		err := fresh.loadUsersAndGroups(lctx)
+		if err != nil {
+			cancel()
+		}
+		usersDone <- err
+	}()
+	keysErr := fresh.loadKeys(lctx)
+	if keysErr != nil {
+		cancel()
+	}
+	usersErr := <-usersDone
+	// The error that stopped the load, not the other half's cancellation.
+	for _, err := range []error{usersErr, keysErr} {
+		if err != nil && !errors.Is(err, context.Canceled) {
 			return err
 		}
-		fresh.addUserBytes(id, name, email, string(state) == StateActive, admin != 0)
-		return nil
-	}); err != nil {
-		return err
 	}
-	fresh.users.compact()
-	groups, err := s.AllGroups(ctx)
-	if err != nil {
-		return err
-	}
-	for _, g := range groups {
-		fresh.groups[g.ID] = groupRec{Parent: ptrVal(g.ParentID)}
-	}
-	for _, g := range groups {
-		fresh.groups[g.ID] = fresh.groupRecFor(g)
-	}
-	if err := s.forEachRow(ctx, `SELECT group_id, user_id, access_level FROM members`, func(sc func(...any) error) error {
-		var gid, uid int64
-		var level int
-		if err := sc(&gid, &uid, &level); err != nil {
-			return err
-		}
-		fresh.putMember(gid, uid, level)
-		return nil
-	}); err != nil {
-		return err
-	}
-	var fp, usage sql.RawBytes
-	if err := s.forEachRow(ctx, `SELECT id, user_id, fingerprint_sha256, usage_type, expires_at FROM keys`, func(sc func(...any) error) error {
-		var id, userID int64
-		var exp sql.NullInt64
-		if err := sc(&id, &userID, &fp, &usage, &exp); err != nil {
-			return err
-		}
-		b, ok := parseFingerprintBytes(fp)
-		if !ok {
-			return nil // unparseable: never matches (fail closed)
-		}
-		fresh.putKeyFP(id, userID, &b, usageBitsBytes(usage), exp.Int64, exp.Valid)
-		return nil
-	}); err != nil {
+	if err := cmp.Or(usersErr, keysErr); err != nil {
 		return err
 	}
 	if err := s.forEachRow(ctx, `SELECT id, group_id, fingerprint_sha256 FROM group_cas`, func(sc func(...any) error) error {
@@ -357,6 +335,70 @@ func (ix *Index) reload(ctx context.Context) error {
 	ix.applied = seq
 	ix.ahead = map[int64]struct{}{} // applied to the old maps only
 	ix.mu.Unlock()
+	return nil
+}
+
+// loadUsersAndGroups reads users, groups and members into an unpublished
+// index.
+func (ix *Index) loadUsersAndGroups(ctx context.Context) error {
+	s := ix.store
+	// Only the columns the index needs, scanned without a string per value.
+	var name, email, state sql.RawBytes
+	if err := s.forEachRow(ctx, `SELECT id, username, email, state, is_admin FROM users`, func(sc func(...any) error) error {
+		var id int64
+		var admin int
+		if err := sc(&id, &name, &email, &state, &admin); err != nil {
+			return err
+		}
+		ix.addUserBytes(id, name, email, string(state) == StateActive, admin != 0)
+		return nil
+	}); err != nil {
+		return err
+	}
+	ix.users.compact()
+	groups, err := s.AllGroups(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		ix.groups[g.ID] = groupRec{Parent: ptrVal(g.ParentID)}
+	}
+	for _, g := range groups {
+		ix.groups[g.ID] = ix.groupRecFor(g)
+	}
+	if err := s.forEachRow(ctx, `SELECT group_id, user_id, access_level FROM members`, func(sc func(...any) error) error {
+		var gid, uid int64
+		var level int
+		if err := sc(&gid, &uid, &level); err != nil {
+			return err
+		}
+		ix.putMember(gid, uid, level)
+		return nil
+	}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// loadKeys reads the user keys into an unpublished index.
+func (ix *Index) loadKeys(ctx context.Context) error {
+	s := ix.store
+	var fp, usage sql.RawBytes
+	if err := s.forEachRow(ctx, `SELECT id, user_id, fingerprint_sha256, usage_type, expires_at FROM keys`, func(sc func(...any) error) error {
+		var id, userID int64
+		var exp sql.NullInt64
+		if err := sc(&id, &userID, &fp, &usage, &exp); err != nil {
+			return err
+		}
+		b, ok := parseFingerprintBytes(fp)
+		if !ok {
+			return nil // unparseable: never matches (fail closed)
+		}
+		ix.putKeyFP(id, userID, &b, usageBitsBytes(usage), exp.Int64, exp.Valid)
+		return nil
+	}); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -36,6 +36,16 @@
 #   BENCH_IDLE_CONNS        idle connections (default 5000; QUICK 1000)
 #   BENCH_REPO_MB           repository size (default 100; QUICK 30)
 #   BENCH_BIG_FILE=0        skip OpenSSH with a big AuthorizedKeysFile (1M lines)
+#   BENCH_PIN=0             do not pin (default on 2+ CPUs: every server, and
+#                           what it forks, runs on CPU 0; keygate-load and the
+#                           git client on the other CPUs)
+#
+# Pinning: keygate-load spends about as much CPU per handshake as keygate
+# itself (the client side of the same key exchange and signatures), so on a
+# small machine sharing all CPUs between them measures the load generator as
+# much as the server; OpenSSH, at ~20x the CPU per login, would not be held
+# back the same way. With the server on its own CPU, handshakes/s is the
+# capacity of one CPU of each server.
 set -euo pipefail
 
 QUICK=${QUICK:-0}
@@ -46,6 +56,12 @@ else
 	BIG=1000000 DUR=${BENCH_DURATION:-10} IDLE=${BENCH_IDLE_CONNS:-5000} REPO_MB=${BENCH_REPO_MB:-100}
 fi
 CONC=${BENCH_CONCURRENCY:-4}
+NCPU=$(nproc)
+SERVER_PIN=() LOAD_PIN=() PINNING="no pinning"
+if [[ ${BENCH_PIN:-1} == 1 && $NCPU -ge 2 ]]; then
+	SERVER_PIN=(taskset -c 0) LOAD_PIN=(taskset -c "1-$((NCPU - 1))")
+	PINNING="servers pinned to CPU 0, keygate-load and git clients to CPU 1-$((NCPU - 1))"
+fi
 BIG_FILE=${BENCH_BIG_FILE:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # Ports below Linux's ephemeral range (32768-60999), which the load runs use up.
@@ -145,7 +161,7 @@ measure() {
 	local name=$1 keys=$2 pid=$3 mode=$4 key=$5 user=$6 port=$7
 	local c0 c1 out hs hps p99 rss errs mid
 	c0=$(cpu_ticks "$pid" "$mode")
-	"$BIN/keygate-load" run --addr "127.0.0.1:$port" --user "$user" --key "$key" --host-key-check=false \
+	"${LOAD_PIN[@]}" "$BIN/keygate-load" run --addr "127.0.0.1:$port" --user "$user" --key "$key" --host-key-check=false \
 		--concurrency "$CONC" --duration "${DUR}s" --timeout 120s --json >"$W/run.json" 2>"$W/run.err" &
 	local lp=$!
 	PIDS+=("$lp")
@@ -194,7 +210,7 @@ authorized_keys() {
 
 start_keygate() { # DIR SSH_PORT HTTP_PORT
 	local d=$1
-	KEYGATE_ADMIN_TOKEN=$TOKEN "$BIN/keygate" serve --data-dir "$d" --ssh-addr "127.0.0.1:$2" \
+	KEYGATE_ADMIN_TOKEN=$TOKEN "${SERVER_PIN[@]}" "$BIN/keygate" serve --data-dir "$d" --ssh-addr "127.0.0.1:$2" \
 		--http-addr "127.0.0.1:$3" --hostname localhost --log-level error >"$W/keygate.log" 2>&1 &
 	KG=$!
 	PIDS+=("$KG")
@@ -229,7 +245,7 @@ start_sshd() {
 		printf '%s\n' "$@"
 	} >"$SSHD_DIR/config"
 	/usr/sbin/sshd -t -f "$SSHD_DIR/config" || die "sshd config rejected"
-	/usr/sbin/sshd -D -e -f "$SSHD_DIR/config" 2>>"$W/sshd.log" &
+	"${SERVER_PIN[@]}" /usr/sbin/sshd -D -e -f "$SSHD_DIR/config" 2>>"$W/sshd.log" &
 	SSHD=$!
 	PIDS+=("$SSHD")
 	wait_port "$SPORT" || die "sshd did not start: $(cat "$W/sshd.log")"
@@ -323,7 +339,7 @@ clone_mbps() { # URL PORT: best of 3 clones, MB/s
 	for i in 1 2 3; do
 		rm -rf "$W/clone"
 		t0=$(date +%s.%N)
-		GIT_SSH_COMMAND="ssh $SSHOPT -p $2" git clone -q --no-checkout "$1" "$W/clone" || die "clone $1 failed"
+		GIT_SSH_COMMAND="ssh $SSHOPT -p $2" "${LOAD_PIN[@]}" git clone -q --no-checkout "$1" "$W/clone" || die "clone $1 failed"
 		t1=$(date +%s.%N)
 		best=$(awk -v a="$t0" -v b="$t1" -v s="$SIZE" -v best="$best" 'BEGIN{m=s/1e6/(b-a); print (m>best)?m:best}')
 	done
@@ -341,7 +357,7 @@ stop "$SSHD"
 log "holding $IDLE idle connections to keygate"
 sleep 2
 r0=$(rss_kib "$KG1K")
-"$BIN/keygate-load" hold --addr "127.0.0.1:$KPORT" --key "$D1K/id" --host-key-check=false \
+"${LOAD_PIN[@]}" "$BIN/keygate-load" hold --addr "127.0.0.1:$KPORT" --key "$D1K/id" --host-key-check=false \
 	--conns "$IDLE" --concurrency 8 --duration 20s --json >"$W/hold.json" 2>"$W/hold.err" &
 HP=$!
 PIDS+=("$HP")
@@ -361,7 +377,7 @@ stop "$KG1K"
 
 # --- report ---
 echo
-echo "keygate vs OpenSSH $(/usr/sbin/sshd -V 2>&1 | head -1 | cut -d, -f1) — $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), ${DUR}s runs, $CONC workers (keygate-load on the same machine)"
+echo "keygate vs OpenSSH $(/usr/sbin/sshd -V 2>&1 | head -1 | cut -d, -f1) — $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), ${DUR}s runs, $CONC workers (keygate-load on the same machine; $PINNING)"
 printf '%-24s %9s %12s %9s %16s %8s\n' server keys handshakes/s "p99 ms" "CPU ms/handshake" "RSS MiB"
 printf '%s\n' "${ROWS[@]}"
 echo
