@@ -1,7 +1,6 @@
 package keystore
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -287,14 +286,12 @@ func (ix *Index) reload(ctx context.Context) error {
 		cancel()
 	}
 	usersErr := <-usersDone
-	// The error that stopped the load, not the other half's cancellation.
-	for _, err := range []error{usersErr, keysErr} {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
+	if usersErr != nil || keysErr != nil {
+		// The error that stopped the load, not the other half's cancellation.
+		if usersErr == nil || (errors.Is(usersErr, context.Canceled) && keysErr != nil) {
+			return keysErr
 		}
-	}
-	if err := cmp.Or(usersErr, keysErr); err != nil {
-		return err
+		return usersErr
 	}
 	if err := s.forEachRow(ctx, `SELECT id, group_id, fingerprint_sha256 FROM group_cas`, func(sc func(...any) error) error {
 		var c GroupCA
@@ -366,7 +363,7 @@ func (ix *Index) loadUsersAndGroups(ctx context.Context) error {
 	for _, g := range groups {
 		ix.groups[g.ID] = ix.groupRecFor(g)
 	}
-	if err := s.forEachRow(ctx, `SELECT group_id, user_id, access_level FROM members`, func(sc func(...any) error) error {
+	return s.forEachRow(ctx, `SELECT group_id, user_id, access_level FROM members`, func(sc func(...any) error) error {
 		var gid, uid int64
 		var level int
 		if err := sc(&gid, &uid, &level); err != nil {
@@ -374,17 +371,14 @@ func (ix *Index) loadUsersAndGroups(ctx context.Context) error {
 		}
 		ix.putMember(gid, uid, level)
 		return nil
-	}); err != nil {
-		return err
-	}
-	return nil
+	})
 }
 
 // loadKeys reads the user keys into an unpublished index.
 func (ix *Index) loadKeys(ctx context.Context) error {
 	s := ix.store
 	var fp, usage sql.RawBytes
-	if err := s.forEachRow(ctx, `SELECT id, user_id, fingerprint_sha256, usage_type, expires_at FROM keys`, func(sc func(...any) error) error {
+	return s.forEachRow(ctx, `SELECT id, user_id, fingerprint_sha256, usage_type, expires_at FROM keys`, func(sc func(...any) error) error {
 		var id, userID int64
 		var exp sql.NullInt64
 		if err := sc(&id, &userID, &fp, &usage, &exp); err != nil {
@@ -396,10 +390,7 @@ func (ix *Index) loadKeys(ctx context.Context) error {
 		}
 		ix.putKeyFP(id, userID, &b, usageBitsBytes(usage), exp.Int64, exp.Valid)
 		return nil
-	}); err != nil {
-		return err
-	}
-	return nil
+	})
 }
 
 func ptrVal(p *int64) int64 {

@@ -108,9 +108,7 @@ func (t *keyTable) lookup(fp *[4]uint64, k *IndexedKey) bool {
 			k.usage = uint8(flags >> 8)
 			return true
 		}
-		if i++; i == t.slots {
-			i = 0
-		}
+		i = t.next(i)
 	}
 	return false
 }

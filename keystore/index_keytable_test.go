@@ -244,3 +244,35 @@ func TestKeyTableLargeOffHeap(t *testing.T) {
 		t.Fatalf("Len %d", ix.Len())
 	}
 }
+
+// BenchmarkMemoryLatencyReference is not keygate code: it chases pointers
+// through 96 MiB (the size of the 1M-key table) in random order, so each
+// step is one dependent cache miss: the floor for a cold key lookup on the
+// machine at hand, to read sshd's BenchmarkAuthDecision at 1M keys against
+// (docs/performance.md). pages=4KiB is a Go heap buffer; pages=2MiB is the
+// memory of a key table of that size (mapped off the heap with
+// MADV_HUGEPAGE where the platform has it), the floor that applies to the
+// index.
+func BenchmarkMemoryLatencyReference(b *testing.B) {
+	const words = 96 << 20 / 8
+	b.Run("pages=4KiB", func(b *testing.B) { pointerChase(b, make([]uint64, words)) })
+	b.Run("pages=2MiB", func(b *testing.B) {
+		t := newKeyTableSlots(words / slotWords)
+		pointerChase(b, t.w)
+		runtime.KeepAlive(t) // t owns the mapping
+	})
+}
+
+func pointerChase(b *testing.B, buf []uint64) {
+	lines := len(buf) / 8
+	perm := rand.New(rand.NewPCG(1, 2)).Perm(lines)
+	for i := range lines {
+		buf[perm[i]*8] = uint64(perm[(i+1)%lines])
+	}
+	j := uint64(0)
+	b.ResetTimer()
+	for b.Loop() {
+		j = buf[j*8]
+	}
+	runtime.KeepAlive(j)
+}

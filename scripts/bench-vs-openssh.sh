@@ -59,8 +59,9 @@ CONC=${BENCH_CONCURRENCY:-4}
 NCPU=$(nproc)
 SERVER_PIN=() LOAD_PIN=() PINNING="no pinning"
 if [[ ${BENCH_PIN:-1} == 1 && $NCPU -ge 2 ]]; then
-	SERVER_PIN=(taskset -c 0) LOAD_PIN=(taskset -c "1-$((NCPU - 1))")
-	PINNING="servers pinned to CPU 0, keygate-load and git clients to CPU 1-$((NCPU - 1))"
+	SERVER_CPU=0 LOAD_CPUS="1-$((NCPU - 1))"
+	SERVER_PIN=(taskset -c "$SERVER_CPU") LOAD_PIN=(taskset -c "$LOAD_CPUS")
+	PINNING="servers pinned to CPU $SERVER_CPU, keygate-load and git clients to CPU $LOAD_CPUS"
 fi
 BIG_FILE=${BENCH_BIG_FILE:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -220,7 +221,7 @@ start_keygate() { # DIR SSH_PORT HTTP_PORT
 			# Started on every CPU (the index loads users and keys in
 			# parallel, as a node starting in production would), pinned
 			# for the measurements from here on.
-			((${#SERVER_PIN[@]} == 0)) || taskset -a -p -c 0 "$KG" >/dev/null
+			((${#SERVER_PIN[@]} == 0)) || taskset -a -p -c "$SERVER_CPU" "$KG" >/dev/null
 			return 0
 		fi
 		kill -0 "$KG" 2>/dev/null || die "keygate exited: $(cat "$W/keygate.log")"

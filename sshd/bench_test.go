@@ -132,34 +132,3 @@ func BenchmarkGCWithMillionKeys(b *testing.B) {
 	b.StopTimer()
 	runtime.KeepAlive(s)
 }
-
-// BenchmarkMemoryLatencyReference is not keygate code: it chases pointers
-// through a 96 MiB buffer (the size of the 1M-key table) in random order, so
-// each step is one dependent cache miss: the floor for a cold index lookup
-// on the machine at hand, printed next to BenchmarkAuthDecision to read the
-// 1M-key figure against (docs/performance.md). pages=4KiB is a Go heap
-// buffer; pages=2MiB is mapped like the key table (MADV_HUGEPAGE, where the
-// platform has it), which is the floor that applies to the index.
-func BenchmarkMemoryLatencyReference(b *testing.B) {
-	const size = 96 << 20
-	b.Run("pages=4KiB", func(b *testing.B) { pointerChase(b, make([]uint64, size/8)) })
-	b.Run("pages=2MiB", func(b *testing.B) {
-		buf, release := hugePageBuffer(size / 8)
-		defer release()
-		pointerChase(b, buf)
-	})
-}
-
-func pointerChase(b *testing.B, buf []uint64) {
-	lines := len(buf) / 8
-	perm := mrand.New(mrand.NewPCG(1, 2)).Perm(lines)
-	for i := range lines {
-		buf[perm[i]*8] = uint64(perm[(i+1)%lines])
-	}
-	j := uint64(0)
-	b.ResetTimer()
-	for b.Loop() {
-		j = buf[j*8]
-	}
-	runtime.KeepAlive(j)
-}
