@@ -14,6 +14,18 @@ import (
 type Repos struct {
 	Root   string
 	GitBin string // default "git"
+	// Home is git's private HOME (default: "git-home" beside Root); see
+	// GitEnv.
+	Home string
+}
+
+// gitHome returns git's private HOME, creating it.
+func (r Repos) gitHome() (string, error) {
+	home := r.Home
+	if home == "" {
+		home = filepath.Join(filepath.Dir(r.Root), "git-home")
+	}
+	return PrepareGitHome(home)
 }
 
 // Path returns the repository directory of a project full path, or "" if
@@ -38,11 +50,17 @@ func (r Repos) Create(ctx context.Context, fullPath string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
 		return err
 	}
-	git := r.GitBin
-	if git == "" {
-		git = "git"
+	git, err := ResolveGit(r.GitBin)
+	if err != nil {
+		return fmt.Errorf("keystore: git not found: %w", err)
 	}
-	out, err := exec.CommandContext(ctx, git, "init", "--bare", "--quiet", "--initial-branch=main", dir).CombinedOutput()
+	home, err := r.gitHome()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, git, "init", "--bare", "--quiet", "--initial-branch=main", dir)
+	cmd.Env = GitEnv(home, git)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("keystore: git init %s: %v: %s", dir, err, out)
 	}

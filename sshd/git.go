@@ -159,7 +159,7 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		return 1
 	}
 	cmd := exec.CommandContext(sess.Context(), s.cfg.GitBin, sub, repo)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "GIT_CONFIG_NOSYSTEM=1"}
+	cmd.Env = keystore.GitEnv(s.cfg.GitHome, s.cfg.GitBin)
 	for _, kv := range sess.Environ() {
 		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && validGitProtocol(v) {
 			cmd.Env = append(cmd.Env, "GIT_PROTOCOL="+v)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,8 +59,12 @@ type Config struct {
 	GitUser string
 	// ReposDir holds the bare repositories.
 	ReposDir string
-	// GitBin is the git binary (default "git" from PATH).
+	// GitBin is the git binary (default "git" from PATH, resolved once).
 	GitBin string
+	// GitHome is the private HOME of the git processes (default "git-home"
+	// beside ReposDir; created 0700). git runs with an environment built
+	// from nothing (keystore.GitEnv).
+	GitHome string
 
 	Auth     Authorizer
 	Projects Projects
@@ -144,6 +149,19 @@ func (c *Config) Validate() error {
 	}
 	if c.GitBin == "" {
 		c.GitBin = "git"
+	}
+	if p, err := keystore.ResolveGit(c.GitBin); err == nil {
+		c.GitBin = p
+	}
+	if c.GitHome == "" && c.ReposDir != "" {
+		c.GitHome = filepath.Join(filepath.Dir(c.ReposDir), "git-home")
+	}
+	if c.GitHome != "" {
+		home, err := keystore.PrepareGitHome(c.GitHome)
+		if err != nil {
+			return fmt.Errorf("sshd: %w", err)
+		}
+		c.GitHome = home
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)

@@ -333,8 +333,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories")}
+	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories"), Home: filepath.Join(c.DataDir, "git-home")}
 	if err := os.MkdirAll(repos.Root, 0o750); err != nil {
+		return err
+	}
+	if _, err := keystore.PrepareGitHome(repos.Home); err != nil {
 		return err
 	}
 
@@ -351,7 +354,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 
 	sshSrv, err := sshd.New(sshd.Config{
 		Addr: c.SSHAddr, HostKeys: hostKeys, Hostname: c.Hostname, GitUser: c.GitUser,
-		ReposDir: repos.Root, Auth: index, Projects: store, Usage: store, Events: store, Log: log, Registry: reg,
+		ReposDir: repos.Root, GitHome: repos.Home, Auth: index, Projects: store, Usage: store, Events: store, Log: log, Registry: reg,
 		LoginGraceTime: c.LoginGraceTime, MaxAuthTries: c.MaxAuthTries, MaxSessions: c.MaxSessions,
 		KeepAliveInterval: c.KeepAliveInterval, KeepAliveCountMax: c.KeepAliveCountMax,
 		MaxStartups: c.MaxStartups, PerSourceMaxStartups: c.PerSourceMaxStartups,

@@ -1,0 +1,69 @@
+package keystore
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// SealedPath is the PATH every git keygate runs sees (after the directory
+// of the git binary itself): system directories only, never keygate's own
+// PATH, which may name directories other accounts can write.
+const SealedPath = "/usr/local/bin:/usr/bin:/bin"
+
+// GitEnv returns the whole environment for a git process that keygate
+// runs, built from nothing: git reads configuration (and so can be made to
+// run commands: uploadpack.packObjectsHook, core.hooksPath,
+// tar.<fmt>.command, init.templateDir) from $HOME/.gitconfig,
+// $XDG_CONFIG_HOME/git/config, the system file and GIT_CONFIG_* variables.
+// None of those reach it: HOME is home (private to keygate), the global and
+// system files are off, and no variable of keygate's own environment is
+// passed on. gitBin is the git binary that will run; its directory comes
+// first in PATH so that git finds its own helpers. Callers append
+// GIT_PROTOCOL, the only value a client may set.
+func GitEnv(home, gitBin string) []string {
+	path := SealedPath
+	if dir := filepath.Dir(gitBin); filepath.IsAbs(gitBin) && !strings.Contains(":"+SealedPath+":", ":"+dir+":") {
+		path = dir + ":" + path
+	}
+	return []string{
+		"PATH=" + path,
+		"HOME=" + home,
+		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_TERMINAL_PROMPT=0",
+		"LANG=C",
+	}
+}
+
+// PrepareGitHome creates git's private HOME (mode 0700; an existing
+// directory is tightened to 0700) and returns its absolute path.
+func PrepareGitHome(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return "", fmt.Errorf("keystore: git home: %w", err)
+	}
+	if err := os.Chmod(abs, 0o700); err != nil {
+		return "", fmt.Errorf("keystore: git home: %w", err)
+	}
+	return abs, nil
+}
+
+// ResolveGit returns the absolute path of the git binary (name, or "git"
+// from keygate's PATH), resolved once at start so that later runs never
+// search PATH again.
+func ResolveGit(name string) (string, error) {
+	if name == "" {
+		name = "git"
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Abs(p)
+}
