@@ -236,6 +236,8 @@ func (a *API) limitBody(next http.Handler) http.Handler {
 type principal struct {
 	user  *keystore.User
 	token *keystore.Token
+	// sudoBy is the administrator whose token acts as user (Sudo), or nil.
+	sudoBy *keystore.User
 }
 
 type ctxKey int
@@ -303,6 +305,15 @@ func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
 				a.fail(v3, w, r, errStatus(http.StatusForbidden, "403 Forbidden - Your account has been blocked."))
 				return
 			}
+			pr := &principal{user: u, token: tk}
+			if ident := sudoIdentifier(r); ident != "" {
+				target, err := a.sudo(r, u, tk, ident)
+				if err != nil {
+					a.fail(v3, w, r, err)
+					return
+				}
+				pr = &principal{user: target, token: tk, sudoBy: u}
+			}
 			if r.Method != http.MethodGet && r.Method != http.MethodHead && !tk.HasScope(keystore.ScopeAPI) {
 				writeJSON(w, http.StatusForbidden, map[string]string{
 					"error":             "insufficient_scope",
@@ -318,7 +329,7 @@ func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
 			} else if err != nil {
 				a.log.Warn("recording token use failed", "token_id", tk.ID, "err", err)
 			}
-			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), &principal{user: u, token: tk})))
+			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), pr)))
 		})
 	}
 }
@@ -367,10 +378,59 @@ func (a *API) requireAdmin(next http.Handler) http.Handler {
 // actor describes the request for the audit log.
 func actor(r *http.Request) keystore.Actor {
 	ac := keystore.Actor{RemoteIP: remoteIP(r)}
-	if u := me(r); u != nil {
-		ac.UserID = u.ID
+	if p, _ := r.Context().Value(principalKey).(*principal); p != nil {
+		ac.UserID = p.user.ID
+		if p.sudoBy != nil {
+			ac.SudoBy = p.sudoBy.ID
+		}
 	}
 	return ac
+}
+
+// sudoIdentifier is the user a request asks to act as: the Sudo header or
+// the sudo query parameter (GitLab reads both).
+func sudoIdentifier(r *http.Request) string {
+	if v := strings.TrimSpace(r.Header.Get("Sudo")); v != "" {
+		return v
+	}
+	return strings.TrimSpace(r.URL.Query().Get("sudo"))
+}
+
+// sudo resolves a Sudo request exactly as GitLab does: only an
+// administrator's token with the sudo scope may act as another user (by id
+// or username); anything else is refused, never performed as the token's
+// own user.
+func (a *API) sudo(r *http.Request, u *keystore.User, tk *keystore.Token, ident string) (*keystore.User, error) {
+	if !u.IsAdmin {
+		return nil, errStatus(http.StatusForbidden, "403 Forbidden - Must be admin to use sudo")
+	}
+	if !tk.HasScope(keystore.ScopeSudo) {
+		return nil, &httpError{Code: http.StatusForbidden, Body: map[string]string{
+			"error":             "insufficient_scope",
+			"error_description": "The request requires higher privileges than provided by the access token.",
+			"scope":             "sudo",
+		}}
+	}
+	var target *keystore.User
+	var err error
+	if n, perr := strconv.ParseInt(ident, 10, 64); perr == nil {
+		target, err = a.store.User(r.Context(), n)
+	} else if len(ident) <= 255 {
+		target, err = a.store.UserByUsername(r.Context(), ident)
+	} else {
+		err = keystore.ErrNotFound
+	}
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, errStatus(http.StatusNotFound, "404 User '"+ident+"' Not Found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !target.Active() {
+		return nil, errStatus(http.StatusForbidden, "403 Forbidden - The user you are trying to impersonate is blocked")
+	}
+	a.log.Info("sudo", "admin_id", u.ID, "user_id", target.ID, "method", r.Method, "path", r.URL.Path)
+	return target, nil
 }
 
 func remoteIP(r *http.Request) string {

@@ -141,6 +141,9 @@ func (a *API) ghUserKey(r *http.Request, usages []string) (*keystore.Key, error)
 		return nil, errNotFound
 	}
 	k, err := a.store.Key(r.Context(), id)
+	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+		return nil, err // a storage fault is 503, not "not found"
+	}
 	if err != nil || k.UserID != me(r).ID {
 		return nil, errNotFound
 	}
@@ -250,6 +253,9 @@ func (a *API) ghDeleteSigningKey(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) ghPublicUser(r *http.Request) (*keystore.User, error) {
 	u, err := a.store.UserByUsername(r.Context(), pathParam(r, "username"))
+	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+		return nil, err // a storage fault is 503, not "not found"
+	}
 	if err != nil {
 		return nil, errNotFound
 	}

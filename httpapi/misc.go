@@ -80,7 +80,14 @@ func (a *API) getVersion(w http.ResponseWriter, r *http.Request) error {
 // allowedSigners serves git's gpg.ssh.allowedSignersFile: one line per
 // unexpired signing-capable key of an active user.
 func (a *API) allowedSigners(w http.ResponseWriter, r *http.Request) error {
-	entries, err := a.store.AllowedSigners(r.Context())
+	// The file names every signer's email: an administrator reads the whole
+	// file, anyone else only their own lines (emails are not public).
+	viewer := me(r)
+	var only int64
+	if !viewer.IsAdmin {
+		only = viewer.ID
+	}
+	entries, err := a.store.AllowedSigners(r.Context(), only)
 	if err != nil {
 		return err
 	}

@@ -92,7 +92,7 @@ var operations = []operation{
 	{"GET", "/api/v3/users/{username}/ssh_signing_keys", "GitHub: a user's public SSH signing keys", "anyone", "GitHubSigningKey", true, ""},
 	{"GET", "/-/health", "Liveness", "anyone", "", false, ""},
 	{"GET", "/-/readiness", "Readiness: both listeners up, and the database answers or the auth index is fresh enough to serve without it", "anyone", "", false, ""},
-	{"GET", "/-/allowed_signers", "git allowed signers file (text)", "anyone", "", false, ""},
+	{"GET", "/-/allowed_signers", "git allowed signers file (text): every signer for admins, your own lines otherwise", "authenticated", "", false, ""},
 	{"GET", "/metrics", "Prometheus metrics (text)", "anyone", "", false, ""},
 }
 

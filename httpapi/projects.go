@@ -133,8 +133,8 @@ func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if level < keystore.Maintainer {
-		return errForbidden
+	if level < keystore.Owner {
+		return errForbidden // as in GitLab: deleting a project needs owner
 	}
 	if err := a.store.DeleteProject(r.Context(), actor(r), p.ID); err != nil {
 		return err

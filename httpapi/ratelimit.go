@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -25,8 +26,25 @@ func newIPLimiter(limit rate.Limit, burst int) *ipLimiter {
 	return &ipLimiter{limit: limit, burst: burst, buckets: map[string]*bucket{}}
 }
 
+// limiterKey is the bucket of a client address: the address itself for
+// IPv4, its /64 for IPv6 (one host usually holds a whole /64, so keying by
+// address would give it 2^64 buckets), as the SSH side does.
+func limiterKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.WithZone("").Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
 // allow takes one token from ip's bucket.
 func (l *ipLimiter) allow(ip string) bool {
+	ip = limiterKey(ip)
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()

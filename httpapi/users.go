@@ -69,7 +69,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	f := keystore.UserFilter{Username: q.Get("username"), Search: q.Get("search")}
+	f := keystore.UserFilter{Username: q.Get("username"), Search: q.Get("search"), SearchEmails: me(r).IsAdmin}
 	if q.Get("blocked") == "true" {
 		t := true
 		f.Blocked = &t

@@ -42,6 +42,8 @@ func validateGroupPath(p problems, v string) {
 		p.add("path", "is too long (maximum is 255 characters)")
 	case !pathRE.MatchString(v) || strings.HasSuffix(v, ".git") || strings.HasSuffix(v, "."):
 		p.add("path", "can contain only letters, digits, '_', '-' and '.', must start with a letter or digit and cannot end in '.' or '.git'")
+	case allDigits(v):
+		p.add("path", "cannot be only digits (it would be taken for an id)")
 	}
 }
 

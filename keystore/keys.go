@@ -282,10 +282,17 @@ type SignerEntry struct {
 }
 
 // AllowedSigners lists unexpired signing-capable keys of active users.
-func (s *Store) AllowedSigners(ctx context.Context) ([]SignerEntry, error) {
-	rows, err := s.query(ctx, `SELECT u.email, k.key, k.expires_at FROM keys k JOIN users u ON u.id = k.user_id
-		WHERE k.usage_type IN (?, ?) AND u.state = ? AND (k.expires_at IS NULL OR k.expires_at > ?) ORDER BY k.id`,
-		UsageSigning, UsageAuthAndSigning, StateActive, ms(s.now()))
+//
+// userID, when not 0, limits the entries to that user's keys.
+func (s *Store) AllowedSigners(ctx context.Context, userID int64) ([]SignerEntry, error) {
+	q := `SELECT u.email, k.key, k.expires_at FROM keys k JOIN users u ON u.id = k.user_id
+		WHERE k.usage_type IN (?, ?) AND u.state = ? AND (k.expires_at IS NULL OR k.expires_at > ?)`
+	args := []any{UsageSigning, UsageAuthAndSigning, StateActive, ms(s.now())}
+	if userID != 0 {
+		q += ` AND k.user_id = ?`
+		args = append(args, userID)
+	}
+	rows, err := s.query(ctx, q+` ORDER BY k.id`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -445,7 +445,7 @@ func TestAllowedSigners(t *testing.T) {
 	}
 	e.clock.Advance(time.Hour) // the one-hour key is now exactly expired
 
-	got, err := e.s.AllowedSigners(e.ctx)
+	got, err := e.s.AllowedSigners(e.ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

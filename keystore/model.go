@@ -29,6 +29,10 @@ const (
 const (
 	ScopeAPI     = "api"
 	ScopeReadAPI = "read_api"
+	// ScopeSudo lets an administrator's token act as another user (the
+	// Sudo header or ?sudo=), as in GitLab. Only administrators' tokens
+	// may carry it.
+	ScopeSudo = "sudo"
 )
 
 // User is a person who owns keys and belongs to groups.
@@ -190,6 +194,9 @@ type Change struct {
 type Actor struct {
 	UserID   int64 // 0: the system
 	RemoteIP string
+	// SudoBy is the administrator who acted as UserID through Sudo (0:
+	// none); audit events record it as "sudo_by".
+	SudoBy int64
 }
 
 // Page selects one page of a list. Page counts from 1.

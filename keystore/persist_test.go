@@ -82,7 +82,7 @@ func TestPersistence(t *testing.T) {
 		mustOK(t, err)
 		sn.Changes, err = s.ChangesSince(ctx, 0, 1000)
 		mustOK(t, err)
-		sn.Signers, err = s.AllowedSigners(ctx)
+		sn.Signers, err = s.AllowedSigners(ctx, 0)
 		mustOK(t, err)
 		return sn
 	}

@@ -6,6 +6,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"maps"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -374,6 +375,10 @@ func (t *tx) audit(ctx context.Context, action, targetType string, targetID int6
 	if details == nil {
 		details = map[string]any{}
 	}
+	if t.actor.SudoBy != 0 {
+		details = maps.Clone(details)
+		details["sudo_by"] = t.actor.SudoBy
+	}
 	b, err := json.Marshal(details)
 	if err != nil {
 		return err
@@ -464,6 +469,9 @@ func (s *Store) readErr(err error) error {
 	}
 	if m := s.dialect.mapErr(err); errors.Is(m, ErrUnavailable) {
 		return m
+	}
+	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+		return errors.Join(ErrUnavailable, err)
 	}
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 )
@@ -68,8 +69,8 @@ func validateScopes(p problems, scopes []string) []string {
 	var out []string
 	for _, sc := range scopes {
 		sc = strings.TrimSpace(sc)
-		if sc != ScopeAPI && sc != ScopeReadAPI {
-			p.add("scopes", "can contain only api and read_api")
+		if sc != ScopeAPI && sc != ScopeReadAPI && sc != ScopeSudo {
+			p.add("scopes", "can contain only api, read_api and sudo")
 			return nil
 		}
 		if !seen[sc] {
@@ -98,8 +99,14 @@ func (s *Store) CreateToken(ctx context.Context, a Actor, userID int64, in Token
 	}
 	tk := &Token{UserID: userID, Name: in.Name, Scopes: scopes, ExpiresAt: truncMS(in.ExpiresAt)}
 	err := s.write(ctx, a, func(t *tx) error {
-		if err := t.mustExist(ctx, "users", userID, "User"); err != nil {
+		var admin int
+		if err := t.queryRow(ctx, `SELECT is_admin FROM users WHERE id = ?`, userID).Scan(&admin); errors.Is(err, sql.ErrNoRows) {
+			return notFound("User")
+		} else if err != nil {
 			return err
+		}
+		if admin == 0 && slices.Contains(scopes, ScopeSudo) {
+			return invalid("scopes", "can contain sudo only for an administrator")
 		}
 		tk.CreatedAt = t.now
 		id, err := t.insert(ctx, `INSERT INTO personal_access_tokens (user_id, name, scopes, digest, expires_at, revoked, created_at)

@@ -32,7 +32,8 @@ func TestCreateTokenValidation(t *testing.T) {
 		{"future-expiry", keystore.TokenInput{Name: "ci", Scopes: []string{"api"}, ExpiresAt: ptr(t0.Add(time.Hour))}, "", "", []string{"api"}},
 		{"blank-name", keystore.TokenInput{Name: " ", Scopes: []string{"api"}}, "name", "can't be blank", nil},
 		{"no-scopes", keystore.TokenInput{Name: "ci"}, "scopes", "can't be blank", nil},
-		{"unknown-scope", keystore.TokenInput{Name: "ci", Scopes: []string{"api", "sudo"}}, "scopes", "only api and read_api", nil},
+		{"unknown-scope", keystore.TokenInput{Name: "ci", Scopes: []string{"api", "write_repository"}}, "scopes", "only api, read_api and sudo", nil},
+		{"sudo-for-a-non-admin", keystore.TokenInput{Name: "ci", Scopes: []string{"api", "sudo"}}, "scopes", "only for an administrator", nil},
 		{"past-expiry", keystore.TokenInput{Name: "ci", Scopes: []string{"api"}, ExpiresAt: ptr(t0.Add(-time.Minute))}, "expires_at", "future", nil},
 		{"expiry-now", keystore.TokenInput{Name: "ci", Scopes: []string{"api"}, ExpiresAt: ptr(t0)}, "expires_at", "future", nil},
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -28,7 +29,15 @@ func validateUsername(p problems, v string) {
 		p.add("username", "is too long (maximum is 255 characters)")
 	case !pathRE.MatchString(v) || strings.HasSuffix(v, ".git") || strings.HasSuffix(v, "."):
 		p.add("username", "can contain only letters, digits, '_', '-' and '.', must start with a letter or digit and cannot end in '.' or '.git'")
+	case allDigits(v):
+		p.add("username", "cannot be only digits (it would be taken for a user id)")
 	}
+}
+
+// allDigits reports whether v is non-empty and all ASCII digits: such a
+// name would be shadowed by an id in ":id_or_username" routes.
+func allDigits(v string) bool {
+	return v != "" && strings.TrimLeft(v, "0123456789") == ""
 }
 
 func validateEmail(p problems, v string) {
@@ -38,8 +47,13 @@ func validateEmail(p problems, v string) {
 		p.add("email", "can't be blank")
 	case len(v) > 255:
 		p.add("email", "is too long (maximum is 255 characters)")
-	case at <= 0 || at == len(v)-1 || strings.ContainsAny(v, " \t\r\n<>,;\"") || !utf8.ValidString(v):
+	case at <= 0 || at == len(v)-1 || !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsSpace) >= 0 ||
+		strings.ContainsAny(v, "<>,;\"") || strings.IndexFunc(v, unicode.IsControl) >= 0:
 		p.add("email", "is invalid")
+	case strings.ContainsAny(v, "*?!"):
+		// allowed_signers (and OpenSSH principals) read these as patterns:
+		// "*@example.com" would vouch for everyone's signatures.
+		p.add("email", "cannot contain '*', '?' or '!' (they are patterns in git's allowed_signers file)")
 	}
 }
 
@@ -248,8 +262,11 @@ func (s *Store) UserByUsername(ctx context.Context, username string) (*User, err
 // UserFilter narrows ListUsers.
 type UserFilter struct {
 	Username string // exact, case-insensitive
-	Search   string // substring of username, name or email
-	Blocked  *bool
+	Search   string // substring of username or name (and email with SearchEmails)
+	// SearchEmails lets Search match emails too: for admins only, since a
+	// substring search reveals hidden emails one guess at a time.
+	SearchEmails bool
+	Blocked      *bool
 }
 
 // ListUsers lists users ordered by id.
@@ -261,10 +278,14 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter, pg Page) ([]*User, 
 		args = append(args, asciiLower(f.Username))
 	}
 	if f.Search != "" {
-		where = append(where, "("+s.dialect.contains("lower(username)", "?")+" OR "+
-			s.dialect.contains("lower(name)", "?")+" OR "+s.dialect.contains("lower(email)", "?")+")")
 		needle := asciiLower(f.Search)
-		args = append(args, needle, needle, needle)
+		cond := s.dialect.contains("lower(username)", "?") + " OR " + s.dialect.contains("lower(name)", "?")
+		args = append(args, needle, needle)
+		if f.SearchEmails {
+			cond += " OR " + s.dialect.contains("lower(email)", "?")
+			args = append(args, needle)
+		}
+		where = append(where, "("+cond+")")
 	}
 	if f.Blocked != nil {
 		where = append(where, "state = ?")

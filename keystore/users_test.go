@@ -203,7 +203,8 @@ func TestListUsers(t *testing.T) {
 		{"username-exact-any-case", keystore.UserFilter{Username: "CAROL"}, keystore.Page{}, []string{"carol"}, 1},
 		{"username-is-not-substring", keystore.UserFilter{Username: "car"}, keystore.Page{}, nil, 0},
 		{"search-substring-any-case", keystore.UserFilter{Search: "I"}, keystore.Page{}, []string{"alice", "erin"}, 2},
-		{"search-email", keystore.UserFilter{Search: "erin@"}, keystore.Page{}, []string{"erin"}, 1},
+		{"search-email-for-admins", keystore.UserFilter{Search: "erin@", SearchEmails: true}, keystore.Page{}, []string{"erin"}, 1},
+		{"search-never-matches-hidden-emails", keystore.UserFilter{Search: "erin@"}, keystore.Page{}, nil, 0},
 		{"active-only", keystore.UserFilter{Blocked: ptr(false)}, keystore.Page{PerPage: 1}, []string{"alice"}, 5},
 	}
 	for _, c := range cases {
