@@ -4,17 +4,26 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 func TestBastionTargetRoutes(t *testing.T) {
 	t.Parallel()
 	f := newGroupsFixture(t)
 	base := "/api/v4/groups/" + itoa(f.sub) + "/bastion_targets"
+	// Owners define targets only inside what an admin allowed (here on the
+	// parent group, which covers its subgroups).
+	for _, pattern := range []string{"*.internal:5432", "*.prod:*"} {
+		expect(t, "allowance "+pattern, f.do(t, "POST", "/api/v4/groups/"+itoa(f.top)+"/bastion_allowances", adminSecret,
+			map[string]any{"pattern": pattern}), http.StatusCreated)
+	}
 
 	r := f.do(t, "POST", base, f.ownerToken, map[string]any{"pattern": "DB.internal:5432", "description": "primary db"})
 	expect(t, "create", r, http.StatusCreated)
 	o := r.Object(t)
-	if o["pattern"] != "db.internal:5432" || o["min_access_level"] != float64(30) || o["description"] != "primary db" || o["created_at"] == "" {
+	if o["pattern"] != "db.internal:5432" || o["min_access_level"] != float64(30) || o["description"] != "primary db" || o["created_at"] == "" ||
+		o["origin"] != "owner" || o["active"] != true {
 		t.Fatalf("created = %v", o)
 	}
 	id := itoa(int64(o["id"].(float64)))
@@ -58,5 +67,114 @@ func TestBastionTargetRoutes(t *testing.T) {
 	expect(t, "delete again", f.do(t, "DELETE", base+"/"+id, f.ownerToken, nil), http.StatusNotFound)
 	if l := f.do(t, "GET", base, f.ownerToken, nil).List(t); len(l) != 1 {
 		t.Fatalf("after delete: %v", l)
+	}
+}
+
+// TestBastionPolicy: only admins decide where the bastion reaches. An
+// admin adds targets anywhere and allowances for a group; an owner who is
+// not an admin adds targets only inside the allowances of the group or its
+// ancestors (403, nothing stored, otherwise) and cannot touch allowances.
+func TestBastionPolicy(t *testing.T) {
+	t.Parallel()
+	f := newGroupsFixture(t)
+	top, sub := "/api/v4/groups/"+itoa(f.top), "/api/v4/groups/"+itoa(f.sub)
+	count := func() int {
+		n := 0
+		for _, g := range []int64{f.top, f.sub} {
+			_, total, err := f.store.ListBastionTargets(f.ctx, g, keystore.Page{PerPage: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += total
+		}
+		return n
+	}
+
+	// No allowances: an owner's target is refused, with a reason.
+	r := f.do(t, "POST", top+"/bastion_targets", f.ownerToken, map[string]any{"pattern": "127.0.0.1:8080"})
+	expect(t, "owner target without allowances", r, http.StatusForbidden)
+	if !strings.Contains(string(r.Body), "outside what admins allowed") {
+		t.Fatalf("refusal does not say why: %s", r.Body)
+	}
+	expect(t, "owner *:*", f.do(t, "POST", top+"/bastion_targets", f.ownerToken, map[string]any{"pattern": "*:*"}), http.StatusForbidden)
+	if n := count(); n != 0 {
+		t.Fatalf("%d targets stored after refusals", n)
+	}
+	// Owners cannot grant themselves allowances.
+	expect(t, "owner allowance", f.do(t, "POST", top+"/bastion_allowances", f.ownerToken, map[string]any{"pattern": "*:*"}), http.StatusForbidden)
+
+	// The admin path: a target anywhere, and allowances.
+	r = f.do(t, "POST", top+"/bastion_targets", adminSecret, map[string]any{"pattern": "10.9.9.9:22"})
+	expect(t, "admin target", r, http.StatusCreated)
+	if o := r.Object(t); o["origin"] != "admin" || o["active"] != true {
+		t.Fatalf("admin target = %v", o)
+	}
+	for _, c := range []struct{ pattern, want string }{
+		{"10.20.99.1/16:22", "10.20.0.0/16:22"},
+		{"[fd00:1::/64]:*", "[fd00:1::/64]:*"},
+		{"*.lab.example:*", "*.lab.example:*"},
+	} {
+		r := f.do(t, "POST", top+"/bastion_allowances", adminSecret, map[string]any{"pattern": c.pattern, "description": "lab"})
+		expect(t, "allowance "+c.pattern, r, http.StatusCreated)
+		if got := r.Object(t)["pattern"]; got != c.want {
+			t.Errorf("allowance %s stored as %v, want %s", c.pattern, got, c.want)
+		}
+	}
+	for _, bad := range []string{"10.20.0.0/16:22" /* the same again */, "10.0.0.0/33:22", "fd00::/8:22", "[10.0.0.0/8]:22", "10.0.0.0/8", "*.lab:0"} {
+		expect(t, "bad allowance "+bad, f.do(t, "POST", top+"/bastion_allowances", adminSecret, map[string]any{"pattern": bad}), http.StatusBadRequest)
+	}
+
+	// The owner path: inside (from the subgroup too) and outside.
+	for _, c := range []struct {
+		pattern string
+		code    int
+	}{
+		{"10.20.3.4:22", http.StatusCreated},
+		{"10.20.3.4:23", http.StatusForbidden},        // port not allowed
+		{"10.21.0.1:22", http.StatusForbidden},        // outside the CIDR
+		{"10.20.*.*:22", http.StatusForbidden},        // a name pattern is not inside a CIDR
+		{"db.10-20.example:22", http.StatusForbidden}, // nor is a name
+		{"[fd00:1::5]:443", http.StatusCreated},
+		{"[fd00:2::5]:443", http.StatusForbidden},
+		{"web.lab.example:8080", http.StatusCreated},
+		{"*.lab.example:*", http.StatusCreated},
+		{"*.*.example:*", http.StatusForbidden},
+		{"web.lab.example.evil:80", http.StatusForbidden},
+		{"*:*", http.StatusForbidden},
+		{"127.0.0.1:8080", http.StatusForbidden},
+	} {
+		r := f.do(t, "POST", sub+"/bastion_targets", f.ownerToken, map[string]any{"pattern": c.pattern})
+		if r.Code != c.code {
+			t.Errorf("owner target %s: %d %s, want %d", c.pattern, r.Code, r.Body, c.code)
+		}
+	}
+	if n := count(); n != 5 {
+		t.Fatalf("%d targets stored, want 5 (the admin's and four inside allowances)", n)
+	}
+	// The owner reads the allowances that apply, from the subgroup too.
+	r = f.do(t, "GET", sub+"/bastion_allowances", f.ownerToken, nil)
+	expect(t, "owner lists allowances", r, http.StatusOK)
+	if l := r.List(t); len(l) != 3 {
+		t.Fatalf("allowances seen from the subgroup: %v", l)
+	}
+	expect(t, "maintainer lists allowances", f.do(t, "GET", sub+"/bastion_allowances", f.maintToken, nil), http.StatusForbidden)
+
+	// Deleting an allowance deactivates the owner targets it covered.
+	all := f.do(t, "GET", top+"/bastion_allowances", adminSecret, nil).List(t)
+	var cidr string
+	for _, a := range all {
+		if a["pattern"] == "10.20.0.0/16:22" {
+			cidr = itoa(int64(a["id"].(float64)))
+		}
+	}
+	expect(t, "owner deletes allowance", f.do(t, "DELETE", top+"/bastion_allowances/"+cidr, f.ownerToken, nil), http.StatusForbidden)
+	expect(t, "admin deletes allowance", f.do(t, "DELETE", top+"/bastion_allowances/"+cidr, adminSecret, nil), http.StatusNoContent)
+	for _, o := range f.do(t, "GET", sub+"/bastion_targets", f.ownerToken, nil).List(t) {
+		if o["pattern"] == "10.20.3.4:22" && o["active"] != false {
+			t.Fatalf("owner target outside every allowance still active: %v", o)
+		}
+		if o["pattern"] == "web.lab.example:8080" && o["active"] != true {
+			t.Fatalf("owner target inside an allowance inactive: %v", o)
+		}
 	}
 }

@@ -211,7 +211,7 @@ func (a *API) listRevocations(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rs, total, err := a.store.ListRevocations(r.Context(), ca.ID, pg.store())
+	rs, total, err := a.store.ListRevocations(r.Context(), ca.FingerprintSHA256, pg.store())
 	if err != nil {
 		return err
 	}
@@ -239,7 +239,7 @@ func (a *API) createRevocation(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("serial", "give exactly one of serial, key_id or fingerprint")
 	}
 	in.Reason, _ = p.str("reason")
-	rv, err := a.store.CreateRevocation(r.Context(), actor(r), ca.ID, in)
+	rv, err := a.store.CreateRevocation(r.Context(), actor(r), ca, in)
 	if err != nil {
 		return err
 	}
@@ -256,7 +256,7 @@ func (a *API) deleteRevocation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.store.DeleteRevocation(r.Context(), actor(r), ca.ID, id); err != nil {
+	if err := a.store.DeleteRevocation(r.Context(), actor(r), ca, id, me(r).IsAdmin); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

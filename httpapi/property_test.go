@@ -369,7 +369,6 @@ func checkInvariants(t *testing.T, db *sql.DB) {
 		"members (group)": `SELECT count(*) FROM members WHERE group_id NOT IN (SELECT id FROM groups)`,
 		"subgroups":       `SELECT count(*) FROM groups WHERE parent_id IS NOT NULL AND parent_id NOT IN (SELECT id FROM groups)`,
 		"cas":             `SELECT count(*) FROM group_cas WHERE group_id NOT IN (SELECT id FROM groups)`,
-		"revocations":     `SELECT count(*) FROM cert_revocations WHERE ca_id NOT IN (SELECT id FROM group_cas)`,
 		"projects":        `SELECT count(*) FROM projects WHERE group_id NOT IN (SELECT id FROM groups)`,
 		"bastion targets": `SELECT count(*) FROM bastion_targets WHERE group_id NOT IN (SELECT id FROM groups)`,
 		"ca fingerprints": `SELECT count(*) - count(DISTINCT fingerprint_sha256) FROM group_cas`,
@@ -466,12 +465,12 @@ func compareIndexes(t *testing.T, db *sql.DB, followed, fresh *keystore.Index, p
 		}
 		return nil
 	})
-	query(`SELECT ca_id, kind, value FROM cert_revocations`, func(r *sql.Rows) error {
-		var ca int64
-		var kind, value string
-		if err := r.Scan(&ca, &kind, &value); err != nil {
+	query(`SELECT ca_fingerprint, kind, value FROM cert_revocations`, func(r *sql.Rows) error {
+		var caFP, kind, value string
+		if err := r.Scan(&caFP, &kind, &value); err != nil {
 			return err
 		}
+		ca := fpBytes(t, caFP)
 		var serial uint64
 		var keyID, fp string
 		switch kind {
@@ -484,9 +483,9 @@ func compareIndexes(t *testing.T, db *sql.DB, followed, fresh *keystore.Index, p
 			fp = value
 			serial = 1<<64 - 1
 		}
-		if !followed.Revoked(ca, serial, keyID, fp) || !fresh.Revoked(ca, serial, keyID, fp) {
-			t.Errorf("revocation %d/%s=%s: followed %v, fresh %v", ca, kind, value,
-				followed.Revoked(ca, serial, keyID, fp), fresh.Revoked(ca, serial, keyID, fp))
+		if !followed.Revoked(ca, serial, keyID, fp, 0) || !fresh.Revoked(ca, serial, keyID, fp, 0) {
+			t.Errorf("revocation %s/%s=%s: followed %v, fresh %v", caFP, kind, value,
+				followed.Revoked(ca, serial, keyID, fp, 0), fresh.Revoked(ca, serial, keyID, fp, 0))
 		}
 		return nil
 	})

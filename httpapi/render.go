@@ -82,6 +82,7 @@ func classify(err error) *httpError {
 	var ve *keystore.ValidationError
 	var nf *keystore.NotFoundError
 	var ce *keystore.ConflictError
+	var fe *keystore.ForbiddenError
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &he):
@@ -96,6 +97,8 @@ func classify(err error) *httpError {
 		return notFound(nf.What)
 	case errors.As(err, &ce):
 		return &httpError{Code: http.StatusConflict, Body: ce.Msg, Err: err}
+	case errors.As(err, &fe):
+		return &httpError{Code: http.StatusForbidden, Body: "403 Forbidden - " + fe.Msg, Err: err}
 	case errors.Is(err, keystore.ErrUnavailable):
 		return &httpError{Code: http.StatusServiceUnavailable,
 			Body: "503 Service Unavailable - the keystore cannot accept writes right now; try again later", Err: err}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -24,6 +25,22 @@ type userJSON struct {
 	CreatedAt string  `json:"created_at"`
 	Email     string  `json:"email,omitempty"`
 	IsAdmin   *bool   `json:"is_admin,omitempty"`
+	// EnterpriseGroupID is shown to admins and the user (null: none).
+	EnterpriseGroupID *int64 `json:"enterprise_group_id,omitempty"`
+	shownEnterprise   bool
+}
+
+// MarshalJSON writes enterprise_group_id (as null when unset) only for
+// viewers who may see it.
+func (j userJSON) MarshalJSON() ([]byte, error) {
+	type plain userJSON
+	if !j.shownEnterprise {
+		return json.Marshal(plain(j))
+	}
+	return json.Marshal(struct {
+		plain
+		EnterpriseGroupID *int64 `json:"enterprise_group_id"`
+	}{plain(j), j.EnterpriseGroupID})
 }
 
 func (a *API) renderUser(r *http.Request, u *keystore.User) userJSON {
@@ -33,6 +50,7 @@ func (a *API) renderUser(r *http.Request, u *keystore.User) userJSON {
 		j.Email = u.Email
 		admin := u.IsAdmin
 		j.IsAdmin = &admin
+		j.EnterpriseGroupID, j.shownEnterprise = u.EnterpriseGroupID, true
 	}
 	return j
 }
@@ -103,7 +121,20 @@ func userInput(p params) (keystore.UserInput, error) {
 			return keystore.UserInput{}, err
 		}
 	}
-	return keystore.UserInput{Username: p.strPtr("username"), Email: p.strPtr("email"), Name: p.strPtr("name"), IsAdmin: admin}, nil
+	in := keystore.UserInput{Username: p.strPtr("username"), Email: p.strPtr("email"), Name: p.strPtr("name"), IsAdmin: admin}
+	// enterprise_group_id: the top-level group whose CAs may vouch for the
+	// user; 0 or "" clears it. These routes are admin-only.
+	if v, ok := p.str("enterprise_group_id"); ok {
+		var n int64
+		if v != "" {
+			var err error
+			if n, err = strconv.ParseInt(v, 10, 64); err != nil || n < 0 {
+				return in, badRequest("enterprise_group_id", "must be the id of a top-level group, or 0 to clear it")
+			}
+		}
+		in.EnterpriseGroupID = &n
+	}
+	return in, nil
 }
 
 func (a *API) createUser(w http.ResponseWriter, r *http.Request) error {

@@ -113,10 +113,10 @@ func TestWritesAreAuditedAndLogged(t *testing.T) {
 		}},
 		{"create-revocation", func() {
 			var err error
-			rev, err = e.s.CreateRevocation(e.ctx, actor, ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "5"})
+			rev, err = e.s.CreateRevocation(e.ctx, actor, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "5"})
 			must(err)
 		}},
-		{"delete-revocation", func() { must(e.s.DeleteRevocation(e.ctx, actor, ca.ID, rev.ID)) }},
+		{"delete-revocation", func() { must(e.s.DeleteRevocation(e.ctx, actor, ca, rev.ID, true)) }},
 		{"delete-ca", func() { must(e.s.DeleteCA(e.ctx, actor, grp.ID, ca.ID)) }},
 		{"create-gpg-key", func() {
 			var err error
@@ -370,7 +370,7 @@ func TestListAuditEventsFilters(t *testing.T) {
 	e.clock.Advance(time.Hour)
 	ca, err := e.s.CreateCA(e.ctx, sys, g.ID, keystore.CAInput{Title: "ca", Key: line})
 	mustOK(t, err)
-	r, err := e.s.CreateRevocation(e.ctx, sys, ca.ID, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "x"})
+	r, err := e.s.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "x"})
 	mustOK(t, err)
 	_, line2 := newEd25519(t, "")
 	_, err = e.s.CreateCA(e.ctx, sys, other.ID, keystore.CAInput{Title: "ca", Key: line2})

@@ -13,6 +13,12 @@ import (
 // BastionTarget allows members of a group (with at least MinAccessLevel,
 // membership inherited from ancestors) to forward connections through
 // keygate to destinations matching Pattern ("host:port").
+//
+// Where the bastion may reach is network policy, and admins own it: a
+// target an admin made (Origin "admin") applies as written; a target a
+// group owner made (Origin "owner") must lie inside an admin's allowance
+// for the group (bastion_policy.go), and stops applying when it no longer
+// does. A target with a DisabledReason applies nowhere.
 type BastionTarget struct {
 	ID             int64
 	GroupID        int64
@@ -20,7 +26,18 @@ type BastionTarget struct {
 	MinAccessLevel int
 	Description    string
 	CreatedAt      time.Time
+	Origin         string // OriginAdmin or OriginOwner
+	DisabledReason string // "": enabled
 }
+
+// Bastion target origins.
+const (
+	OriginAdmin = "admin"
+	OriginOwner = "owner"
+	// originLegacy marks rows made before origins were recorded; Open
+	// classifies them (classifyLegacyTargets).
+	originLegacy = "legacy"
+)
 
 // BastionTargetInput describes a target to add. MinAccessLevel 0 means
 // the default (developer).
@@ -161,20 +178,33 @@ func MatchBastionPattern(pattern, host string, port uint32) bool {
 	return ok && p.matches(host, port)
 }
 
-const bastionCols = `id, group_id, pattern, min_access_level, description, created_at`
+const bastionCols = `id, group_id, pattern, min_access_level, description, created_at, origin, disabled_reason`
 
 func scanBastionTarget(row rowScanner) (*BastionTarget, error) {
 	var b BastionTarget
 	var created int64
-	if err := row.Scan(&b.ID, &b.GroupID, &b.Pattern, &b.MinAccessLevel, &b.Description, &created); err != nil {
+	if err := row.Scan(&b.ID, &b.GroupID, &b.Pattern, &b.MinAccessLevel, &b.Description, &created, &b.Origin, &b.DisabledReason); err != nil {
 		return nil, err
 	}
 	b.CreatedAt = fromMS(created)
 	return &b, nil
 }
 
-// CreateBastionTarget adds a bastion target to a group.
+// CreateBastionTarget adds a bastion target to a group as an admin: it
+// applies as written.
 func (s *Store) CreateBastionTarget(ctx context.Context, a Actor, groupID int64, in BastionTargetInput) (*BastionTarget, error) {
+	return s.createBastionTarget(ctx, a, groupID, in, OriginAdmin)
+}
+
+// CreateOwnerBastionTarget adds a bastion target to a group on behalf of
+// a group owner who is not an admin: the pattern must lie inside an
+// admin's allowance for the group or one of its ancestors, or the write is
+// refused with ErrForbidden and nothing is stored.
+func (s *Store) CreateOwnerBastionTarget(ctx context.Context, a Actor, groupID int64, in BastionTargetInput) (*BastionTarget, error) {
+	return s.createBastionTarget(ctx, a, groupID, in, OriginOwner)
+}
+
+func (s *Store) createBastionTarget(ctx context.Context, a Actor, groupID int64, in BastionTargetInput, origin string) (*BastionTarget, error) {
 	p := problems{}
 	_, norm, ok := parseBastionPattern(in.Pattern)
 	if !ok {
@@ -191,20 +221,30 @@ func (s *Store) CreateBastionTarget(ctx context.Context, a Actor, groupID int64,
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	b := &BastionTarget{GroupID: groupID, Pattern: norm, MinAccessLevel: in.MinAccessLevel, Description: in.Description}
+	b := &BastionTarget{GroupID: groupID, Pattern: norm, MinAccessLevel: in.MinAccessLevel, Description: in.Description, Origin: origin}
 	err := s.write(ctx, a, func(t *tx) error {
 		if err := t.mustExist(ctx, "groups", groupID, "Group"); err != nil {
 			return err
 		}
+		if origin == OriginOwner {
+			allowances, err := t.allowancesFor(ctx, groupID)
+			if err != nil {
+				return err
+			}
+			target, _, _ := parseBastionPattern(norm)
+			if !withinAny(target, allowances) {
+				return forbidden(outsideAllowances(norm, allowances))
+			}
+		}
 		b.CreatedAt = t.now
-		id, err := t.insert(ctx, `INSERT INTO bastion_targets (group_id, pattern, min_access_level, description, created_at) VALUES (?, ?, ?, ?, ?)`,
-			groupID, b.Pattern, b.MinAccessLevel, b.Description, ms(t.now))
+		id, err := t.insert(ctx, `INSERT INTO bastion_targets (group_id, pattern, min_access_level, description, created_at, origin, disabled_reason) VALUES (?, ?, ?, ?, ?, ?, '')`,
+			groupID, b.Pattern, b.MinAccessLevel, b.Description, ms(t.now), origin)
 		if err != nil {
 			return err
 		}
 		b.ID = id
 		return t.record(ctx, "bastion_target_created", "bastion_target", id, "create",
-			map[string]any{"group_id": groupID, "pattern": b.Pattern, "min_access_level": b.MinAccessLevel})
+			map[string]any{"group_id": groupID, "pattern": b.Pattern, "min_access_level": b.MinAccessLevel, "origin": origin})
 	})
 	if err != nil {
 		return nil, err

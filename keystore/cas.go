@@ -3,9 +3,11 @@ package keystore
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // CAInput describes a group CA to add.
@@ -102,7 +104,8 @@ func (s *Store) ListCAs(ctx context.Context, groupID int64, pg Page) ([]*GroupCA
 	return listPage(ctx, s, caCols, `group_cas WHERE `+cond, args, "id", pg, scanCA)
 }
 
-// DeleteCA deletes a group's CA and its revocations.
+// DeleteCA deletes a group's CA. Its revocations stay: they belong to the
+// CA's key, and apply again if the key is registered again.
 func (s *Store) DeleteCA(ctx context.Context, a Actor, groupID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
 		res, err := t.exec(ctx, `DELETE FROM group_cas WHERE id = ? AND group_id = ?`, id, groupID)
@@ -123,37 +126,75 @@ type RevocationInput struct {
 	Reason string
 }
 
-const revocationCols = `id, ca_id, kind, value, reason, created_at`
+const revocationCols = `id, kind, value, reason, created_at, ca_fingerprint, group_id`
 
 func scanRevocation(row rowScanner) (*Revocation, error) {
 	var r Revocation
 	var created int64
-	if err := row.Scan(&r.ID, &r.CAID, &r.Kind, &r.Value, &r.Reason, &created); err != nil {
+	if err := row.Scan(&r.ID, &r.Kind, &r.Value, &r.Reason, &created, &r.CAFingerprint, &r.GroupID); err != nil {
 		return nil, err
 	}
 	r.CreatedAt = fromMS(created)
 	return &r, nil
 }
 
-// CreateRevocation revokes certificates of one CA by serial, key id or
-// certificate key fingerprint.
-func (s *Store) CreateRevocation(ctx context.Context, a Actor, caID int64, in RevocationInput) (*Revocation, error) {
+// CanonicalSerial parses a certificate serial given in decimal or as 0x
+// hex and returns it in canonical unsigned decimal, the form revocations
+// are stored and matched in.
+func CanonicalSerial(v string) (string, bool) {
+	v = strings.TrimSpace(v)
+	base := 10
+	if h, ok := strings.CutPrefix(strings.ToLower(v), "0x"); ok {
+		v, base = h, 16
+	}
+	if v == "" || strings.ContainsAny(v, "+-_") {
+		return "", false
+	}
+	n, err := strconv.ParseUint(v, base, 64)
+	if err != nil {
+		return "", false
+	}
+	return strconv.FormatUint(n, 10), true
+}
+
+// CanonicalSHA256Fingerprint accepts "SHA256:" plus the base64 of 32
+// bytes, padded or not, and returns it unpadded (OpenSSH's form); anything
+// else is refused.
+func CanonicalSHA256Fingerprint(v string) (string, bool) {
+	b64, ok := strings.CutPrefix(strings.TrimSpace(v), "SHA256:")
+	if !ok {
+		return "", false
+	}
+	b64 = strings.TrimRight(b64, "=")
+	raw, err := base64.RawStdEncoding.Strict().DecodeString(b64)
+	if err != nil || len(raw) != 32 {
+		return "", false
+	}
+	return "SHA256:" + b64, true
+}
+
+// CreateRevocation revokes certificates of CA ca by serial, key id or
+// certificate key fingerprint. The revocation belongs to the CA's key and
+// records ca's group as the one that made it.
+func (s *Store) CreateRevocation(ctx context.Context, a Actor, ca *GroupCA, in RevocationInput) (*Revocation, error) {
 	p := problems{}
 	in.Value = strings.TrimSpace(in.Value)
 	switch in.Kind {
 	case RevokeSerial:
-		if _, err := strconv.ParseUint(in.Value, 10, 64); err != nil {
-			p.add("serial", "must be an unsigned 64-bit integer")
+		if v, ok := CanonicalSerial(in.Value); ok {
+			in.Value = v
+		} else {
+			p.add("serial", "must be an unsigned 64-bit integer, in decimal or as 0x hex")
 		}
 	case RevokeKeyID:
-		if in.Value == "" || len(in.Value) > 1024 {
+		if in.Value == "" || len(in.Value) > 1024 || !utf8.ValidString(in.Value) || strings.ContainsRune(in.Value, 0) {
 			p.add("key_id", "must be 1 to 1024 characters")
 		}
 	case RevokeFingerprint:
-		if kind, v, ok := NormalizeFingerprint(in.Value); !ok || kind != "sha256" {
-			p.add("fingerprint", "must be a SHA256 fingerprint")
-		} else {
+		if v, ok := CanonicalSHA256Fingerprint(in.Value); ok {
 			in.Value = v
+		} else {
+			p.add("fingerprint", `must be "SHA256:" and the base64 of 32 bytes, as ssh-keygen -l prints it`)
 		}
 	default:
 		p.add("kind", "must be one of serial, key_id, fingerprint")
@@ -164,20 +205,20 @@ func (s *Store) CreateRevocation(ctx context.Context, a Actor, caID int64, in Re
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	r := &Revocation{CAID: caID, Kind: in.Kind, Value: in.Value, Reason: in.Reason}
+	r := &Revocation{CAFingerprint: ca.FingerprintSHA256, GroupID: ca.GroupID, Kind: in.Kind, Value: in.Value, Reason: in.Reason}
 	err := s.write(ctx, a, func(t *tx) error {
-		if err := t.mustExist(ctx, "group_cas", caID, "SSH Certificate"); err != nil {
+		if err := t.mustExist(ctx, "group_cas", ca.ID, "SSH Certificate"); err != nil {
 			return err
 		}
 		r.CreatedAt = t.now
-		id, err := t.insert(ctx, `INSERT INTO cert_revocations (ca_id, kind, value, reason, created_at) VALUES (?, ?, ?, ?, ?)`,
-			caID, r.Kind, r.Value, r.Reason, ms(t.now))
+		id, err := t.insert(ctx, `INSERT INTO cert_revocations (kind, value, reason, created_at, ca_fingerprint, group_id) VALUES (?, ?, ?, ?, ?, ?)`,
+			r.Kind, r.Value, r.Reason, ms(t.now), r.CAFingerprint, r.GroupID)
 		if err != nil {
 			return err
 		}
 		r.ID = id
 		return t.record(ctx, "ssh_certificate_revoked", "revocation", id, "create",
-			map[string]any{"ca_id": caID, "kind": r.Kind, "value": r.Value})
+			map[string]any{"ca_id": ca.ID, "ca_fingerprint": r.CAFingerprint, "group_id": r.GroupID, "kind": r.Kind, "value": r.Value})
 	})
 	if err != nil {
 		return nil, err
@@ -185,25 +226,43 @@ func (s *Store) CreateRevocation(ctx context.Context, a Actor, caID int64, in Re
 	return r, nil
 }
 
-// ListRevocations lists a CA's revocations (all when caID is 0).
-func (s *Store) ListRevocations(ctx context.Context, caID int64, pg Page) ([]*Revocation, int, error) {
+// ListRevocations lists the revocations of a CA key (all when caFP is "").
+func (s *Store) ListRevocations(ctx context.Context, caFP string, pg Page) ([]*Revocation, int, error) {
 	cond, args := "1=1", []any{}
-	if caID != 0 {
-		cond, args = "ca_id = ?", []any{caID}
+	if caFP != "" {
+		cond, args = "ca_fingerprint = ?", []any{caFP}
 	}
 	return listPage(ctx, s, revocationCols, `cert_revocations WHERE `+cond, args, "id", pg, scanRevocation)
 }
 
-// DeleteRevocation lifts a revocation of CA caID.
-func (s *Store) DeleteRevocation(ctx context.Context, a Actor, caID, id int64) error {
+// RevocationByID returns one revocation.
+func (s *Store) RevocationByID(ctx context.Context, id int64) (*Revocation, error) {
+	r, err := scanRevocation(s.queryRow(ctx, `SELECT `+revocationCols+` FROM cert_revocations WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("Revocation")
+	}
+	return r, err
+}
+
+// DeleteRevocation lifts a revocation of CA ca's key. Unless anyGroup (an
+// admin), only the group that made the revocation may lift it: an owner
+// who registers a key another group revoked certificates of cannot bring
+// those certificates back.
+func (s *Store) DeleteRevocation(ctx context.Context, a Actor, ca *GroupCA, id int64, anyGroup bool) error {
 	return s.write(ctx, a, func(t *tx) error {
-		res, err := t.exec(ctx, `DELETE FROM cert_revocations WHERE id = ? AND ca_id = ?`, id, caID)
-		if err != nil {
+		r, err := scanRevocation(t.queryRow(ctx, `SELECT `+revocationCols+` FROM cert_revocations WHERE id = ? AND ca_fingerprint = ?`, id, ca.FingerprintSHA256))
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("Revocation")
+		} else if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("Revocation")
+		if !anyGroup && r.GroupID != ca.GroupID {
+			return forbidden("this revocation was made by another group that held this CA key; only an administrator can lift it")
 		}
-		return t.record(ctx, "ssh_certificate_revocation_deleted", "revocation", id, "delete", map[string]any{"ca_id": caID})
+		if _, err := t.exec(ctx, `DELETE FROM cert_revocations WHERE id = ?`, id); err != nil {
+			return err
+		}
+		return t.record(ctx, "ssh_certificate_revocation_deleted", "revocation", id, "delete",
+			map[string]any{"ca_id": ca.ID, "ca_fingerprint": r.CAFingerprint, "group_id": ca.GroupID})
 	})
 }

@@ -89,7 +89,7 @@ func TestDeleteCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := e.s.CreateRevocation(e.ctx, sys, ca.ID, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "alice"})
+	r, err := e.s.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +102,25 @@ func TestDeleteCA(t *testing.T) {
 	}
 	_, err = e.s.CA(e.ctx, 0, ca.ID)
 	wantIs(t, err, keystore.ErrNotFound)
-	if _, n, _ := e.s.ListRevocations(e.ctx, 0, keystore.Page{}); n != 0 {
-		t.Fatalf("revocation %d survived its CA", r.ID)
+	// The revocation belongs to the CA's key: it outlives the row, and
+	// applies again when the key is registered again, in any group.
+	if rs, n, _ := e.s.ListRevocations(e.ctx, "", keystore.Page{}); n != 1 || rs[0].ID != r.ID {
+		t.Fatalf("revocation %d did not outlive its CA row: %d listed", r.ID, n)
+	}
+	again, err := e.s.CreateCA(e.ctx, sys, b.ID, keystore.CAInput{Title: "same key", Key: line})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs, n, _ := e.s.ListRevocations(e.ctx, again.FingerprintSHA256, keystore.Page{}); n != 1 || rs[0].ID != r.ID {
+		t.Fatalf("the re-added key lists %d revocations, want revocation %d", n, r.ID)
+	}
+	// Group b did not make it, so its owner cannot lift it; an admin can.
+	wantIs(t, e.s.DeleteRevocation(e.ctx, sys, again, r.ID, false), keystore.ErrForbidden)
+	if err := e.s.DeleteRevocation(e.ctx, sys, again, r.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.DeleteCA(e.ctx, sys, b.ID, again.ID); err != nil {
+		t.Fatal(err)
 	}
 	wantIs(t, e.s.DeleteCA(e.ctx, sys, a.ID, ca.ID), keystore.ErrNotFound)
 }
@@ -125,34 +142,45 @@ func TestRevocations(t *testing.T) {
 	certKey, _ := newEd25519(t, "")
 	fp := gossh.FingerprintSHA256(certKey)
 
+	unknown := &keystore.GroupCA{ID: 9999, GroupID: g.ID, FingerprintSHA256: fp}
+	padded := fp + "="
 	cases := []struct {
 		name      string
-		ca        int64
+		ca        *keystore.GroupCA
 		in        keystore.RevocationInput
 		field     string
 		reason    string
 		wantValue string
 		wantErr   error
 	}{
-		{"serial", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42", Reason: "lost laptop"}, "", "", "42", nil},
-		{"serial-max-uint64", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "18446744073709551615"}, "", "", "18446744073709551615", nil},
-		{"serial-zero-with-spaces", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: " 0 "}, "", "", "0", nil},
-		{"key-id", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "alice@laptop"}, "", "", "alice@laptop", nil},
-		{"fingerprint", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: fp}, "", "", fp, nil},
-		{"fingerprint-bare-is-normalised", ca2.ID, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: strings.TrimPrefix(fp, "SHA256:")}, "", "", fp, nil},
-		{"same-serial-other-ca", ca2.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42"}, "", "", "42", nil},
-		{"same-value-other-kind", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "42"}, "", "", "42", nil},
-		{"serial-negative", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "-1"}, "serial", "unsigned 64-bit", "", nil},
-		{"serial-overflow", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "18446744073709551616"}, "serial", "unsigned 64-bit", "", nil},
-		{"serial-not-a-number", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "0x2a"}, "serial", "unsigned 64-bit", "", nil},
-		{"serial-empty", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial}, "serial", "unsigned 64-bit", "", nil},
-		{"key-id-empty", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "  "}, "key_id", "1 to 1024", "", nil},
-		{"key-id-too-long", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: strings.Repeat("k", 1025)}, "key_id", "1 to 1024", "", nil},
-		{"fingerprint-md5", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: gossh.FingerprintLegacyMD5(certKey)}, "fingerprint", "SHA256", "", nil},
-		{"fingerprint-garbage", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: "SHA256:"}, "fingerprint", "SHA256", "", nil},
-		{"unknown-kind", ca.ID, keystore.RevocationInput{Kind: "principal", Value: "alice"}, "kind", "one of", "", nil},
-		{"reason-too-long", ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "9", Reason: strings.Repeat("r", 1001)}, "reason", "too long", "", nil},
-		{"unknown-ca", 9999, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "1"}, "", "", "", keystore.ErrNotFound},
+		{"serial", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42", Reason: "lost laptop"}, "", "", "42", nil},
+		{"serial-max-uint64", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "18446744073709551615"}, "", "", "18446744073709551615", nil},
+		{"serial-zero-with-spaces", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: " 0 "}, "", "", "0", nil},
+		{"serial-leading-zeros-canonical", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "07"}, "", "", "7", nil},
+		{"serial-hex-canonical", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "0x2B"}, "", "", "43", nil},
+		{"serial-hex-max", ca2, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "0xffffffffffffffff"}, "", "", "18446744073709551615", nil},
+		{"key-id", ca, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "alice@laptop"}, "", "", "alice@laptop", nil},
+		{"fingerprint", ca, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: fp}, "", "", fp, nil},
+		{"fingerprint-padded-is-unpadded", ca2, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: padded}, "", "", fp, nil},
+		{"same-serial-other-ca", ca2, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42"}, "", "", "42", nil},
+		{"same-value-other-kind", ca, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "42"}, "", "", "42", nil},
+		{"serial-negative", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "-1"}, "serial", "unsigned 64-bit", "", nil},
+		{"serial-plus", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "+1"}, "serial", "unsigned 64-bit", "", nil},
+		{"serial-overflow", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "18446744073709551616"}, "serial", "unsigned 64-bit", "", nil},
+		{"serial-hex-overflow", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "0x10000000000000000"}, "serial", "unsigned 64-bit", "", nil},
+		{"serial-not-a-number", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "seven"}, "serial", "unsigned 64-bit", "", nil},
+		{"serial-bare-0x", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "0x"}, "serial", "unsigned 64-bit", "", nil},
+		{"serial-empty", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial}, "serial", "unsigned 64-bit", "", nil},
+		{"key-id-empty", ca, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "  "}, "key_id", "1 to 1024", "", nil},
+		{"key-id-too-long", ca, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: strings.Repeat("k", 1025)}, "key_id", "1 to 1024", "", nil},
+		{"fingerprint-md5", ca, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: gossh.FingerprintLegacyMD5(certKey)}, "fingerprint", "SHA256", "", nil},
+		{"fingerprint-empty", ca, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: "SHA256:"}, "fingerprint", "SHA256", "", nil},
+		{"fingerprint-garbage", ca, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: "SHA256:garbage"}, "fingerprint", "SHA256", "", nil},
+		{"fingerprint-bare", ca, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: strings.TrimPrefix(fp, "SHA256:")}, "fingerprint", "SHA256", "", nil},
+		{"fingerprint-short", ca, keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: fp[:len(fp)-4]}, "fingerprint", "SHA256", "", nil},
+		{"unknown-kind", ca, keystore.RevocationInput{Kind: "principal", Value: "alice"}, "kind", "one of", "", nil},
+		{"reason-too-long", ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "9", Reason: strings.Repeat("r", 1001)}, "reason", "too long", "", nil},
+		{"unknown-ca", unknown, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "1"}, "", "", "", keystore.ErrNotFound},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -167,20 +195,20 @@ func TestRevocations(t *testing.T) {
 			case err != nil:
 				t.Fatal(err)
 			}
-			if r.CAID != c.ca || r.Kind != c.in.Kind || r.Value != c.wantValue || r.Reason != c.in.Reason || !r.CreatedAt.Equal(t0ms) {
+			if r.CAFingerprint != c.ca.FingerprintSHA256 || r.GroupID != c.ca.GroupID || r.Kind != c.in.Kind || r.Value != c.wantValue || r.Reason != c.in.Reason || !r.CreatedAt.Equal(t0ms) {
 				t.Fatalf("revocation = %+v", r)
 			}
 		})
 	}
-	rs, n, err := e.s.ListRevocations(e.ctx, ca.ID, keystore.Page{})
-	if err != nil || n != 6 {
-		t.Fatalf("ListRevocations(ca) = %d, %v; want 6", n, err)
+	rs, n, err := e.s.ListRevocations(e.ctx, ca.FingerprintSHA256, keystore.Page{})
+	if err != nil || n != 8 {
+		t.Fatalf("ListRevocations(ca) = %d, %v; want 8", n, err)
 	}
-	wantIs(t, e.s.DeleteRevocation(e.ctx, sys, ca2.ID, rs[0].ID), keystore.ErrNotFound)
-	if err := e.s.DeleteRevocation(e.ctx, sys, ca.ID, rs[0].ID); err != nil {
+	wantIs(t, e.s.DeleteRevocation(e.ctx, sys, ca2, rs[0].ID, true), keystore.ErrNotFound)
+	if err := e.s.DeleteRevocation(e.ctx, sys, ca, rs[0].ID, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, n, _ := e.s.ListRevocations(e.ctx, ca.ID, keystore.Page{}); n != 5 {
+	if _, n, _ := e.s.ListRevocations(e.ctx, ca.FingerprintSHA256, keystore.Page{}); n != 7 {
 		t.Fatalf("after delete: %d", n)
 	}
 }
@@ -195,8 +223,9 @@ func TestDuplicateRevocation(t *testing.T) {
 	}{
 		{"serial", keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "7"}, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "7", Reason: "again"}},
 		{"key-id", keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "alice"}, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: " alice "}},
-		{"fingerprint-prefixed-then-bare", keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: fp},
-			keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: strings.TrimPrefix(fp, "SHA256:")}},
+		{"fingerprint-unpadded-then-padded", keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: fp},
+			keystore.RevocationInput{Kind: keystore.RevokeFingerprint, Value: fp + "="}},
+		{"serial-decimal-then-hex", keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "255"}, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "0xff"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -208,14 +237,14 @@ func TestDuplicateRevocation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.s.CreateRevocation(e.ctx, sys, ca.ID, c.first); err != nil {
+			if _, err := e.s.CreateRevocation(e.ctx, sys, ca, c.first); err != nil {
 				t.Fatal(err)
 			}
-			_, err = e.s.CreateRevocation(e.ctx, sys, ca.ID, c.second)
+			_, err = e.s.CreateRevocation(e.ctx, sys, ca, c.second)
 			if !errors.Is(err, keystore.ErrInvalid) && !errors.Is(err, keystore.ErrConflict) {
 				t.Fatalf("duplicate revocation: err = %v, want ErrInvalid or ErrConflict", err)
 			}
-			if _, n, _ := e.s.ListRevocations(e.ctx, ca.ID, keystore.Page{}); n != 1 {
+			if _, n, _ := e.s.ListRevocations(e.ctx, ca.FingerprintSHA256, keystore.Page{}); n != 1 {
 				t.Fatalf("%d revocations, want 1", n)
 			}
 		})
@@ -234,9 +263,9 @@ func TestDuplicateRevocationField(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "7"}
-	if _, err := e.s.CreateRevocation(e.ctx, sys, ca.ID, in); err != nil {
+	if _, err := e.s.CreateRevocation(e.ctx, sys, ca, in); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.s.CreateRevocation(e.ctx, sys, ca.ID, in)
+	_, err = e.s.CreateRevocation(e.ctx, sys, ca, in)
 	wantOnlyField(t, err, "value", "has already been taken")
 }

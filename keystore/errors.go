@@ -20,7 +20,19 @@ var (
 	// disk full, locked for too long), or cannot be reached at all
 	// (PostgreSQL down, restarting, or out of connections).
 	ErrUnavailable = errors.New("keystore: storage unavailable")
+	// ErrForbidden: the actor may not make this change (e.g. a group
+	// owner's bastion target outside what admins allowed); see
+	// *ForbiddenError.
+	ErrForbidden = errors.New("keystore: forbidden")
 )
+
+// ForbiddenError carries the reason shown to the client.
+type ForbiddenError struct{ Msg string }
+
+func (e *ForbiddenError) Error() string        { return "keystore: forbidden: " + e.Msg }
+func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
+
+func forbidden(msg string) error { return &ForbiddenError{Msg: msg} }
 
 // NotFoundError names what was not found ("Key", "User", "Group", ...).
 type NotFoundError struct{ What string }

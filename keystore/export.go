@@ -19,8 +19,8 @@ const ExportFormat = "keygate-export"
 // exportTables are the keystore's tables, parents before children, each
 // with the order its rows are written in (the same on every backend).
 var exportTables = []struct{ name, order string }{
-	{"users", "id"},
 	{"groups", "id"},
+	{"users", "id"}, // users.enterprise_group_id references groups
 	{"members", "group_id, user_id"},
 	{"personal_access_tokens", "id"},
 	{"keys", "id"},
@@ -29,6 +29,7 @@ var exportTables = []struct{ name, order string }{
 	{"gpg_keys", "id"},
 	{"projects", "id"},
 	{"bastion_targets", "id"},
+	{"bastion_allowances", "id"},
 	{"audit_events", "id"},
 	{"changes", "seq"},
 }

@@ -44,11 +44,15 @@ func seedAll(t *testing.T, e *env) {
 	_, caLine := newEd25519(t, "ca")
 	ca, err := e.s.CreateCA(e.ctx, sys, g.ID, keystore.CAInput{Title: "CA", Key: caLine})
 	mustOK(t, err)
-	_, err = e.s.CreateRevocation(e.ctx, sys, ca.ID, keystore.RevocationInput{Kind: "serial", Value: "42", Reason: "lost"})
+	_, err = e.s.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: "serial", Value: "42", Reason: "lost"})
 	mustOK(t, err)
 	_, err = e.s.CreateProject(e.ctx, sys, keystore.ProjectInput{GroupID: sub.ID, Name: "Repo", Path: "repo"})
 	mustOK(t, err)
 	_, err = e.s.CreateBastionTarget(e.ctx, sys, g.ID, keystore.BastionTargetInput{Pattern: "*.internal:22", Description: "hosts"})
+	mustOK(t, err)
+	_, err = e.s.CreateBastionAllowance(e.ctx, sys, g.ID, keystore.BastionAllowanceInput{Pattern: "10.20.0.0/16:*", Description: "lab"})
+	mustOK(t, err)
+	_, err = e.s.UpdateUser(e.ctx, sys, bob.ID, keystore.UserInput{EnterpriseGroupID: &g.ID})
 	mustOK(t, err)
 	mustOK(t, e.s.RecordEvent(e.ctx, keystore.Actor{UserID: alice.ID, RemoteIP: "192.0.2.1"}, "key_first_use", "key", k1.ID, map[string]any{"via": "ssh"}))
 }
@@ -87,7 +91,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if doc.Format != keystore.ExportFormat || doc.SchemaVersion < 3 || doc.Backend != src.s.Backend() {
 		t.Fatalf("header: %+v", doc)
 	}
-	if len(doc.Tables) != 12 {
+	if len(doc.Tables) != 13 {
 		t.Fatalf("%d tables exported", len(doc.Tables))
 	}
 	for _, tbl := range doc.Tables {

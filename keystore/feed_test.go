@@ -75,7 +75,7 @@ type probes struct {
 }
 
 type revProbe struct {
-	ca     int64
+	ca     [32]byte
 	serial uint64
 	keyID  string
 }
@@ -128,7 +128,7 @@ func sameAnswers(t *testing.T, want, got *keystore.Index, p *probes) {
 		diff(fmt.Sprintf("Group %d", gid), fmt.Sprint(w, wok), fmt.Sprint(g, gok))
 	}
 	for _, r := range p.revs {
-		diff(fmt.Sprintf("Revoked %+v", r), want.Revoked(r.ca, r.serial, r.keyID, ""), got.Revoked(r.ca, r.serial, r.keyID, ""))
+		diff(fmt.Sprintf("Revoked %+v", r), want.Revoked(r.ca, r.serial, r.keyID, "", 0), got.Revoked(r.ca, r.serial, r.keyID, "", 0))
 	}
 }
 
@@ -222,13 +222,13 @@ func TestFeedFollowsAnotherStore(t *testing.T) {
 	must(err)
 	eventually(t, "CA added on A", func() bool { got, ok := ix.CA(fp(caPub)); return ok && got.ID == ca.ID && got.GroupID == top.ID })
 
-	p.revs = append(p.revs, revProbe{ca.ID, 42, ""}, revProbe{ca.ID, 7, "alice-laptop"}, revProbe{ca.ID, 8, ""})
-	_, err = a.CreateRevocation(e.ctx, sys, ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42"})
+	p.revs = append(p.revs, revProbe{fp(caPub), 42, ""}, revProbe{fp(caPub), 7, "alice-laptop"}, revProbe{fp(caPub), 8, ""})
+	_, err = a.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42"})
 	must(err)
-	_, err = a.CreateRevocation(e.ctx, sys, ca.ID, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "alice-laptop"})
+	_, err = a.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "alice-laptop"})
 	must(err)
 	eventually(t, "revocations added on A", func() bool {
-		return ix.Revoked(ca.ID, 42, "", "") && ix.Revoked(ca.ID, 7, "alice-laptop", "") && !ix.Revoked(ca.ID, 8, "", "")
+		return ix.Revoked(fp(caPub), 42, "", "", 0) && ix.Revoked(fp(caPub), 7, "Alice-Laptop", "", 0) && !ix.Revoked(fp(caPub), 8, "", "", 0)
 	})
 
 	_, err = a.AddMember(e.ctx, sys, sub.ID, alice.ID, keystore.Reporter)
@@ -253,7 +253,8 @@ func TestFeedFollowsAnotherStore(t *testing.T) {
 	must(a.DeleteCA(e.ctx, sys, top.ID, ca.ID))
 	eventually(t, "CA deleted on A", func() bool {
 		_, ok := ix.CA(fp(caPub))
-		return !ok && !ix.CAExists(ca.ID) && !ix.Revoked(ca.ID, 42, "", "")
+		// Its revocations stay in force for the key.
+		return !ok && !ix.CAExists(ca.ID) && ix.Revoked(fp(caPub), 42, "", "", 0)
 	})
 
 	must(a.DeleteKey(e.ctx, sys, alice.ID, k.ID))

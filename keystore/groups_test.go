@@ -337,7 +337,7 @@ func TestDeleteGroupCascades(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.CreateRevocation(e.ctx, sys, ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "1"}); err != nil {
+	if _, err := e.s.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	_, sibLine := newEd25519(t, "ca-ab")
@@ -360,8 +360,9 @@ func TestDeleteGroupCascades(t *testing.T) {
 	}
 	_, err = e.s.CA(e.ctx, 0, ca.ID)
 	wantIs(t, err, keystore.ErrNotFound)
-	if _, n, _ := e.s.ListRevocations(e.ctx, ca.ID, keystore.Page{}); n != 0 {
-		t.Errorf("%d revocations of a deleted CA survive", n)
+	// Revocations belong to the CA key and outlive its group.
+	if _, n, _ := e.s.ListRevocations(e.ctx, ca.FingerprintSHA256, keystore.Page{}); n != 1 {
+		t.Errorf("%d revocations of the deleted group's CA key remain, want 1", n)
 	}
 	// The prefix sibling and its CA are untouched.
 	if _, err := e.s.Group(e.ctx, g.abSibling.ID); err != nil {

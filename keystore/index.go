@@ -43,6 +43,7 @@ type Index struct {
 	revs     map[revKey]struct{}
 	revByID  map[int64]revKey
 	targets  map[int64]targetRec // bastion targets: few, so pointers are fine
+	allows   map[int64]allowRec  // bastion allowances, by id
 	applied  int64
 	onChange []func(Change)
 	loading  bool // building a fresh, unpublished index: no entry exists yet
@@ -70,12 +71,20 @@ type targetRec struct {
 	MinLevel int
 	Pattern  string
 	parsed   bastionPattern
+	admin    bool // an admin made it; else it needs a covering allowance
+}
+
+type allowRec struct {
+	GroupID int64
+	parsed  allowance
 }
 
 type caRec struct{ ID, GroupID int64 }
 
+// revKey is a revocation: the CA key's fingerprint, the kind and the
+// SHA-256 of the canonical value (key ids lower-cased).
 type revKey struct {
-	CA   int64
+	CA   [32]byte
 	Kind uint8
 	Hash [32]byte
 }
@@ -115,6 +124,9 @@ type IndexedUser struct {
 	ID      int64
 	Active  bool
 	IsAdmin bool
+	// EnterpriseGroupID is the top-level group whose CAs may vouch for the
+	// user (0: none).
+	EnterpriseGroupID int64
 }
 
 // IndexedCA is a group certificate authority.
@@ -153,6 +165,7 @@ func (ix *Index) reset() {
 	ix.revs = map[revKey]struct{}{}
 	ix.revByID = map[int64]revKey{}
 	ix.targets = map[int64]targetRec{}
+	ix.allows = map[int64]allowRec{}
 	ix.ahead = map[int64]struct{}{}
 }
 
@@ -219,17 +232,26 @@ func parseFingerprintBytes(fp []byte) ([32]byte, bool) {
 func usageBitsBytes(u []byte) uint8 { return usageBits(string(u)) }
 
 func revHash(kind uint8, value string) revKey {
+	if kind == revKindKeyID {
+		value = strings.ToLower(value)
+	}
 	return revKey{Kind: kind, Hash: sha256.Sum256([]byte(value))}
 }
+
+const (
+	revKindSerial uint8 = 1 + iota
+	revKindKeyID
+	revKindFingerprint
+)
 
 func revKind(kind string) uint8 {
 	switch kind {
 	case RevokeSerial:
-		return 1
+		return revKindSerial
 	case RevokeKeyID:
-		return 2
+		return revKindKeyID
 	case RevokeFingerprint:
-		return 3
+		return revKindFingerprint
 	}
 	return 0
 }
@@ -303,9 +325,9 @@ func (ix *Index) reload(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := s.forEachRow(ctx, `SELECT id, ca_id, kind, value FROM cert_revocations`, func(sc func(...any) error) error {
+	if err := s.forEachRow(ctx, `SELECT id, ca_fingerprint, kind, value FROM cert_revocations`, func(sc func(...any) error) error {
 		var r Revocation
-		if err := sc(&r.ID, &r.CAID, &r.Kind, &r.Value); err != nil {
+		if err := sc(&r.ID, &r.CAFingerprint, &r.Kind, &r.Value); err != nil {
 			return err
 		}
 		fresh.putRevocation(&r)
@@ -320,10 +342,17 @@ func (ix *Index) reload(ctx context.Context) error {
 	for _, b := range targets {
 		fresh.putTarget(b)
 	}
+	allows, err := s.AllBastionAllowances(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range allows {
+		fresh.putAllowance(b)
+	}
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
 	ix.mu.Lock()
-	ix.targets = fresh.targets
+	ix.targets, ix.allows = fresh.targets, fresh.allows
 	ix.setKeys(fresh.keys.Load())
 	ix.keyFP, ix.users = fresh.keyFP, fresh.users
 	ix.blocked.Store(fresh.blocked.Load())
@@ -341,13 +370,14 @@ func (ix *Index) loadUsersAndGroups(ctx context.Context) error {
 	s := ix.store
 	// Only the columns the index needs, scanned without a string per value.
 	var name, email, state sql.RawBytes
-	if err := s.forEachRow(ctx, `SELECT id, username, email, state, is_admin FROM users`, func(sc func(...any) error) error {
+	if err := s.forEachRow(ctx, `SELECT id, username, email, state, is_admin, enterprise_group_id FROM users`, func(sc func(...any) error) error {
 		var id int64
 		var admin int
-		if err := sc(&id, &name, &email, &state, &admin); err != nil {
+		var enterprise sql.NullInt64
+		if err := sc(&id, &name, &email, &state, &admin, &enterprise); err != nil {
 			return err
 		}
-		ix.addUserBytes(id, name, email, string(state) == StateActive, admin != 0)
+		ix.addUserBytes(id, name, email, string(state) == StateActive, admin != 0, enterprise.Int64)
 		return nil
 	}); err != nil {
 		return err
@@ -480,12 +510,12 @@ func (ix *Index) putUser(u *User) {
 
 // addUser inserts a user known to be absent (a fresh load skips the lookup).
 func (ix *Index) addUser(u *User) {
-	ix.addUserBytes(u.ID, []byte(u.Username), []byte(u.Email), u.Active(), u.IsAdmin)
+	ix.addUserBytes(u.ID, []byte(u.Username), []byte(u.Email), u.Active(), u.IsAdmin, ptrVal(u.EnterpriseGroupID))
 }
 
 // addUserBytes is addUser for a row scanned as raw bytes.
-func (ix *Index) addUserBytes(id int64, name, email []byte, active, admin bool) {
-	ix.users.add(userRec{id: id, active: active, admin: admin}, name, email)
+func (ix *Index) addUserBytes(id int64, name, email []byte, active, admin bool, enterprise int64) {
+	ix.users.add(userRec{id: id, active: active, admin: admin, enterprise: enterprise}, name, email)
 	if !active {
 		ix.setBlocked(id, true)
 	}
@@ -575,8 +605,15 @@ func (ix *Index) dropCA(id int64) {
 }
 
 func (ix *Index) putRevocation(r *Revocation) {
+	ca, ok := ParseSHA256Fingerprint(r.CAFingerprint)
+	if !ok {
+		return // no CA key can match it
+	}
+	if old, ok := ix.revByID[r.ID]; ok {
+		delete(ix.revs, old)
+	}
 	k := revHash(revKind(r.Kind), r.Value)
-	k.CA = r.CAID
+	k.CA = ca
 	ix.revs[k] = struct{}{}
 	ix.revByID[r.ID] = k
 }
@@ -614,7 +651,7 @@ func (ix *Index) User(id int64) (IndexedUser, bool) {
 	if !ok {
 		return IndexedUser{ID: id}, false
 	}
-	return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin}, true
+	return IndexedUser{ID: id, Active: r.active, IsAdmin: r.admin, EnterpriseGroupID: r.enterprise}, true
 }
 
 // UserBlocked reports whether a user is blocked. It reads a set that holds
@@ -650,11 +687,11 @@ func (ix *Index) UserByLogin(login string) (IndexedUser, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if r, ok := ix.users.byLogin(login, false); ok {
-		return IndexedUser{ID: r.id, Active: r.active, IsAdmin: r.admin}, true
+		return IndexedUser{ID: r.id, Active: r.active, IsAdmin: r.admin, EnterpriseGroupID: r.enterprise}, true
 	}
 	if strings.IndexByte(login, '@') > 0 {
 		if r, ok := ix.users.byLogin(login, true); ok {
-			return IndexedUser{ID: r.id, Active: r.active, IsAdmin: r.admin}, true
+			return IndexedUser{ID: r.id, Active: r.active, IsAdmin: r.admin, EnterpriseGroupID: r.enterprise}, true
 		}
 	}
 	return IndexedUser{}, false
@@ -676,20 +713,27 @@ func (ix *Index) CAExists(id int64) bool {
 	return ok
 }
 
-// Revoked reports whether CA caID revoked a certificate by serial, key id or
-// certificate key fingerprint ("SHA256:…").
-func (ix *Index) Revoked(caID int64, serial uint64, keyID, certKeyFP string) bool {
+// Revoked reports whether the CA key caFP revoked a certificate: by serial,
+// by certificate key fingerprint ("SHA256:…"), or by key id. Key ids match
+// as identities do: case-insensitively, and a key-id revocation that names
+// a user (username or email) also revokes every certificate that logs in
+// as userID, whatever its key id says.
+func (ix *Index) Revoked(caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if len(ix.revs) == 0 {
 		return false
 	}
-	for _, k := range []revKey{
-		revHash(1, strconv.FormatUint(serial, 10)),
-		revHash(2, keyID),
-		revHash(3, certKeyFP),
-	} {
-		k.CA = caID
+	keys := []revKey{
+		revHash(revKindSerial, strconv.FormatUint(serial, 10)),
+		revHash(revKindKeyID, keyID),
+		revHash(revKindFingerprint, certKeyFP),
+	}
+	if r, ok := ix.users.get(userID); ok && userID != 0 {
+		keys = append(keys, revHash(revKindKeyID, string(ix.users.name(r))), revHash(revKindKeyID, string(ix.users.email(r))))
+	}
+	for _, k := range keys {
+		k.CA = caFP
 		if _, ok := ix.revs[k]; ok {
 			return true
 		}
@@ -849,6 +893,11 @@ func (ix *Index) Apply(ctx context.Context, c Change) error {
 						delete(ix.targets, id)
 					}
 				}
+				for id, a := range ix.allows {
+					if a.GroupID == c.EntityID {
+						delete(ix.allows, id)
+					}
+				}
 				for k := range ix.members {
 					if k.Group == c.EntityID {
 						ix.dropMember(k.Group, k.User)
@@ -879,27 +928,17 @@ func (ix *Index) Apply(ctx context.Context, c Change) error {
 		ca, err := s.CA(ctx, 0, c.EntityID)
 		switch {
 		case errors.Is(err, ErrNotFound):
-			apply = func() {
-				ix.dropCA(c.EntityID)
-				for id, k := range ix.revByID {
-					if k.CA == c.EntityID {
-						delete(ix.revs, k)
-						delete(ix.revByID, id)
-					}
-				}
-			}
+			// Its revocations stay: they belong to the key.
+			apply = func() { ix.dropCA(c.EntityID) }
 		case err != nil:
 			return err
 		default:
 			apply = func() { ix.putCA(ca) }
 		}
 	case "revocation":
-		var r Revocation
-		var created int64
-		err := s.queryRow(ctx, `SELECT `+revocationCols+` FROM cert_revocations WHERE id = ?`, c.EntityID).
-			Scan(&r.ID, &r.CAID, &r.Kind, &r.Value, &r.Reason, &created)
+		r, err := s.RevocationByID(ctx, c.EntityID)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		case errors.Is(err, ErrNotFound):
 			apply = func() {
 				if k, ok := ix.revByID[c.EntityID]; ok {
 					delete(ix.revs, k)
@@ -909,9 +948,19 @@ func (ix *Index) Apply(ctx context.Context, c Change) error {
 		case err != nil:
 			return fmt.Errorf("keystore: index: %w", err)
 		default:
-			apply = func() { ix.putRevocation(&r) }
+			apply = func() { ix.putRevocation(r) }
 		}
-	case "bastion_target":
+	case EntityBastionAllowance:
+		b, err := s.BastionAllowanceByID(ctx, 0, c.EntityID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			apply = func() { delete(ix.allows, c.EntityID) }
+		case err != nil:
+			return err
+		default:
+			apply = func() { ix.putAllowance(b) }
+		}
+	case EntityBastionTarget:
 		b, err := s.BastionTargetByID(ctx, 0, c.EntityID)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -967,11 +1016,38 @@ func expPtr(k *Key) *int64 {
 
 func (ix *Index) putTarget(b *BastionTarget) {
 	p, _, ok := parseBastionPattern(b.Pattern)
-	if !ok {
-		delete(ix.targets, b.ID) // unparseable: never matches (fail closed)
+	if !ok || b.DisabledReason != "" || (b.Origin != OriginAdmin && b.Origin != OriginOwner) {
+		delete(ix.targets, b.ID) // unparseable, disabled or unclassified: never matches (fail closed)
 		return
 	}
-	ix.targets[b.ID] = targetRec{GroupID: b.GroupID, MinLevel: b.MinAccessLevel, Pattern: b.Pattern, parsed: p}
+	ix.targets[b.ID] = targetRec{GroupID: b.GroupID, MinLevel: b.MinAccessLevel, Pattern: b.Pattern, parsed: p,
+		admin: b.Origin == OriginAdmin}
+}
+
+func (ix *Index) putAllowance(b *BastionAllowance) {
+	a, _, ok := parseAllowance(b.Pattern)
+	if !ok {
+		delete(ix.allows, b.ID)
+		return
+	}
+	ix.allows[b.ID] = allowRec{GroupID: b.GroupID, parsed: a}
+}
+
+// allowedLocked reports whether an owner-made target lies inside an
+// allowance of its group or an ancestor (ix.mu held).
+func (ix *Index) allowedLocked(t targetRec) bool {
+	for _, a := range ix.allows {
+		if !a.parsed.covers(t.parsed) {
+			continue
+		}
+		for g, depth := t.GroupID, 0; g != 0 && depth < 64; depth++ {
+			if g == a.GroupID {
+				return true
+			}
+			g = ix.groups[g].Parent
+		}
+	}
+	return false
 }
 
 // BastionMatch is a bastion target that allows a forwarding request.
@@ -981,6 +1057,10 @@ type BastionMatch struct {
 	// Host is the pattern's host part (IPv6 without brackets); it names the
 	// destination literally when it holds no "*".
 	Host string
+	// Admin: an admin made the target. Only such a target, naming an
+	// address literally, can open a restricted address (loopback,
+	// link-local, keygate's own listeners...).
+	Admin bool
 }
 
 // Literal reports whether the target names its host without a wildcard.
@@ -1016,7 +1096,10 @@ func (ix *Index) BastionTargets(userID, scopeTopGroupID int64, plainKey bool, ho
 		if l := ix.accessLevelLocked(userID, t.GroupID); l == 0 || l < t.MinLevel {
 			continue
 		}
-		out = append(out, BastionMatch{TargetID: id, GroupID: t.GroupID, Pattern: t.Pattern, Host: t.parsed.host})
+		if !t.admin && !ix.allowedLocked(t) {
+			continue // an owner's target outside every current allowance
+		}
+		out = append(out, BastionMatch{TargetID: id, GroupID: t.GroupID, Pattern: t.Pattern, Host: t.parsed.host, Admin: t.admin})
 	}
 	return out
 }

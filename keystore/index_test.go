@@ -82,17 +82,20 @@ func TestIndexReadYourWrites(t *testing.T) {
 	if c, ok := ix.CA(fp(caPub)); !ok || c.GroupID != g.ID {
 		t.Fatalf("CA = %+v, %v", c, ok)
 	}
-	if _, err := e.s.CreateRevocation(e.ctx, sys, ca.ID, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42"}); err != nil {
+	if _, err := e.s.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42"}); err != nil {
 		t.Fatal(err)
 	}
-	if !ix.Revoked(ca.ID, 42, "", "") || ix.Revoked(ca.ID, 43, "", "") {
+	if !ix.Revoked(fp(caPub), 42, "", "", 0) || ix.Revoked(fp(caPub), 43, "", "", 0) {
 		t.Fatal("serial revocation not reflected")
 	}
 	if err := e.s.DeleteCA(e.ctx, sys, g.ID, ca.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := ix.CA(fp(caPub)); ok || ix.CAExists(ca.ID) || ix.Revoked(ca.ID, 42, "", "") {
-		t.Fatal("deleted CA (or its revocations) still in the index")
+	if _, ok := ix.CA(fp(caPub)); ok || ix.CAExists(ca.ID) {
+		t.Fatal("deleted CA still in the index")
+	}
+	if !ix.Revoked(fp(caPub), 42, "", "", 0) {
+		t.Fatal("the revocation of a deleted CA's key was dropped from the index")
 	}
 
 	if err := e.s.DeleteKey(e.ctx, sys, alice.ID, k.ID); err != nil {

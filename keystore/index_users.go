@@ -26,6 +26,7 @@ type userRec struct {
 	nameLen       uint16
 	emailLen      uint16
 	active, admin bool
+	enterprise    int64 // enterprise group id; 0: none
 }
 
 func (ut *userTable) init(n int) {

@@ -25,6 +25,13 @@ const (
 	Owner      = 50
 )
 
+// Change-log entities with their own constants (the others are still
+// string literals at their call sites).
+const (
+	EntityBastionTarget    = "bastion_target"
+	EntityBastionAllowance = "bastion_allowance"
+)
+
 // Token scopes.
 const (
 	ScopeAPI     = "api"
@@ -44,6 +51,10 @@ type User struct {
 	State     string
 	IsAdmin   bool
 	CreatedAt time.Time
+	// EnterpriseGroupID is the top-level group whose SSH certificate
+	// authorities may vouch for this user (GitLab's enterprise users); nil:
+	// no CA may. Only admins set it.
+	EnterpriseGroupID *int64
 }
 
 // Active reports whether the user may authenticate.
@@ -147,10 +158,15 @@ const (
 	RevokeFingerprint = "fingerprint"
 )
 
-// Revocation revokes certificates issued by one group CA.
+// Revocation revokes certificates issued by one CA key. It belongs to the
+// key (CAFingerprint), not to a CA row: deleting the CA and registering the
+// same key again, in any group, keeps it in force.
 type Revocation struct {
-	ID        int64
-	CAID      int64
+	ID            int64
+	CAFingerprint string // "SHA256:…" of the CA's public key
+	// GroupID is the group whose owner made the revocation; only that
+	// group's owners (and admins) may lift it.
+	GroupID   int64
 	Kind      string
 	Value     string
 	Reason    string

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"net/url"
 	"os"
@@ -37,6 +38,8 @@ type Config struct {
 	NoMigrate bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Log receives what a migration changed in existing data (nil: discard).
+	Log *slog.Logger
 }
 
 // Store is the keystore: validated domain writes and reads over SQL. Every
@@ -51,6 +54,8 @@ type Store struct {
 	pgConfig *pgx.ConnConfig
 	// readOnly: the SQLite file was opened read-only (it cannot be written).
 	readOnly bool
+
+	log *slog.Logger
 
 	mu          sync.RWMutex
 	subscribers []func(Change)
@@ -75,6 +80,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, err
 		}
 		s = &Store{db: db, dialect: sqliteDialect{}, now: now, readOnly: readOnly}
+	}
+	s.log = cfg.Log
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	db := s.db
 	if !cfg.NoMigrate {
@@ -176,6 +185,23 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("keystore: migrate: %w", s.dialect.mapErr(err))
+	}
+	if s.readOnly {
+		return nil // nothing can change; unclassified targets never match
+	}
+	// Bastion targets made before the trust-boundaries migration: an
+	// admin's stay, an owner's are disabled (not deleted), each logged.
+	legacy, err := s.classifyLegacyTargets(ctx)
+	if err != nil {
+		return fmt.Errorf("keystore: migrate: classifying bastion targets: %w", err)
+	}
+	for _, l := range legacy {
+		if l.Disabled {
+			s.log.Warn("bastion target disabled: an owner made it, and targets are now admin policy (see README, Security model)",
+				"target_id", l.ID, "group_id", l.GroupID, "pattern", l.Pattern)
+		} else {
+			s.log.Info("bastion target kept: an admin made it", "target_id", l.ID, "group_id", l.GroupID, "pattern", l.Pattern)
+		}
 	}
 	return nil
 }

@@ -19,6 +19,9 @@ type UserInput struct {
 	Email    *string
 	Name     *string
 	IsAdmin  *bool
+	// EnterpriseGroupID sets the user's enterprise group (a top-level
+	// group); a pointer to 0 clears it.
+	EnterpriseGroupID *int64
 }
 
 func validateUsername(p problems, v string) {
@@ -68,14 +71,18 @@ func validateText(p problems, field, v string, required bool) {
 	}
 }
 
-const userCols = `id, username, email, name, state, is_admin, created_at`
+const userCols = `id, username, email, name, state, is_admin, created_at, enterprise_group_id`
 
 func scanUser(row rowScanner) (*User, error) {
 	var u User
 	var created int64
 	var admin int
-	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Name, &u.State, &admin, &created); err != nil {
+	var enterprise sql.NullInt64
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Name, &u.State, &admin, &created, &enterprise); err != nil {
 		return nil, err
+	}
+	if enterprise.Valid {
+		u.EnterpriseGroupID = &enterprise.Int64
 	}
 	u.IsAdmin = admin != 0
 	u.CreatedAt = fromMS(created)
@@ -109,14 +116,22 @@ func (s *Store) CreateUser(ctx context.Context, a Actor, in UserInput) (*User, e
 	}
 	u.State = StateActive
 	err := s.write(ctx, a, func(t *tx) error {
+		var err error
+		if u.EnterpriseGroupID, err = t.enterpriseGroup(ctx, in.EnterpriseGroupID); err != nil {
+			return err
+		}
 		u.CreatedAt = t.now
-		id, err := t.insert(ctx, `INSERT INTO users (username, email, name, state, is_admin, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			u.Username, u.Email, u.Name, u.State, boolInt(u.IsAdmin), ms(t.now))
+		id, err := t.insert(ctx, `INSERT INTO users (username, email, name, state, is_admin, created_at, enterprise_group_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			u.Username, u.Email, u.Name, u.State, boolInt(u.IsAdmin), ms(t.now), u.EnterpriseGroupID)
 		if err != nil {
 			return err
 		}
 		u.ID = id
-		return t.record(ctx, "user_created", "user", id, "create", map[string]any{"username": u.Username, "is_admin": u.IsAdmin})
+		details := map[string]any{"username": u.Username, "is_admin": u.IsAdmin}
+		if u.EnterpriseGroupID != nil {
+			details["enterprise_group_id"] = *u.EnterpriseGroupID
+		}
+		return t.record(ctx, "user_created", "user", id, "create", details)
 	})
 	if err != nil {
 		return nil, err
@@ -158,14 +173,38 @@ func (s *Store) UpdateUser(ctx context.Context, a Actor, id int64, in UserInput)
 		if err := p.err(); err != nil {
 			return err
 		}
-		if _, err := t.exec(ctx, `UPDATE users SET username = ?, email = ?, name = ?, is_admin = ? WHERE id = ?`,
-			u.Username, u.Email, u.Name, boolInt(u.IsAdmin), id); err != nil {
+		if in.EnterpriseGroupID != nil {
+			if u.EnterpriseGroupID, err = t.enterpriseGroup(ctx, in.EnterpriseGroupID); err != nil {
+				return err
+			}
+			changed["enterprise_group_id"] = u.EnterpriseGroupID
+		}
+		if _, err := t.exec(ctx, `UPDATE users SET username = ?, email = ?, name = ?, is_admin = ?, enterprise_group_id = ? WHERE id = ?`,
+			u.Username, u.Email, u.Name, boolInt(u.IsAdmin), u.EnterpriseGroupID, id); err != nil {
 			return err
 		}
 		out = u
 		return t.record(ctx, "user_updated", "user", id, "update", changed)
 	})
 	return out, err
+}
+
+// enterpriseGroup validates an enterprise group id: nil or 0 is none,
+// anything else must be an existing top-level group.
+func (t *tx) enterpriseGroup(ctx context.Context, id *int64) (*int64, error) {
+	if id == nil || *id == 0 {
+		return nil, nil
+	}
+	var parent sql.NullInt64
+	err := t.queryRow(ctx, `SELECT parent_id FROM groups WHERE id = ?`, *id).Scan(&parent)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && parent.Valid) {
+		return nil, invalid("enterprise_group_id", "must be the id of a top-level group")
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := *id
+	return &v, nil
 }
 
 // SetUserState blocks or unblocks a user.

@@ -2,6 +2,7 @@ package sshd
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,7 @@ type Identity struct {
 	keyFP          [32]byte // plain keys: the fingerprint looked up in the index
 	// Certificate logins:
 	CAID, CAGroupID      int64
+	CAFingerprint        [32]byte // of the CA's public key
 	CertKeyID            string
 	CertSerial           uint64
 	CertValidBefore      time.Time
@@ -67,6 +69,11 @@ func refuseLoudly(reason, banner string) error {
 }
 
 func fingerprint(key gossh.PublicKey) [32]byte { return sha256.Sum256(key.Marshal()) }
+
+// fingerprintString is OpenSSH's "SHA256:…" form of a fingerprint.
+func fingerprintString(fp [32]byte) string {
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(fp[:])
+}
 
 // offeredKey answers the unverified query phase: "maybe" for a known key
 // fingerprint or a certificate of a known CA, nothing else is revealed.
@@ -117,6 +124,10 @@ func (s *Server) verifiedKey(conn gossh.ConnMetadata, key gossh.PublicKey) (*gos
 		"fingerprint", id.KeyFingerprint, "cert_key_id", id.CertKeyID, "remote", remote)
 	if id.KeyID != 0 {
 		s.usage.record(id.KeyID)
+	}
+	if id.IsCertificate() {
+		s.recordEventAsync(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(remote)}, "ssh_certificate_login", "ca", id.CAID,
+			identityDetails(id, map[string]any{"login": conn.User()}))
 	}
 	return &gossh.Permissions{ExtraData: map[any]any{identityKey{}: id}}, nil
 }
@@ -201,7 +212,8 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	if _, isCert := cert.SignatureKey.(*gossh.Certificate); isCert {
 		return nil, refuse("certificate signed by a certificate")
 	}
-	ca, ok := s.cfg.Auth.CA(fingerprint(cert.SignatureKey))
+	caFP := fingerprint(cert.SignatureKey)
+	ca, ok := s.cfg.Auth.CA(caFP)
 	if !ok {
 		return nil, refuse("certificate authority not registered")
 	}
@@ -231,14 +243,16 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 		}
 	}
 	certKeyFP := gossh.FingerprintSHA256(cert.Key)
-	if s.cfg.Auth.Revoked(ca.ID, cert.Serial, cert.KeyId, certKeyFP) {
-		return nil, refuseLoudly("certificate revoked", "keygate: your certificate has been revoked")
-	}
 	identity := cert.KeyId
 	if v, ok := cert.Extensions["login@"+s.cfg.Hostname]; ok && s.cfg.Hostname != "" {
 		identity = v
 	}
 	u, ok := s.cfg.Auth.UserByLogin(identity)
+	// Revoked by serial, fingerprint or key id, or by a key-id revocation
+	// naming the user the certificate logs in as.
+	if s.cfg.Auth.Revoked(caFP, cert.Serial, cert.KeyId, certKeyFP, u.ID) {
+		return nil, refuseLoudly("certificate revoked", "keygate: your certificate has been revoked")
+	}
 	if !ok {
 		return nil, refuse("certificate identity names no user")
 	}
@@ -247,6 +261,13 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	}
 	if s.cfg.Auth.AccessLevel(u.ID, ca.GroupID) == 0 {
 		return nil, refuse("certificate user is not a member of the CA's group")
+	}
+	// A CA vouches only for the users its group is entitled to: those an
+	// admin made enterprise users of it. Membership alone (which any owner
+	// can grant, without consent) is never enough.
+	if u.EnterpriseGroupID != ca.GroupID {
+		return nil, refuseLoudly("certificate user is not an enterprise user of the CA's group",
+			"keygate: this certificate authority may not vouch for "+identity+": the account is not an enterprise user of the CA's group (an administrator sets enterprise_group_id)")
 	}
 	if len(cert.ValidPrincipals) == 0 {
 		if s.cfg.CertRequirePrincipals {
@@ -290,7 +311,7 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	}
 	return &Identity{
 		UserID: u.ID, Login: login, KeyFingerprint: certKeyFP,
-		CAID: ca.ID, CAGroupID: ca.GroupID, CertKeyID: cert.KeyId, CertSerial: cert.Serial,
+		CAID: ca.ID, CAGroupID: ca.GroupID, CAFingerprint: caFP, CertKeyID: cert.KeyId, CertSerial: cert.Serial,
 		CertValidBefore:      before,
 		PermitPortForwarding: hasKey(cert.Extensions, "permit-port-forwarding"),
 	}, nil
@@ -323,10 +344,12 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 		switch {
 		case !s.cfg.Auth.CAExists(id.CAID):
 			return "certificate authority deleted"
-		case s.cfg.Auth.Revoked(id.CAID, id.CertSerial, id.CertKeyID, id.KeyFingerprint):
+		case s.cfg.Auth.Revoked(id.CAFingerprint, id.CertSerial, id.CertKeyID, id.KeyFingerprint, id.UserID):
 			return "certificate revoked"
 		case s.cfg.Auth.AccessLevel(id.UserID, id.CAGroupID) == 0:
 			return "no longer a member of the certificate's group"
+		case u.EnterpriseGroupID != id.CAGroupID:
+			return "no longer an enterprise user of the certificate's group"
 		case !id.CertValidBefore.IsZero() && !now.Before(id.CertValidBefore):
 			return "certificate expired"
 		}

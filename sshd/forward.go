@@ -88,11 +88,16 @@ func (s *Server) countRefusal(ctx ssh.Context, conn *gossh.ServerConn) bool {
 	return st.refusals <= maxRefusalEventsPerConn
 }
 
+// identityDetails adds who authenticated, and with what, to audit details:
+// for a certificate the CA (id, group, fingerprint) and the certificate's
+// key id and serial, beside the user.
 func identityDetails(id *Identity, d map[string]any) map[string]any {
 	if id.IsCertificate() {
 		d["cert_key_id"] = id.CertKeyID
 		d["cert_serial"] = strconv.FormatUint(id.CertSerial, 10)
 		d["ca_id"] = id.CAID
+		d["ca_group_id"] = id.CAGroupID
+		d["ca_fingerprint"] = fingerprintString(id.CAFingerprint)
 		d["key_fingerprint"] = id.KeyFingerprint
 	} else {
 		d["key_id"] = id.KeyID
@@ -102,14 +107,31 @@ func identityDetails(id *Identity, d map[string]any) map[string]any {
 }
 
 func (s *Server) recordEvent(a keystore.Actor, action string, targetID int64, details map[string]any) {
+	s.recordEventOn(a, action, "bastion_target", targetID, details)
+}
+
+func (s *Server) recordEventOn(a keystore.Actor, action, targetType string, targetID int64, details map[string]any) {
 	if s.cfg.Events == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.cfg.Events.RecordEvent(ctx, a, action, "bastion_target", targetID, details); err != nil {
+	if err := s.cfg.Events.RecordEvent(ctx, a, action, targetType, targetID, details); err != nil {
 		s.log.Warn("recording audit event failed", "action", action, "err", err)
 	}
+}
+
+// recordEventAsync records an audit event off the caller's path; Shutdown
+// waits for it.
+func (s *Server) recordEventAsync(a keystore.Actor, action, targetType string, targetID int64, details map[string]any) {
+	if s.cfg.Events == nil {
+		return
+	}
+	s.events.add()
+	go func() {
+		defer s.events.done()
+		s.recordEventOn(a, action, targetType, targetID, details)
+	}()
 }
 
 // handleDirectTCPIP serves "direct-tcpip" channels (ssh -W, -L, -J): it
@@ -178,8 +200,10 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 	}
 	defer release()
 
-	// Decided: now resolve, and refuse special addresses unless a matching
-	// target names them literally.
+	// Decided on the name: now resolve once, decide on every address, and
+	// dial only the addresses checked (never resolving again). Restricted
+	// addresses and keygate's own listeners open only for a matching
+	// admin-made target that names the exact address.
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.ForwardDialTimeout)
 	defer cancel()
 	addrs, err := resolve(dctx, d.DestAddr)
@@ -190,7 +214,7 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 		return
 	}
 	for _, a := range addrs {
-		if restricted(a) && !namedExplicitly(matches, a) {
+		if (restrictedAddr(a) || s.ownListener(a, uint16(d.DestPort))) && !adminNamed(matches, a) {
 			refuse("destination "+dest+" resolves to a restricted address", "restricted address "+a.String())
 			return
 		}
@@ -358,29 +382,6 @@ func resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 		out = append(out, a.Unmap())
 	}
 	return out, nil
-}
-
-// restricted addresses are refused unless a target names them.
-func restricted(a netip.Addr) bool {
-	return a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified() ||
-		a.IsInterfaceLocalMulticast() || a.IsMulticast()
-}
-
-// namedExplicitly reports whether a matching target names address a
-// literally: its host is that IP, or "localhost" for a loopback address.
-func namedExplicitly(ms []keystore.BastionMatch, a netip.Addr) bool {
-	for _, m := range ms {
-		if !m.Literal() {
-			continue
-		}
-		if p, err := netip.ParseAddr(m.Host); err == nil && p.Unmap() == a {
-			return true
-		}
-		if m.Host == "localhost" && a.IsLoopback() {
-			return true
-		}
-	}
-	return false
 }
 
 func hostOnly(addr string) string {

@@ -7,33 +7,43 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
-func TestRestrictedAddressesNeedLiteralTargets(t *testing.T) {
+func TestRestrictedAddressesNeedAdminLiteralTargets(t *testing.T) {
 	t.Parallel()
-	lit := func(host string) []keystore.BastionMatch { return []keystore.BastionMatch{{Host: host}} }
+	admin := func(host string) []keystore.BastionMatch { return []keystore.BastionMatch{{Host: host, Admin: true}} }
+	owner := func(host string) []keystore.BastionMatch { return []keystore.BastionMatch{{Host: host}} }
 	cases := []struct {
 		addr  string
 		ms    []keystore.BastionMatch
 		allow bool
 	}{
-		{"10.1.2.3", lit("*"), true},
-		{"127.0.0.1", lit("*"), false},
-		{"127.0.0.1", lit("10.0.0.*"), false},
-		{"127.0.0.1", lit("127.0.0.1"), true},
-		{"127.0.0.2", lit("127.0.0.1"), false},
-		{"127.0.0.1", lit("localhost"), true},
-		{"::1", lit("localhost"), true},
-		{"::1", lit("::1"), true},
-		{"169.254.169.254", lit("metadata.internal"), false},
-		{"169.254.169.254", lit("169.254.169.254"), true},
-		{"fe80::1", lit("*"), false},
-		{"0.0.0.0", lit("*"), false},
-		{"::", lit("*"), false},
-		{"224.0.0.1", lit("*"), false},
+		{"10.1.2.3", admin("*"), true},
+		{"10.1.2.3", owner("*"), true},
+		{"127.0.0.1", admin("*"), false},
+		{"127.0.0.1", admin("10.0.0.*"), false},
+		{"127.0.0.1", admin("127.0.0.1"), true},
+		{"127.0.0.1", owner("127.0.0.1"), false}, // an owner's literal target never opens loopback
+		{"127.0.0.2", admin("127.0.0.1"), false},
+		{"127.0.0.1", admin("localhost"), false}, // a name is not the exact address
+		{"::1", admin("::1"), true},
+		{"::ffff:127.0.0.1", admin("*"), false},
+		{"169.254.169.254", admin("metadata.internal"), false},
+		{"169.254.169.254", admin("169.254.169.254"), true},
+		{"169.254.169.254", owner("169.254.169.254"), false},
+		{"fd00:ec2::254", admin("*"), false},
+		{"fd00:ec2::254", admin("fd00:ec2::254"), true},
+		{"fd00:ec2::253", admin("*"), true}, // an ordinary ULA address
+		{"64:ff9b::a9fe:a9fe", admin("*"), false}, // 169.254.169.254 through NAT64
+		{"64:ff9b::a01:203", admin("*"), true},    // 10.1.2.3 through NAT64
+		{"fe80::1", admin("*"), false},
+		{"0.0.0.0", admin("*"), false},
+		{"::", admin("*"), false},
+		{"224.0.0.1", admin("*"), false},
+		{"ff02::1", admin("*"), false},
 	}
 	for _, c := range cases {
 		a := netip.MustParseAddr(c.addr)
-		if got := !restricted(a) || namedExplicitly(c.ms, a); got != c.allow {
-			t.Errorf("%s with %v: allowed = %v, want %v", c.addr, c.ms, got, c.allow)
+		if got := !restrictedAddr(a) || adminNamed(c.ms, a); got != c.allow {
+			t.Errorf("%s with %+v: allowed = %v, want %v", c.addr, c.ms, got, c.allow)
 		}
 	}
 }

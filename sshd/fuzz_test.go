@@ -80,6 +80,7 @@ var fzWantAccepted = map[string]bool{
 type fzUser struct {
 	name, email string
 	active      bool
+	enterprise  int64
 }
 
 type fzKey struct {
@@ -112,7 +113,7 @@ func (a *fzAuth) BastionTargets(int64, int64, bool, string, uint32) []keystore.B
 }
 func (a *fzAuth) User(id int64) (keystore.IndexedUser, bool) {
 	u, ok := a.users[id]
-	return keystore.IndexedUser{ID: id, Active: u.active}, ok
+	return keystore.IndexedUser{ID: id, Active: u.active, EnterpriseGroupID: u.enterprise}, ok
 }
 func (a *fzAuth) UserBlocked(id int64) bool {
 	u, ok := a.users[id]
@@ -126,7 +127,7 @@ func (a *fzAuth) Username(id int64) string { return a.users[id].name }
 func (a *fzAuth) UserByLogin(login string) (keystore.IndexedUser, bool) {
 	for id, u := range a.users {
 		if strings.EqualFold(u.name, login) || strings.EqualFold(u.email, login) {
-			return keystore.IndexedUser{ID: id, Active: u.active}, true
+			return keystore.IndexedUser{ID: id, Active: u.active, EnterpriseGroupID: u.enterprise}, true
 		}
 	}
 	return keystore.IndexedUser{}, false
@@ -136,7 +137,8 @@ func (a *fzAuth) CA(fp [32]byte) (keystore.IndexedCA, bool) {
 	return c, ok
 }
 func (a *fzAuth) CAExists(id int64) bool { return a.caIDs[id] }
-func (a *fzAuth) Revoked(caID int64, serial uint64, keyID, _ string) bool {
+func (a *fzAuth) Revoked(caFP [32]byte, serial uint64, keyID, _ string, _ int64) bool {
+	caID := a.cas[caFP].ID
 	return a.serials[[2]uint64{uint64(caID), serial}] || (a.keyIDRv[caID] != "" && a.keyIDRv[caID] == keyID)
 }
 func (a *fzAuth) Group(id int64) (keystore.IndexedGroup, bool) {
@@ -202,9 +204,9 @@ func newFzAuth(f *testing.F) *fzAuth {
 	authRec, signRec := fzMintKeys(f)
 	a := &fzAuth{
 		users: map[int64]fzUser{
-			1: {"alice", "alice@example.com", true},
-			2: {"bob", "bob@example.com", false},
-			3: {"carol", "carol@example.com", true},
+			1: {"alice", "alice@example.com", true, 10},
+			2: {"bob", "bob@example.com", false, 10},
+			3: {"carol", "carol@example.com", true, 0},
 		},
 		keys:    map[[32]byte]fzKey{},
 		keyIDs:  map[int64]bool{},
@@ -383,7 +385,7 @@ func FuzzDecide(f *testing.F) {
 		if now < cert.ValidAfter || (cert.ValidBefore != gossh.CertTimeInfinity && now >= cert.ValidBefore) {
 			t.Fatalf("decideCert accepted a certificate outside its window [%d, %d) at %d", cert.ValidAfter, cert.ValidBefore, now)
 		}
-		if auth.Revoked(ca.ID, cert.Serial, cert.KeyId, "") {
+		if auth.Revoked(fingerprint(cert.SignatureKey), cert.Serial, cert.KeyId, "", 0) {
 			t.Fatal("decideCert accepted a revoked certificate")
 		}
 		who := cert.KeyId
@@ -400,6 +402,8 @@ func FuzzDecide(f *testing.F) {
 			t.Fatalf("decideCert accepted blocked user %s", u.name)
 		case auth.members[[2]int64{ca.GroupID, id.UserID}] == 0:
 			t.Fatalf("decideCert accepted %s, not a member of group %d", u.name, ca.GroupID)
+		case u.enterprise != ca.GroupID:
+			t.Fatalf("decideCert accepted %s, not an enterprise user of group %d", u.name, ca.GroupID)
 		case len(cert.ValidPrincipals) > 0 && !contains(cert.ValidPrincipals, login):
 			t.Fatalf("decideCert accepted login %q outside principals %q", login, cert.ValidPrincipals)
 		case login != "git" && !strings.EqualFold(login, u.name):

@@ -203,7 +203,16 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		result = "failed"
 	}
 	s.metrics.gitOps.WithLabelValues(command, result).Inc()
-	s.log.Info("git command", "user_id", id.UserID, "command", command, "project", p.FullPath, "exit", code)
+	s.log.Info("git command", "user_id", id.UserID, "command", command, "project", p.FullPath, "exit", code,
+		"cert_key_id", id.CertKeyID, "ca_id", id.CAID)
+	// Each git operation is an audit event naming the key, or the CA and
+	// certificate, it was made with.
+	action := "git_pull"
+	if write {
+		action = "git_push"
+	}
+	s.recordEventAsync(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(sess.RemoteAddr().String())}, action, "project", p.ID,
+		identityDetails(id, map[string]any{"command": command, "project": p.FullPath, "login": sess.User(), "exit_status": code}))
 	return code
 }
 

@@ -31,7 +31,9 @@ type Authorizer interface {
 	UserByLogin(login string) (keystore.IndexedUser, bool)
 	CA(fp [32]byte) (keystore.IndexedCA, bool)
 	CAExists(id int64) bool
-	Revoked(caID int64, serial uint64, keyID, certKeyFP string) bool
+	// Revoked reports whether CA key caFP revoked a certificate by serial,
+	// key id (also when it names userID) or certificate key fingerprint.
+	Revoked(caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool
 	Group(id int64) (keystore.IndexedGroup, bool)
 	AccessLevel(userID, groupID int64) int
 	// BastionTargets returns the targets that let userID forward to
@@ -130,6 +132,10 @@ type Config struct {
 	ProxyProtocol string
 	// ProxyTrusted lists the sources allowed to send a PROXY header.
 	ProxyTrusted []netip.Prefix
+	// OwnListeners are keygate's other listeners (the REST API, metrics):
+	// the bastion never forwards to them, nor to the SSH listener, unless
+	// an admin's target names the exact address.
+	OwnListeners []netip.AddrPort
 
 	// testPanic, when set, is called at the start of every handler with the
 	// handler's name (tests inject panics through it).
@@ -255,6 +261,7 @@ type Server struct {
 
 	gitOps   inflight // git sessions, up to their exit status
 	forwards inflight // direct-tcpip handlers, audit event included
+	events   inflight // audit events written off the connection's path
 	done     chan struct{}
 	once     sync.Once
 	lnMu     sync.Mutex
@@ -429,6 +436,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// audit event, which must land before the store is closed.
 	if werr := s.forwards.wait(ctx); werr != nil && err == nil {
 		err = fmt.Errorf("sshd: shutdown grace expired with forwards still recording: %w", werr)
+	}
+	if werr := s.events.wait(ctx); werr != nil && err == nil {
+		err = fmt.Errorf("sshd: shutdown grace expired with audit events still recording: %w", werr)
 	}
 	s.usage.flush()
 	return err

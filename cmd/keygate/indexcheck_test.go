@@ -120,9 +120,8 @@ func requireIndexMatchesDB(t *testing.T, path string) *keystore.Index {
 		}
 		return nil
 	})
-	nrevs := each(`SELECT ca_id, kind, value FROM cert_revocations`, func(r *sql.Rows) error {
-		var ca int64
-		var kind, value string
+	nrevs := each(`SELECT ca_fingerprint, kind, value FROM cert_revocations`, func(r *sql.Rows) error {
+		var ca, kind, value string
 		if err := r.Scan(&ca, &kind, &value); err != nil {
 			return err
 		}
@@ -136,8 +135,8 @@ func requireIndexMatchesDB(t *testing.T, path string) *keystore.Index {
 		case "fingerprint":
 			certFP = value
 		}
-		if !ix.Revoked(ca, serial, keyID, certFP) {
-			fail("revocation %s=%s of CA %d not in the index", kind, value, ca)
+		if !ix.Revoked(fp(ca), serial, keyID, certFP, 0) {
+			fail("revocation %s=%s of CA %s not in the index", kind, value, ca)
 		}
 		return nil
 	})

@@ -296,6 +296,18 @@ func newLogger(c *serveConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// ownListeners are the addresses of keygate's listeners other than SSH,
+// which the bastion must never reach unless an admin names them.
+func ownListeners(lns ...net.Listener) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range lns {
+		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
+			out = append(out, ap)
+		}
+	}
+	return out
+}
+
 // serve runs keygate until ctx ends.
 func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	log := newLogger(c, stderr)
@@ -306,7 +318,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if dsn == "" {
 		dsn = filepath.Join(c.DataDir, "keygate.db")
 	}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate})
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log})
 	if err != nil {
 		return err
 	}
@@ -361,6 +373,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		PerSourceMaxAuthFailures: c.PerSourceMaxAuthFailures, PerSourcePenaltyWindow: c.PerSourcePenaltyWindow,
 		MaxAuthRequests: c.MaxAuthRequests, IdleTimeout: c.IdleTimeout,
 		ProxyProtocol: c.ProxyProtocol, ProxyTrusted: c.ProxyTrusted,
+		OwnListeners: ownListeners(httpLn),
 	})
 	if err != nil {
 		return err
