@@ -31,7 +31,7 @@ func TestRestrictedAddressesNeedAdminLiteralTargets(t *testing.T) {
 		{"169.254.169.254", owner("169.254.169.254"), false},
 		{"fd00:ec2::254", admin("*"), false},
 		{"fd00:ec2::254", admin("fd00:ec2::254"), true},
-		{"fd00:ec2::253", admin("*"), true}, // an ordinary ULA address
+		{"fd00:ec2::253", admin("*"), true},       // an ordinary ULA address
 		{"64:ff9b::a9fe:a9fe", admin("*"), false}, // 169.254.169.254 through NAT64
 		{"64:ff9b::a01:203", admin("*"), true},    // 10.1.2.3 through NAT64
 		{"fe80::1", admin("*"), false},

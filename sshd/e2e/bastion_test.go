@@ -47,15 +47,17 @@ func echoServer(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// addTarget adds a bastion target to a group as its owner over REST.
-func (e *env) addTarget(t *testing.T, groupID int64, token, pattern string, minLevel int) int64 {
+// addTarget adds a bastion target to a group as an admin over REST (where
+// the bastion reaches is admin policy; the owner's path is in
+// trust_test.go).
+func (e *env) addTarget(t *testing.T, groupID int64, pattern string, minLevel int) int64 {
 	t.Helper()
 	form := url.Values{"pattern": {pattern}, "description": {"e2e"}}
 	if minLevel != 0 {
 		form.Set("min_access_level", strconv.Itoa(minLevel))
 	}
 	var b idJSON
-	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(groupID)+"/bastion_targets", token, form, http.StatusCreated, &b)
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(groupID)+"/bastion_targets", e.adminToken, form, http.StatusCreated, &b)
 	return b.ID
 }
 
@@ -88,7 +90,7 @@ func TestBastionForwardTransfersIntact(t *testing.T) {
 	w := certSetup(t)
 	e := w.e
 	port := echoServer(t)
-	e.addTarget(t, w.eng, w.ownerTok, dest(port), 0)
+	e.addTarget(t, w.eng, dest(port), 0)
 
 	data := make([]byte, 5<<20)
 	if _, err := rand.Read(data); err != nil {
@@ -145,13 +147,13 @@ func TestBastionForwardRefused(t *testing.T) {
 	w := certSetup(t)
 	e := w.e
 	engPort, opsPort, nonePort := echoServer(t), echoServer(t), echoServer(t)
-	e.addTarget(t, w.eng, w.ownerTok, dest(engPort), 0)
-	e.addTarget(t, w.ops, w.ownerTok, dest(opsPort), 0)
-	e.addTarget(t, w.eng, w.ownerTok, "db.eng.internal:5432", 40) // maintainers only
-	sec := e.createGroup(t, "sec", w.ownerTok)                    // alice is not a member
-	e.addTarget(t, sec, w.ownerTok, "vault.sec.internal:8200", 0)
+	e.addTarget(t, w.eng, dest(engPort), 0)
+	e.addTarget(t, w.ops, dest(opsPort), 0)
+	e.addTarget(t, w.eng, "db.eng.internal:5432", 40) // maintainers only
+	sec := e.createGroup(t, "sec", w.ownerTok)        // alice is not a member
+	e.addTarget(t, sec, "vault.sec.internal:8200", 0)
 	wild := echoServer(t)
-	e.addTarget(t, w.eng, w.ownerTok, "*:"+strconv.Itoa(wild), 0) // loopback is not named literally
+	e.addTarget(t, w.eng, "*:"+strconv.Itoa(wild), 0) // loopback is not named literally
 
 	noFwd, noFwdCert := w.certIssue(t, w.caKey, "-I", "alice", "-n", "alice", "-V", "-5m:+1h", "-O", "no-port-forwarding")
 	engKey, engCert := w.certIssue(t, w.caKey, "-I", "alice", "-n", "alice", "-V", "-5m:+1h")
@@ -232,7 +234,7 @@ func TestBastionForwardClosedWhenAccessRevoked(t *testing.T) {
 	w := certSetup(t)
 	e := w.e
 	port := echoServer(t)
-	e.addTarget(t, w.eng, w.ownerTok, dest(port), 0)
+	e.addTarget(t, w.eng, dest(port), 0)
 	var keys []struct {
 		ID int64 `json:"id"`
 	}
@@ -258,7 +260,7 @@ func TestBastionForwardClosedWhenAccessRevoked(t *testing.T) {
 	key2, pub2 := e.sshKeygen(t, "ed25519", 0)
 	e.addKey(t, w.aliceID, pub2, "", "")
 	opsPort := echoServer(t)
-	opsTarget := e.addTarget(t, w.ops, w.ownerTok, dest(opsPort), 0)
+	opsTarget := e.addTarget(t, w.ops, dest(opsPort), 0)
 	for _, revoke := range []func(){
 		func() {
 			e.mustAPI(t, http.MethodDelete, "/groups/"+itoa(w.ops)+"/bastion_targets/"+itoa(opsTarget), w.ownerTok, nil, http.StatusNoContent, nil)
@@ -278,7 +280,7 @@ func TestBastionForwardClosedWhenAccessRevoked(t *testing.T) {
 		if !s.waitExit(5 * time.Second) {
 			t.Fatal("plain-key forward still open 5s after access was revoked")
 		}
-		opsTarget = e.addTarget(t, w.ops, w.ownerTok, dest(opsPort), 0)
+		opsTarget = e.addTarget(t, w.ops, dest(opsPort), 0)
 	}
 
 	// Removing the member closes a certificate login's forward too.
@@ -332,7 +334,7 @@ func TestBastionProxyJumpGitClone(t *testing.T) {
 	} else if !strings.Contains(stderr, "administratively prohibited") && !strings.Contains(stderr, "stdio forwarding failed") {
 		t.Errorf("clone without target: %s", stderr)
 	}
-	jump.addTarget(t, w.eng, w.ownerTok, dest(inner.sshPort), 0)
+	jump.addTarget(t, w.eng, dest(inner.sshPort), 0)
 	if _, stderr, code := jump.run(t, "", []string{"GIT_SSH_COMMAND=" + sshCmd}, nil, "git", "clone", "--quiet", inner.cloneURL("eng/api"), dir); code != 0 {
 		t.Fatalf("clone through the jump host: exit %d: %s", code, stderr)
 	}
@@ -369,7 +371,7 @@ func TestBastionForwardLimitPerConnection(t *testing.T) {
 	w := certSetup(t)
 	e := w.e
 	port := echoServer(t)
-	e.addTarget(t, w.eng, w.ownerTok, dest(port), 0)
+	e.addTarget(t, w.eng, dest(port), 0)
 	pem, err := os.ReadFile(w.aliceKey)
 	if err != nil {
 		t.Fatal(err)
@@ -427,7 +429,7 @@ func TestBastionLocalForward(t *testing.T) {
 	w := certSetup(t)
 	e := w.e
 	port := echoServer(t)
-	e.addTarget(t, w.eng, w.ownerTok, dest(port), 0)
+	e.addTarget(t, w.eng, dest(port), 0)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -59,6 +59,10 @@ func certSetupWith(t *testing.T, tune func(*sshd.Config)) *certWorld {
 	w.aliceID, _ = e.createUser(t, "alice")
 	w.eng = e.createGroup(t, "eng", w.ownerTok)
 	w.ops = e.createGroup(t, "ops", w.ownerTok)
+	// eng's CAs may vouch for alice: an admin made her an enterprise user
+	// of eng (membership alone is never enough).
+	e.mustAPI(t, http.MethodPut, "/users/"+itoa(w.aliceID), e.adminToken,
+		url.Values{"enterprise_group_id": {itoa(w.eng)}}, http.StatusOK, nil)
 	e.addMember(t, w.eng, w.aliceID, 30)
 	e.addMember(t, w.ops, w.aliceID, 30)
 	e.createProject(t, w.eng, "api")

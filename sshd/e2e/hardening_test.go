@@ -153,7 +153,7 @@ func TestProxyProtocolUse(t *testing.T) {
 
 	// The bastion audit event names the client from the header.
 	port := echoServer(t)
-	e.addTarget(t, w.eng, w.ownerTok, dest(port), 0)
+	e.addTarget(t, w.eng, dest(port), 0)
 	c, err := proxyClient(e, "127.0.0.1", 2, "203.0.113.7", "alice", plain)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,292 @@
+package e2e
+
+// Trust boundaries, tried as an attacker with an ordinary user's token:
+// none of these may widen what an admin granted.
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// ssW runs `ssh -W dest alice@keygate` with key and stdin, and returns
+// stdout, stderr and the exit status.
+func (e *env) sshW(t *testing.T, key, dest, stdin string) (string, string, int) {
+	t.Helper()
+	args := append(e.sshBaseArgs([]string{key}), "-W", dest, "alice@127.0.0.1")
+	return e.run(t, "", nil, strings.NewReader(stdin), "ssh", args...)
+}
+
+// nonLoopbackIPv4 returns an IPv4 address of this host's interfaces that is
+// not loopback, or "" if there is none.
+func nonLoopbackIPv4() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+// TestBastionIsNotAnOpenProxy: an ordinary user who creates a top-level
+// group (and so owns it) cannot point the bastion anywhere: not at
+// keygate's own HTTP port (the reproduced /metrics read), not with "*:*".
+// Even an admin's wildcard target never reaches loopback, link-local
+// (cloud metadata) or a name that resolves to loopback; only an admin's
+// target naming the exact address does. Inside an admin's allowance the
+// owner may add targets, and those work, except towards restricted
+// addresses.
+func TestBastionIsNotAnOpenProxy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	aliceID, aliceTok := e.createUser(t, "alice")
+	key, pub := e.sshKeygen(t, "ed25519", 0)
+	e.addKey(t, aliceID, pub, "", "")
+	mine := e.createGroup(t, "alices", aliceTok) // alice owns it
+	httpAddr := strings.TrimPrefix(e.http.URL, "http://")
+	_, httpPort, _ := net.SplitHostPort(httpAddr)
+
+	// The reproduction: her own target at keygate's HTTP port.
+	for _, pattern := range []string{"127.0.0.1:" + httpPort, "*:*", "*:" + httpPort, "localhost:" + httpPort} {
+		code, body := e.api(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_targets", aliceTok, url.Values{"pattern": {pattern}})
+		if code != http.StatusForbidden || !strings.Contains(string(body), "outside what admins allowed") {
+			t.Fatalf("owner target %s: %d %s, want 403 naming the policy", pattern, code, body)
+		}
+	}
+	var ts []map[string]any
+	e.mustAPI(t, http.MethodGet, "/groups/"+itoa(mine)+"/bastion_targets", aliceTok, nil, http.StatusOK, &ts)
+	if len(ts) != 0 {
+		t.Fatalf("refused targets were stored: %v", ts)
+	}
+	if out, stderr, code := e.sshW(t, key, httpAddr, "GET /metrics HTTP/1.0\r\n\r\n"); code == 0 || strings.Contains(out, "keygate_") {
+		t.Fatalf("ssh -W %s: exit %d, read %q (%s)", httpAddr, code, out, stderr)
+	}
+
+	// An admin's wildcard opens the network behind the bastion, never the
+	// bastion host itself or its metadata service.
+	e.addTarget(t, mine, "*:*", 0)
+	for _, dest := range []string{httpAddr, "localhost:" + httpPort, "169.254.169.254:80", "[::1]:" + httpPort, "0.0.0.0:" + httpPort} {
+		out, stderr, code := e.sshW(t, key, dest, "GET /metrics HTTP/1.0\r\n\r\n")
+		if code == 0 || strings.Contains(out, "keygate_") {
+			t.Fatalf("ssh -W %s with an admin's *:*: exit %d, read %q", dest, code, out)
+		}
+		if !strings.Contains(stderr, "administratively prohibited") {
+			t.Errorf("ssh -W %s: refusal does not say why: %s", dest, stderr)
+		}
+	}
+	// The admin naming the exact address opens it (here an echo server).
+	port := echoServer(t)
+	e.addTarget(t, mine, dest(port), 0)
+	if out, stderr, code := e.sshW(t, key, dest(port), "hello\n"); code != 0 || out != "hello\n" {
+		t.Fatalf("admin's exact target: %q, exit %d: %s", out, code, stderr)
+	}
+	// An owner's target inside an admin's allowance: a name allowance whose
+	// name resolves to loopback still never reaches it.
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_allowances", e.adminToken,
+		url.Values{"pattern": {"localhost:*"}}, http.StatusCreated, nil)
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_targets", aliceTok,
+		url.Values{"pattern": {"localhost:" + strconv.Itoa(port)}}, http.StatusCreated, nil)
+	if out, stderr, code := e.sshW(t, key, "localhost:"+strconv.Itoa(port), "hello\n"); code == 0 || !strings.Contains(stderr, "restricted address") {
+		t.Fatalf("owner target resolving to loopback: %q, exit %d: %s", out, code, stderr)
+	}
+	// And towards an ordinary address inside a CIDR allowance it works.
+	ip := nonLoopbackIPv4()
+	if ip == "" {
+		t.Log("no non-loopback IPv4 address: the owner's working forward is not exercised")
+		return
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); buf := make([]byte, 64); n, _ := c.Read(buf); _, _ = c.Write(buf[:n]) }()
+		}
+	}()
+	target := ln.Addr().String()
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_allowances", e.adminToken,
+		url.Values{"pattern": {ip + "/32:*"}}, http.StatusCreated, nil)
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_targets", aliceTok,
+		url.Values{"pattern": {target}}, http.StatusCreated, nil)
+	if out, stderr, code := e.sshW(t, key, target, "ping"); code != 0 || out != "ping" {
+		t.Fatalf("owner target inside an allowance (%s): %q, exit %d: %s", target, out, code, stderr)
+	}
+}
+
+// TestCAVouchesOnlyForEnterpriseUsers: an owner adds alice to their group
+// without her consent, registers a CA and signs a certificate naming her.
+// It does not log in as alice (a banner says why), until an admin makes
+// alice an enterprise user of that group. Certificate logins and git
+// operations are then audit events naming the CA and certificate.
+func TestCAVouchesOnlyForEnterpriseUsers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, malTok := e.createUser(t, "mallory")
+	aliceID, _ := e.createUser(t, "alice")
+	grp := e.createGroup(t, "mal", malTok)
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(grp)+"/members", malTok,
+		url.Values{"user_id": {itoa(aliceID)}, "access_level": {"30"}}, http.StatusCreated, nil)
+	e.createProject(t, grp, "repo")
+	e.seedRepo(t, "mal/repo")
+	caKey, caPub := e.sshKeygen(t, "ed25519", 0)
+	var ca idJSON
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(grp)+"/ssh_certificates", malTok,
+		url.Values{"title": {"mallory's CA"}, "key": {caPub}}, http.StatusCreated, &ca)
+	w := &certWorld{e: e}
+	key, cert := w.certIssue(t, caKey, "-I", "alice", "-n", "git,alice", "-V", "-5m:+1h", "-z", "99")
+
+	stderr := w.certRequireRefused(t, key, cert, "alice")
+	if !strings.Contains(stderr, "may not vouch for alice") || !strings.Contains(stderr, "not an enterprise user") {
+		t.Fatalf("refusal banner = %q", stderr)
+	}
+	w.certRequireRefused(t, key, cert, "git")
+	// Only admins set enterprise_group_id.
+	code, _ := e.api(t, http.MethodPut, "/users/"+itoa(aliceID), malTok, url.Values{"enterprise_group_id": {itoa(grp)}})
+	if code != http.StatusForbidden {
+		t.Fatalf("an owner set enterprise_group_id: %d", code)
+	}
+	var u map[string]any
+	e.mustAPI(t, http.MethodPut, "/users/"+itoa(aliceID), e.adminToken, url.Values{"enterprise_group_id": {itoa(grp)}}, http.StatusOK, &u)
+	if u["enterprise_group_id"] != float64(grp) {
+		t.Fatalf("user after PUT = %v", u)
+	}
+	w.certRequireGreeting(t, key, cert, "alice")
+	dir := t.TempDir()
+	if _, stderr, code := w.certGit(t, dir, key, cert, "clone", "--quiet", e.cloneURL("mal/repo"), "c"); code != 0 {
+		t.Fatalf("certificate clone: %s", stderr)
+	}
+
+	caFP := fingerprintOf(t, caPub)
+	for _, action := range []string{"ssh_certificate_login", "git_pull"} {
+		var d map[string]any
+		if !waitFor(5*time.Second, func() bool {
+			evs, _, err := e.store.ListAuditEvents(e.ctx, keystore.AuditFilter{}, keystore.Page{PerPage: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range evs {
+				if ev.Action == action && ev.ActorID != nil && *ev.ActorID == aliceID {
+					_ = json.Unmarshal([]byte(ev.Details), &d)
+					return true
+				}
+			}
+			return false
+		}) {
+			t.Fatalf("no %s audit event", action)
+		}
+		if d["ca_id"] != float64(ca.ID) || d["ca_group_id"] != float64(grp) || d["ca_fingerprint"] != caFP ||
+			d["cert_key_id"] != "alice" || d["cert_serial"] != "99" {
+			t.Fatalf("%s audit event does not name the CA and certificate: %v", action, d)
+		}
+	}
+}
+
+// TestRevocationsMatchWhatTheySay: serial "07" revokes serial 7, 0x hex
+// is accepted, a malformed fingerprint is refused (400) and a padded one
+// matches; key_id=bob revokes certificates with key id "Bob" and
+// "bob@example.com" that log in as bob. Deleting the CA and registering
+// the same key again, in another group, keeps every revocation listed and
+// in force.
+func TestRevocationsMatchWhatTheySay(t *testing.T) {
+	t.Parallel()
+	w := certSetup(t)
+	e := w.e
+	bobID, _ := e.createUser(t, "bob")
+	e.addMember(t, w.eng, bobID, 30)
+	e.mustAPI(t, http.MethodPut, "/users/"+itoa(bobID), e.adminToken, url.Values{"enterprise_group_id": {itoa(w.eng)}}, http.StatusOK, nil)
+	revs := "/groups/" + itoa(w.eng) + "/ssh_certificates/" + itoa(w.caID) + "/revocations"
+
+	for _, bad := range []url.Values{
+		{"fingerprint": {"SHA256:garbage"}}, {"fingerprint": {"SHA256:"}}, {"serial": {"7x"}}, {"serial": {"-7"}},
+		{"serial": {"18446744073709551616"}},
+	} {
+		if code, body := e.api(t, http.MethodPost, revs, w.ownerTok, bad); code != http.StatusBadRequest {
+			t.Fatalf("revocation %v: %d %s, want 400", bad, code, body)
+		}
+	}
+	k7, c7 := w.certIssue(t, w.caKey, "-I", "alice", "-n", "git,alice", "-V", "-5m:+1h", "-z", "7")
+	k255, c255 := w.certIssue(t, w.caKey, "-I", "alice", "-n", "git,alice", "-V", "-5m:+1h", "-z", "255")
+	kfp, cfp := w.certIssue(t, w.caKey, "-I", "alice", "-n", "git,alice", "-V", "-5m:+1h", "-z", "1")
+	kBob, cBob := w.certIssue(t, w.caKey, "-I", "Bob", "-n", "git,bob", "-V", "-5m:+1h", "-z", "2")
+	kMail, cMail := w.certIssue(t, w.caKey, "-I", "bob@example.com", "-n", "git,bob", "-V", "-5m:+1h", "-z", "3")
+	for _, c := range [][2]string{{k7, c7}, {k255, c255}, {kfp, cfp}} {
+		w.certRequireGreeting(t, c[0], c[1], "git")
+	}
+	for _, c := range [][2]string{{kBob, cBob}, {kMail, cMail}} {
+		if stdout, stderr, code := w.certSSH(t, c[0], c[1], "git"); code != 0 || stdout != "Welcome to keygate, @bob!\n" {
+			t.Fatalf("bob's certificate before revocation: %q %d %s", stdout, code, stderr)
+		}
+	}
+
+	w.certRevoke(t, "serial", "07")
+	w.certRevoke(t, "serial", "0xff")
+	certFP := fingerprintOf(t, readFile(t, kfp+".pub"))
+	w.certRevoke(t, "fingerprint", certFP+"=")
+	w.certRevoke(t, "key_id", "bob")
+	for _, c := range [][2]string{{k7, c7}, {k255, c255}, {kfp, cfp}, {kBob, cBob}, {kMail, cMail}} {
+		if stderr := w.certRequireRefused(t, c[0], c[1], "git"); !strings.Contains(stderr, "revoked") {
+			t.Fatalf("revoked certificate %s: %s", c[1], stderr)
+		}
+	}
+	var listed []map[string]any
+	e.mustAPI(t, http.MethodGet, revs, w.ownerTok, nil, http.StatusOK, &listed)
+	values := map[string]bool{}
+	for _, r := range listed {
+		values[r["type"].(string)+"="+r["value"].(string)] = true
+	}
+	for _, want := range []string{"serial=7", "serial=255", "fingerprint=" + certFP, "key_id=bob"} {
+		if !values[want] {
+			t.Fatalf("revocation %s not listed canonically: %v", want, values)
+		}
+	}
+
+	// The CA row goes; the same key comes back in another group that
+	// alice is an enterprise user of: the revocations still hold.
+	w.certDeleteCA(t)
+	caPub := readFile(t, w.caKey+".pub")
+	e.mustAPI(t, http.MethodPut, "/users/"+itoa(w.aliceID), e.adminToken, url.Values{"enterprise_group_id": {itoa(w.ops)}}, http.StatusOK, nil)
+	var again idJSON
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(w.ops)+"/ssh_certificates", w.ownerTok,
+		url.Values{"title": {"same key"}, "key": {caPub}}, http.StatusCreated, &again)
+	var relisted []map[string]any
+	e.mustAPI(t, http.MethodGet, "/groups/"+itoa(w.ops)+"/ssh_certificates/"+itoa(again.ID)+"/revocations", w.ownerTok, nil, http.StatusOK, &relisted)
+	if len(relisted) != len(listed) {
+		t.Fatalf("the re-added key lists %d revocations, want %d", len(relisted), len(listed))
+	}
+	if stderr := w.certRequireRefused(t, k7, c7, "git"); !strings.Contains(stderr, "revoked") {
+		t.Fatalf("serial 7 under the re-added key: %s", stderr)
+	}
+	// ops did not make them, so its owner cannot lift them.
+	code, body := e.api(t, http.MethodDelete, "/groups/"+itoa(w.ops)+"/ssh_certificates/"+itoa(again.ID)+"/revocations/"+
+		strconv.FormatInt(int64(relisted[0]["id"].(float64)), 10), w.ownerTok, nil)
+	if code != http.StatusForbidden {
+		t.Fatalf("another group lifted a revocation: %d %s", code, body)
+	}
+	// A fresh certificate under the re-added key works (scope: ops).
+	k9, c9 := w.certIssue(t, w.caKey, "-I", "alice", "-n", "git,alice", "-V", "-5m:+1h", "-z", "9")
+	w.certRequireGreeting(t, k9, c9, "git")
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
