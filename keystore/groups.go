@@ -195,8 +195,19 @@ func (s *Store) DeleteGroup(ctx context.Context, a Actor, id int64) error {
 		if err != nil {
 			return err
 		}
+		// Its enterprise users lose their enterprise group (the foreign key
+		// sets it to NULL); the index re-reads them.
+		enterprise, err := t.ids(ctx, `SELECT id FROM users WHERE enterprise_group_id = ?`, id)
+		if err != nil {
+			return err
+		}
 		if _, err := t.exec(ctx, `DELETE FROM groups WHERE id = ?`, id); err != nil {
 			return err
+		}
+		for _, u := range enterprise {
+			if err := t.change(ctx, "user", u, "update"); err != nil {
+				return err
+			}
 		}
 		for _, c := range cas {
 			if err := t.change(ctx, "ca", c, "delete"); err != nil {

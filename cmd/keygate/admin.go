@@ -233,3 +233,50 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 			return nil
 		})
 }
+
+// runEnterpriseUsers: keygate enterprise-users [--assign] lists group CAs
+// whose members are not enterprise users of the CA's group, and with
+// --assign makes each user in exactly one CA-bearing top-level group its
+// enterprise user.
+func runEnterpriseUsers(args []string, stdout, stderr io.Writer) int {
+	var c dbConfig
+	var assign bool
+	return runOneShot(args, stdout, stderr, "enterprise-users",
+		func(a []string) error {
+			return parseOneShot("enterprise-users", a, stderr, &c, func(fs *flag.FlagSet) {
+				fs.BoolVar(&assign, "assign", false, "assign users who are members of exactly one CA-bearing top-level group to it")
+			})
+		},
+		func(ctx context.Context) error {
+			dsn, err := c.dsn(true)
+			if err != nil {
+				return err
+			}
+			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if assign {
+				done, err := s.AssignEnterpriseUsers(ctx, keystore.Actor{}, false)
+				if err != nil {
+					return err
+				}
+				for _, a := range done {
+					fmt.Fprintf(stdout, "assigned %s (user %d) to enterprise group %s (%d)\n", a.Username, a.UserID, a.GroupPath, a.GroupID)
+				}
+				fmt.Fprintf(stdout, "%d users assigned\n", len(done))
+			}
+			gaps, err := s.EnterpriseGaps(ctx)
+			if err != nil {
+				return err
+			}
+			for _, g := range gaps {
+				fmt.Fprintf(stdout, "CA %d of %s (%s): refused for %s\n", g.CAID, g.GroupPath, g.CAFingerprint, strings.Join(g.Members, ", "))
+			}
+			if len(gaps) == 0 {
+				fmt.Fprintln(stdout, "every member of a CA-bearing group is an enterprise user of it")
+			}
+			return nil
+		})
+}

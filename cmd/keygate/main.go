@@ -73,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runExport(args[1:], stdout, stderr)
 	case "import":
 		return runImport(args[1:], stdout, stderr)
+	case "enterprise-users":
+		return runEnterpriseUsers(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "keygate", version)
 		return 0
@@ -93,8 +95,13 @@ func usage(w io.Writer) {
                             write every table of the keystore as one JSON document
   keygate import --in FILE [flags]
                             load an export into a new, empty keystore (ids and times kept)
+  keygate enterprise-users [--assign] [flags]
+                            list group CAs with members their certificates cannot log in as
+                            (not enterprise users of the CA's group); --assign makes each user
+                            who is a member of exactly one CA-bearing top-level group its
+                            enterprise user, printing every assignment
   keygate version           print the version
-The database flags of migrate, export and import are serve's: --db (env KEYGATE_DB)
+The database flags of migrate, export, import and enterprise-users are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
 `)
 }
@@ -296,6 +303,26 @@ func newLogger(c *serveConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// warnEnterpriseGaps names, at start, every group CA with members its
+// certificates no longer log in as (they are not enterprise users of the
+// CA's group): loud, not silent, after an upgrade.
+func warnEnterpriseGaps(ctx context.Context, store *keystore.Store, log *slog.Logger) {
+	gaps, err := store.EnterpriseGaps(ctx)
+	if err != nil {
+		log.Warn("checking certificate users failed", "err", err)
+		return
+	}
+	for _, g := range gaps {
+		members := g.Members
+		more := 0
+		if len(members) > 20 {
+			members, more = members[:20], len(members)-20
+		}
+		log.Warn("group CA certificates are refused for members who are not enterprise users of its group; an admin sets enterprise_group_id (PUT /users/:id) or runs `keygate enterprise-users --assign`",
+			"group", g.GroupPath, "ca_id", g.CAID, "ca_fingerprint", g.CAFingerprint, "members", strings.Join(members, ","), "more", more)
+	}
+}
+
 // ownListeners are the addresses of keygate's listeners other than SSH,
 // which the bastion must never reach unless an admin names them.
 func ownListeners(lns ...net.Listener) []netip.AddrPort {
@@ -327,6 +354,8 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err := bootstrapAdmin(ctx, store, c.DataDir, log, stderr, c.LogFormat == "json"); err != nil {
 		return err
 	}
+
+	warnEnterpriseGaps(ctx, store, log)
 
 	index := keystore.NewIndex(store)
 	loadStart := time.Now()
