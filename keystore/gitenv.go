@@ -48,8 +48,16 @@ func PrepareGitHome(dir string) (string, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return "", fmt.Errorf("keystore: git home: %w", err)
 	}
-	if err := os.Chmod(abs, 0o700); err != nil {
+	fi, err := os.Stat(abs)
+	if err != nil {
 		return "", fmt.Errorf("keystore: git home: %w", err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		// Only when needed: a read-only data dir that is already private
+		// must not fail the start.
+		if err := os.Chmod(abs, 0o700); err != nil {
+			return "", fmt.Errorf("keystore: git home: %w", err)
+		}
 	}
 	return abs, nil
 }

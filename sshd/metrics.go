@@ -1,6 +1,10 @@
 package sshd
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	authAttempts *prometheus.CounterVec
@@ -66,4 +70,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// registerPenaltyMetrics exports the per-source penalty state, computed on
+// each scrape: sources tracked, penalised now (refused before key exchange)
+// and trusted now (a login succeeded from them within the trust window).
+func (s *Server) registerPenaltyMetrics(reg prometheus.Registerer) error {
+	for _, g := range []struct {
+		name, help string
+		pick       func(tracked, penalised, trusted int) int
+	}{
+		{"keygate_ssh_sources_tracked", "Source addresses (IPv4, IPv6 /64) with per-source state.", func(a, _, _ int) int { return a }},
+		{"keygate_ssh_sources_penalised", "Sources refused before key exchange now: only failures, budget spent, not exempt.", func(_, b, _ int) int { return b }},
+		{"keygate_ssh_sources_trusted", "Sources with a successful login within the trust window (never penalised for failures).", func(_, _, c int) int { return c }},
+	} {
+		pick := g.pick
+		if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, func() float64 {
+			return float64(pick(s.gate.penaltyState(time.Now())))
+		})); err != nil {
+			return err
+		}
+	}
+	return nil
 }

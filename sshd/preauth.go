@@ -67,14 +67,24 @@ const (
 
 // gate admits unauthenticated connections: the global MaxStartups cap with
 // random early drop, a concurrent cap per source IP, and a per-source budget
-// of failed authentications (a source that spends it is refused until the
-// budget refills). Only failures spend the budget, so a host that makes
-// many good connections is never slowed by it.
+// of failed authentications.
+//
+// The penalty is for sources that only fail. A source that spends its
+// failure budget is refused before key exchange until the budget refills —
+// unless someone logged in from it within the trust window: many people
+// and machines share one address (an office NAT, a CI runner pool, a
+// Kubernetes egress IP), and one client failing in a loop there must not
+// lock out the others. Successful logins never spend the budget, and
+// addresses in the exempt list are never penalised (OpenSSH's
+// PerSourcePenaltyExemptList). MaxStartups and the per-source concurrency
+// cap apply to every source, trusted and exempt ones included.
 type gate struct {
 	startups      MaxStartups
 	perSource     int           // concurrent unauthenticated per IP; <= 0: no cap
 	failBudget    int           // failures per IP before refusal; <= 0: no penalty
 	penaltyWindow time.Duration // the budget refills over this
+	trustWindow   time.Duration // a success keeps a source unpenalised this long
+	exempt        []netip.Prefix
 	rnd           func(n int) int
 
 	mu        sync.Mutex
@@ -84,16 +94,70 @@ type gate struct {
 }
 
 type source struct {
-	unauth int
-	fails  *rate.Limiter // nil until the first failure
+	unauth       int
+	fails        *rate.Limiter // nil until the first failure
+	trustedUntil time.Time     // the last success plus the trust window
 }
 
 func newGate(c *Config) *gate {
 	return &gate{
 		startups: c.MaxStartups, perSource: c.PerSourceMaxStartups,
 		failBudget: c.PerSourceMaxAuthFailures, penaltyWindow: c.PerSourcePenaltyWindow,
+		trustWindow: c.PerSourceTrustWindow, exempt: c.PerSourceExempt,
 		rnd: rand.IntN, sources: map[netip.Addr]*source{},
 	}
+}
+
+// penalisedLocked reports whether st (of ip) is refused for its failures
+// at now: its budget is spent, nobody logged in from it lately, and it is
+// not exempt.
+func (g *gate) penalisedLocked(ip netip.Addr, st *source, now time.Time) bool {
+	if st == nil || st.fails == nil || st.fails.TokensAt(now) >= 1 || now.Before(st.trustedUntil) {
+		return false
+	}
+	return !g.isExempt(ip)
+}
+
+func (g *gate) isExempt(ip netip.Addr) bool {
+	for _, p := range g.exempt {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// succeeded records a login from ip: the source is trusted (never
+// penalised for failures) for the trust window.
+func (g *gate) succeeded(ip netip.Addr, now time.Time) {
+	if g.failBudget <= 0 || g.trustWindow <= 0 {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.sources[ip]
+	if st == nil {
+		if st = g.newSourceLocked(ip, now); st == nil {
+			return
+		}
+	}
+	st.trustedUntil = now.Add(g.trustWindow)
+}
+
+// penaltyState counts the tracked sources, those penalised now and those
+// trusted now (for /metrics).
+func (g *gate) penaltyState(now time.Time) (tracked, penalised, trusted int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for ip, st := range g.sources {
+		if g.penalisedLocked(ip, st, now) {
+			penalised++
+		}
+		if now.Before(st.trustedUntil) {
+			trusted++
+		}
+	}
+	return len(g.sources), penalised, trusted
 }
 
 // admitGlobal takes a MaxStartups slot or returns the refusal reason.
@@ -130,7 +194,7 @@ func (g *gate) admitSource(ip netip.Addr, now time.Time) (reason string, tracked
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := g.sources[ip]
-	if st != nil && st.fails != nil && st.fails.TokensAt(now) < 1 {
+	if g.penalisedLocked(ip, st, now) {
 		return refuseSourcePenalty, false
 	}
 	if st != nil && g.perSource > 0 && st.unauth >= g.perSource {
@@ -198,7 +262,7 @@ func (g *gate) prune(now time.Time) {
 func (g *gate) pruneLocked(now time.Time) {
 	g.lastPrune = now
 	for ip, st := range g.sources {
-		if st.unauth <= 0 && (st.fails == nil || st.fails.TokensAt(now) >= float64(g.failBudget)) {
+		if st.unauth <= 0 && (st.fails == nil || st.fails.TokensAt(now) >= float64(g.failBudget)) && !now.Before(st.trustedUntil) {
 			delete(g.sources, ip)
 		}
 	}

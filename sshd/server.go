@@ -121,6 +121,14 @@ type Config struct {
 	// PerSourcePenaltyWindow is the window over which the failure budget
 	// refills (default 1m).
 	PerSourcePenaltyWindow time.Duration
+	// PerSourceTrustWindow: after a successful login from a source, its
+	// failures do not get it refused for this long (default 15m; negative:
+	// successes earn no trust). Many people share one address behind a NAT
+	// or a CI pool: one failing client must not lock out the others.
+	PerSourceTrustWindow time.Duration
+	// PerSourceExempt lists sources never penalised for failures (NATs,
+	// load balancers), like OpenSSH's PerSourcePenaltyExemptList.
+	PerSourceExempt []netip.Prefix
 	// MaxAuthRequests caps the public-key requests (queries and signed
 	// attempts) a connection may make before it is closed (default 20).
 	MaxAuthRequests int
@@ -217,6 +225,9 @@ func (c *Config) Validate() error {
 	if c.PerSourcePenaltyWindow == 0 {
 		c.PerSourcePenaltyWindow = time.Minute
 	}
+	if c.PerSourceTrustWindow == 0 {
+		c.PerSourceTrustWindow = 15 * time.Minute
+	}
 	if c.MaxAuthRequests == 0 {
 		c.MaxAuthRequests = defaultMaxAuthRequest
 	}
@@ -281,6 +292,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, metrics: m, conns: map[*trackedConn]struct{}{}, fwd: map[*gossh.ServerConn]*connForwards{}, done: make(chan struct{})}
 	s.usage = newUsageBatcher(cfg.Usage, cfg.Log, cfg.Now)
 	s.gate = newGate(&s.cfg)
+	if err := s.registerPenaltyMetrics(cfg.Registry); err != nil {
+		return nil, err
+	}
 	s.refusalLog = rate.NewLimiter(20, 100)
 	s.srv = &ssh.Server{
 		Addr:                 cfg.Addr,
@@ -548,6 +562,7 @@ func (c *trackedConn) authenticated() {
 	}
 	_ = c.Conn.SetDeadline(time.Time{})
 	c.srv.releasePreauth(c)
+	c.srv.gate.succeeded(c.ip, time.Now())
 }
 
 func (c *trackedConn) isAuthed() bool { return c.authed.Load() }

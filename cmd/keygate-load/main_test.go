@@ -339,6 +339,9 @@ func TestRunWithCertificate(t *testing.T) {
 	if _, err := s.store.CreateCA(ctx, keystore.Actor{}, g.ID, keystore.CAInput{Title: "ca", Key: caLine}); err != nil {
 		t.Fatalf("CreateCA: %v", err)
 	}
+	if _, err := s.store.UpdateUser(ctx, keystore.Actor{}, alice.ID, keystore.UserInput{EnterpriseGroupID: &g.ID}); err != nil {
+		t.Fatalf("UpdateUser: %v", err)
+	}
 	// A key keygate does not know, certified by the group CA.
 	userKey, priv := newSigner(t)
 	now := time.Now()

@@ -132,6 +132,10 @@ type serveConfig struct {
 	PerSourceMaxStartups     int
 	PerSourceMaxAuthFailures int
 	PerSourcePenaltyWindow   time.Duration
+	PerSourceTrustWindow     time.Duration
+	PerSourceExempt          []netip.Prefix
+	CertClockSkew            time.Duration
+	CertRequirePrincipals    bool
 	MaxAuthRequests          int
 	IdleTimeout              time.Duration
 	ProxyProtocol            string
@@ -202,6 +206,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.IndexPollInterval, "index-poll-interval", "KEYGATE_INDEX_POLL_INTERVAL", 250 * time.Millisecond, "read the change log this often for changes made by other nodes, besides waking on notifications"},
 		{&c.IndexMaxLag, "index-max-lag", "KEYGATE_INDEX_MAX_LAG", 30 * time.Second, "/-/readiness answers 503 once the auth index lags the database by more than this"},
 		{&c.PerSourcePenaltyWindow, "per-source-penalty-window", "KEYGATE_PER_SOURCE_PENALTY_WINDOW", time.Minute, "window over which a source IP's budget of failed SSH logins refills"},
+		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", 15 * time.Minute, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools; negative: off)"},
+		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)"},
 		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)"},
 	}
 	for _, d := range durations {
@@ -235,6 +241,15 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		"unauthenticated SSH connections in flight, start:rate:full with random early drop like OpenSSH MaxStartups (env KEYGATE_MAX_STARTUPS)")
 	fs.StringVar(&c.ProxyProtocol, "proxy-protocol", env("KEYGATE_PROXY_PROTOCOL", sshd.ProxyReject),
 		"PROXY protocol v1/v2 on the SSH listener: reject (off), use or require (env KEYGATE_PROXY_PROTOCOL)")
+	exempt := fs.String("per-source-exempt", env("KEYGATE_PER_SOURCE_EXEMPT", ""),
+		"comma-separated CIDRs never penalised for failed SSH logins, e.g. an office NAT (env KEYGATE_PER_SOURCE_EXEMPT)")
+	requirePrincipals := env("KEYGATE_CERT_REQUIRE_PRINCIPALS", "false")
+	rp, err := strconv.ParseBool(requirePrincipals)
+	if err != nil {
+		return nil, fmt.Errorf("KEYGATE_CERT_REQUIRE_PRINCIPALS: %w", err)
+	}
+	fs.BoolVar(&c.CertRequirePrincipals, "cert-require-principals", rp,
+		"refuse SSH certificates that list no principals (GitLab and keygate accept them by default) (env KEYGATE_CERT_REQUIRE_PRINCIPALS)")
 	trusted := fs.String("proxy-protocol-trusted", env("KEYGATE_PROXY_PROTOCOL_TRUSTED", ""),
 		"comma-separated CIDRs of proxies allowed to send a PROXY header (env KEYGATE_PROXY_PROTOCOL_TRUSTED)")
 	if err := fs.Parse(args); err != nil {
@@ -245,6 +260,15 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.ProxyTrusted, err = sshd.ParseCIDRs(*trusted); err != nil {
 		return nil, err
+	}
+	if c.PerSourceExempt, err = sshd.ParseCIDRs(*exempt); err != nil {
+		return nil, fmt.Errorf("--per-source-exempt: %w", err)
+	}
+	if c.CertClockSkew < 0 || c.CertClockSkew > 24*time.Hour {
+		return nil, errors.New("--cert-clock-skew must be between 0 and 24h")
+	}
+	if c.PerSourceTrustWindow == 0 {
+		return nil, errors.New("--per-source-trust-window must not be zero (negative disables)")
 	}
 	switch c.ProxyProtocol {
 	case sshd.ProxyReject:
@@ -400,6 +424,8 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		KeepAliveInterval: c.KeepAliveInterval, KeepAliveCountMax: c.KeepAliveCountMax,
 		MaxStartups: c.MaxStartups, PerSourceMaxStartups: c.PerSourceMaxStartups,
 		PerSourceMaxAuthFailures: c.PerSourceMaxAuthFailures, PerSourcePenaltyWindow: c.PerSourcePenaltyWindow,
+		PerSourceTrustWindow: c.PerSourceTrustWindow, PerSourceExempt: c.PerSourceExempt,
+		CertClockSkew: c.CertClockSkew, CertRequirePrincipals: c.CertRequirePrincipals,
 		MaxAuthRequests: c.MaxAuthRequests, IdleTimeout: c.IdleTimeout,
 		ProxyProtocol: c.ProxyProtocol, ProxyTrusted: c.ProxyTrusted,
 		OwnListeners: ownListeners(httpLn),

@@ -214,6 +214,8 @@ func propagation(t *testing.T, a, b *node, n int) {
 	for _, u := range []int64{holder, certy} {
 		a.api("POST", fmt.Sprintf("/groups/%d/members", grp), map[string]any{"user_id": u, "access_level": 30}, 201)
 	}
+	// The group's CAs may vouch for certy: an admin made certy its enterprise user.
+	a.api("PUT", fmt.Sprintf("/users/%d", certy), map[string]any{"enterprise_group_id": grp}, 200)
 	holderKey, holderLine := newSigner(t)
 	a.api("POST", fmt.Sprintf("/users/%d/keys", holder), map[string]any{"title": "holder", "key": holderLine}, 201)
 	blockyKey, blockyLine := newSigner(t)
