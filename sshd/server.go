@@ -122,7 +122,7 @@ type Config struct {
 	// refills (default 1m).
 	PerSourcePenaltyWindow time.Duration
 	// PerSourceTrustWindow: after a successful login from a source, its
-	// failures do not get it refused for this long (default 15m; negative:
+	// failures do not get it refused for this long (default 1h; negative:
 	// successes earn no trust). Many people share one address behind a NAT
 	// or a CI pool: one failing client must not lock out the others.
 	PerSourceTrustWindow time.Duration
@@ -226,7 +226,7 @@ func (c *Config) Validate() error {
 		c.PerSourcePenaltyWindow = time.Minute
 	}
 	if c.PerSourceTrustWindow == 0 {
-		c.PerSourceTrustWindow = 15 * time.Minute
+		c.PerSourceTrustWindow = time.Hour
 	}
 	if c.MaxAuthRequests == 0 {
 		c.MaxAuthRequests = defaultMaxAuthRequest

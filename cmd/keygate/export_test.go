@@ -93,6 +93,9 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 	p.must("POST", "/api/v4/projects", token, map[string]any{"name": "Repo", "path": "repo", "namespace_id": sub}, 201)
 	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/bastion_targets", gid), token, map[string]any{
 		"pattern": "*.internal:22", "description": "hosts"}, 201)
+	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/bastion_allowances", gid), token, map[string]any{
+		"pattern": "10.20.0.0/16:22", "description": "lab"}, 201)
+	p.must("PUT", fmt.Sprintf("/api/v4/users/%d", uid), token, map[string]any{"enterprise_group_id": gid}, 200)
 	if err := sshLogin(t, p.SSHAddr, signer); err != nil {
 		t.Fatalf("SSH on the SQLite node: %v", err)
 	}

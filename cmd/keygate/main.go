@@ -206,7 +206,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.IndexPollInterval, "index-poll-interval", "KEYGATE_INDEX_POLL_INTERVAL", 250 * time.Millisecond, "read the change log this often for changes made by other nodes, besides waking on notifications"},
 		{&c.IndexMaxLag, "index-max-lag", "KEYGATE_INDEX_MAX_LAG", 30 * time.Second, "/-/readiness answers 503 once the auth index lags the database by more than this"},
 		{&c.PerSourcePenaltyWindow, "per-source-penalty-window", "KEYGATE_PER_SOURCE_PENALTY_WINDOW", time.Minute, "window over which a source IP's budget of failed SSH logins refills"},
-		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", 15 * time.Minute, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools; negative: off)"},
+		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools; negative: off)"},
 		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)"},
 		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)"},
 	}
