@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"time"
@@ -227,20 +228,9 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 		return nil, refuseLoudly("certificate signed with SHA-1",
 			"keygate: your certificate was signed with ssh-rsa (SHA-1); ask for one signed with rsa-sha2-256 or rsa-sha2-512")
 	}
-	now := s.cfg.Now()
-	skew := s.cfg.CertClockSkew
-	after := time.Unix(int64(cert.ValidAfter), 0)
-	if cert.ValidAfter != 0 && now.Add(skew).Before(after) {
-		return nil, refuseLoudly("certificate not yet valid",
-			"keygate: your certificate is not valid before "+after.UTC().Format(time.RFC3339))
-	}
-	var before time.Time
-	if cert.ValidBefore != gossh.CertTimeInfinity {
-		before = time.Unix(int64(cert.ValidBefore), 0)
-		if !now.Add(-skew).Before(before) {
-			return nil, refuseLoudly("certificate expired",
-				"keygate: your certificate expired at "+before.UTC().Format(time.RFC3339))
-		}
+	before, reason, banner := certWindow(cert, s.cfg.Now(), s.cfg.CertClockSkew)
+	if reason != "" {
+		return nil, refuseLoudly(reason, banner)
 	}
 	certKeyFP := gossh.FingerprintSHA256(cert.Key)
 	identity := cert.KeyId
@@ -269,12 +259,16 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 		return nil, refuseLoudly("certificate user is not an enterprise user of the CA's group",
 			"keygate: this certificate authority may not vouch for "+identity+": the account is not an enterprise user of the CA's group (an administrator sets enterprise_group_id)")
 	}
+	// Principals are keygate's check, not x/crypto's (whose CheckCert
+	// refuses certificates without principals since v0.59): an empty list
+	// is accepted, as GitLab does, unless --cert-require-principals.
 	if len(cert.ValidPrincipals) == 0 {
 		if s.cfg.CertRequirePrincipals {
-			return nil, refuse("certificate has no principals")
+			return nil, refuseLoudly("certificate has no principals",
+				"keygate: your certificate lists no principals; this server requires them (ask for one with -n "+s.cfg.GitUser+","+identity+")")
 		}
 	} else if !contains(cert.ValidPrincipals, login) {
-		return nil, refuse("login name not among the certificate's principals")
+		return nil, refuseLoudly("login name not among the certificate's principals", principalsBanner(cert.ValidPrincipals, login, s.cfg.GitUser))
 	}
 	for opt, val := range cert.CriticalOptions {
 		if opt != "source-address" {
@@ -287,34 +281,54 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	if !s.loginAllowed(login, u.ID) {
 		return nil, refuse("login name is neither the git user nor the certificate's user")
 	}
-	// The CA's signature over the certificate: CheckCert verifies it (and
-	// repeats the window and principal checks at a time inside the window).
-	checker := gossh.CertChecker{
-		SupportedCriticalOptions: []string{"source-address"},
-		Clock: func() time.Time {
-			t := now
-			if t.Before(after) {
-				t = after
-			}
-			if !before.IsZero() && !t.Before(before) {
-				t = before.Add(-time.Second)
-			}
-			return t
-		},
-	}
-	principal := login
-	if len(cert.ValidPrincipals) == 0 {
-		principal = ""
-	}
-	if err := checker.CheckCert(principal, cert); err != nil {
-		return nil, refuse("certificate check failed: " + err.Error())
-	}
 	return &Identity{
 		UserID: u.ID, Login: login, KeyFingerprint: certKeyFP,
 		CAID: ca.ID, CAGroupID: ca.GroupID, CAFingerprint: caFP, CertKeyID: cert.KeyId, CertSerial: cert.Serial,
 		CertValidBefore:      before,
 		PermitPortForwarding: hasKey(cert.Extensions, "permit-port-forwarding"),
 	}, nil
+}
+
+// certWindow checks the certificate's validity window at now, widened by
+// skew on both sides, as OpenSSH does without skew: valid from ValidAfter
+// (inclusive) to ValidBefore (exclusive); CertTimeInfinity never expires;
+// times beyond int64 seconds are refused (x/crypto's rule). It returns the
+// expiry (zero for none), or the refusal's reason and banner.
+func certWindow(cert *gossh.Certificate, now time.Time, skew time.Duration) (before time.Time, reason, banner string) {
+	if cert.ValidAfter > math.MaxInt64 {
+		return time.Time{}, "certificate not yet valid", "keygate: your certificate is not valid yet"
+	}
+	after := time.Unix(int64(cert.ValidAfter), 0)
+	if now.Add(skew).Before(after) {
+		return time.Time{}, "certificate not yet valid", "keygate: your certificate is not valid before " + after.UTC().Format(time.RFC3339)
+	}
+	if cert.ValidBefore == gossh.CertTimeInfinity {
+		return time.Time{}, "", ""
+	}
+	if cert.ValidBefore > math.MaxInt64 {
+		return time.Time{}, "certificate expired", "keygate: your certificate has expired"
+	}
+	before = time.Unix(int64(cert.ValidBefore), 0)
+	if !now.Add(-skew).Before(before) {
+		return time.Time{}, "certificate expired", "keygate: your certificate expired at " + before.UTC().Format(time.RFC3339)
+	}
+	return before, "", ""
+}
+
+// principalsBanner tells a client whose certificate does not list its
+// login name which names it may use.
+func principalsBanner(principals []string, login, gitUser string) string {
+	shown := principals
+	if len(shown) > 8 {
+		shown = shown[:8]
+	}
+	msg := fmt.Sprintf("keygate: your certificate is for %q, not for login %q", strings.Join(shown, ","), login)
+	if contains(principals, gitUser) {
+		msg += fmt.Sprintf("; log in as %s@ (for git: %s@host:group/project.git)", gitUser, gitUser)
+	} else if len(principals) > 0 {
+		msg += fmt.Sprintf("; log in as %s@", principals[0])
+	}
+	return msg
 }
 
 // verifyCertSignature checks the CA's signature over the certificate: the

@@ -88,6 +88,9 @@ func (s *Server) handleSession(sess ssh.Session) {
 	args := sess.Command()
 	if len(args) == 0 {
 		fmt.Fprintf(sess, "Welcome to keygate, @%s!\n", s.cfg.Auth.Username(id.UserID))
+		// A client learning our host keys (UpdateHostKeys) gets its
+		// proofs before this short session ends.
+		s.waitHostKeyProofs(sess.Context())
 		_ = sess.Exit(0)
 		return
 	}

@@ -102,6 +102,7 @@ func (s *Server) guardChannel(name string, h ssh.ChannelHandler) ssh.ChannelHand
 	return func(srv *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
 		defer s.recoverConn("channel "+name, conn)
 		s.testHook("channel " + name)
+		s.announceHostKeys(ctx, conn)
 		h(srv, conn, newChan, ctx)
 	}
 }

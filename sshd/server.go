@@ -312,6 +312,7 @@ func New(cfg Config) (*Server, error) {
 		// No global request handlers: "tcpip-forward" (ssh -R) and every
 		// other global request is answered false.
 		RequestHandlers: map[string]ssh.RequestHandler{
+			reqHostKeysProve: s.guardRequest(s.proveHostKeys),
 			"default": s.guardRequest(func(ssh.Context, *ssh.Server, *gossh.Request) (bool, []byte) {
 				return false, nil
 			}),
@@ -324,10 +325,21 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// toGliderSigners adapts the host keys; an RSA host key signs with SHA-2
+// only (rsa-sha2-512, rsa-sha2-256), never ssh-rsa (SHA-1), as OpenSSH ≥ 8.8
+// does by default.
 func toGliderSigners(keys []gossh.Signer) []ssh.Signer {
 	out := make([]ssh.Signer, len(keys))
 	for i, k := range keys {
 		out[i] = k
+		if k.PublicKey().Type() != gossh.KeyAlgoRSA {
+			continue
+		}
+		if as, ok := k.(gossh.AlgorithmSigner); ok {
+			if ms, err := gossh.NewSignerWithAlgorithms(as, []string{gossh.KeyAlgoRSASHA512, gossh.KeyAlgoRSASHA256}); err == nil {
+				out[i] = ms
+			}
+		}
 	}
 	return out
 }
@@ -532,6 +544,11 @@ type trackedConn struct {
 	authed     atomic.Bool // authenticated, or closed: pre-auth slots released
 	authFailed atomic.Bool
 	authReqs   atomic.Int32
+
+	hostKeysSent atomic.Bool   // hostkeys-00@openssh.com announced
+	proofs       atomic.Int32  // hostkeys-prove-00 requests being answered
+	proved       atomic.Bool   // one was answered
+	proofDone    chan struct{} // signalled when one is answered
 }
 
 func (c *trackedConn) Close() error {
@@ -643,7 +660,8 @@ func (s *Server) trackConn(ctx ssh.Context, conn net.Conn) net.Conn {
 		return nil
 	}
 	s.metrics.unauthenticated.Inc()
-	tc := &trackedConn{Conn: pc, ctx: ctx, started: started, srv: s, ip: ip, srcTracked: tracked, graceEnd: graceEnd}
+	tc := &trackedConn{Conn: pc, ctx: ctx, started: started, srv: s, ip: ip, srcTracked: tracked, graceEnd: graceEnd,
+		proofDone: make(chan struct{}, 1)}
 	s.mu.Lock()
 	s.conns[tc] = struct{}{}
 	s.mu.Unlock()

@@ -20,25 +20,34 @@ import (
 	"github.com/keygate/keygate/sshd"
 )
 
-// TestSevenWrongKeysTooManyAuthFailures: the real ssh offering 7 keys,
-// none registered, is disconnected after MaxAuthTries (6) with x/crypto's
-// "too many authentication failures".
-func TestSevenWrongKeysTooManyAuthFailures(t *testing.T) {
+// TestManyKeysMaxAuthTries: x/crypto (v0.59) lets a client's first
+// MaxAuthTries (6) refused key offers go uncounted, as OpenSSH does not
+// count offers either, so a client with many agent keys gets further: the
+// real ssh offering 7 keys logs in with the 7th. Offering 12 unregistered
+// keys is disconnected with "too many authentication failures"; 11 end in
+// a plain refusal.
+func TestManyKeysMaxAuthTries(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	var keys []string
-	for range 7 {
+	for range 12 {
 		k, _ := e.sshKeygen(t, "ed25519", 0)
 		keys = append(keys, k)
 	}
 	_, stderr, code := e.ssh(t, keys, "git")
 	if code != 255 || !strings.Contains(stderr, "too many authentication failures") {
-		t.Fatalf("exit %d, stderr:\n%s\nwant exit 255 and \"too many authentication failures\"", code, stderr)
+		t.Fatalf("12 keys: exit %d, stderr:\n%s\nwant exit 255 and \"too many authentication failures\"", code, stderr)
 	}
-	// Six wrong keys stay under the limit and end in a plain refusal.
-	_, stderr, code = e.ssh(t, keys[:5], "git")
+	_, stderr, code = e.ssh(t, keys[:11], "git")
 	if code != 255 || strings.Contains(stderr, "too many") || !strings.Contains(stderr, "Permission denied") {
-		t.Fatalf("5 keys: exit %d, stderr:\n%s", code, stderr)
+		t.Fatalf("11 keys: exit %d, stderr:\n%s", code, stderr)
+	}
+	id, _ := e.createUser(t, "alice")
+	seventh, pub := e.sshKeygen(t, "ed25519", 0)
+	e.addKey(t, id, pub, "", "")
+	stdout, stderr, code := e.ssh(t, append(append([]string{}, keys[:6]...), seventh), "git")
+	if code != 0 || !strings.Contains(stdout, "Welcome to keygate, @alice!") {
+		t.Fatalf("the 7th key: exit %d, %q, stderr:\n%s", code, stdout, stderr)
 	}
 }
 

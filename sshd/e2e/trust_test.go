@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -289,4 +291,77 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// TestUpdateHostKeys: after authentication keygate announces all its host
+// keys (hostkeys-00@openssh.com) and proves them on request, so the real
+// ssh with UpdateHostKeys=yes, whose known_hosts held only the ed25519
+// key (so it negotiates ed25519), learns the ECDSA and RSA keys too (for clients like go-git that
+// trust one known_hosts line and may negotiate another type).
+func TestUpdateHostKeys(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id, _ := e.createUser(t, "alice")
+	key, pub := e.sshKeygen(t, "ed25519", 0)
+	e.addKey(t, id, pub, "", "")
+	var ed string
+	for _, k := range hostKeys {
+		if k.PublicKey().Type() == "ssh-ed25519" {
+			ed = strings.TrimSpace(string(gossh.MarshalAuthorizedKey(k.PublicKey())))
+		}
+	}
+	kh := e.dir + "/known_hosts"
+	host := "[127.0.0.1]:" + strconv.Itoa(e.sshPort)
+	if err := os.WriteFile(kh, []byte(host+" "+ed+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-F", "/dev/null", "-p", strconv.Itoa(e.sshPort), "-i", key, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + kh,
+		"-o", "UpdateHostKeys=yes", "-o", "LogLevel=DEBUG1", "git@127.0.0.1"}
+	stdout, stderr, code := e.run(t, "", nil, nil, "ssh", args...)
+	if code != 0 || !strings.Contains(stdout, "Welcome to keygate") {
+		t.Fatalf("ssh: exit %d, %q\n%s", code, stdout, stderr)
+	}
+	got := readFile(t, kh)
+	for _, typ := range []string{"ecdsa-sha2-nistp256", "ssh-rsa"} {
+		if !strings.Contains(got, typ) {
+			t.Fatalf("known_hosts did not learn the %s host key:\n%s\nssh said:\n%s", typ, got, stderr)
+		}
+	}
+	// The learned keys are real: connecting with only ECDSA, then only RSA
+	// (rsa-sha2-512) allowed succeeds under StrictHostKeyChecking.
+	for _, alg := range []string{"ecdsa-sha2-nistp256", "rsa-sha2-512"} {
+		// UpdateHostKeys off: with one algorithm allowed, OpenSSH would
+		// drop the other types from known_hosts as no longer offered.
+		a := append([]string{"-o", "HostKeyAlgorithms=" + alg, "-o", "UpdateHostKeys=no"}, args...)
+		if _, stderr, code := e.run(t, "", nil, nil, "ssh", a...); code != 0 {
+			t.Fatalf("ssh with only %s after the update: exit %d\n%s", alg, code, stderr)
+		}
+	}
+}
+
+// TestNoSHA1HostKeySignatures: like OpenSSH ≥ 8.8, keygate's RSA host key
+// signs only with SHA-2; a client that accepts nothing but ssh-rsa fails.
+func TestNoSHA1HostKeySignatures(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, c := range []struct {
+		alg string
+		ok  bool
+	}{{gossh.KeyAlgoRSA, false}, {gossh.KeyAlgoRSASHA256, true}, {gossh.KeyAlgoRSASHA512, true}} {
+		cfg := &gossh.ClientConfig{User: "git", HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+			HostKeyAlgorithms: []string{c.alg}, Timeout: 10 * time.Second}
+		conn, err := net.DialTimeout("tcp", e.sshAddr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, _, err = gossh.NewClientConn(conn, e.sshAddr, cfg)
+		conn.Close()
+		// Without credentials the handshake ends in an auth error once the
+		// host key was accepted; a refused host key algorithm fails kex.
+		kexOK := err == nil || strings.Contains(err.Error(), "unable to authenticate")
+		if kexOK != c.ok {
+			t.Errorf("host key algorithm %s: %v, want accepted=%v", c.alg, err, c.ok)
+		}
+	}
 }
