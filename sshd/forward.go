@@ -156,7 +156,9 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 		}
 		s.log.Info("forwarding refused", "login", conn.User(), "user_id", uid, "destination", dest,
 			"reason", why, "remote", remote)
-		_ = newChan.Reject(gossh.Prohibited, "administratively prohibited: "+reason)
+		// The client prints the reason code ("administratively prohibited")
+		// itself; the message is only the why.
+		_ = newChan.Reject(gossh.Prohibited, reason)
 		if id != nil && s.countRefusal(ctx, conn) {
 			details := identityDetails(id, map[string]any{"destination": dest, "reason": why, "login": conn.User()})
 			go s.recordEvent(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(remote)}, "bastion_forward_refused", 0, details)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -317,10 +318,8 @@ func New(cfg Config) (*Server, error) {
 				return false, nil
 			}),
 		},
-		SubsystemHandlers: map[string]ssh.SubsystemHandler{},
-		ConnectionFailedCallback: func(c net.Conn, err error) {
-			s.log.Debug("ssh handshake failed", "remote", c.RemoteAddr().String(), "err", err)
-		},
+		SubsystemHandlers:        map[string]ssh.SubsystemHandler{},
+		ConnectionFailedCallback: s.connectionFailed,
 	}
 	return s, nil
 }
@@ -545,10 +544,16 @@ type trackedConn struct {
 	authFailed atomic.Bool
 	authReqs   atomic.Int32
 
-	hostKeysSent atomic.Bool   // hostkeys-00@openssh.com announced
-	proofs       atomic.Int32  // hostkeys-prove-00 requests being answered
-	proved       atomic.Bool   // one was answered
-	proofDone    chan struct{} // signalled when one is answered
+	hostKeysSent atomic.Bool  // hostkeys-00@openssh.com announced
+	proofs       atomic.Int32 // hostkeys-prove-00 requests being answered
+	proved       atomic.Bool  // one was answered
+
+	// The client's version line ("SSH-2.0-libssh2_1.10.0"), read off the
+	// first bytes, for refusal logs.
+	versionDone atomic.Bool
+	versionBuf  []byte
+	versionMu   sync.Mutex
+	proofDone   chan struct{} // signalled when one is answered
 }
 
 func (c *trackedConn) Close() error {
@@ -583,6 +588,32 @@ func (c *trackedConn) authenticated() {
 }
 
 func (c *trackedConn) isAuthed() bool { return c.authed.Load() }
+
+// Read records the client's version line on the way through.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.versionDone.Load() {
+		c.versionMu.Lock()
+		for _, b := range p[:n] {
+			if b == '\n' || len(c.versionBuf) >= 255 {
+				c.versionDone.Store(true)
+				break
+			}
+			if b != '\r' {
+				c.versionBuf = append(c.versionBuf, b)
+			}
+		}
+		c.versionMu.Unlock()
+	}
+	return n, err
+}
+
+// clientVersion is the client's version line as far as it was read.
+func (c *trackedConn) clientVersion() string {
+	c.versionMu.Lock()
+	defer c.versionMu.Unlock()
+	return strings.ToValidUTF8(string(c.versionBuf), "?")
+}
 
 // Deadlines set by others (gliderlabs resets the deadline on every read and
 // write) never extend the login-grace deadline before authentication.

@@ -71,6 +71,8 @@ func TestBastionIsNotAnOpenProxy(t *testing.T) {
 	}
 	if out, stderr, code := e.sshW(t, key, httpAddr, "GET /metrics HTTP/1.0\r\n\r\n"); code == 0 || strings.Contains(out, "keygate_") {
 		t.Fatalf("ssh -W %s: exit %d, read %q (%s)", httpAddr, code, out, stderr)
+	} else if strings.Count(stderr, "administratively prohibited") != 1 || !strings.Contains(stderr, "no bastion target allows "+httpAddr) {
+		t.Fatalf("ssh -W %s: the refusal should say once why: %q", httpAddr, stderr)
 	}
 
 	// An admin's wildcard opens the network behind the bastion, never the
@@ -363,5 +365,40 @@ func TestNoSHA1HostKeySignatures(t *testing.T) {
 		if kexOK != c.ok {
 			t.Errorf("host key algorithm %s: %v, want accepted=%v", c.alg, err, c.ok)
 		}
+	}
+}
+
+// TestRefusalsLoggedAtInfo: an admin sees at INFO why a client could not
+// log in: the real ssh signing only with ssh-rsa (SHA-1, like libssh2 <=
+// 1.10 or JSch) is told nothing useful by the protocol, but the server log
+// says what to change; an unknown key is logged too. A certificate whose
+// principals do not include the login gets a banner naming them.
+func TestRefusalsLoggedAtInfo(t *testing.T) {
+	t.Parallel()
+	w := certSetup(t)
+	e := w.e
+	rsaKey, rsaPub := e.sshKeygen(t, "rsa", 3072)
+	e.addKey(t, w.aliceID, rsaPub, "", "")
+	if stdout, stderr, code := e.ssh(t, []string{rsaKey}, "git"); code != 0 || stdout != certGreeting {
+		t.Fatalf("RSA key with SHA-2 signatures: exit %d %q %s", code, stdout, stderr)
+	}
+	if _, _, code := e.ssh(t, []string{rsaKey}, "git", "-o", "PubkeyAcceptedAlgorithms=ssh-rsa"); code != 255 {
+		t.Fatalf("ssh-rsa (SHA-1) only: exit %d, want 255", code)
+	}
+	stranger, _ := e.sshKeygen(t, "ed25519", 0)
+	if _, _, code := e.ssh(t, []string{stranger}, "git"); code != 255 {
+		t.Fatalf("unknown key: exit %d", code)
+	}
+	if !waitFor(5*time.Second, func() bool {
+		return len(w.certLogLines("level=INFO", `msg="ssh login failed"`, `client="SSH-2.0-OpenSSH`, "ssh-rsa (SHA-1)")) > 0 &&
+			len(w.certLogLines("level=INFO", `msg="ssh login failed"`, "unknown key")) > 0
+	}) {
+		t.Fatalf("no INFO log of the SHA-1 and unknown-key refusals:\n%s", strings.Join(w.certLogLines("ssh login failed"), "\n"))
+	}
+
+	key, cert := w.certIssue(t, w.caKey, "-I", "alice", "-n", "deploy,ci", "-V", "-5m:+1h")
+	stderr := w.certRequireRefused(t, key, cert, "git")
+	if !strings.Contains(stderr, `your certificate is for "deploy,ci", not for login "git"`) || !strings.Contains(stderr, "log in as deploy@") {
+		t.Fatalf("principals banner = %q", stderr)
 	}
 }
