@@ -140,3 +140,45 @@ func TestIndexFeedFlags(t *testing.T) {
 		t.Error("KEYGATE_INDEX_POLL_INTERVAL=often accepted")
 	}
 }
+
+// TestNetworkAndCertificateFlags is not parallel: it sets the environment.
+func TestNetworkAndCertificateFlags(t *testing.T) {
+	for _, k := range []string{"KEYGATE_PER_SOURCE_TRUST_WINDOW", "KEYGATE_PER_SOURCE_EXEMPT", "KEYGATE_CERT_CLOCK_SKEW", "KEYGATE_CERT_REQUIRE_PRINCIPALS"} {
+		t.Setenv(k, "")
+	}
+	c, err := parseServe(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PerSourceTrustWindow != time.Hour || len(c.PerSourceExempt) != 0 || c.CertClockSkew != 0 || c.CertRequirePrincipals {
+		t.Fatalf("defaults: %+v", c)
+	}
+	t.Setenv("KEYGATE_PER_SOURCE_EXEMPT", "10.0.0.0/8, 192.0.2.7")
+	t.Setenv("KEYGATE_CERT_CLOCK_SKEW", "30s")
+	t.Setenv("KEYGATE_CERT_REQUIRE_PRINCIPALS", "true")
+	t.Setenv("KEYGATE_PER_SOURCE_TRUST_WINDOW", "10m")
+	c, err = parseServe(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.PerSourceExempt) != 2 || c.PerSourceExempt[1].String() != "192.0.2.7/32" || c.CertClockSkew != 30*time.Second ||
+		!c.CertRequirePrincipals || c.PerSourceTrustWindow != 10*time.Minute {
+		t.Fatalf("from env: %+v", c)
+	}
+	c, err = parseServe([]string{"--cert-require-principals=false", "--cert-clock-skew", "2m", "--per-source-exempt", ""}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CertRequirePrincipals || c.CertClockSkew != 2*time.Minute || len(c.PerSourceExempt) != 0 {
+		t.Fatalf("flags over env: %+v", c)
+	}
+	for _, args := range [][]string{{"--cert-clock-skew", "-1s"}, {"--cert-clock-skew", "48h"}, {"--per-source-exempt", "10.0.0.0/33"}, {"--per-source-trust-window", "0s"}} {
+		if _, err := parseServe(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	t.Setenv("KEYGATE_CERT_REQUIRE_PRINCIPALS", "sometimes")
+	if _, err := parseServe(nil, io.Discard); err == nil {
+		t.Error("KEYGATE_CERT_REQUIRE_PRINCIPALS=sometimes accepted")
+	}
+}

@@ -17,6 +17,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/sshd"
 )
 
 // ssW runs `ssh -W dest alice@keygate` with key and stdin, and returns
@@ -401,4 +402,25 @@ func TestRefusalsLoggedAtInfo(t *testing.T) {
 	if !strings.Contains(stderr, `your certificate is for "deploy,ci", not for login "git"`) || !strings.Contains(stderr, "log in as deploy@") {
 		t.Fatalf("principals banner = %q", stderr)
 	}
+}
+
+// TestCertPrincipalsPolicy: a certificate without principals (ssh-keygen
+// without -n) logs in, as in GitLab, although x/crypto v0.59's CheckCert
+// would refuse it; with CertRequirePrincipals it is refused with a banner.
+func TestCertPrincipalsPolicy(t *testing.T) {
+	t.Parallel()
+	w := certSetup(t)
+	key, cert := w.certIssue(t, w.caKey, "-I", "alice", "-V", "-5m:+1h")
+	if show := w.certShow(t, cert); !strings.Contains(show, "Principals: (none)") {
+		t.Fatalf("ssh-keygen made a certificate with principals:\n%s", show)
+	}
+	w.certRequireGreeting(t, key, cert, "git")
+
+	strict := certSetupWith(t, func(c *sshd.Config) { c.CertRequirePrincipals = true })
+	key, cert = strict.certIssue(t, strict.caKey, "-I", "alice", "-V", "-5m:+1h")
+	if stderr := strict.certRequireRefused(t, key, cert, "git"); !strings.Contains(stderr, "lists no principals") {
+		t.Fatalf("banner = %q", stderr)
+	}
+	key, cert = strict.certIssue(t, strict.caKey, certStdArgs...)
+	strict.certRequireGreeting(t, key, cert, "git")
 }

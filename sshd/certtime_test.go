@@ -1,0 +1,55 @@
+package sshd
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// TestCertWindowFixedClock is the certificate-validity table on a fixed
+// clock, after x/crypto's TestValidateCertTime: ValidAfter is inclusive,
+// ValidBefore exclusive, CertTimeInfinity never expires, times beyond
+// int64 seconds are refused, and the skew widens both ends.
+func TestCertWindowFixedClock(t *testing.T) {
+	t.Parallel()
+	const now = 120
+	clock := time.Unix(now, 0)
+	cases := []struct {
+		name          string
+		after, before uint64
+		skew          time.Duration
+		want          string // "" valid, else the reason
+	}{
+		{"inside", 100, 200, 0, ""},
+		{"at-valid-after", now, 200, 0, ""},
+		{"one-second-before-valid-after", now + 1, 200, 0, "certificate not yet valid"},
+		{"at-valid-before", 100, now, 0, "certificate expired"},
+		{"one-second-before-valid-before", 100, now + 1, 0, ""},
+		{"expired", 10, 100, 0, "certificate expired"},
+		{"zero-after-infinite-before", 0, gossh.CertTimeInfinity, 0, ""},
+		{"infinite-before", 100, gossh.CertTimeInfinity, 0, ""},
+		{"after-beyond-int64", math.MaxInt64 + 1, gossh.CertTimeInfinity, 0, "certificate not yet valid"},
+		{"before-beyond-int64", 0, math.MaxInt64 + 1, 0, "certificate expired"},
+		{"future-within-skew", now + 30, 400, time.Minute, ""},
+		{"future-beyond-skew", now + 61, 400, time.Minute, "certificate not yet valid"},
+		{"expired-within-skew", 0, now - 30, time.Minute, ""},
+		{"expired-at-skew", 0, now - 60, time.Minute, "certificate expired"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cert := &gossh.Certificate{ValidAfter: c.after, ValidBefore: c.before}
+			before, reason, banner := certWindow(cert, clock, c.skew)
+			if reason != c.want {
+				t.Fatalf("certWindow [%d, %d) at %d skew %v: %q, want %q", c.after, c.before, now, c.skew, reason, c.want)
+			}
+			if reason != "" && banner == "" {
+				t.Fatal("a refusal without a banner")
+			}
+			if reason == "" && c.before != gossh.CertTimeInfinity && !before.Equal(time.Unix(int64(c.before), 0)) {
+				t.Fatalf("expiry %v, want %d", before, c.before)
+			}
+		})
+	}
+}
