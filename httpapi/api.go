@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // Config configures the API.
@@ -43,7 +44,7 @@ type Config struct {
 	GitUser  string
 	// IndexStatus, when set, reports the auth index's change feed: it is
 	// shown by /-/readiness and exported as keygate_index_* metrics.
-	IndexStatus func() keystore.FeedStatus
+	IndexStatus func() authindex.FeedStatus
 	// IndexMaxLag is how far the index may lag behind the database before
 	// /-/readiness answers 503 (default 30 s). An unreachable database
 	// alone does not: the index keeps serving SSH authentication.
@@ -81,7 +82,7 @@ type API struct {
 	sshPort  int
 	gitUser  string
 
-	indexStatus func() keystore.FeedStatus
+	indexStatus func() authindex.FeedStatus
 	indexMaxLag time.Duration
 
 	requests *prometheus.CounterVec

@@ -23,6 +23,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // TestRESTProperty sends a few thousand seeded random requests to every
@@ -48,7 +49,7 @@ func TestRESTProperty(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
 	e := newEnv(t)
-	followed := keystore.NewIndex(e.store)
+	followed := authindex.New(e.store)
 	if err := followed.Load(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func TestRESTProperty(t *testing.T) {
 	if err := followed.CatchUp(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	fresh := keystore.NewIndex(e.store)
+	fresh := authindex.New(e.store)
 	if err := fresh.Load(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +398,7 @@ func fpBytes(t *testing.T, fp string) [32]byte {
 // compareIndexes checks that two indexes answer alike for every user, key,
 // CA, revocation and membership in the database and for every key of the
 // pool (also those deleted since), and that they match the database.
-func compareIndexes(t *testing.T, db *sql.DB, followed, fresh *keystore.Index, pool [][32]byte) {
+func compareIndexes(t *testing.T, db *sql.DB, followed, fresh *authindex.Index, pool [][32]byte) {
 	t.Helper()
 	query := func(q string, scan func(*sql.Rows) error) {
 		rows, err := db.Query(q)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keygate/keygate/httpapi"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // TestReadinessWithIndex: with an index that follows the change feed, an
@@ -27,17 +28,17 @@ func TestReadinessWithIndex(t *testing.T) {
 	cases := []struct {
 		name     string
 		closeDB  bool
-		status   *keystore.FeedStatus
+		status   *authindex.FeedStatus
 		wantCode int
 		wantDB   string
 		wantIdx  string
 	}{
 		{"no-index-database-up", false, nil, 200, "ok", ""},
 		{"no-index-database-down", true, nil, 503, "unreachable", ""},
-		{"index-caught-up", false, &keystore.FeedStatus{Applied: 7, DatabaseReachable: true, LastPoll: lastPoll}, 200, "ok", "ok"},
-		{"database-down-index-fresh", true, &keystore.FeedStatus{Applied: 7, Lag: 3 * time.Second, LastPoll: lastPoll}, 200, "unreachable", "ok"},
-		{"database-down-index-stale", true, &keystore.FeedStatus{Applied: 7, Lag: 31 * time.Second, LastPoll: lastPoll}, 503, "unreachable", "stale"},
-		{"database-up-index-stale", false, &keystore.FeedStatus{Applied: 7, Lag: time.Minute, DatabaseReachable: true, LastPoll: lastPoll}, 503, "ok", "stale"},
+		{"index-caught-up", false, &authindex.FeedStatus{Applied: 7, DatabaseReachable: true, LastPoll: lastPoll}, 200, "ok", "ok"},
+		{"database-down-index-fresh", true, &authindex.FeedStatus{Applied: 7, Lag: 3 * time.Second, LastPoll: lastPoll}, 200, "unreachable", "ok"},
+		{"database-down-index-stale", true, &authindex.FeedStatus{Applied: 7, Lag: 31 * time.Second, LastPoll: lastPoll}, 503, "unreachable", "stale"},
+		{"database-up-index-stale", false, &authindex.FeedStatus{Applied: 7, Lag: time.Minute, DatabaseReachable: true, LastPoll: lastPoll}, 503, "ok", "stale"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -51,7 +52,7 @@ func TestReadinessWithIndex(t *testing.T) {
 			cfg := httpapi.Config{Store: store, Registry: reg}
 			if c.status != nil {
 				st := *c.status
-				cfg.IndexStatus = func() keystore.FeedStatus { return st }
+				cfg.IndexStatus = func() authindex.FeedStatus { return st }
 			}
 			api, err := httpapi.New(cfg)
 			if err != nil {

@@ -47,67 +47,68 @@ type BastionTargetInput struct {
 	Description    string
 }
 
-// bastionPattern is a parsed target pattern.
-type bastionPattern struct {
-	host string // lower case; IPv6 without brackets; "*" labels allowed
-	port int    // 0: any port
+// BastionPattern is a parsed target pattern.
+type BastionPattern struct {
+	Host string // lower case; IPv6 without brackets; "*" labels allowed
+	Port int    // 0: any port
 }
 
 const patternReason = `must be "host:port": host is a name (labels of letters, digits and "-", or "*") or an IP address ([addr] for IPv6), port is 1-65535 or "*"`
 
-// parseBastionPattern validates and normalises a "host:port" pattern.
-func parseBastionPattern(s string) (bastionPattern, string, bool) {
+// ParseBastionPattern validates and normalises a "host:port" pattern; it
+// returns the parsed pattern and its canonical text.
+func ParseBastionPattern(s string) (BastionPattern, string, bool) {
 	s = strings.TrimSpace(s)
 	if s == "" || len(s) > 300 {
-		return bastionPattern{}, "", false
+		return BastionPattern{}, "", false
 	}
 	i := strings.LastIndexByte(s, ':')
 	if i < 0 {
-		return bastionPattern{}, "", false
+		return BastionPattern{}, "", false
 	}
 	host, portS := s[:i], s[i+1:]
-	var p bastionPattern
+	var p BastionPattern
 	switch {
 	case portS == "*":
 	default:
 		if portS == "" || len(portS) > 5 || strings.TrimLeft(portS, "0123456789") != "" || portS[0] == '0' {
-			return bastionPattern{}, "", false
+			return BastionPattern{}, "", false
 		}
 		n, err := strconv.Atoi(portS)
 		if err != nil || n < 1 || n > 65535 {
-			return bastionPattern{}, "", false
+			return BastionPattern{}, "", false
 		}
-		p.port = n
+		p.Port = n
 	}
 	display := ""
 	if strings.HasPrefix(host, "[") {
 		if !strings.HasSuffix(host, "]") {
-			return bastionPattern{}, "", false
+			return BastionPattern{}, "", false
 		}
 		a, err := netip.ParseAddr(host[1 : len(host)-1])
 		if err != nil || !a.Is6() || a.Zone() != "" {
-			return bastionPattern{}, "", false
+			return BastionPattern{}, "", false
 		}
-		p.host = a.String()
-		display = "[" + p.host + "]"
+		p.Host = a.String()
+		display = "[" + p.Host + "]"
 	} else {
 		if a, err := netip.ParseAddr(host); err == nil {
 			if !a.Is4() {
-				return bastionPattern{}, "", false // IPv6 needs brackets
+				return BastionPattern{}, "", false // IPv6 needs brackets
 			}
-			p.host = a.String()
+			p.Host = a.String()
 		} else {
 			if host == "" || len(host) > 253 {
-				return bastionPattern{}, "", false
+				return BastionPattern{}, "", false
 			}
 			for _, l := range strings.Split(host, ".") {
 				if !validPatternLabel(l) {
-					return bastionPattern{}, "", false
+					return BastionPattern{}, "", false
 				}
 			}
-			p.host = strings.ToLower(host)
+			p.Host = strings.ToLower(host)
 		}
-		display = p.host
+		display = p.Host
 	}
 	return p, display + ":" + portS, true
 }
@@ -130,15 +131,15 @@ func validPatternLabel(l string) bool {
 
 // ValidBastionPattern reports whether s is a valid target pattern.
 func ValidBastionPattern(s string) bool {
-	_, _, ok := parseBastionPattern(s)
+	_, _, ok := ParseBastionPattern(s)
 	return ok
 }
 
-// matches reports whether the pattern matches the host the client asked
+// Matches reports whether the pattern matches the host the client asked
 // for (case-insensitive) and port. A host of "*" alone matches any host;
 // otherwise "*" matches exactly one label.
-func (p bastionPattern) matches(host string, port uint32) bool {
-	if port == 0 || port > 65535 || (p.port != 0 && uint32(p.port) != port) {
+func (p BastionPattern) Matches(host string, port uint32) bool {
+	if port == 0 || port > 65535 || (p.Port != 0 && uint32(p.Port) != port) {
 		return false
 	}
 	host = strings.ToLower(host)
@@ -154,13 +155,13 @@ func (p bastionPattern) matches(host string, port uint32) bool {
 		}
 		host = a.Unmap().String()
 	}
-	if p.host == "*" {
+	if p.Host == "*" {
 		return true
 	}
-	if !strings.Contains(p.host, "*") {
-		return p.host == host
+	if !strings.Contains(p.Host, "*") {
+		return p.Host == host
 	}
-	pl, hl := strings.Split(p.host, "."), strings.Split(host, ".")
+	pl, hl := strings.Split(p.Host, "."), strings.Split(host, ".")
 	if len(pl) != len(hl) {
 		return false
 	}
@@ -174,8 +175,8 @@ func (p bastionPattern) matches(host string, port uint32) bool {
 
 // MatchBastionPattern reports whether pattern matches host and port.
 func MatchBastionPattern(pattern, host string, port uint32) bool {
-	p, _, ok := parseBastionPattern(pattern)
-	return ok && p.matches(host, port)
+	p, _, ok := ParseBastionPattern(pattern)
+	return ok && p.Matches(host, port)
 }
 
 const bastionCols = `id, group_id, pattern, min_access_level, description, created_at, origin, disabled_reason`
@@ -206,7 +207,7 @@ func (s *Store) CreateOwnerBastionTarget(ctx context.Context, a Actor, groupID i
 
 func (s *Store) createBastionTarget(ctx context.Context, a Actor, groupID int64, in BastionTargetInput, origin string) (*BastionTarget, error) {
 	p := problems{}
-	_, norm, ok := parseBastionPattern(in.Pattern)
+	_, norm, ok := ParseBastionPattern(in.Pattern)
 	if !ok {
 		p.add("pattern", patternReason)
 	}
@@ -231,7 +232,7 @@ func (s *Store) createBastionTarget(ctx context.Context, a Actor, groupID int64,
 			if err != nil {
 				return err
 			}
-			target, _, _ := parseBastionPattern(norm)
+			target, _, _ := ParseBastionPattern(norm)
 			if !withinAny(target, allowances) {
 				return forbidden(outsideAllowances(norm, allowances))
 			}
@@ -243,7 +244,7 @@ func (s *Store) createBastionTarget(ctx context.Context, a Actor, groupID int64,
 			return err
 		}
 		b.ID = id
-		return t.record(ctx, "bastion_target_created", "bastion_target", id, "create",
+		return t.record(ctx, "bastion_target_created", EntityBastionTarget, id, "create",
 			map[string]any{"group_id": groupID, "pattern": b.Pattern, "min_access_level": b.MinAccessLevel, "origin": origin})
 	})
 	if err != nil {
@@ -294,6 +295,6 @@ func (s *Store) DeleteBastionTarget(ctx context.Context, a Actor, groupID, id in
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("Bastion Target")
 		}
-		return t.record(ctx, "bastion_target_deleted", "bastion_target", id, "delete", map[string]any{"group_id": groupID})
+		return t.record(ctx, "bastion_target_deleted", EntityBastionTarget, id, "delete", map[string]any{"group_id": groupID})
 	})
 }

@@ -28,78 +28,78 @@ type BastionAllowanceInput struct {
 	Description string
 }
 
-// allowance is a parsed allowance pattern.
-type allowance struct {
-	name   bastionPattern // host and port when not a CIDR
-	prefix netip.Prefix   // valid for a CIDR
+// Allowance is a parsed allowance pattern.
+type Allowance struct {
+	Name   BastionPattern // host and port (only the port for a CIDR)
+	Prefix netip.Prefix   // valid for a CIDR
 }
 
 const allowanceReason = `must be "host:port": host is a name pattern (labels of letters, digits and "-", or "*"), an IP address, or a CIDR (10.0.0.0/8, [fd00::/8]); port is 1-65535 or "*"`
 
-// parseAllowance validates and normalises an allowance pattern.
-func parseAllowance(s string) (allowance, string, bool) {
+// ParseAllowance validates and normalises an allowance pattern.
+func ParseAllowance(s string) (Allowance, string, bool) {
 	s = strings.TrimSpace(s)
 	i := strings.LastIndexByte(s, ':')
 	if i < 0 || len(s) > 300 {
-		return allowance{}, "", false
+		return Allowance{}, "", false
 	}
 	host, portS := s[:i], s[i+1:]
 	bare := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	if strings.Contains(bare, "/") {
 		pfx, err := netip.ParsePrefix(bare)
 		if err != nil || pfx.Addr().Zone() != "" {
-			return allowance{}, "", false
+			return Allowance{}, "", false
 		}
 		if pfx.Addr().Is6() != strings.HasPrefix(host, "[") {
-			return allowance{}, "", false // IPv6 needs brackets, IPv4 has none
+			return Allowance{}, "", false // IPv6 needs brackets, IPv4 has none
 		}
 		// The port part is validated by the target parser.
-		p, _, ok := parseBastionPattern("0.0.0.0:" + portS)
+		p, _, ok := ParseBastionPattern("0.0.0.0:" + portS)
 		if !ok {
-			return allowance{}, "", false
+			return Allowance{}, "", false
 		}
 		pfx = pfx.Masked()
 		disp := pfx.String()
 		if pfx.Addr().Is6() {
 			disp = "[" + disp + "]"
 		}
-		return allowance{name: bastionPattern{port: p.port}, prefix: pfx}, disp + ":" + portS, true
+		return Allowance{Name: BastionPattern{Port: p.Port}, Prefix: pfx}, disp + ":" + portS, true
 	}
-	p, norm, ok := parseBastionPattern(s)
+	p, norm, ok := ParseBastionPattern(s)
 	if !ok {
-		return allowance{}, "", false
+		return Allowance{}, "", false
 	}
-	return allowance{name: p}, norm, true
+	return Allowance{Name: p}, norm, true
 }
 
 // ValidBastionAllowance reports whether s is a valid allowance pattern.
 func ValidBastionAllowance(s string) bool {
-	_, _, ok := parseAllowance(s)
+	_, _, ok := ParseAllowance(s)
 	return ok
 }
 
-// covers reports whether target pattern t lies entirely inside allowance
+// Covers reports whether target pattern t lies entirely inside allowance
 // al: every destination t can match, al matches too. A name target is
 // never inside a CIDR (a name can resolve anywhere), and a wildcard label
 // only inside a wildcard label.
-func (al allowance) covers(t bastionPattern) bool {
-	if al.name.port != 0 && al.name.port != t.port {
+func (al Allowance) Covers(t BastionPattern) bool {
+	if al.Name.Port != 0 && al.Name.Port != t.Port {
 		return false // a target for any port needs an allowance for any port
 	}
-	tAddr, tErr := netip.ParseAddr(t.host)
-	if al.prefix.IsValid() {
-		return tErr == nil && al.prefix.Contains(tAddr.Unmap())
+	tAddr, tErr := netip.ParseAddr(t.Host)
+	if al.Prefix.IsValid() {
+		return tErr == nil && al.Prefix.Contains(tAddr.Unmap())
 	}
-	if al.name.host == "*" {
+	if al.Name.Host == "*" {
 		return true
 	}
-	if aAddr, err := netip.ParseAddr(al.name.host); err == nil {
+	if aAddr, err := netip.ParseAddr(al.Name.Host); err == nil {
 		return tErr == nil && aAddr == tAddr
 	}
-	if tErr == nil || t.host == "*" {
+	if tErr == nil || t.Host == "*" {
 		return false
 	}
-	al1, tl := strings.Split(al.name.host, "."), strings.Split(t.host, ".")
+	al1, tl := strings.Split(al.Name.Host, "."), strings.Split(t.Host, ".")
 	if len(al1) != len(tl) {
 		return false
 	}
@@ -111,9 +111,9 @@ func (al allowance) covers(t bastionPattern) bool {
 	return true
 }
 
-func withinAny(t bastionPattern, as []*BastionAllowance) bool {
+func withinAny(t BastionPattern, as []*BastionAllowance) bool {
 	for _, a := range as {
-		if al, _, ok := parseAllowance(a.Pattern); ok && al.covers(t) {
+		if al, _, ok := ParseAllowance(a.Pattern); ok && al.Covers(t) {
 			return true
 		}
 	}
@@ -195,7 +195,7 @@ func (s *Store) BastionAllowancesFor(ctx context.Context, groupID int64) ([]*Bas
 
 // InsideAllowances reports whether pattern lies inside one of as.
 func InsideAllowances(pattern string, as []*BastionAllowance) bool {
-	p, _, ok := parseBastionPattern(pattern)
+	p, _, ok := ParseBastionPattern(pattern)
 	return ok && withinAny(p, as)
 }
 
@@ -203,7 +203,7 @@ func InsideAllowances(pattern string, as []*BastionAllowance) bool {
 // caller checks).
 func (s *Store) CreateBastionAllowance(ctx context.Context, a Actor, groupID int64, in BastionAllowanceInput) (*BastionAllowance, error) {
 	p := problems{}
-	_, norm, ok := parseAllowance(in.Pattern)
+	_, norm, ok := ParseAllowance(in.Pattern)
 	if !ok {
 		p.add("pattern", allowanceReason)
 	}

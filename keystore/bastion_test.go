@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 func TestBastionPatterns(t *testing.T) {
@@ -57,7 +58,7 @@ func TestBastionPatterns(t *testing.T) {
 func TestBastionTargets(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	ix := keystore.NewIndex(e.s)
+	ix := authindex.New(e.s)
 	if err := ix.Load(e.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestBastionTargets(t *testing.T) {
 		t.Fatalf("deleted target still matches: %+v", m)
 	}
 	// A reload sees the same; deleting the group drops its targets.
-	ix2 := keystore.NewIndex(e.s)
+	ix2 := authindex.New(e.s)
 	if err := ix2.Load(e.ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 			return err
 		}
 		c.ID = id
-		return t.record(ctx, "ssh_certificate_authority_created", "ca", id, "create",
+		return t.record(ctx, "ssh_certificate_authority_created", EntityCA, id, "create",
 			map[string]any{"group_id": groupID, "fingerprint": c.FingerprintSHA256, "title": c.Title})
 	})
 	if err != nil {
@@ -115,7 +115,7 @@ func (s *Store) DeleteCA(ctx context.Context, a Actor, groupID, id int64) error 
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("SSH Certificate")
 		}
-		return t.record(ctx, "ssh_certificate_authority_deleted", "ca", id, "delete", map[string]any{"group_id": groupID})
+		return t.record(ctx, "ssh_certificate_authority_deleted", EntityCA, id, "delete", map[string]any{"group_id": groupID})
 	})
 }
 
@@ -217,7 +217,7 @@ func (s *Store) CreateRevocation(ctx context.Context, a Actor, ca *GroupCA, in R
 			return err
 		}
 		r.ID = id
-		return t.record(ctx, "ssh_certificate_revoked", "revocation", id, "create",
+		return t.record(ctx, "ssh_certificate_revoked", EntityRevocation, id, "create",
 			map[string]any{"ca_id": ca.ID, "ca_fingerprint": r.CAFingerprint, "group_id": r.GroupID, "kind": r.Kind, "value": r.Value})
 	})
 	if err != nil {
@@ -262,7 +262,7 @@ func (s *Store) DeleteRevocation(ctx context.Context, a Actor, ca *GroupCA, id i
 		if _, err := t.exec(ctx, `DELETE FROM cert_revocations WHERE id = ?`, id); err != nil {
 			return err
 		}
-		return t.record(ctx, "ssh_certificate_revocation_deleted", "revocation", id, "delete",
+		return t.record(ctx, "ssh_certificate_revocation_deleted", EntityRevocation, id, "delete",
 			map[string]any{"ca_id": ca.ID, "ca_fingerprint": r.CAFingerprint, "group_id": ca.GroupID})
 	})
 }

@@ -106,7 +106,7 @@ func (s *Store) AssignEnterpriseUsers(ctx context.Context, a Actor, dryRun bool)
 			if _, err := t.exec(ctx, `UPDATE users SET enterprise_group_id = ? WHERE id = ? AND enterprise_group_id IS NULL`, e.GroupID, e.UserID); err != nil {
 				return err
 			}
-			if err := t.record(ctx, "user_updated", "user", e.UserID, "update",
+			if err := t.record(ctx, "user_updated", EntityUser, e.UserID, "update",
 				map[string]any{"enterprise_group_id": e.GroupID, "reason": "assigned by keygate enterprise-users --assign"}); err != nil {
 				return err
 			}

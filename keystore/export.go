@@ -18,21 +18,17 @@ const ExportFormat = "keygate-export"
 
 // exportTables are the keystore's tables, parents before children, each
 // with the order its rows are written in (the same on every backend).
-var exportTables = []struct{ name, order string }{
-	{"groups", "id"},
-	{"users", "id"}, // users.enterprise_group_id references groups
-	{"members", "group_id, user_id"},
-	{"personal_access_tokens", "id"},
-	{"keys", "id"},
-	{"group_cas", "id"},
-	{"cert_revocations", "id"},
-	{"gpg_keys", "id"},
-	{"projects", "id"},
-	{"bastion_targets", "id"},
-	{"bastion_allowances", "id"},
-	{"audit_events", "id"},
-	{"changes", "seq"},
-}
+var exportTables = func() []struct{ name, order string } {
+	var out []struct{ name, order string }
+	for _, e := range Entities {
+		order := "id"
+		if e.Entity == EntityMember {
+			order = "group_id, user_id"
+		}
+		out = append(out, struct{ name, order string }{e.Table, order})
+	}
+	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"})
+}()
 
 // Export is one keystore as a JSON document: every row of every table, with
 // ids and millisecond times as stored.

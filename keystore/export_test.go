@@ -217,3 +217,20 @@ func TestImportRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestExportCoversEveryEntity: export writes a table for every entity,
+// from the same list as the change log.
+func TestExportCoversEveryEntity(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	doc, _ := exportDoc(t, e.s)
+	tables := map[string]bool{}
+	for _, tbl := range doc.Tables {
+		tables[tbl.Name] = true
+	}
+	for _, ent := range keystore.Entities {
+		if !tables[ent.Table] {
+			t.Errorf("entity %s: table %s not exported", ent.Entity, ent.Table)
+		}
+	}
+}

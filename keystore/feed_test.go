@@ -15,6 +15,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // Two Store handles on one SQLite file see each other's writes only through
@@ -23,21 +24,21 @@ import (
 // follower is an index on its own store handle, kept in sync by a Feed.
 type follower struct {
 	s    *keystore.Store
-	ix   *keystore.Index
-	feed *keystore.Feed
+	ix   *authindex.Index
+	feed *authindex.Feed
 }
 
 // newFollower opens a second handle on e's database with an index that
 // follows its own writes; run starts its feed (otherwise the test steps it).
-func newFollower(t *testing.T, e *env, cfg keystore.FeedConfig, run bool) *follower {
+func newFollower(t *testing.T, e *env, cfg authindex.FeedConfig, run bool) *follower {
 	t.Helper()
 	f := &follower{s: e.open(t)}
-	f.ix = keystore.NewIndex(f.s)
+	f.ix = authindex.New(f.s)
 	if err := f.ix.Load(e.ctx); err != nil {
 		t.Fatal(err)
 	}
 	f.ix.Follow()
-	f.feed = keystore.NewFeed(f.ix, cfg)
+	f.feed = authindex.NewFeed(f.ix, cfg)
 	if run {
 		ctx, cancel := context.WithCancel(e.ctx)
 		done := make(chan error, 1)
@@ -81,7 +82,7 @@ type revProbe struct {
 }
 
 // sameAnswers fails unless got answers every probe as want does.
-func sameAnswers(t *testing.T, want, got *keystore.Index, p *probes) {
+func sameAnswers(t *testing.T, want, got *authindex.Index, p *probes) {
 	t.Helper()
 	diff := func(what string, w, g any) {
 		t.Helper()
@@ -143,9 +144,9 @@ func cutPort(hp string) (string, uint32, bool) {
 }
 
 // freshIndex loads a new index from s.
-func freshIndex(t *testing.T, ctx context.Context, s *keystore.Store) *keystore.Index {
+func freshIndex(t *testing.T, ctx context.Context, s *keystore.Store) *authindex.Index {
 	t.Helper()
-	ix := keystore.NewIndex(s)
+	ix := authindex.New(s)
 	if err := ix.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestFeedFollowsAnotherStore(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	a := e.s
-	b := newFollower(t, e, keystore.FeedConfig{PollInterval: 5 * time.Millisecond}, true)
+	b := newFollower(t, e, authindex.FeedConfig{PollInterval: 5 * time.Millisecond}, true)
 	ix := b.ix
 	p := &probes{dests: []string{"db.internal:5432"}}
 
@@ -287,7 +288,7 @@ func TestFeedFollowsAnotherStore(t *testing.T) {
 func TestFeedInterleavedLocalAndRemoteWrites(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	b := newFollower(t, e, keystore.FeedConfig{PollInterval: 20 * time.Millisecond}, true)
+	b := newFollower(t, e, authindex.FeedConfig{PollInterval: 20 * time.Millisecond}, true)
 	const n = 40
 	p := &probes{}
 	var mu sync.Mutex
@@ -361,7 +362,7 @@ func TestFeedHealsGapByReload(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	clk := &clock{now: t0}
-	b := newFollower(t, e, keystore.FeedConfig{GapGrace: time.Second, Now: clk.Now}, false)
+	b := newFollower(t, e, authindex.FeedConfig{GapGrace: time.Second, Now: clk.Now}, false)
 	carol := e.user(t, "carol")
 	b.feed.Step(e.ctx)
 	before := b.ix.Applied()
@@ -427,7 +428,7 @@ func TestFeedKeepsServingWhenChangesCannotBeRead(t *testing.T) {
 	sqliteOnly(t, "damages a row with a value of the wrong type, which PostgreSQL's typed columns refuse")
 	e := newEnv(t)
 	clk := &clock{now: t0}
-	b := newFollower(t, e, keystore.FeedConfig{GapGrace: time.Second, Now: clk.Now}, false)
+	b := newFollower(t, e, authindex.FeedConfig{GapGrace: time.Second, Now: clk.Now}, false)
 	frank := e.user(t, "frank")
 	pub, line := newEd25519(t, "frank")
 	e.key(t, frank.ID, line, keystore.UsageAuth)
@@ -482,7 +483,7 @@ func TestFeedDatabaseUnreachable(t *testing.T) {
 	pub, line := newEd25519(t, "gina")
 	e.key(t, gina.ID, line, keystore.UsageAuth)
 	ix := freshIndex(t, e.ctx, s)
-	feed := keystore.NewFeed(ix, keystore.FeedConfig{Now: clk.Now})
+	feed := authindex.NewFeed(ix, authindex.FeedConfig{Now: clk.Now})
 	feed.Step(e.ctx)
 	if st := feed.Status(); !st.DatabaseReachable || st.Lag != 0 || !st.LastPoll.Equal(t0) {
 		t.Fatalf("status = %+v", st)
@@ -520,7 +521,7 @@ func TestFeedListenerWakesAndRetries(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	b := newFollower(t, e, keystore.FeedConfig{PollInterval: time.Hour, Listen: listen}, true)
+	b := newFollower(t, e, authindex.FeedConfig{PollInterval: time.Hour, Listen: listen}, true)
 	eventually(t, "listener restarted after failing", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 2 })
 	// Let the feed settle in its wait: the restart itself woke it.
 	time.Sleep(50 * time.Millisecond)
@@ -548,7 +549,7 @@ func TestFeedListenerWakesAndRetries(t *testing.T) {
 func TestFeedReloadNeverShowsAnEmptyIndex(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	b := newFollower(t, e, keystore.FeedConfig{}, false)
+	b := newFollower(t, e, authindex.FeedConfig{}, false)
 	var pubs []gossh.PublicKey
 	for i := range 200 {
 		u := e.user(t, fmt.Sprintf("r%d", i))
@@ -599,7 +600,7 @@ func TestFeedRetriesAFailedLocalApply(t *testing.T) {
 	t.Parallel()
 	sqliteOnly(t, "damages a row with a value of the wrong type, which PostgreSQL's typed columns refuse")
 	e := newEnv(t)
-	b := newFollower(t, e, keystore.FeedConfig{PollInterval: 5 * time.Millisecond, GapGrace: 50 * time.Millisecond}, true)
+	b := newFollower(t, e, authindex.FeedConfig{PollInterval: 5 * time.Millisecond, GapGrace: 50 * time.Millisecond}, true)
 	jane := e.user(t, "jane")
 	pub, line := newEd25519(t, "jane")
 	e.key(t, jane.ID, line, keystore.UsageAuth)
@@ -634,13 +635,13 @@ func TestIndexLoadReportsTheFailingHalf(t *testing.T) {
 			gina := e.user(t, "gina")
 			pub, line := newEd25519(t, "gina")
 			e.key(t, gina.ID, line, keystore.UsageAuth)
-			serving := keystore.NewIndex(e.s)
+			serving := authindex.New(e.s)
 			if err := serving.Load(e.ctx); err != nil {
 				t.Fatal(err)
 			}
 
 			damage(t, e, c.damage, gina.ID)
-			for _, ix := range []*keystore.Index{keystore.NewIndex(e.s), serving} {
+			for _, ix := range []*authindex.Index{authindex.New(e.s), serving} {
 				err := ix.Load(e.ctx)
 				if err == nil || errors.Is(err, context.Canceled) {
 					t.Fatalf("Load with a damaged %s row: %v, want the scan error", c.name, err)
@@ -651,7 +652,7 @@ func TestIndexLoadReportsTheFailingHalf(t *testing.T) {
 			}
 
 			damage(t, e, c.repair, gina.ID)
-			fresh := keystore.NewIndex(e.s)
+			fresh := authindex.New(e.s)
 			if err := fresh.Load(e.ctx); err != nil {
 				t.Fatal(err)
 			}

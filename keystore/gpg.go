@@ -117,7 +117,7 @@ func (s *Store) CreateGPGKey(ctx context.Context, a Actor, userID int64, armored
 			return err
 		}
 		g.ID = id
-		return t.record(ctx, "gpg_key_created", "gpg_key", id, "create", map[string]any{"user_id": userID, "fingerprint": g.Fingerprint})
+		return t.record(ctx, "gpg_key_created", EntityGPGKey, id, "create", map[string]any{"user_id": userID, "fingerprint": g.Fingerprint})
 	})
 	if err != nil {
 		return nil, err
@@ -149,7 +149,7 @@ func (s *Store) DeleteGPGKey(ctx context.Context, a Actor, userID, id int64) err
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("GPG Key")
 		}
-		return t.record(ctx, "gpg_key_deleted", "gpg_key", id, "delete", map[string]any{"user_id": userID})
+		return t.record(ctx, "gpg_key_deleted", EntityGPGKey, id, "delete", map[string]any{"user_id": userID})
 	})
 }
 
@@ -166,6 +166,6 @@ func (s *Store) RevokeGPGKey(ctx context.Context, a Actor, userID, id int64) err
 		} else if err != nil {
 			return err
 		}
-		return t.record(ctx, "gpg_key_revoked", "gpg_key", id, "update", map[string]any{"user_id": userID})
+		return t.record(ctx, "gpg_key_revoked", EntityGPGKey, id, "update", map[string]any{"user_id": userID})
 	})
 }

@@ -103,7 +103,7 @@ func (s *Store) CreateGroup(ctx context.Context, a Actor, in GroupInput, ownerID
 			return err
 		}
 		g.ID = id
-		if err := t.record(ctx, "group_created", "group", id, "create", map[string]any{"full_path": g.FullPath}); err != nil {
+		if err := t.record(ctx, "group_created", EntityGroup, id, "create", map[string]any{"full_path": g.FullPath}); err != nil {
 			return err
 		}
 		if ownerID != 0 {
@@ -173,7 +173,7 @@ func (s *Store) UpdateGroup(ctx context.Context, a Actor, id int64, in GroupInpu
 			}
 		}
 		out = g
-		return t.record(ctx, "group_updated", "group", id, "update", changed)
+		return t.record(ctx, "group_updated", EntityGroup, id, "update", changed)
 	})
 	return out, err
 }
@@ -205,21 +205,21 @@ func (s *Store) DeleteGroup(ctx context.Context, a Actor, id int64) error {
 			return err
 		}
 		for _, u := range enterprise {
-			if err := t.change(ctx, "user", u, "update"); err != nil {
+			if err := t.change(ctx, EntityUser, u, "update"); err != nil {
 				return err
 			}
 		}
 		for _, c := range cas {
-			if err := t.change(ctx, "ca", c, "delete"); err != nil {
+			if err := t.change(ctx, EntityCA, c, "delete"); err != nil {
 				return err
 			}
 		}
 		for _, sg := range sub {
-			if err := t.change(ctx, "group", sg, "delete"); err != nil {
+			if err := t.change(ctx, EntityGroup, sg, "delete"); err != nil {
 				return err
 			}
 		}
-		return t.record(ctx, "group_deleted", "group", id, "delete", map[string]any{"full_path": g.FullPath})
+		return t.record(ctx, "group_deleted", EntityGroup, id, "delete", map[string]any{"full_path": g.FullPath})
 	})
 }
 
@@ -400,7 +400,7 @@ func (s *Store) RemoveMember(ctx context.Context, a Actor, groupID, userID int64
 		if err := t.audit(ctx, "member_removed", "group", groupID, map[string]any{"user_id": userID}); err != nil {
 			return err
 		}
-		return t.change(ctx, "member", groupID, "delete")
+		return t.change(ctx, EntityMember, groupID, "delete")
 	})
 }
 
@@ -458,7 +458,7 @@ func (t *tx) upsertMember(ctx context.Context, groupID, userID int64, level int,
 	if err := t.audit(ctx, action, "group", groupID, map[string]any{"user_id": userID, "access_level": level}); err != nil {
 		return err
 	}
-	return t.change(ctx, "member", groupID, "update")
+	return t.change(ctx, EntityMember, groupID, "update")
 }
 
 const memberCols = `m.group_id, m.access_level, m.created_at, u.id, u.username, u.email, u.name, u.state, u.is_admin, u.created_at`

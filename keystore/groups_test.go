@@ -381,7 +381,7 @@ func TestDeleteGroupCascades(t *testing.T) {
 	chs, _ := e.s.ChangesSince(e.ctx, last, 100)
 	want := map[string]bool{}
 	for _, c := range chs {
-		want[c.Entity+"/"+itoa64(c.EntityID)+"/"+c.Op] = true
+		want[string(c.Entity)+"/"+itoa64(c.EntityID)+"/"+c.Op] = true
 	}
 	for _, w := range []string{"ca/" + itoa64(ca.ID) + "/delete", "group/" + itoa64(g.a.ID) + "/delete",
 		"group/" + itoa64(g.ab.ID) + "/delete", "group/" + itoa64(g.abc.ID) + "/delete"} {

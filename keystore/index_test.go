@@ -10,13 +10,14 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 func fp(pub gossh.PublicKey) [32]byte { return sha256.Sum256(pub.Marshal()) }
 
-func followingIndex(t *testing.T, e *env) *keystore.Index {
+func followingIndex(t *testing.T, e *env) *authindex.Index {
 	t.Helper()
-	ix := keystore.NewIndex(e.s)
+	ix := authindex.New(e.s)
 	if err := ix.Load(e.ctx); err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -147,7 +148,7 @@ func TestIndexLoadMatchesFollowing(t *testing.T) {
 	if _, err := e.s.AddMember(e.ctx, sys, g.ID, users[2].ID, keystore.Developer); err != nil {
 		t.Fatal(err)
 	}
-	fresh := keystore.NewIndex(e.s)
+	fresh := authindex.New(e.s)
 	if err := fresh.Load(e.ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -94,7 +94,7 @@ func (s *Store) CreateKey(ctx context.Context, a Actor, userID int64, in KeyInpu
 			return err
 		}
 		k.ID = id
-		return t.record(ctx, "key_created", "key", id, "create", map[string]any{
+		return t.record(ctx, "key_created", EntityKey, id, "create", map[string]any{
 			"user_id": userID, "fingerprint": k.FingerprintSHA256, "usage_type": k.UsageType, "title": k.Title})
 	})
 	if err != nil {
@@ -140,7 +140,7 @@ func (s *Store) MergeKeyUsage(ctx context.Context, a Actor, userID int64, in Key
 			return err
 		}
 		existing = k
-		return t.record(ctx, "key_updated", "key", k.ID, "update", map[string]any{"usage_type": k.UsageType})
+		return t.record(ctx, "key_updated", EntityKey, k.ID, "update", map[string]any{"usage_type": k.UsageType})
 	})
 	if err != nil {
 		return nil, false, err
@@ -171,7 +171,7 @@ func (s *Store) DropKeyUsage(ctx context.Context, a Actor, userID, keyID int64, 
 			if _, err := t.exec(ctx, `DELETE FROM keys WHERE id = ?`, keyID); err != nil {
 				return err
 			}
-			return t.record(ctx, "key_deleted", "key", keyID, "delete", map[string]any{"user_id": userID, "fingerprint": k.FingerprintSHA256})
+			return t.record(ctx, "key_deleted", EntityKey, keyID, "delete", map[string]any{"user_id": userID, "fingerprint": k.FingerprintSHA256})
 		case k.UsageType == UsageAuthAndSigning:
 			rest := UsageAuth
 			if usage == UsageAuth {
@@ -180,7 +180,7 @@ func (s *Store) DropKeyUsage(ctx context.Context, a Actor, userID, keyID int64, 
 			if _, err := t.exec(ctx, `UPDATE keys SET usage_type = ? WHERE id = ?`, rest, keyID); err != nil {
 				return err
 			}
-			return t.record(ctx, "key_updated", "key", keyID, "update", map[string]any{"usage_type": rest})
+			return t.record(ctx, "key_updated", EntityKey, keyID, "update", map[string]any{"usage_type": rest})
 		}
 		return notFound("Key")
 	})
@@ -270,7 +270,7 @@ func (s *Store) DeleteKey(ctx context.Context, a Actor, userID, keyID int64) err
 		if _, err := t.exec(ctx, `DELETE FROM keys WHERE id = ?`, keyID); err != nil {
 			return err
 		}
-		return t.record(ctx, "key_deleted", "key", keyID, "delete", map[string]any{"user_id": k.UserID, "fingerprint": k.FingerprintSHA256})
+		return t.record(ctx, "key_deleted", EntityKey, keyID, "delete", map[string]any{"user_id": k.UserID, "fingerprint": k.FingerprintSHA256})
 	})
 }
 

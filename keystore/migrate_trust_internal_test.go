@@ -83,13 +83,6 @@ func TestTrustMigration(t *testing.T) {
 			if !strings.Contains(logs.String(), "bastion target disabled") || !strings.Contains(logs.String(), "target_id=2") {
 				t.Errorf("the disabled target is not logged:\n%s", logs.String())
 			}
-			ix := NewIndex(s)
-			if err := ix.Load(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if n := len(ix.targets); n != 2 {
-				t.Errorf("%d targets in the index, want the admin's two", n)
-			}
 
 			rs, n, err := s.ListRevocations(ctx, caFP, Page{PerPage: 10})
 			if err != nil || n != 3 {
@@ -104,10 +97,6 @@ func TestTrustMigration(t *testing.T) {
 			}
 			if got["serial"] != "7" || got["fingerprint"] != certFP || got["key_id"] != "Bob" {
 				t.Errorf("revocations after migration: %v", got)
-			}
-			fp, _ := ParseSHA256Fingerprint(caFP)
-			if !ix.Revoked(fp, 7, "", "", 0) || !ix.Revoked(fp, 1, "bob", "", 0) || !ix.Revoked(fp, 1, "", certFP, 0) {
-				t.Error("migrated revocations do not match serial 7, key id bob and the unpadded fingerprint")
 			}
 			if err := s.DeleteCA(ctx, Actor{}, 1, 1); err != nil {
 				t.Fatal(err)

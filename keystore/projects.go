@@ -84,7 +84,7 @@ func (s *Store) CreateProject(ctx context.Context, a Actor, in ProjectInput) (*P
 			return err
 		}
 		out.ID = id
-		return t.record(ctx, "project_created", "project", id, "create", map[string]any{"full_path": out.FullPath})
+		return t.record(ctx, "project_created", EntityProject, id, "create", map[string]any{"full_path": out.FullPath})
 	})
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func (s *Store) DeleteProject(ctx context.Context, a Actor, id int64) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("Project")
 		}
-		return t.record(ctx, "project_deleted", "project", id, "delete", nil)
+		return t.record(ctx, "project_deleted", EntityProject, id, "delete", nil)
 	})
 }
 

@@ -390,8 +390,8 @@ func (t *tx) insert(ctx context.Context, query string, args ...any) (int64, erro
 }
 
 // record appends an audit event and a change-log row for one entity.
-func (t *tx) record(ctx context.Context, action, entity string, id int64, op string, details map[string]any) error {
-	if err := t.audit(ctx, action, entity, id, details); err != nil {
+func (t *tx) record(ctx context.Context, action string, entity Entity, id int64, op string, details map[string]any) error {
+	if err := t.audit(ctx, action, string(entity), id, details); err != nil {
 		return err
 	}
 	return t.change(ctx, entity, id, op)
@@ -418,7 +418,7 @@ func (t *tx) audit(ctx context.Context, action, targetType string, targetID int6
 	return err
 }
 
-func (t *tx) change(ctx context.Context, entity string, id int64, op string) error {
+func (t *tx) change(ctx context.Context, entity Entity, id int64, op string) error {
 	var seq int64
 	var err error
 	if t.s.pgConfig == nil {

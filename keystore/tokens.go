@@ -115,7 +115,7 @@ func (s *Store) CreateToken(ctx context.Context, a Actor, userID int64, in Token
 			return err
 		}
 		tk.ID = id
-		return t.record(ctx, "personal_access_token_created", "token", id, "create",
+		return t.record(ctx, "personal_access_token_created", EntityToken, id, "create",
 			map[string]any{"user_id": userID, "name": tk.Name, "scopes": scopes})
 	})
 	if err != nil {
@@ -255,7 +255,7 @@ func (s *Store) RevokeToken(ctx context.Context, a Actor, id int64) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("Token")
 		}
-		return t.record(ctx, "personal_access_token_revoked", "token", id, "update", nil)
+		return t.record(ctx, "personal_access_token_revoked", EntityToken, id, "update", nil)
 	})
 }
 
@@ -372,7 +372,7 @@ func (t *tx) ensureRoot(ctx context.Context, digest string) (bool, error) {
 			"root", "root@localhost", "Administrator", StateActive, ms(t.now)); err != nil {
 			return false, err
 		}
-		if err := t.record(ctx, "user_created", "user", rootID, "create", map[string]any{"username": "root", "is_admin": true}); err != nil {
+		if err := t.record(ctx, "user_created", EntityUser, rootID, "create", map[string]any{"username": "root", "is_admin": true}); err != nil {
 			return false, err
 		}
 		admin = true
@@ -385,7 +385,7 @@ func (t *tx) ensureRoot(ctx context.Context, digest string) (bool, error) {
 		if _, err := t.exec(ctx, `UPDATE users SET is_admin = 1, state = ? WHERE id = ?`, StateActive, rootID); err != nil {
 			return false, err
 		}
-		if err := t.record(ctx, "user_updated", "user", rootID, "update", map[string]any{"is_admin": true, "state": StateActive}); err != nil {
+		if err := t.record(ctx, "user_updated", EntityUser, rootID, "update", map[string]any{"is_admin": true, "state": StateActive}); err != nil {
 			return false, err
 		}
 	}
@@ -401,7 +401,7 @@ func (t *tx) ensureRoot(ctx context.Context, digest string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		return true, t.record(ctx, "personal_access_token_created", "token", id, "create",
+		return true, t.record(ctx, "personal_access_token_created", EntityToken, id, "create",
 			map[string]any{"user_id": rootID, "name": "bootstrap", "scopes": []string{ScopeAPI}})
 	case err != nil:
 		return false, err
@@ -411,7 +411,7 @@ func (t *tx) ensureRoot(ctx context.Context, digest string) (bool, error) {
 		if _, err := t.exec(ctx, `UPDATE personal_access_tokens SET revoked = 0, expires_at = NULL, scopes = ? WHERE id = ?`, ScopeAPI, tokenID); err != nil {
 			return false, err
 		}
-		return true, t.record(ctx, "personal_access_token_restored", "token", tokenID, "update", nil)
+		return true, t.record(ctx, "personal_access_token_restored", EntityToken, tokenID, "update", nil)
 	}
 	return false, nil
 }

@@ -131,7 +131,7 @@ func (s *Store) CreateUser(ctx context.Context, a Actor, in UserInput) (*User, e
 		if u.EnterpriseGroupID != nil {
 			details["enterprise_group_id"] = *u.EnterpriseGroupID
 		}
-		return t.record(ctx, "user_created", "user", id, "create", details)
+		return t.record(ctx, "user_created", EntityUser, id, "create", details)
 	})
 	if err != nil {
 		return nil, err
@@ -184,7 +184,7 @@ func (s *Store) UpdateUser(ctx context.Context, a Actor, id int64, in UserInput)
 			return err
 		}
 		out = u
-		return t.record(ctx, "user_updated", "user", id, "update", changed)
+		return t.record(ctx, "user_updated", EntityUser, id, "update", changed)
 	})
 	return out, err
 }
@@ -232,7 +232,7 @@ func (s *Store) SetUserState(ctx context.Context, a Actor, id int64, state strin
 		if state == StateActive {
 			action = "user_unblocked"
 		}
-		return t.record(ctx, action, "user", id, "update", nil)
+		return t.record(ctx, action, EntityUser, id, "update", nil)
 	})
 	return out, err
 }
@@ -254,11 +254,11 @@ func (s *Store) DeleteUser(ctx context.Context, a Actor, id int64) error {
 			return err
 		}
 		for _, k := range keyIDs {
-			if err := t.change(ctx, "key", k, "delete"); err != nil {
+			if err := t.change(ctx, EntityKey, k, "delete"); err != nil {
 				return err
 			}
 		}
-		return t.record(ctx, "user_deleted", "user", id, "delete", map[string]any{"username": username})
+		return t.record(ctx, "user_deleted", EntityUser, id, "delete", map[string]any{"username": username})
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // Identity is who a connection authenticated as. It is created only in the
@@ -153,7 +154,7 @@ const (
 
 // checkKey applies SPEC §5 to a plain key's fingerprint, in order. It reads
 // only the index and does not allocate.
-func (s *Server) checkKey(fp [32]byte, login string, nowMS int64) (keystore.IndexedKey, keyVerdict) {
+func (s *Server) checkKey(fp [32]byte, login string, nowMS int64) (authindex.Key, keyVerdict) {
 	k, ok := s.cfg.Auth.Key(fp)
 	if !ok {
 		return k, keyUnknown

@@ -13,6 +13,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // benchServer returns a server whose index holds n keys of n users.
@@ -21,7 +22,7 @@ func benchServer(b *testing.B, n int) (*Server, float64) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	ix := keystore.NewIndex(nil)
+	ix := authindex.New(nil)
 	now := time.Now()
 	for i := range n {
 		fp := benchFingerprint(i)

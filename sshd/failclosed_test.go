@@ -8,15 +8,16 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // TestIndexEntryFailsClosed: a key with no index entry, an entry whose
 // user is missing, or an entry with an unknown usage never authenticates.
 func TestIndexEntryFailsClosed(t *testing.T) {
 	t.Parallel()
-	var ix *keystore.Index
+	var ix *authindex.Index
 	s, addr, cc := limitsServer(t, nil)
-	ix = s.cfg.Auth.(*keystore.Index)
+	ix = s.cfg.Auth.(*authindex.Index)
 	newSigner := func() gossh.Signer {
 		_, priv, _ := ed25519.GenerateKey(rand.Reader)
 		sg, _ := gossh.NewSignerFromKey(priv)

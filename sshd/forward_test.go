@@ -4,16 +4,16 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 func TestRestrictedAddressesNeedAdminLiteralTargets(t *testing.T) {
 	t.Parallel()
-	admin := func(host string) []keystore.BastionMatch { return []keystore.BastionMatch{{Host: host, Admin: true}} }
-	owner := func(host string) []keystore.BastionMatch { return []keystore.BastionMatch{{Host: host}} }
+	admin := func(host string) []authindex.BastionMatch { return []authindex.BastionMatch{{Host: host, Admin: true}} }
+	owner := func(host string) []authindex.BastionMatch { return []authindex.BastionMatch{{Host: host}} }
 	cases := []struct {
 		addr  string
-		ms    []keystore.BastionMatch
+		ms    []authindex.BastionMatch
 		allow bool
 	}{
 		{"10.1.2.3", admin("*"), true},

@@ -13,6 +13,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // FuzzDecide feeds arbitrary public-key blobs (and SSH login names) to the
@@ -84,7 +85,7 @@ type fzUser struct {
 }
 
 type fzKey struct {
-	k       keystore.IndexedKey
+	k       authindex.Key
 	canAuth bool
 }
 
@@ -96,24 +97,24 @@ type fzAuth struct {
 	users   map[int64]fzUser
 	keys    map[[32]byte]fzKey
 	keyIDs  map[int64]bool
-	cas     map[[32]byte]keystore.IndexedCA
+	cas     map[[32]byte]authindex.CA
 	caIDs   map[int64]bool
 	members map[[2]int64]int // {group, user}
-	groups  map[int64]keystore.IndexedGroup
+	groups  map[int64]authindex.Group
 	serials map[[2]uint64]bool // {ca, serial}
 	keyIDRv map[int64]string
 }
 
-func (a *fzAuth) Key(fp [32]byte) (keystore.IndexedKey, bool) {
+func (a *fzAuth) Key(fp [32]byte) (authindex.Key, bool) {
 	k, ok := a.keys[fp]
 	return k.k, ok
 }
-func (a *fzAuth) BastionTargets(int64, int64, bool, string, uint32) []keystore.BastionMatch {
+func (a *fzAuth) BastionTargets(int64, int64, bool, string, uint32) []authindex.BastionMatch {
 	return nil
 }
-func (a *fzAuth) User(id int64) (keystore.IndexedUser, bool) {
+func (a *fzAuth) User(id int64) (authindex.User, bool) {
 	u, ok := a.users[id]
-	return keystore.IndexedUser{ID: id, Active: u.active, EnterpriseGroupID: u.enterprise}, ok
+	return authindex.User{ID: id, Active: u.active, EnterpriseGroupID: u.enterprise}, ok
 }
 func (a *fzAuth) UserBlocked(id int64) bool {
 	u, ok := a.users[id]
@@ -124,15 +125,15 @@ func (a *fzAuth) UsernameIs(id int64, name string) bool {
 	return ok && strings.EqualFold(u.name, name)
 }
 func (a *fzAuth) Username(id int64) string { return a.users[id].name }
-func (a *fzAuth) UserByLogin(login string) (keystore.IndexedUser, bool) {
+func (a *fzAuth) UserByLogin(login string) (authindex.User, bool) {
 	for id, u := range a.users {
 		if strings.EqualFold(u.name, login) || strings.EqualFold(u.email, login) {
-			return keystore.IndexedUser{ID: id, Active: u.active, EnterpriseGroupID: u.enterprise}, true
+			return authindex.User{ID: id, Active: u.active, EnterpriseGroupID: u.enterprise}, true
 		}
 	}
-	return keystore.IndexedUser{}, false
+	return authindex.User{}, false
 }
-func (a *fzAuth) CA(fp [32]byte) (keystore.IndexedCA, bool) {
+func (a *fzAuth) CA(fp [32]byte) (authindex.CA, bool) {
 	c, ok := a.cas[fp]
 	return c, ok
 }
@@ -141,7 +142,7 @@ func (a *fzAuth) Revoked(caFP [32]byte, serial uint64, keyID, _ string, _ int64)
 	caID := a.cas[caFP].ID
 	return a.serials[[2]uint64{uint64(caID), serial}] || (a.keyIDRv[caID] != "" && a.keyIDRv[caID] == keyID)
 }
-func (a *fzAuth) Group(id int64) (keystore.IndexedGroup, bool) {
+func (a *fzAuth) Group(id int64) (authindex.Group, bool) {
 	g, ok := a.groups[id]
 	return g, ok
 }
@@ -163,10 +164,10 @@ func fzParse(tb testing.TB, line string) gossh.PublicKey {
 }
 
 // fzMintKeys returns index records of an auth_and_signing key and of a
-// signing-only key. keystore.IndexedKey keeps its usage bits unexported,
+// signing-only key. authindex.Key keeps its usage bits unexported,
 // so the only way to get records with those bits is from a real index;
 // the fake copies them and sets the exported fields itself.
-func fzMintKeys(f *testing.F) (auth, signing keystore.IndexedKey) {
+func fzMintKeys(f *testing.F) (auth, signing authindex.Key) {
 	f.Helper()
 	ctx := context.Background()
 	store, err := keystore.Open(ctx, keystore.Config{DSN: filepath.Join(f.TempDir(), "mint.db")})
@@ -187,7 +188,7 @@ func fzMintKeys(f *testing.F) (auth, signing keystore.IndexedKey) {
 			f.Fatal(err)
 		}
 	}
-	ix := keystore.NewIndex(store)
+	ix := authindex.New(store)
 	if err := ix.Load(ctx); err != nil {
 		f.Fatal(err)
 	}
@@ -210,14 +211,14 @@ func newFzAuth(f *testing.F) *fzAuth {
 		},
 		keys:    map[[32]byte]fzKey{},
 		keyIDs:  map[int64]bool{},
-		cas:     map[[32]byte]keystore.IndexedCA{},
+		cas:     map[[32]byte]authindex.CA{},
 		caIDs:   map[int64]bool{100: true, 101: true},
 		members: map[[2]int64]int{{10, 1}: keystore.Developer, {10, 2}: keystore.Developer},
-		groups:  map[int64]keystore.IndexedGroup{10: {ID: 10, TopLevelID: 10}, 20: {ID: 20, TopLevelID: 20}},
+		groups:  map[int64]authindex.Group{10: {ID: 10, TopLevelID: 10}, 20: {ID: 20, TopLevelID: 20}},
 		serials: map[[2]uint64]bool{{100, 7}: true},
 		keyIDRv: map[int64]string{100: "revoked-id"},
 	}
-	add := func(line string, rec keystore.IndexedKey, canAuth bool, id, user, expMS int64) {
+	add := func(line string, rec authindex.Key, canAuth bool, id, user, expMS int64) {
 		rec.ID, rec.UserID, rec.ExpiresMS = id, user, expMS
 		a.keys[fingerprint(fzParse(f, line))] = fzKey{k: rec, canAuth: canAuth}
 		a.keyIDs[id] = true
@@ -226,8 +227,8 @@ func newFzAuth(f *testing.F) *fzAuth {
 	add(fzAliceSigningKey, signRec, false, 1001, 1, 0)
 	add(fzAliceExpiredKey, authRec, true, 1002, 1, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
 	add(fzBobKey, authRec, true, 1003, 2, 0)
-	a.cas[fingerprint(fzParse(f, fzCA))] = keystore.IndexedCA{ID: 100, GroupID: 10}
-	a.cas[fingerprint(fzParse(f, fzCARSA))] = keystore.IndexedCA{ID: 101, GroupID: 10}
+	a.cas[fingerprint(fzParse(f, fzCA))] = authindex.CA{ID: 100, GroupID: 10}
+	a.cas[fingerprint(fzParse(f, fzCARSA))] = authindex.CA{ID: 101, GroupID: 10}
 	return a
 }
 

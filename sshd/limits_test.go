@@ -17,6 +17,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // syncBuffer is a log sink safe for concurrent writers.
@@ -41,7 +42,7 @@ func (b *syncBuffer) String() string {
 // returns its address and a client config for that key.
 func limitsServer(t *testing.T, tune func(*Config)) (*Server, string, *gossh.ClientConfig) {
 	t.Helper()
-	ix := keystore.NewIndex(nil)
+	ix := authindex.New(nil)
 	ix.InsertUser(&keystore.User{ID: 1, Username: "alice", Email: "alice@example.com", State: keystore.StateActive, CreatedAt: time.Now()})
 	_, upriv, _ := ed25519.GenerateKey(rand.Reader)
 	userSigner, err := gossh.NewSignerFromKey(upriv)

@@ -4,7 +4,7 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // Addresses the bastion never reaches unless an admin's target names that
@@ -81,7 +81,7 @@ func (s *Server) localAddr(a netip.Addr) bool {
 // adminNamed reports whether a matching target that an admin made names
 // address a (and, for keygate's own listeners, port) exactly: an IP
 // literal, no wildcard, no name.
-func adminNamed(ms []keystore.BastionMatch, a netip.Addr) bool {
+func adminNamed(ms []authindex.BastionMatch, a netip.Addr) bool {
 	for _, m := range ms {
 		if !m.Admin || !m.Literal() {
 			continue

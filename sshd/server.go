@@ -19,27 +19,28 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // Authorizer is the part of the keystore's in-memory index that the SSH
 // server needs. Every method answers from memory.
 type Authorizer interface {
-	Key(fp [32]byte) (keystore.IndexedKey, bool)
-	User(id int64) (keystore.IndexedUser, bool)
+	Key(fp [32]byte) (authindex.Key, bool)
+	User(id int64) (authindex.User, bool)
 	UserBlocked(id int64) bool
 	UsernameIs(id int64, name string) bool
 	Username(id int64) string
-	UserByLogin(login string) (keystore.IndexedUser, bool)
-	CA(fp [32]byte) (keystore.IndexedCA, bool)
+	UserByLogin(login string) (authindex.User, bool)
+	CA(fp [32]byte) (authindex.CA, bool)
 	CAExists(id int64) bool
 	// Revoked reports whether CA key caFP revoked a certificate by serial,
 	// key id (also when it names userID) or certificate key fingerprint.
 	Revoked(caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool
-	Group(id int64) (keystore.IndexedGroup, bool)
+	Group(id int64) (authindex.Group, bool)
 	AccessLevel(userID, groupID int64) int
 	// BastionTargets returns the targets that let userID forward to
-	// host:port (see keystore.Index.BastionTargets).
-	BastionTargets(userID, scopeTopGroupID int64, plainKey bool, host string, port uint32) []keystore.BastionMatch
+	// host:port (see authindex.Index.BastionTargets).
+	BastionTargets(userID, scopeTopGroupID int64, plainKey bool, host string, port uint32) []authindex.BastionMatch
 }
 
 // Projects finds git projects (on the command path, not the auth path).

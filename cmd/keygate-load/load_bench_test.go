@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // BenchmarkIndexLoad measures Index.Load of a seeded keystore (SPEC §10:
@@ -47,7 +48,7 @@ func BenchmarkIndexLoad(b *testing.B) {
 		runtime.GC()
 		runtime.GC() // and what the first one's cleanups released
 		runtime.ReadMemStats(&m0)
-		ix := keystore.NewIndex(store)
+		ix := authindex.New(store)
 		b.StartTimer()
 		if err := ix.Load(ctx); err != nil {
 			b.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 	"github.com/keygate/keygate/sshd"
 )
 
@@ -28,7 +29,7 @@ type server struct {
 	dir   string
 	addr  string
 	store *keystore.Store
-	index *keystore.Index
+	index *authindex.Index
 }
 
 func newSigner(t *testing.T) (gossh.Signer, ed25519.PrivateKey) {
@@ -53,7 +54,7 @@ func startServer(t *testing.T, dir string) *server {
 		t.Fatalf("keystore.Open: %v", err)
 	}
 	t.Cleanup(func() { store.Close() })
-	index := keystore.NewIndex(store)
+	index := authindex.New(store)
 	if err := index.Load(ctx); err != nil {
 		t.Fatalf("index.Load: %v", err)
 	}

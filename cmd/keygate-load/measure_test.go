@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 func TestMeasureOpenLoad(t *testing.T) {
@@ -33,7 +34,7 @@ func TestMeasureOpenLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	opened := time.Since(start)
-	ix := keystore.NewIndex(store)
+	ix := authindex.New(store)
 	if err := ix.Load(ctx); err != nil {
 		t.Fatal(err)
 	}

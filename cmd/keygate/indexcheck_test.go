@@ -12,6 +12,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 // fingerprintOf is the "SHA256:…" fingerprint of an authorized_keys line
@@ -37,7 +38,7 @@ func keyFP(t *testing.T, line string) [32]byte {
 // requireIndexMatchesDB loads a fresh index from a stopped keygate's SQLite
 // database and checks that it answers, for every key, user, CA, revocation
 // and membership row, what the row says. It returns the index.
-func requireIndexMatchesDB(t *testing.T, path string) *keystore.Index {
+func requireIndexMatchesDB(t *testing.T, path string) *authindex.Index {
 	t.Helper()
 	ctx := context.Background()
 	store, err := keystore.Open(ctx, keystore.Config{DSN: path, NoMigrate: true})
@@ -45,7 +46,7 @@ func requireIndexMatchesDB(t *testing.T, path string) *keystore.Index {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	ix := keystore.NewIndex(store)
+	ix := authindex.New(store)
 	if err := ix.Load(ctx); err != nil {
 		t.Fatalf("index load: %v", err)
 	}

@@ -27,11 +27,12 @@ import (
 
 	"github.com/keygate/keygate/httpapi"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 	"github.com/keygate/keygate/sshd"
 )
 
 // The index is what the SSH server reads.
-var _ sshd.Authorizer = (*keystore.Index)(nil)
+var _ sshd.Authorizer = (*authindex.Index)(nil)
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "0.1.0-dev"
@@ -381,7 +382,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 
 	warnEnterpriseGaps(ctx, store, log)
 
-	index := keystore.NewIndex(store)
+	index := authindex.New(store)
 	loadStart := time.Now()
 	if err := index.Load(ctx); err != nil {
 		return fmt.Errorf("loading the auth index: %w", err)
@@ -390,7 +391,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	log.Info("auth index loaded", "keys", index.Len(), "applied", index.Applied(), "took", time.Since(loadStart).Round(time.Millisecond))
 	// The feed applies changes committed by other nodes sharing the
 	// database (and anything the local path missed).
-	feed := keystore.NewFeed(index, keystore.FeedConfig{PollInterval: c.IndexPollInterval, Log: log.With("component", "index-feed")})
+	feed := authindex.NewFeed(index, authindex.FeedConfig{PollInterval: c.IndexPollInterval, Log: log.With("component", "index-feed")})
 
 	hostKeys, err := sshd.LoadOrCreateHostKeys(c.DataDir)
 	if err != nil {

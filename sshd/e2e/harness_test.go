@@ -33,6 +33,7 @@ import (
 
 	"github.com/keygate/keygate/httpapi"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 	"github.com/keygate/keygate/sshd"
 )
 
@@ -116,7 +117,7 @@ type env struct {
 	dir        string // the data directory
 	home       string // HOME of the ssh and git processes
 	store      *keystore.Store
-	index      *keystore.Index
+	index      *authindex.Index
 	repos      keystore.Repos
 	server     *sshd.Server
 	sshAddr    string // 127.0.0.1:port
@@ -168,7 +169,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 	}
 	e.adminID = root.ID
 
-	e.index = keystore.NewIndex(store)
+	e.index = authindex.New(store)
 	if err := e.index.Load(ctx); err != nil {
 		t.Fatalf("index.Load: %v", err)
 	}

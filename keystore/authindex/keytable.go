@@ -1,4 +1,4 @@
-package keystore
+package authindex
 
 import (
 	"encoding/binary"
@@ -90,7 +90,7 @@ func (t *keyTable) next(i uint64) uint64 {
 // around it. The four fingerprint words are compared without a branch per
 // word: at a million keys the slot has just arrived from DRAM, and every
 // mispredicted branch after that is added to the lookup's latency.
-func (t *keyTable) lookup(fp *[4]uint64, k *IndexedKey) bool {
+func (t *keyTable) lookup(fp *[4]uint64, k *Key) bool {
 	w := t.w
 	i := t.home(fp[0])
 	for range t.slots {
@@ -114,7 +114,7 @@ func (t *keyTable) lookup(fp *[4]uint64, k *IndexedKey) bool {
 }
 
 // getKey is a consistent, lock-free lookup in the current table of p.
-func getKey(p *atomic.Pointer[keyTable], fp *[4]uint64, k *IndexedKey) bool {
+func getKey(p *atomic.Pointer[keyTable], fp *[4]uint64, k *Key) bool {
 	for spins := 0; ; spins++ {
 		t := p.Load()
 		s := t.seq.Load()
@@ -123,7 +123,7 @@ func getKey(p *atomic.Pointer[keyTable], fp *[4]uint64, k *IndexedKey) bool {
 			if t.seq.Load() == s {
 				runtime.KeepAlive(t) // t owns the memory lookup read
 				if !ok {
-					*k = IndexedKey{}
+					*k = Key{}
 				}
 				return ok
 			}

@@ -1,4 +1,4 @@
-package keystore
+package authindex
 
 import (
 	"encoding/binary"
@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // modelFP builds a fingerprint whose first word is w0 and the rest from i,
@@ -21,7 +23,7 @@ func modelFP(w0 uint64, i int) [32]byte {
 // checkTable verifies the table against the model: every model key is found
 // with its record, the count matches, and every slot holds a model key
 // reachable from its home slot.
-func checkTable(t *testing.T, ix *Index, model map[[32]byte]IndexedKey) {
+func checkTable(t *testing.T, ix *Index, model map[[32]byte]Key) {
 	t.Helper()
 	tab := ix.keys.Load()
 	if tab.count != len(model) || ix.Len() != len(model) {
@@ -54,8 +56,8 @@ func checkTable(t *testing.T, ix *Index, model map[[32]byte]IndexedKey) {
 }
 
 func TestKeyTableRandomizedAgainstMap(t *testing.T) {
-	ix := NewIndex(nil)
-	model := map[[32]byte]IndexedKey{}
+	ix := New(nil)
+	model := map[[32]byte]Key{}
 	byID := map[int64][32]byte{}
 	rng := rand.New(rand.NewPCG(1, 2))
 	// Few distinct prefixes in the first half force long probe runs,
@@ -78,7 +80,7 @@ func TestKeyTableRandomizedAgainstMap(t *testing.T) {
 			if had && byID[id] != fp {
 				delete(model, byID[id])
 			}
-			rec := IndexedKey{ID: id, UserID: id * 10, ExpiresMS: int64(rng.IntN(3)), usage: uint8(rng.IntN(4))}
+			rec := Key{ID: id, UserID: id * 10, ExpiresMS: int64(rng.IntN(3)), usage: uint8(rng.IntN(4))}
 			ix.putKeyFP(id, rec.UserID, &fp, rec.usage, rec.ExpiresMS, rec.ExpiresMS != 0)
 			model[fp] = rec
 			byID[id] = fp
@@ -105,17 +107,17 @@ func TestKeyTableRandomizedAgainstMap(t *testing.T) {
 	for id := range byID {
 		ix.dropKey(id)
 	}
-	checkTable(t, ix, map[[32]byte]IndexedKey{})
+	checkTable(t, ix, map[[32]byte]Key{})
 }
 
 func TestKeyTableGrowsAndRetiresOldTable(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := New(nil)
 	first := ix.keys.Load()
-	model := map[[32]byte]IndexedKey{}
+	model := map[[32]byte]Key{}
 	for i := range 5000 {
 		fp := modelFP(uint64(i)*0x9e3779b97f4a7c15, i)
-		ix.InsertKey(int64(i+1), 7, fp, UsageAuth, 0)
-		model[fp] = IndexedKey{ID: int64(i + 1), UserID: 7, usage: usageAuth}
+		ix.InsertKey(int64(i+1), 7, fp, keystore.UsageAuth, 0)
+		model[fp] = Key{ID: int64(i + 1), UserID: 7, usage: usageAuth}
 	}
 	if ix.keys.Load() == first {
 		t.Fatal("table did not grow")
@@ -131,10 +133,10 @@ func TestKeyTableGrowsAndRetiresOldTable(t *testing.T) {
 }
 
 func TestKeyTableSamePrefixDistinctKeys(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := New(nil)
 	a, b := modelFP(99, 1), modelFP(99, 2)
-	ix.InsertKey(1, 1, a, UsageAuth, 0)
-	ix.InsertKey(2, 2, b, UsageSigning, 5)
+	ix.InsertKey(1, 1, a, keystore.UsageAuth, 0)
+	ix.InsertKey(2, 2, b, keystore.UsageSigning, 5)
 	if k, ok := ix.Key(a); !ok || k.ID != 1 || !k.CanAuthenticate() {
 		t.Fatalf("a: %+v %v", k, ok)
 	}
@@ -162,10 +164,10 @@ func TestKeyTableSamePrefixDistinctKeys(t *testing.T) {
 // inserts, deletes and grows the table; stable keys must always be found
 // with their exact record (run with -race).
 func TestKeyTableConcurrentReaders(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := New(nil)
 	const stable = 200
 	for i := range stable {
-		ix.InsertKey(int64(i+1), int64(i+1), modelFP(uint64(i%3), i), UsageAuthAndSigning, int64(i))
+		ix.InsertKey(int64(i+1), int64(i+1), modelFP(uint64(i%3), i), keystore.UsageAuthAndSigning, int64(i))
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -199,7 +201,7 @@ func TestKeyTableConcurrentReaders(t *testing.T) {
 			if i%10 == 0 {
 				w0 = uint64(i % 3) // share the stable keys' prefixes
 			}
-			ix.InsertKey(id, id, modelFP(w0, 100000+i), UsageAuth, 0)
+			ix.InsertKey(id, id, modelFP(w0, 100000+i), keystore.UsageAuth, 0)
 		}
 		for i := range 2000 {
 			ix.mu.Lock()
@@ -222,10 +224,10 @@ func TestKeyTableConcurrentReaders(t *testing.T) {
 // A large table is mapped outside the Go heap (on Linux); growing retires
 // and, once unreachable, unmaps the old mappings while lookups go on.
 func TestKeyTableLargeOffHeap(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := New(nil)
 	const n = 200_000
 	for i := range n {
-		ix.InsertKey(int64(i+1), 1, modelFP(uint64(i)*0x9e3779b97f4a7c15, i), UsageAuth, 0)
+		ix.InsertKey(int64(i+1), 1, modelFP(uint64(i)*0x9e3779b97f4a7c15, i), keystore.UsageAuth, 0)
 		if i%50_000 == 0 {
 			runtime.GC() // run cleanups of replaced tables
 		}

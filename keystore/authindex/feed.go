@@ -1,4 +1,4 @@
-package keystore
+package authindex
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // FeedConfig configures a Feed.
@@ -103,7 +105,7 @@ func NewFeed(ix *Index, cfg FeedConfig) *Feed {
 	}
 	f := &Feed{ix: ix, cfg: cfg, listen: cfg.Listen, wake: make(chan struct{}, 1), reachable: true, lastPoll: cfg.Now()}
 	if f.listen == nil {
-		f.listen = ix.store.ListenChanges
+		f.listen = ix.src.ListenChanges
 	}
 	return f
 }
@@ -118,13 +120,9 @@ func (f *Feed) Wake() {
 
 // Run follows the change log until ctx ends; it returns nil then.
 func (f *Feed) Run(ctx context.Context) error {
-	f.ix.mu.Lock()
-	f.ix.retry = f.Wake
-	f.ix.mu.Unlock()
+	f.ix.setRetry(f.Wake)
 	defer func() {
-		f.ix.mu.Lock()
-		f.ix.retry = nil
-		f.ix.mu.Unlock()
+		f.ix.setRetry(nil)
 	}()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -158,7 +156,7 @@ func (f *Feed) listenLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, ErrListenUnsupported) {
+		if errors.Is(err, keystore.ErrListenUnsupported) {
 			return // this database has no notifications: polling only
 		}
 		f.count(func() { f.errors++ })
@@ -199,7 +197,7 @@ func (f *Feed) step(ctx context.Context) (more bool, err error) {
 	qctx, cancel := context.WithTimeout(ctx, f.cfg.QueryTimeout)
 	defer cancel()
 	applied := f.ix.Applied()
-	changes, err := f.ix.store.ChangesSince(qctx, applied, feedBatch)
+	changes, err := f.ix.src.ChangesSince(qctx, applied, feedBatch)
 	now := f.cfg.Now()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -256,7 +254,7 @@ func (f *Feed) step(ctx context.Context) (more bool, err error) {
 	return len(changes) == feedBatch, nil
 }
 
-func (f *Feed) setPending(c Change) {
+func (f *Feed) setPending(c keystore.Change) {
 	f.mu.Lock()
 	f.pendingSeq, f.pendingAt = c.Seq, c.At
 	f.mu.Unlock()

@@ -1,10 +1,12 @@
-package keystore
+package authindex
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 type modelUser struct {
@@ -38,7 +40,7 @@ func checkUsers(t *testing.T, ix *Index, model map[int64]modelUser) {
 }
 
 func TestUserTableRandomizedAgainstMap(t *testing.T) {
-	ix := NewIndex(nil)
+	ix := New(nil)
 	model := map[int64]modelUser{}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for step := range 20000 {
@@ -53,11 +55,11 @@ func TestUserTableRandomizedAgainstMap(t *testing.T) {
 			// Renames move the user between name slots; names are unique.
 			m := modelUser{name: fmt.Sprintf("u%d-%d", id, step), active: rng.IntN(4) != 0, admin: rng.IntN(8) == 0}
 			m.email = m.name + "@example.com"
-			state := StateActive
+			state := keystore.StateActive
 			if !m.active {
-				state = StateBlocked
+				state = keystore.StateBlocked
 			}
-			ix.putUser(&User{ID: id, Username: m.name, Email: m.email, State: state, IsAdmin: m.admin})
+			ix.putUser(&keystore.User{ID: id, Username: m.name, Email: m.email, State: state, IsAdmin: m.admin})
 			model[id] = m
 		}
 		if step%1999 == 0 {

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package keystore
+package authindex
 
 // allocSlots returns n zeroed words for a key table (on the Go heap).
 func allocSlots(owner *keyTable, n uint64) (w []uint64, offHeap int) {

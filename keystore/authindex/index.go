@@ -1,0 +1,615 @@
+package authindex
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"log/slog"
+	"maps"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// Index is the in-memory view of the keystore that SSH authentication reads:
+// user keys by SHA-256 fingerprint, group CAs by fingerprint, users by id,
+// username and email, groups, memberships and certificate revocations.
+//
+// Its maps hold no pointers (fixed-size keys and values; names live in one
+// byte arena), so a million keys cost the garbage collector almost nothing.
+// Lookups never touch the database. The index follows the store's change
+// log: Follow applies every committed change before the write returns
+// (read-your-writes on this node), and a Feed (feed.go) applies changes
+// made elsewhere as they are committed.
+type Index struct {
+	src Source
+	log *slog.Logger
+
+	unknownMu sync.Mutex
+	unknown   map[keystore.Entity]bool // entities warned about
+
+	mu sync.RWMutex
+	// keys is read without mu (see keyTable); writers hold mu.
+	keys  atomic.Pointer[keyTable]
+	keyFP map[int64]uint64 // key id -> first word of its fingerprint
+	users userTable
+	// blocked holds only the blocked users, copied on write and read
+	// without mu: small, so the auth path stays in cache.
+	blocked  atomic.Pointer[map[int64]struct{}]
+	groups   map[int64]groupRec
+	members  map[memberKey]uint8
+	byUser   map[int64][]int64 // user id -> group ids (rarely large)
+	cas      map[[32]byte]caRec
+	caFP     map[int64][32]byte
+	revs     map[revKey]struct{}
+	revByID  map[int64]revKey
+	targets  map[int64]targetRec // bastion targets: few, so pointers are fine
+	allows   map[int64]allowRec  // bastion allowances, by id
+	applied  int64
+	onChange []func(keystore.Change)
+	loading  bool // building a fresh, unpublished index: no entry exists yet
+
+	// applyMu serializes Apply (its database read and its update) and the
+	// swap of a reload, so an older read never lands after a newer one.
+	applyMu sync.Mutex
+	// ahead holds changes above applied that were applied already (a local
+	// write that committed while an earlier change was still unapplied);
+	// applied advances over them once the gap below them is filled.
+	ahead map[int64]struct{}
+	// retry, when a Feed runs, asks it to retry a change whose Apply failed.
+	retry func()
+}
+
+type groupRec struct {
+	Parent, Top int64
+	Enforce     bool
+}
+
+type memberKey struct{ Group, User int64 }
+
+type targetRec struct {
+	GroupID  int64
+	MinLevel int
+	Pattern  string
+	parsed   keystore.BastionPattern
+	admin    bool // an admin made it; else it needs a covering allowance
+}
+
+type allowRec struct {
+	GroupID int64
+	parsed  keystore.Allowance
+}
+
+type caRec struct{ ID, GroupID int64 }
+
+// revKey is a revocation: the CA key's fingerprint, the kind and the
+// SHA-256 of the canonical value (key ids lower-cased).
+type revKey struct {
+	CA   [32]byte
+	Kind uint8
+	Hash [32]byte
+}
+
+const (
+	usageAuth uint8 = 1 << iota
+	usageSigning
+)
+
+func usageBits(u string) uint8 {
+	switch u {
+	case keystore.UsageAuth:
+		return usageAuth
+	case keystore.UsageSigning:
+		return usageSigning
+	case keystore.UsageAuthAndSigning:
+		return usageAuth | usageSigning
+	}
+	return 0
+}
+
+// Key is what the index knows of a user key.
+type Key struct {
+	ID, UserID int64
+	ExpiresMS  int64 // Unix milliseconds; 0: never expires
+	usage      uint8
+}
+
+// CanAuthenticate reports whether the key's usage allows logins.
+func (k Key) CanAuthenticate() bool { return k.usage&usageAuth != 0 }
+
+// Expired reports whether the key has expired at nowMS (Unix milliseconds).
+func (k Key) Expired(nowMS int64) bool { return k.ExpiresMS != 0 && nowMS >= k.ExpiresMS }
+
+// User is what the index knows of a user.
+type User struct {
+	ID      int64
+	Active  bool
+	IsAdmin bool
+	// EnterpriseGroupID is the top-level group whose CAs may vouch for the
+	// user (0: none).
+	EnterpriseGroupID int64
+}
+
+// CA is a group certificate authority.
+type CA struct{ ID, GroupID int64 }
+
+// Group is a group's place in the hierarchy.
+type Group struct {
+	ID, ParentID, TopLevelID int64
+	EnforceSSHCertificates   bool
+}
+
+// New returns an empty index over src (nil: an index filled only through
+// InsertKey and InsertUser, for benchmarks and tests). Call Load, then
+// Follow.
+func New(src Source) *Index {
+	ix := &Index{src: src, log: slog.New(slog.DiscardHandler)}
+	ix.reset()
+	return ix
+}
+
+// SetLogger sets where the index logs (nil: nowhere).
+func (ix *Index) SetLogger(l *slog.Logger) {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	ix.log = l
+}
+
+// setKeys publishes t and retires the table it replaces.
+func (ix *Index) setKeys(t *keyTable) {
+	if old := ix.keys.Swap(t); old != nil {
+		old.retire()
+	}
+}
+
+func (ix *Index) reset() {
+	ix.setKeys(newKeyTable(0))
+	ix.keyFP = map[int64]uint64{}
+	ix.users.init(0)
+	ix.blocked.Store(&map[int64]struct{}{})
+	ix.groups = map[int64]groupRec{}
+	ix.members = map[memberKey]uint8{}
+	ix.byUser = map[int64][]int64{}
+	ix.cas = map[[32]byte]caRec{}
+	ix.caFP = map[int64][32]byte{}
+	ix.revs = map[revKey]struct{}{}
+	ix.revByID = map[int64]revKey{}
+	ix.targets = map[int64]targetRec{}
+	ix.allows = map[int64]allowRec{}
+	ix.ahead = map[int64]struct{}{}
+}
+
+// hashName is FNV-1a over the ASCII-lowercased name (SQLite's lower() is
+// ASCII-only too, so uniqueness matches the database's).
+func hashName[S ~string | ~[]byte](s S) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// parseFingerprintBytes is ParseSHA256Fingerprint for a raw column value.
+func parseFingerprintBytes(fp []byte) ([32]byte, bool) {
+	var out [32]byte
+	const prefix = "SHA256:"
+	if len(fp) < len(prefix) || string(fp[:len(prefix)]) != prefix {
+		return out, false
+	}
+	b64 := fp[len(prefix):]
+	if base64.RawStdEncoding.DecodedLen(len(b64)) != 32 {
+		return out, false
+	}
+	n, err := base64.RawStdEncoding.Decode(out[:], b64)
+	return out, err == nil && n == 32
+}
+
+func usageBitsBytes(u []byte) uint8 { return usageBits(string(u)) }
+
+func revHash(kind uint8, value string) revKey {
+	if kind == revKindKeyID {
+		value = strings.ToLower(value)
+	}
+	return revKey{Kind: kind, Hash: sha256.Sum256([]byte(value))}
+}
+
+const (
+	revKindSerial uint8 = 1 + iota
+	revKindKeyID
+	revKindFingerprint
+)
+
+func revKind(kind string) uint8 {
+	switch kind {
+	case keystore.RevokeSerial:
+		return revKindSerial
+	case keystore.RevokeKeyID:
+		return revKindKeyID
+	case keystore.RevokeFingerprint:
+		return revKindFingerprint
+	}
+	return 0
+}
+
+// The put/drop helpers run with ix.mu held (or on an unpublished index).
+
+func (ix *Index) putKey(id, userID int64, fp, usage string, expMS *int64) {
+	b, ok := keystore.ParseSHA256Fingerprint(fp)
+	if !ok {
+		return // unparseable: never matches (fail closed)
+	}
+	var exp int64
+	if expMS != nil {
+		exp = *expMS
+	}
+	ix.putKeyFP(id, userID, &b, usageBits(usage), exp, expMS != nil)
+}
+
+func (ix *Index) putKeyFP(id, userID int64, fp *[32]byte, usage uint8, expMS int64, expires bool) {
+	k := keySlot{fp: fpWords(fp), id: id, userID: userID, usage: usage}
+	if expires {
+		k.expires = expMS
+		if k.expires == 0 {
+			k.expires = 1
+		}
+	}
+	ix.insertKey(&k)
+}
+
+// insertKey adds or replaces a key, dropping the entry key k.id had under
+// another fingerprint.
+func (ix *Index) insertKey(k *keySlot) {
+	t := ix.keys.Load()
+	if !ix.loading {
+		if old, ok := ix.keyFP[k.id]; ok {
+			if i, ok := t.findID(old, k.id); ok {
+				if s := t.slot(i); s[1] != k.fp[1] || s[2] != k.fp[2] || s[3] != k.fp[3] || s[0] != k.fp[0] {
+					t.remove(i)
+				}
+			}
+		}
+	}
+	if t.full() {
+		t = t.grown()
+		ix.setKeys(t)
+	}
+	t.put(k)
+	ix.keyFP[k.id] = k.fp[0]
+}
+
+func (ix *Index) dropKey(id int64) {
+	w0, ok := ix.keyFP[id]
+	if !ok {
+		return
+	}
+	t := ix.keys.Load()
+	if i, ok := t.findID(w0, id); ok {
+		t.remove(i)
+	}
+	delete(ix.keyFP, id)
+}
+
+func (ix *Index) putUser(u *keystore.User) {
+	ix.dropUser(u.ID)
+	ix.addUser(u)
+}
+
+// addUser inserts a user known to be absent (a fresh load skips the lookup).
+func (ix *Index) addUser(u *keystore.User) {
+	ix.addUserBytes(u.ID, []byte(u.Username), []byte(u.Email), u.Active(), u.IsAdmin, ptrVal(u.EnterpriseGroupID))
+}
+
+// addUserBytes is addUser for a row scanned as raw bytes.
+func (ix *Index) addUserBytes(id int64, name, email []byte, active, admin bool, enterprise int64) {
+	ix.users.add(userRec{id: id, active: active, admin: admin, enterprise: enterprise}, name, email)
+	if !active {
+		ix.setBlocked(id, true)
+	}
+}
+
+// setBlocked adds or removes id from the blocked set: in place while
+// loading (unpublished), else by publishing a changed copy.
+func (ix *Index) setBlocked(id int64, blocked bool) {
+	m := *ix.blocked.Load()
+	if _, ok := m[id]; ok == blocked {
+		return
+	}
+	if !ix.loading {
+		m = maps.Clone(m)
+		if m == nil {
+			m = map[int64]struct{}{}
+		}
+	}
+	if blocked {
+		m[id] = struct{}{}
+	} else {
+		delete(m, id)
+	}
+	ix.blocked.Store(&m)
+}
+
+func (ix *Index) dropUser(id int64) {
+	if _, ok := ix.users.remove(id); ok {
+		ix.setBlocked(id, false)
+	}
+}
+
+func (ix *Index) groupRecFor(g *keystore.Group) groupRec {
+	rec := groupRec{Parent: ptrVal(g.ParentID), Enforce: g.EnforceSSHCertificates}
+	top := g.ID
+	for p, depth := rec.Parent, 0; p != 0 && depth < 64; depth++ {
+		top = p
+		p = ix.groups[p].Parent
+	}
+	rec.Top = top
+	return rec
+}
+
+func (ix *Index) putMember(gid, uid int64, level int) {
+	k := memberKey{gid, uid}
+	if _, ok := ix.members[k]; !ok {
+		ix.byUser[uid] = append(ix.byUser[uid], gid)
+	}
+	ix.members[k] = uint8(level)
+}
+
+func (ix *Index) dropMember(gid, uid int64) {
+	k := memberKey{gid, uid}
+	if _, ok := ix.members[k]; !ok {
+		return
+	}
+	delete(ix.members, k)
+	gs := ix.byUser[uid]
+	for i, g := range gs {
+		if g == gid {
+			gs = append(gs[:i:i], gs[i+1:]...)
+			break
+		}
+	}
+	if len(gs) == 0 {
+		delete(ix.byUser, uid)
+	} else {
+		ix.byUser[uid] = gs
+	}
+}
+
+func (ix *Index) putCA(c *keystore.GroupCA) {
+	b, ok := keystore.ParseSHA256Fingerprint(c.FingerprintSHA256)
+	if !ok {
+		return
+	}
+	ix.dropCA(c.ID)
+	ix.cas[b] = caRec{ID: c.ID, GroupID: c.GroupID}
+	ix.caFP[c.ID] = b
+}
+
+func (ix *Index) dropCA(id int64) {
+	if b, ok := ix.caFP[id]; ok {
+		delete(ix.cas, b)
+		delete(ix.caFP, id)
+	}
+}
+
+func (ix *Index) putRevocation(r *keystore.Revocation) {
+	ca, ok := keystore.ParseSHA256Fingerprint(r.CAFingerprint)
+	if !ok {
+		return // no CA key can match it
+	}
+	if old, ok := ix.revByID[r.ID]; ok {
+		delete(ix.revs, old)
+	}
+	k := revHash(revKind(r.Kind), r.Value)
+	k.CA = ca
+	ix.revs[k] = struct{}{}
+	ix.revByID[r.ID] = k
+}
+
+// InsertKey adds a key record directly, bypassing the store. It exists for
+// bulk loaders and benchmarks; normal code lets the index follow the store.
+func (ix *Index) InsertKey(id, userID int64, fp [32]byte, usage string, expiresMS int64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.insertKey(&keySlot{fp: fpWords(&fp), id: id, userID: userID, usage: usageBits(usage), expires: expiresMS})
+}
+
+// InsertUser adds a user record directly (see InsertKey).
+func (ix *Index) InsertUser(u *keystore.User) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.putUser(u)
+}
+
+// Lookups. All are safe for concurrent use with writes and allocation-free.
+
+// Key looks up a user key by SHA-256 fingerprint.
+func (ix *Index) Key(fp [32]byte) (Key, bool) {
+	w := fpWords(&fp)
+	var k Key
+	ok := getKey(&ix.keys, &w, &k)
+	return k, ok
+}
+
+// User looks up a user by id.
+func (ix *Index) User(id int64) (User, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.users.get(id)
+	if !ok {
+		return User{ID: id}, false
+	}
+	return User{ID: id, Active: r.active, IsAdmin: r.admin, EnterpriseGroupID: r.enterprise}, true
+}
+
+// UserBlocked reports whether a user is blocked. It reads a set that holds
+// only blocked users, so the common case costs no cache miss. A key's user
+// always exists in the index (keys are deleted with their user, and the
+// change log applies those deletions first).
+func (ix *Index) UserBlocked(id int64) bool {
+	_, b := (*ix.blocked.Load())[id]
+	return b
+}
+
+// UsernameIs reports whether user id's username is name (case-insensitive).
+func (ix *Index) UsernameIs(id int64, name string) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.users.get(id)
+	return ok && equalFoldASCII(ix.users.name(r), name)
+}
+
+// Username returns user id's username ("" if unknown).
+func (ix *Index) Username(id int64) string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.users.get(id)
+	if !ok {
+		return ""
+	}
+	return string(ix.users.name(r))
+}
+
+// UserByLogin finds an active or blocked user by username or email.
+func (ix *Index) UserByLogin(login string) (User, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if r, ok := ix.users.byLogin(login, false); ok {
+		return User{ID: r.id, Active: r.active, IsAdmin: r.admin, EnterpriseGroupID: r.enterprise}, true
+	}
+	if strings.IndexByte(login, '@') > 0 {
+		if r, ok := ix.users.byLogin(login, true); ok {
+			return User{ID: r.id, Active: r.active, IsAdmin: r.admin, EnterpriseGroupID: r.enterprise}, true
+		}
+	}
+	return User{}, false
+}
+
+// CA looks up a group CA by the SHA-256 fingerprint of its public key.
+func (ix *Index) CA(fp [32]byte) (CA, bool) {
+	ix.mu.RLock()
+	r, ok := ix.cas[fp]
+	ix.mu.RUnlock()
+	return CA(r), ok
+}
+
+// CAExists reports whether a CA id is still registered.
+func (ix *Index) CAExists(id int64) bool {
+	ix.mu.RLock()
+	_, ok := ix.caFP[id]
+	ix.mu.RUnlock()
+	return ok
+}
+
+// Revoked reports whether the CA key caFP revoked a certificate: by serial,
+// by certificate key fingerprint ("SHA256:…"), or by key id. Key ids match
+// as identities do: case-insensitively, and a key-id revocation that names
+// a user (username or email) also revokes every certificate that logs in
+// as userID, whatever its key id says.
+func (ix *Index) Revoked(caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if len(ix.revs) == 0 {
+		return false
+	}
+	keys := []revKey{
+		revHash(revKindSerial, strconv.FormatUint(serial, 10)),
+		revHash(revKindKeyID, keyID),
+		revHash(revKindFingerprint, certKeyFP),
+	}
+	if r, ok := ix.users.get(userID); ok && userID != 0 {
+		keys = append(keys, revHash(revKindKeyID, string(ix.users.name(r))), revHash(revKindKeyID, string(ix.users.email(r))))
+	}
+	for _, k := range keys {
+		k.CA = caFP
+		if _, ok := ix.revs[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Group returns a group's place in the hierarchy.
+func (ix *Index) Group(id int64) (Group, bool) {
+	ix.mu.RLock()
+	r, ok := ix.groups[id]
+	ix.mu.RUnlock()
+	return Group{ID: id, ParentID: r.Parent, TopLevelID: r.Top, EnforceSSHCertificates: r.Enforce}, ok
+}
+
+// AccessLevel is a user's effective level in a group: the highest of their
+// memberships in the group and its ancestors.
+func (ix *Index) AccessLevel(userID, groupID int64) int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.accessLevelLocked(userID, groupID)
+}
+
+func (ix *Index) accessLevelLocked(userID, groupID int64) int {
+	best := 0
+	for g, depth := groupID, 0; g != 0 && depth < 64; depth++ {
+		if l, ok := ix.members[memberKey{g, userID}]; ok && int(l) > best {
+			best = int(l)
+		}
+		r, ok := ix.groups[g]
+		if !ok {
+			return 0 // a deleted ancestor: no access
+		}
+		g = r.Parent
+	}
+	return best
+}
+
+// Applied reports the sequence number of the last change applied.
+func (ix *Index) Applied() int64 {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.applied
+}
+
+// Len reports the number of keys indexed.
+func (ix *Index) Len() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.keys.Load().count
+}
+
+// OffHeapBytes reports the index memory kept outside the Go heap (a large
+// key table is mapped directly, with huge pages where the kernel allows),
+// which runtime.MemStats does not count.
+func (ix *Index) OffHeapBytes() int {
+	return ix.keys.Load().offHeap
+}
+
+// OnChange registers fn to run after each applied change (e.g. to close
+// sessions whose identity was revoked).
+func (ix *Index) OnChange(fn func(keystore.Change)) {
+	ix.mu.Lock()
+	ix.onChange = append(ix.onChange, fn)
+	ix.mu.Unlock()
+}
