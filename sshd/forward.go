@@ -40,54 +40,6 @@ type directTCPIP struct {
 	OriginPort uint32
 }
 
-// connForwards is one connection's forwarding state.
-type connForwards struct {
-	active   int
-	sessions int
-	refusals int
-}
-
-// connState returns conn's forwarding state (s.fwdMu held); it is dropped
-// when the connection ends.
-func (s *Server) connState(ctx ssh.Context, conn *gossh.ServerConn) *connForwards {
-	st := s.fwd[conn]
-	if st == nil {
-		st = &connForwards{}
-		s.fwd[conn] = st
-		go func() {
-			<-ctx.Done()
-			s.fwdMu.Lock()
-			delete(s.fwd, conn)
-			s.fwdMu.Unlock()
-		}()
-	}
-	return st
-}
-
-func (s *Server) forwardSlot(ctx ssh.Context, conn *gossh.ServerConn) (release func(), ok bool) {
-	s.fwdMu.Lock()
-	defer s.fwdMu.Unlock()
-	st := s.connState(ctx, conn)
-	if st.active >= s.cfg.MaxForwardsPerConn {
-		return nil, false
-	}
-	st.active++
-	return func() {
-		s.fwdMu.Lock()
-		st.active--
-		s.fwdMu.Unlock()
-	}, true
-}
-
-// countRefusal reports whether a refusal on conn should still be audited.
-func (s *Server) countRefusal(ctx ssh.Context, conn *gossh.ServerConn) bool {
-	s.fwdMu.Lock()
-	defer s.fwdMu.Unlock()
-	st := s.connState(ctx, conn)
-	st.refusals++
-	return st.refusals <= maxRefusalEventsPerConn
-}
-
 // identityDetails adds who authenticated, and with what, to audit details:
 // for a certificate the CA (id, group, fingerprint) and the certificate's
 // key id and serial, beside the user.
@@ -159,7 +111,7 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 		// The client prints the reason code ("administratively prohibited")
 		// itself; the message is only the why.
 		_ = newChan.Reject(gossh.Prohibited, reason)
-		if id != nil && s.countRefusal(ctx, conn) {
+		if id != nil && connFromContext(ctx).countRefusal() {
 			details := identityDetails(id, map[string]any{"destination": dest, "reason": why, "login": conn.User()})
 			go s.recordEvent(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(remote)}, "bastion_forward_refused", 0, details)
 		}
@@ -193,7 +145,7 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 		refuse("no bastion target allows "+dest, "no matching target")
 		return
 	}
-	release, ok := s.forwardSlot(ctx, conn)
+	release, ok := connFromContext(ctx).forwardSlot(s.cfg.MaxForwardsPerConn)
 	if !ok {
 		s.metrics.forwards.WithLabelValues("limited").Inc()
 		s.log.Info("forwarding refused: too many forwarded channels", "user_id", id.UserID, "destination", dest, "remote", remote)

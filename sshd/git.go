@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -154,8 +154,9 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		fmt.Fprint(sess.Stderr(), msg)
 		return 1
 	}
-	repo := filepath.Join(s.cfg.ReposDir, filepath.FromSlash(p.FullPath)+".git")
-	if fi, err := os.Stat(repo); err != nil || !fi.IsDir() {
+	// The one repository-path function, with its escape check.
+	repo := keystore.Repos{Root: s.cfg.ReposDir}.Path(p.FullPath)
+	if fi, err := os.Stat(repo); repo == "" || err != nil || !fi.IsDir() {
 		s.log.Error("repository missing on disk", "project", p.FullPath, "path", repo)
 		s.metrics.gitOps.WithLabelValues(command, "error").Inc()
 		fmt.Fprint(sess.Stderr(), msgNotFound)
@@ -304,4 +305,19 @@ func (s *Server) watchStall(sess ssh.Session, prog *progress, command, project s
 		}
 	}()
 	return func() { close(done) }
+}
+
+// sessionChannel serves a "session" channel within the per-connection
+// session cap.
+func (s *Server) sessionChannel(srv *ssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx ssh.Context) {
+	release, ok := connFromContext(ctx).sessionSlot(s.cfg.MaxSessions)
+	if !ok {
+		s.log.Info("session refused: too many sessions", "login", conn.User(), "remote", conn.RemoteAddr().String(),
+			"max_sessions", s.cfg.MaxSessions)
+		_ = newChan.Reject(gossh.ResourceShortage, "too many sessions")
+		return
+	}
+	defer release()
+	// Returns when the channel's requests end, i.e. the channel is closed.
+	ssh.DefaultSessionHandler(srv, conn, newChan, ctx)
 }

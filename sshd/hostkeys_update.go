@@ -26,7 +26,7 @@ const (
 // announceHostKeys sends the host keys once per connection, after
 // authentication (on its first channel).
 func (s *Server) announceHostKeys(ctx ssh.Context, conn *gossh.ServerConn) {
-	tc, _ := ctx.Value(trackedConnKey{}).(*trackedConn)
+	tc := connFromContext(ctx)
 	if tc == nil || conn == nil || !tc.hostKeysSent.CompareAndSwap(false, true) {
 		return
 	}
@@ -41,7 +41,7 @@ func (s *Server) announceHostKeys(ctx ssh.Context, conn *gossh.ServerConn) {
 // blob the client lists, a signature over ("hostkeys-prove-00@openssh.com",
 // session id, blob), in order. A key that is not ours refuses the request.
 func (s *Server) proveHostKeys(ctx ssh.Context, _ *ssh.Server, req *gossh.Request) (bool, []byte) {
-	if tc, _ := ctx.Value(trackedConnKey{}).(*trackedConn); tc != nil {
+	if tc := connFromContext(ctx); tc != nil {
 		tc.proofs.Add(1)
 		defer func() {
 			tc.proofs.Add(-1)
@@ -112,7 +112,7 @@ func (s *Server) proveHostKeys(ctx ssh.Context, _ *ssh.Server, req *gossh.Reques
 // greeting waits at most proofStartWait for it to start, and at most a
 // second for it to be answered; other clients never wait.
 func (s *Server) waitHostKeyProofs(ctx ssh.Context) {
-	tc, _ := ctx.Value(trackedConnKey{}).(*trackedConn)
+	tc := connFromContext(ctx)
 	conn, _ := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn)
 	if tc == nil || conn == nil || !tc.hostKeysSent.Load() || tc.proved.Load() ||
 		!strings.Contains(string(conn.ClientVersion()), "OpenSSH") {

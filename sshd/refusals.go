@@ -96,11 +96,11 @@ func oldSHA1Client(v string) bool {
 	return strings.Contains(v, "jsch-0.1.")
 }
 
-// unwrapTracked finds our trackedConn under gliderlabs' connection wrapper
+// unwrapTracked finds our connection under gliderlabs' connection wrapper
 // (an unexported struct embedding the net.Conn that ConnCallback returned).
-func unwrapTracked(c net.Conn) *trackedConn {
+func unwrapTracked(c net.Conn) *connection {
 	for depth := 0; c != nil && depth < 4; depth++ {
-		if tc, ok := c.(*trackedConn); ok {
+		if tc, ok := c.(*connection); ok {
 			return tc
 		}
 		v := reflect.ValueOf(c)

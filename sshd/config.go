@@ -1,0 +1,343 @@
+package sshd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/gliderlabs/ssh"
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Authorizer is the part of the keystore's in-memory index that the SSH
+// server needs. Every method answers from memory.
+type Authorizer interface {
+	Key(fp [32]byte) (authindex.Key, bool)
+	User(id int64) (authindex.User, bool)
+	UserBlocked(id int64) bool
+	UsernameIs(id int64, name string) bool
+	Username(id int64) string
+	UserByLogin(login string) (authindex.User, bool)
+	CA(fp [32]byte) (authindex.CA, bool)
+	CAExists(id int64) bool
+	// Revoked reports whether CA key caFP revoked a certificate by serial,
+	// key id (also when it names userID) or certificate key fingerprint.
+	Revoked(caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool
+	Group(id int64) (authindex.Group, bool)
+	AccessLevel(userID, groupID int64) int
+	// BastionTargets returns the targets that let userID forward to
+	// host:port (see authindex.Index.BastionTargets).
+	BastionTargets(userID, scopeTopGroupID int64, plainKey bool, host string, port uint32) []authindex.BastionMatch
+}
+
+// Projects finds git projects (on the command path, not the auth path).
+type Projects interface {
+	ProjectByPath(ctx context.Context, fullPath string) (*keystore.Project, error)
+}
+
+// UsageRecorder records key use, in batches, off the auth path.
+type UsageRecorder interface {
+	TouchKeys(ctx context.Context, used map[int64]time.Time) ([]int64, error)
+}
+
+// Config configures the SSH server.
+type Config struct {
+	Addr     string
+	HostKeys []gossh.Signer
+	// Hostname names this server in the login@HOSTNAME certificate extension.
+	Hostname string
+	// GitUser is the SSH login name for git (default "git").
+	GitUser string
+	// ReposDir holds the bare repositories.
+	ReposDir string
+	// GitBin is the git binary (default "git" from PATH, resolved once).
+	GitBin string
+	// GitHome is the private HOME of the git processes (default "git-home"
+	// beside ReposDir; created 0700). git runs with an environment built
+	// from nothing (keystore.GitEnv).
+	GitHome string
+
+	Auth     Authorizer
+	Projects Projects
+	Usage    UsageRecorder
+	// Events records audit events of forwarded connections (optional).
+	Events   EventRecorder
+	Log      *slog.Logger
+	Registry prometheus.Registerer
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	// LoginGraceTime cuts off connections that have not authenticated (default 30s).
+	LoginGraceTime time.Duration
+	// MaxAuthTries is the number of failed authentications per connection (default 6).
+	MaxAuthTries int
+	// CertClockSkew widens certificate validity windows (default 0).
+	CertClockSkew time.Duration
+	// CertRequirePrincipals refuses certificates with no principals.
+	CertRequirePrincipals bool
+	// RevalidateInterval is how often open connections are re-checked
+	// against the index (default 1s).
+	RevalidateInterval time.Duration
+	// MaxForwardsPerConn caps concurrent forwarded channels per connection (default 10).
+	MaxForwardsPerConn int
+	// ForwardDialTimeout bounds resolving and connecting to a forwarding
+	// destination (default 10s).
+	ForwardDialTimeout time.Duration
+	// MaxSessions caps concurrent "session" channels per connection
+	// (default 10, like OpenSSH MaxSessions).
+	MaxSessions int
+	// KeepAliveInterval is how often an authenticated connection is sent a
+	// "keepalive@openssh.com" request (default 15s; negative disables, like
+	// OpenSSH ClientAliveInterval).
+	KeepAliveInterval time.Duration
+	// KeepAliveCountMax is how many keepalive intervals may pass without a
+	// reply before the connection is closed (default 3, like OpenSSH
+	// ClientAliveCountMax).
+	KeepAliveCountMax int
+
+	// MaxStartups caps unauthenticated connections in flight with random
+	// early drop (default 10:30:100, like OpenSSH).
+	MaxStartups MaxStartups
+	// PerSourceMaxStartups caps unauthenticated connections in flight per
+	// source IP (default 10; negative: no cap).
+	PerSourceMaxStartups int
+	// PerSourceMaxAuthFailures is how many failed logins (connections that
+	// ended unauthenticated after a refused key, or ran out of login grace
+	// time) a source IP may have per PerSourcePenaltyWindow before its new
+	// connections are refused (default 10; negative: no penalty). Successful
+	// logins never count.
+	PerSourceMaxAuthFailures int
+	// PerSourcePenaltyWindow is the window over which the failure budget
+	// refills (default 1m).
+	PerSourcePenaltyWindow time.Duration
+	// PerSourceTrustWindow: after a successful login from a source, its
+	// failures do not get it refused for this long (default 1h; negative:
+	// successes earn no trust). Many people share one address behind a NAT
+	// or a CI pool: one failing client must not lock out the others.
+	PerSourceTrustWindow time.Duration
+	// PerSourceExempt lists sources never penalised for failures (NATs,
+	// load balancers), like OpenSSH's PerSourcePenaltyExemptList.
+	PerSourceExempt []netip.Prefix
+	// MaxAuthRequests caps the public-key requests (queries and signed
+	// attempts) a connection may make before it is closed (default 20).
+	MaxAuthRequests int
+	// IdleTimeout closes a connection whose git command has moved no bytes
+	// in either direction for this long, e.g. a client that stopped reading
+	// (default 5m; negative disables).
+	IdleTimeout time.Duration
+	// ProxyProtocol is reject (default: no PROXY protocol), use or require.
+	ProxyProtocol string
+	// ProxyTrusted lists the sources allowed to send a PROXY header.
+	ProxyTrusted []netip.Prefix
+	// OwnListeners are keygate's other listeners (the REST API, metrics):
+	// the bastion never forwards to them, nor to the SSH listener, unless
+	// an admin's target names the exact address.
+	OwnListeners []netip.AddrPort
+
+	// testPanic, when set, is called at the start of every handler with the
+	// handler's name (tests inject panics through it).
+	testPanic func(where string)
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if len(c.HostKeys) == 0 {
+		return errors.New("sshd: no host keys")
+	}
+	if c.Auth == nil || c.Projects == nil {
+		return errors.New("sshd: Auth and Projects are required")
+	}
+	if c.GitUser == "" {
+		c.GitUser = "git"
+	}
+	if c.GitBin == "" {
+		c.GitBin = "git"
+	}
+	if p, err := keystore.ResolveGit(c.GitBin); err == nil {
+		c.GitBin = p
+	}
+	if c.GitHome == "" && c.ReposDir != "" {
+		c.GitHome = filepath.Join(filepath.Dir(c.ReposDir), "git-home")
+	}
+	if c.GitHome != "" {
+		home, err := keystore.PrepareGitHome(c.GitHome)
+		if err != nil {
+			return fmt.Errorf("sshd: %w", err)
+		}
+		c.GitHome = home
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.LoginGraceTime == 0 {
+		c.LoginGraceTime = 30 * time.Second
+	}
+	if c.MaxAuthTries == 0 {
+		c.MaxAuthTries = 6
+	}
+	if c.RevalidateInterval == 0 {
+		c.RevalidateInterval = time.Second
+	}
+	if c.MaxForwardsPerConn == 0 {
+		c.MaxForwardsPerConn = defaultMaxForwards
+	}
+	if c.ForwardDialTimeout == 0 {
+		c.ForwardDialTimeout = defaultDialTimeout
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = defaultMaxSessions
+	}
+	if c.KeepAliveInterval == 0 {
+		c.KeepAliveInterval = 15 * time.Second
+	}
+	if c.KeepAliveCountMax == 0 {
+		c.KeepAliveCountMax = 3
+	}
+	if c.MaxStartups == (MaxStartups{}) {
+		c.MaxStartups = DefaultMaxStartups
+	}
+	if c.MaxStartups.Full < 1 || c.MaxStartups.Start > c.MaxStartups.Full || c.MaxStartups.Rate > 100 {
+		return fmt.Errorf("sshd: bad MaxStartups %s", c.MaxStartups)
+	}
+	if c.PerSourceMaxStartups == 0 {
+		c.PerSourceMaxStartups = 10
+	}
+	if c.PerSourceMaxAuthFailures == 0 {
+		c.PerSourceMaxAuthFailures = 10
+	}
+	if c.PerSourcePenaltyWindow == 0 {
+		c.PerSourcePenaltyWindow = time.Minute
+	}
+	if c.PerSourceTrustWindow == 0 {
+		c.PerSourceTrustWindow = time.Hour
+	}
+	if c.MaxAuthRequests == 0 {
+		c.MaxAuthRequests = defaultMaxAuthRequest
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	switch c.ProxyProtocol {
+	case "":
+		c.ProxyProtocol = ProxyReject
+	case ProxyReject, ProxyUse, ProxyRequire:
+	default:
+		return errBadProxyMode
+	}
+	if c.ProxyProtocol != ProxyReject && len(c.ProxyTrusted) == 0 {
+		return errors.New("sshd: ProxyProtocol use/require needs trusted proxy CIDRs")
+	}
+	if c.PerSourcePenaltyWindow < 0 || c.MaxAuthRequests < 0 {
+		return errors.New("sshd: PerSourcePenaltyWindow and MaxAuthRequests must not be negative")
+	}
+	if c.MaxSessions < 0 || c.KeepAliveCountMax < 0 || c.MaxAuthTries < 0 || c.LoginGraceTime < 0 {
+		return errors.New("sshd: MaxSessions, KeepAliveCountMax, MaxAuthTries and LoginGraceTime must not be negative")
+	}
+	return nil
+}
+
+// toGliderSigners adapts the host keys; an RSA host key signs with SHA-2
+// only (rsa-sha2-512, rsa-sha2-256), never ssh-rsa (SHA-1), as OpenSSH ≥ 8.8
+// does by default.
+func toGliderSigners(keys []gossh.Signer) []ssh.Signer {
+	out := make([]ssh.Signer, len(keys))
+	for i, k := range keys {
+		out[i] = k
+		if k.PublicKey().Type() != gossh.KeyAlgoRSA {
+			continue
+		}
+		if as, ok := k.(gossh.AlgorithmSigner); ok {
+			if ms, err := gossh.NewSignerWithAlgorithms(as, []string{gossh.KeyAlgoRSASHA512, gossh.KeyAlgoRSASHA256}); err == nil {
+				out[i] = ms
+			}
+		}
+	}
+	return out
+}
+
+// Algorithms are set explicitly: x/crypto's defaults still accept SHA-1
+// client signatures, ssh-dss, DH group14-SHA1 and hmac-sha1.
+var (
+	kexAlgorithms = []string{
+		"mlkem768x25519-sha256", gossh.KeyExchangeCurve25519, "curve25519-sha256@libssh.org",
+		gossh.KeyExchangeECDHP256, gossh.KeyExchangeECDHP384, gossh.KeyExchangeECDHP521,
+		gossh.KeyExchangeDH14SHA256,
+	}
+	ciphers = []string{
+		gossh.CipherAES128GCM, gossh.CipherAES256GCM, gossh.CipherChaCha20Poly1305,
+		gossh.CipherAES128CTR, gossh.CipherAES192CTR, gossh.CipherAES256CTR,
+	}
+	macs = []string{
+		gossh.HMACSHA256ETM, gossh.HMACSHA512ETM, gossh.HMACSHA256, gossh.HMACSHA512,
+	}
+	// publicKeyAuthAlgorithms has no "ssh-rsa" (SHA-1) and no "ssh-dss".
+	publicKeyAuthAlgorithms = []string{
+		gossh.KeyAlgoED25519, gossh.KeyAlgoSKED25519,
+		gossh.KeyAlgoECDSA256, gossh.KeyAlgoECDSA384, gossh.KeyAlgoECDSA521, gossh.KeyAlgoSKECDSA256,
+		gossh.KeyAlgoRSASHA256, gossh.KeyAlgoRSASHA512,
+	}
+)
+
+func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
+	cfg := &gossh.ServerConfig{
+		Config: gossh.Config{
+			KeyExchanges: supportedKex(),
+			Ciphers:      ciphers,
+			MACs:         macs,
+		},
+		MaxAuthTries:            s.cfg.MaxAuthTries,
+		PublicKeyAuthAlgorithms: publicKeyAuthAlgorithms,
+		VerifiedPublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (perms *gossh.Permissions, err error) {
+			// A panic refuses the attempt and closes only this connection.
+			err = errPanicked
+			tc := connFromContext(ctx)
+			defer s.recoverConn("auth", closerFromContext(ctx))
+			s.testHook("auth")
+			if tc != nil && !tc.countAuthRequest() {
+				return nil, refuse("too many authentication requests")
+			}
+			perms, err = s.verifiedKey(conn, key)
+			if tc != nil {
+				if err != nil {
+					tc.authFailed.Store(true)
+				} else {
+					tc.authenticated()
+				}
+			}
+			return perms, err
+		},
+	}
+	return cfg
+}
+
+// supportedKex keeps the algorithms this x/crypto knows.
+func supportedKex() []string {
+	known := map[string]bool{}
+	for _, k := range gossh.SupportedAlgorithms().KeyExchanges {
+		known[k] = true
+	}
+	var out []string
+	for _, k := range kexAlgorithms {
+		if known[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// defaultMaxSessions caps concurrent session channels per connection.
+const defaultMaxSessions = 10
