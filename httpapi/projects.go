@@ -3,7 +3,6 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -34,39 +33,6 @@ func (a *API) renderProject(r *http.Request, p *keystore.Project) projectJSON {
 	return projectJSON{ID: p.ID, Name: p.Name, Path: p.Path, PathWithNamespace: p.FullPath, Description: p.Description,
 		CreatedAt: fmtTime(p.CreatedAt), SSHURLToRepo: a.sshURL(p.FullPath), WebURL: baseURL(r) + "/" + p.FullPath,
 		Namespace: map[string]any{"id": p.GroupID, "full_path": ns, "kind": "group"}, Visibility: "private"}
-}
-
-// projectAccess loads {id} (numeric or URL-encoded path) with the caller's level.
-func (a *API) projectAccess(r *http.Request) (*keystore.Project, int, error) {
-	v := pathParam(r, "id")
-	var p *keystore.Project
-	var err error
-	if n, perr := strconv.ParseInt(v, 10, 64); perr == nil {
-		p, err = a.store.Project(r.Context(), n)
-	} else if v != "" && len(v) <= 2000 {
-		p, err = a.store.ProjectByPath(r.Context(), v)
-	} else {
-		err = notFound("Project")
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	u := me(r)
-	if u.IsAdmin {
-		return p, keystore.Owner, nil
-	}
-	g, err := a.store.Group(r.Context(), p.GroupID)
-	if err != nil {
-		return nil, 0, err
-	}
-	level, err := a.store.AccessLevel(r.Context(), u.ID, g)
-	if err != nil {
-		return nil, 0, err
-	}
-	if level < keystore.Guest {
-		return nil, 0, notFound("Project")
-	}
-	return p, level, nil
 }
 
 func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
@@ -163,102 +129,3 @@ func (a *API) listGroupProjects(w http.ResponseWriter, r *http.Request) error {
 }
 
 // certificate revocations
-
-type revocationJSON struct {
-	ID          int64   `json:"id"`
-	Type        string  `json:"type"`
-	Value       string  `json:"value"`
-	Serial      *string `json:"serial,omitempty"`
-	KeyID       *string `json:"key_id,omitempty"`
-	Fingerprint *string `json:"fingerprint,omitempty"`
-	Reason      string  `json:"reason"`
-	CreatedAt   string  `json:"created_at"`
-}
-
-func renderRevocation(rv *keystore.Revocation) revocationJSON {
-	j := revocationJSON{ID: rv.ID, Type: rv.Kind, Value: rv.Value, Reason: rv.Reason, CreatedAt: fmtTime(rv.CreatedAt)}
-	v := rv.Value
-	switch rv.Kind {
-	case keystore.RevokeSerial:
-		j.Serial = &v
-	case keystore.RevokeKeyID:
-		j.KeyID = &v
-	case keystore.RevokeFingerprint:
-		j.Fingerprint = &v
-	}
-	return j
-}
-
-// caOfGroup resolves {cert_id} within an owned top-level group.
-func (a *API) caOfGroup(r *http.Request) (*keystore.GroupCA, error) {
-	g, err := a.caGroup(r)
-	if err != nil {
-		return nil, err
-	}
-	id, err := pathInt(r, "cert_id", "SSH Certificate")
-	if err != nil {
-		return nil, err
-	}
-	return a.store.CA(r.Context(), g.ID, id)
-}
-
-func (a *API) listRevocations(w http.ResponseWriter, r *http.Request) error {
-	ca, err := a.caOfGroup(r)
-	if err != nil {
-		return err
-	}
-	pg, err := parsePaging(r, 20)
-	if err != nil {
-		return err
-	}
-	rs, total, err := a.store.ListRevocations(r.Context(), ca.FingerprintSHA256, pg.store())
-	if err != nil {
-		return err
-	}
-	return writePage(w, r, pg, total, rs, renderRevocation)
-}
-
-func (a *API) createRevocation(w http.ResponseWriter, r *http.Request) error {
-	ca, err := a.caOfGroup(r)
-	if err != nil {
-		return err
-	}
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	var in keystore.RevocationInput
-	n := 0
-	for _, kind := range []string{keystore.RevokeSerial, keystore.RevokeKeyID, keystore.RevokeFingerprint} {
-		if v, ok := p.str(kind); ok {
-			in.Kind, in.Value = kind, v
-			n++
-		}
-	}
-	if n != 1 {
-		return badRequest("serial", "give exactly one of serial, key_id or fingerprint")
-	}
-	in.Reason, _ = p.str("reason")
-	rv, err := a.store.CreateRevocation(r.Context(), actor(r), ca, in)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, renderRevocation(rv))
-	return nil
-}
-
-func (a *API) deleteRevocation(w http.ResponseWriter, r *http.Request) error {
-	ca, err := a.caOfGroup(r)
-	if err != nil {
-		return err
-	}
-	id, err := pathInt(r, "revocation_id", "Revocation")
-	if err != nil {
-		return err
-	}
-	if err := a.store.DeleteRevocation(r.Context(), actor(r), ca, id, me(r).IsAdmin); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}

@@ -110,9 +110,9 @@ func classify(err error) *httpError {
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	he := classify(err)
 	if he.Code >= 500 {
-		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err)
+		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err, "request_id", requestIDOf(r))
 	} else if he.Err != nil {
-		a.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err)
+		a.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err, "request_id", requestIDOf(r))
 	}
 	if he.Code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "5")

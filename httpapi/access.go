@@ -1,0 +1,142 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/keygate/keygate/keystore"
+)
+
+// groupAccess loads {id} (numeric or URL-encoded full path) and reports the
+// caller's effective access level. Admins are owners everywhere. A group the
+// caller cannot see is "not found".
+func (a *API) groupAccess(r *http.Request) (*keystore.Group, int, error) {
+	v := pathParam(r, "id")
+	var g *keystore.Group
+	var err error
+	if n, perr := strconv.ParseInt(v, 10, 64); perr == nil {
+		g, err = a.store.Group(r.Context(), n)
+	} else if v != "" && len(v) <= 2000 {
+		g, err = a.store.GroupByPath(r.Context(), v)
+	} else {
+		err = notFound("Group")
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	u := me(r)
+	if u.IsAdmin {
+		return g, keystore.Owner, nil
+	}
+	level, err := a.store.AccessLevel(r.Context(), u.ID, g)
+	if err != nil {
+		return nil, 0, err
+	}
+	return g, level, nil
+}
+
+// visibleGroup requires at least guest access; otherwise "not found".
+func (a *API) visibleGroup(r *http.Request) (*keystore.Group, int, error) {
+	g, level, err := a.groupAccess(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	if level < keystore.Guest {
+		return nil, 0, notFound("Group")
+	}
+	return g, level, nil
+}
+
+// ownedGroup requires owner access: not found for outsiders, 403 for members.
+func (a *API) ownedGroup(r *http.Request) (*keystore.Group, error) {
+	g, level, err := a.visibleGroup(r)
+	if err != nil {
+		return nil, err
+	}
+	if level < keystore.Owner {
+		return nil, errForbidden
+	}
+	return g, nil
+}
+
+// projectAccess loads {id} (numeric or URL-encoded path) with the caller's level.
+func (a *API) projectAccess(r *http.Request) (*keystore.Project, int, error) {
+	v := pathParam(r, "id")
+	var p *keystore.Project
+	var err error
+	if n, perr := strconv.ParseInt(v, 10, 64); perr == nil {
+		p, err = a.store.Project(r.Context(), n)
+	} else if v != "" && len(v) <= 2000 {
+		p, err = a.store.ProjectByPath(r.Context(), v)
+	} else {
+		err = notFound("Project")
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	u := me(r)
+	if u.IsAdmin {
+		return p, keystore.Owner, nil
+	}
+	g, err := a.store.Group(r.Context(), p.GroupID)
+	if err != nil {
+		return nil, 0, err
+	}
+	level, err := a.store.AccessLevel(r.Context(), u.ID, g)
+	if err != nil {
+		return nil, 0, err
+	}
+	if level < keystore.Guest {
+		return nil, 0, notFound("Project")
+	}
+	return p, level, nil
+}
+
+func remoteIP(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
+
+// pathInt parses a numeric URL parameter; a malformed one is "not found".
+func pathInt(r *http.Request, name, what string) (int64, error) {
+	n, err := strconv.ParseInt(chi.URLParam(r, name), 10, 64)
+	if err != nil || n < 1 {
+		return 0, notFound(what)
+	}
+	return n, nil
+}
+
+// pathParam returns a URL parameter, unescaped (chi routes on the raw path).
+func pathParam(r *http.Request, name string) string {
+	v := chi.URLParam(r, name)
+	if u, err := urlUnescape(v); err == nil {
+		return u
+	}
+	return v
+}
+
+// lookupUser resolves {id} as a numeric id or a username.
+func (a *API) lookupUser(r *http.Request, param string) (*keystore.User, error) {
+	v := pathParam(r, param)
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return a.store.User(r.Context(), n)
+	}
+	if v == "" || len(v) > 255 {
+		return nil, notFound("User")
+	}
+	return a.store.UserByUsername(r.Context(), v)
+}
+
+// userByID resolves a numeric {id} only (write routes).
+func (a *API) userByID(r *http.Request, param string) (*keystore.User, error) {
+	id, err := pathInt(r, param, "User")
+	if err != nil {
+		return nil, err
+	}
+	return a.store.User(r.Context(), id)
+}

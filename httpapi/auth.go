@@ -1,0 +1,212 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// principal is who a request acts as.
+type principal struct {
+	user  *keystore.User
+	token *keystore.Token
+	// sudoBy is the administrator whose token acts as user (Sudo), or nil.
+	sudoBy *keystore.User
+}
+
+type ctxKey int
+
+const principalKey ctxKey = 0
+
+func withPrincipal(ctx context.Context, p *principal) context.Context {
+	return context.WithValue(ctx, principalKey, p)
+}
+
+// me returns the authenticated user, or nil.
+func me(r *http.Request) *keystore.User {
+	if p, _ := r.Context().Value(principalKey).(*principal); p != nil {
+		return p.user
+	}
+	return nil
+}
+
+func currentToken(r *http.Request) *keystore.Token {
+	if p, _ := r.Context().Value(principalKey).(*principal); p != nil {
+		return p.token
+	}
+	return nil
+}
+
+// tokenFrom extracts a token from the request's headers or query string.
+func tokenFrom(r *http.Request) string {
+	if t := r.Header.Get("PRIVATE-TOKEN"); t != "" {
+		return t
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, ok := strings.Cut(h, " ")
+		if ok && (strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "token")) {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return r.URL.Query().Get("private_token")
+}
+
+// authenticate resolves the token, if any. A bad token is refused even on
+// public routes, as GitLab does; no token leaves the request anonymous.
+func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			secret := tokenFrom(r)
+			if secret == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			tk, u, err := a.store.Authenticate(r.Context(), secret)
+			if err != nil {
+				if !errors.Is(err, keystore.ErrNotFound) {
+					a.fail(v3, w, r, err)
+					return
+				}
+				if !a.failed.allow(remoteIP(r)) {
+					w.Header().Set("Retry-After", "1")
+					a.fail(v3, w, r, errStatus(http.StatusTooManyRequests, "429 Too Many Requests - too many failed authentications from your address"))
+					return
+				}
+				a.fail(v3, w, r, errUnauthorized)
+				return
+			}
+			if !u.Active() {
+				a.fail(v3, w, r, errStatus(http.StatusForbidden, "403 Forbidden - Your account has been blocked."))
+				return
+			}
+			pr := &principal{user: u, token: tk}
+			if ident := sudoIdentifier(r); ident != "" {
+				target, err := a.sudo(r, u, tk, ident)
+				if err != nil {
+					a.fail(v3, w, r, err)
+					return
+				}
+				pr = &principal{user: target, token: tk, sudoBy: u}
+			}
+			if r.Method != http.MethodGet && r.Method != http.MethodHead && !tk.HasScope(keystore.ScopeAPI) {
+				writeJSON(w, http.StatusForbidden, map[string]string{
+					"error":             "insufficient_scope",
+					"error_description": "The request requires higher privileges than provided by the access token.",
+					"scope":             "api",
+				})
+				return
+			}
+			if err := a.store.TouchToken(r.Context(), tk); errors.Is(err, keystore.ErrUnavailable) {
+				// The storage fault shows in every write's 503 and in
+				// readiness; one warning per request would bury the log.
+				a.log.Debug("recording token use failed", "token_id", tk.ID, "err", err)
+			} else if err != nil {
+				a.log.Warn("recording token use failed", "token_id", tk.ID, "err", err)
+			}
+			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), pr)))
+		})
+	}
+}
+
+func (a *API) fail(v3 bool, w http.ResponseWriter, r *http.Request, err error) {
+	if v3 {
+		a.writeErrorV3(w, r, err)
+		return
+	}
+	a.writeError(w, r, err)
+}
+
+// requireUser refuses anonymous requests.
+func (a *API) requireUser(v3 bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if me(r) == nil {
+				if !a.failed.allow(remoteIP(r)) {
+					w.Header().Set("Retry-After", "1")
+					a.fail(v3, w, r, errStatus(http.StatusTooManyRequests, "429 Too Many Requests - too many failed authentications from your address"))
+					return
+				}
+				a.fail(v3, w, r, errUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// requireAdmin refuses non-admins.
+func (a *API) requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u := me(r)
+		switch {
+		case u == nil:
+			a.writeError(w, r, errUnauthorized)
+		case !u.IsAdmin:
+			a.writeError(w, r, errForbidden)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// actor describes the request for the audit log.
+func actor(r *http.Request) keystore.Actor {
+	ac := keystore.Actor{RemoteIP: remoteIP(r)}
+	if p, _ := r.Context().Value(principalKey).(*principal); p != nil {
+		ac.UserID = p.user.ID
+		if p.sudoBy != nil {
+			ac.SudoBy = p.sudoBy.ID
+		}
+	}
+	return ac
+}
+
+// sudoIdentifier is the user a request asks to act as: the Sudo header or
+// the sudo query parameter (GitLab reads both).
+func sudoIdentifier(r *http.Request) string {
+	if v := strings.TrimSpace(r.Header.Get("Sudo")); v != "" {
+		return v
+	}
+	return strings.TrimSpace(r.URL.Query().Get("sudo"))
+}
+
+// sudo resolves a Sudo request exactly as GitLab does: only an
+// administrator's token with the sudo scope may act as another user (by id
+// or username); anything else is refused, never performed as the token's
+// own user.
+func (a *API) sudo(r *http.Request, u *keystore.User, tk *keystore.Token, ident string) (*keystore.User, error) {
+	if !u.IsAdmin {
+		return nil, errStatus(http.StatusForbidden, "403 Forbidden - Must be admin to use sudo")
+	}
+	if !tk.HasScope(keystore.ScopeSudo) {
+		return nil, &httpError{Code: http.StatusForbidden, Body: map[string]string{
+			"error":             "insufficient_scope",
+			"error_description": "The request requires higher privileges than provided by the access token.",
+			"scope":             "sudo",
+		}}
+	}
+	var target *keystore.User
+	var err error
+	if n, perr := strconv.ParseInt(ident, 10, 64); perr == nil {
+		target, err = a.store.User(r.Context(), n)
+	} else if len(ident) <= 255 {
+		target, err = a.store.UserByUsername(r.Context(), ident)
+	} else {
+		err = keystore.ErrNotFound
+	}
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, errStatus(http.StatusNotFound, "404 User '"+ident+"' Not Found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !target.Active() {
+		return nil, errStatus(http.StatusForbidden, "403 Forbidden - The user you are trying to impersonate is blocked")
+	}
+	a.log.Info("sudo", "admin_id", u.ID, "user_id", target.ID, "method", r.Method, "path", r.URL.Path)
+	return target, nil
+}

@@ -1,0 +1,89 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+type caJSON struct {
+	ID        int64  `json:"id"`
+	Title     string `json:"title"`
+	Key       string `json:"key"`
+	CreatedAt string `json:"created_at"`
+}
+
+func renderCA(c *keystore.GroupCA) caJSON {
+	return caJSON{ID: c.ID, Title: c.Title, Key: c.Key, CreatedAt: fmtTime(c.CreatedAt)}
+}
+
+// caGroup resolves the group of a CA route: it must exist, be top-level and
+// the caller must own it. A group the caller cannot see is "not found", as
+// on every other group route.
+func (a *API) caGroup(r *http.Request) (*keystore.Group, error) {
+	g, level, err := a.visibleGroup(r)
+	if err != nil {
+		return nil, err
+	}
+	if !g.TopLevel() {
+		return nil, errGroupScope
+	}
+	if level < keystore.Owner {
+		return nil, errForbidden
+	}
+	return g, nil
+}
+
+func (a *API) listCAs(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.caGroup(r)
+	if err != nil {
+		return err
+	}
+	pg, err := parsePaging(r, 20)
+	if err != nil {
+		return err
+	}
+	cas, total, err := a.store.ListCAs(r.Context(), g.ID, pg.store())
+	if err != nil {
+		return err
+	}
+	return writePage(w, r, pg, total, cas, renderCA)
+}
+
+func (a *API) createCA(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.caGroup(r)
+	if err != nil {
+		return err
+	}
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := p.require("title", "key"); err != nil {
+		return err
+	}
+	title, _ := p.str("title")
+	key, _ := p.str("key")
+	c, err := a.store.CreateCA(r.Context(), actor(r), g.ID, keystore.CAInput{Title: title, Key: key})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, renderCA(c))
+	return nil
+}
+
+func (a *API) deleteCA(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.caGroup(r)
+	if err != nil {
+		return err
+	}
+	id, err := pathInt(r, "cert_id", "SSH Certificate")
+	if err != nil {
+		return err
+	}
+	if err := a.store.DeleteCA(r.Context(), actor(r), g.ID, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,162 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+type memberJSON struct {
+	userJSON
+	AccessLevel int     `json:"access_level"`
+	MemberSince string  `json:"created_at"`
+	ExpiresAt   *string `json:"expires_at"`
+}
+
+func (a *API) renderMember(r *http.Request, m *keystore.Member) memberJSON {
+	j := memberJSON{userJSON: a.renderUser(r, &m.User), AccessLevel: m.AccessLevel, MemberSince: fmtTime(m.CreatedAt)}
+	return j
+}
+
+// MarshalJSON flattens the user fields with the membership's created_at.
+func (m memberJSON) MarshalJSON() ([]byte, error) {
+	u := m.userJSON
+	type flat struct {
+		ID          int64   `json:"id"`
+		Username    string  `json:"username"`
+		Name        string  `json:"name"`
+		State       string  `json:"state"`
+		AvatarURL   *string `json:"avatar_url"`
+		WebURL      string  `json:"web_url"`
+		Email       string  `json:"email,omitempty"`
+		AccessLevel int     `json:"access_level"`
+		CreatedAt   string  `json:"created_at"`
+		ExpiresAt   *string `json:"expires_at"`
+	}
+	return json.Marshal(flat{ID: u.ID, Username: u.Username, Name: u.Name, State: u.State, WebURL: u.WebURL,
+		Email: u.Email, AccessLevel: m.AccessLevel, CreatedAt: m.MemberSince, ExpiresAt: m.ExpiresAt})
+}
+
+func (a *API) listMembers(w http.ResponseWriter, r *http.Request) error {
+	g, _, err := a.visibleGroup(r)
+	if err != nil {
+		return err
+	}
+	pg, err := parsePaging(r, 20)
+	if err != nil {
+		return err
+	}
+	ms, total, err := a.store.ListMembers(r.Context(), g.ID, pg.store())
+	if err != nil {
+		return err
+	}
+	return writePage(w, r, pg, total, ms, func(m *keystore.Member) memberJSON { return a.renderMember(r, m) })
+}
+
+func (a *API) getMember(w http.ResponseWriter, r *http.Request) error {
+	g, _, err := a.visibleGroup(r)
+	if err != nil {
+		return err
+	}
+	uid, err := pathInt(r, "user_id", "Member")
+	if err != nil {
+		return err
+	}
+	m, err := a.store.Member(r.Context(), g.ID, uid)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.renderMember(r, m))
+	return nil
+}
+
+func accessLevelParam(p params) (int, error) {
+	level, ok, err := p.intVal("access_level")
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, badRequest("access_level", "is missing")
+	}
+	if !keystore.ValidAccessLevel(level) {
+		return 0, badRequest("access_level", "does not have a valid value (10, 20, 30, 40 or 50)")
+	}
+	return level, nil
+}
+
+func (a *API) addMember(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.ownedGroup(r)
+	if err != nil {
+		return err
+	}
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	level, err := accessLevelParam(p)
+	if err != nil {
+		return err
+	}
+	var uid int64
+	if id, err := p.int64Ptr("user_id"); err != nil {
+		return err
+	} else if id != nil {
+		uid = *id
+	} else if name, ok := p.str("username"); ok {
+		u, err := a.store.UserByUsername(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		uid = u.ID
+	} else {
+		return badRequest("user_id", "is missing")
+	}
+	m, err := a.store.AddMember(r.Context(), actor(r), g.ID, uid, level)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, a.renderMember(r, m))
+	return nil
+}
+
+func (a *API) updateMember(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.ownedGroup(r)
+	if err != nil {
+		return err
+	}
+	uid, err := pathInt(r, "user_id", "Member")
+	if err != nil {
+		return err
+	}
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	level, err := accessLevelParam(p)
+	if err != nil {
+		return err
+	}
+	m, err := a.store.UpdateMember(r.Context(), actor(r), g.ID, uid, level)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.renderMember(r, m))
+	return nil
+}
+
+func (a *API) removeMember(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.ownedGroup(r)
+	if err != nil {
+		return err
+	}
+	uid, err := pathInt(r, "user_id", "Member")
+	if err != nil {
+		return err
+	}
+	if err := a.store.RemoveMember(r.Context(), actor(r), g.ID, uid); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
