@@ -1,11 +1,14 @@
 package keystore
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"regexp"
 	"strings"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
 // dialect hides the differences between SQL backends: placeholders,
@@ -19,6 +22,35 @@ type dialect interface {
 	// contains is a SQL condition: needle occurs in haystack (both
 	// expressions), compared byte for byte.
 	contains(haystack, needle string) string
+
+	// serialisesWrites reports whether every write transaction already
+	// runs alone (SQLite: BEGIN IMMEDIATE), so none needs lockWrites.
+	serialisesWrites() bool
+	// lockWrites takes the write lock for the rest of the transaction
+	// (PostgreSQL: an advisory lock, so change-log rows are gapless and in
+	// commit order).
+	lockWrites(ctx context.Context, ex execer) error
+	// insertChange appends a change-log row and returns its seq.
+	insertChange(ctx context.Context, t *tx, entity Entity, id int64, op string) (int64, error)
+	// notifyChanges tells other nodes, inside the committing transaction,
+	// that changes up to seq exist (PostgreSQL NOTIFY; SQLite: nothing).
+	notifyChanges(ctx context.Context, ex execer, seq int64) error
+	// sessionLocker serialises migrations across nodes (nil: none needed).
+	sessionLocker() (lock.SessionLocker, error)
+	// snapshotIsolation is the isolation of a consistent read-only snapshot.
+	snapshotIsolation() sql.IsolationLevel
+	// tablesQuery lists the schema's tables.
+	tablesQuery() string
+	// resetSequences moves id sequences past explicitly inserted ids.
+	resetSequences(ctx context.Context, ex execer, tables []string) error
+	// unavailable reports whether err means the database could not be
+	// reached at all (beyond what mapErr already classifies).
+	unavailable(err error) bool
+}
+
+// execer runs a statement (a *sql.Tx or *sql.DB).
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // keystoreError reports whether err is already one of the store's own
@@ -71,6 +103,27 @@ func (sqliteDialect) gooseDialect() goose.Dialect { return goose.DialectSQLite3 
 func (sqliteDialect) rebind(q string) string      { return q }
 
 func (sqliteDialect) contains(h, n string) string { return "instr(" + h + ", " + n + ") > 0" }
+
+func (sqliteDialect) serialisesWrites() bool                             { return true }
+func (sqliteDialect) lockWrites(context.Context, execer) error           { return nil }
+func (sqliteDialect) notifyChanges(context.Context, execer, int64) error { return nil }
+func (sqliteDialect) sessionLocker() (lock.SessionLocker, error)         { return nil, nil }
+func (sqliteDialect) snapshotIsolation() sql.IsolationLevel              { return sql.LevelDefault }
+func (sqliteDialect) unavailable(error) bool                             { return false }
+
+// SQLite's AUTOINCREMENT follows explicit ids by itself.
+func (sqliteDialect) resetSequences(context.Context, execer, []string) error { return nil }
+
+func (sqliteDialect) tablesQuery() string {
+	return `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`
+}
+
+func (sqliteDialect) insertChange(ctx context.Context, t *tx, entity Entity, id int64, op string) (int64, error) {
+	var seq int64
+	err := t.queryRow(ctx, `INSERT INTO changes (at, entity, entity_id, op) VALUES (?, ?, ?, ?) RETURNING seq`,
+		ms(t.now), entity, id, op).Scan(&seq)
+	return seq, err
+}
 
 func (sqliteDialect) mapErr(err error) error {
 	if err == nil || keystoreError(err) {

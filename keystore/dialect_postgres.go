@@ -2,8 +2,10 @@ package keystore
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
 // pgDialect is PostgreSQL through pgx's database/sql driver.
@@ -21,6 +24,55 @@ func (pgDialect) name() string                { return "postgres" }
 func (pgDialect) gooseDialect() goose.Dialect { return goose.DialectPostgres }
 
 func (pgDialect) contains(h, n string) string { return "strpos(" + h + ", " + n + ") > 0" }
+
+func (pgDialect) serialisesWrites() bool { return false }
+
+func (pgDialect) lockWrites(ctx context.Context, ex execer) error {
+	_, err := ex.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLockKey)
+	return err
+}
+
+func (pgDialect) insertChange(ctx context.Context, t *tx, entity Entity, id int64, op string) (int64, error) {
+	if !t.serial {
+		return 0, errors.New("keystore: change-log row outside a serialised write")
+	}
+	// Under the write lock: gapless, in commit order (see writeLockKey).
+	var seq int64
+	err := t.queryRow(ctx, `INSERT INTO changes (seq, at, entity, entity_id, op)
+		SELECT COALESCE(MAX(seq), 0) + 1, CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT) FROM changes RETURNING seq`,
+		ms(t.now), entity, id, op).Scan(&seq)
+	return seq, err
+}
+
+func (pgDialect) notifyChanges(ctx context.Context, ex execer, seq int64) error {
+	_, err := ex.ExecContext(ctx, `SELECT pg_notify($1, $2)`, changesChannel, strconv.FormatInt(seq, 10))
+	return err
+}
+
+// sessionLocker: nodes starting together migrate one after the other;
+// retry every second (goose's default is 5 s) for up to 5 minutes.
+func (pgDialect) sessionLocker() (lock.SessionLocker, error) {
+	return lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+}
+
+func (pgDialect) snapshotIsolation() sql.IsolationLevel { return sql.LevelRepeatableRead }
+
+func (pgDialect) tablesQuery() string {
+	return `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`
+}
+
+// resetSequences: explicit ids do not move a BIGSERIAL's sequence; set
+// each past the largest imported id.
+func (pgDialect) resetSequences(ctx context.Context, ex execer, tables []string) error {
+	for _, name := range tables {
+		if _, err := ex.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('`+name+`', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM `+name); err != nil {
+			return fmt.Errorf("keystore: import: reset the %s id sequence: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (pgDialect) unavailable(err error) bool { return connectionFailure(err) }
 
 // rebind turns the store's `?` placeholders into PostgreSQL's $1..$n,
 // leaving question marks inside quoted literals, quoted identifiers and

@@ -63,10 +63,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer) error {
 	}
 	// A read-only snapshot: deferred BEGIN on SQLite (WAL: writers go on),
 	// REPEATABLE READ on PostgreSQL.
-	opts := &sql.TxOptions{ReadOnly: true}
-	if s.pgConfig != nil {
-		opts.Isolation = sql.LevelRepeatableRead
-	}
+	opts := &sql.TxOptions{ReadOnly: true, Isolation: s.dialect.snapshotIsolation()}
 	tx, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return s.dialect.mapErr(err)
@@ -154,11 +151,7 @@ func exportTable(ctx context.Context, tx *sql.Tx, name, order string, w *bufio.W
 
 // checkTables makes sure the export covers every table the schema has.
 func (s *Store) checkTables(ctx context.Context) error {
-	q := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`
-	if s.pgConfig != nil {
-		q = `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`
-	}
-	rows, err := s.query(ctx, q)
+	rows, err := s.query(ctx, s.dialect.tablesQuery())
 	if err != nil {
 		return err
 	}
@@ -229,7 +222,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader) error {
 				return notAnExport(errors.New(`"tables" appears twice`))
 			}
 			if err := s.importTables(ctx, dec); err != nil {
-				if connectionFailure(err) && s.pgConfig != nil {
+				if s.dialect.unavailable(err) {
 					return errors.Join(ErrUnavailable, err)
 				}
 				return err
@@ -286,8 +279,8 @@ func (s *Store) importTables(ctx context.Context, dec *json.Decoder) error {
 		return err
 	}
 	defer tx.Rollback()
-	if s.pgConfig != nil {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLockKey); err != nil {
+	if !s.dialect.serialisesWrites() {
+		if err := s.dialect.lockWrites(ctx, tx); err != nil {
 			return err
 		}
 	}
@@ -321,18 +314,14 @@ func (s *Store) importTables(ctx context.Context, dec *json.Decoder) error {
 			return fmt.Errorf("keystore: import: the export has no table %s", tbl.name)
 		}
 	}
-	if s.pgConfig != nil {
-		// Explicit ids do not move a BIGSERIAL's sequence: set each past
-		// the largest imported id. (SQLite's AUTOINCREMENT follows explicit
-		// ids by itself.)
-		for _, tbl := range exportTables {
-			if tbl.order != "id" {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence('`+tbl.name+`', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM `+tbl.name); err != nil {
-				return fmt.Errorf("keystore: import: reset the %s id sequence: %w", tbl.name, err)
-			}
+	var serials []string
+	for _, tbl := range exportTables {
+		if tbl.order == "id" {
+			serials = append(serials, tbl.name)
 		}
+	}
+	if err := s.dialect.resetSequences(ctx, tx, serials); err != nil {
+		return err
 	}
 	return tx.Commit()
 }

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -226,12 +224,11 @@ func (s *Store) migrations() (*goose.Provider, error) {
 		return nil, err
 	}
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
-	if s.pgConfig != nil {
-		// Retry every second (goose's default is 5 s) for up to 5 minutes.
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
-		if err != nil {
-			return nil, err
-		}
+	locker, err := s.dialect.sessionLocker()
+	if err != nil {
+		return nil, err
+	}
+	if locker != nil {
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
 	p, err := goose.NewProvider(s.dialect.gooseDialect(), s.db, sub, opts...)
@@ -311,9 +308,9 @@ func (s *Store) writeTx(ctx context.Context, actor Actor, serial bool, fn func(t
 	if err != nil {
 		return s.dialect.mapErr(err)
 	}
-	t := &tx{s: s, sqltx: sqltx, now: s.now().UTC().Truncate(time.Millisecond), actor: actor, serial: serial || s.pgConfig == nil}
-	if s.pgConfig != nil && serial {
-		if _, err := sqltx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLockKey); err != nil {
+	t := &tx{s: s, sqltx: sqltx, now: s.now().UTC().Truncate(time.Millisecond), actor: actor, serial: serial || s.dialect.serialisesWrites()}
+	if serial && !s.dialect.serialisesWrites() {
+		if err := s.dialect.lockWrites(ctx, sqltx); err != nil {
 			sqltx.Rollback()
 			return s.dialect.mapErr(err)
 		}
@@ -322,9 +319,8 @@ func (s *Store) writeTx(ctx context.Context, actor Actor, serial bool, fn func(t
 		sqltx.Rollback()
 		return s.dialect.mapErr(err)
 	}
-	if s.pgConfig != nil && len(t.changes) > 0 {
-		last := strconv.FormatInt(t.changes[len(t.changes)-1].Seq, 10)
-		if _, err := sqltx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, changesChannel, last); err != nil {
+	if len(t.changes) > 0 {
+		if err := s.dialect.notifyChanges(ctx, sqltx, t.changes[len(t.changes)-1].Seq); err != nil {
 			sqltx.Rollback()
 			return s.dialect.mapErr(err)
 		}
@@ -419,20 +415,7 @@ func (t *tx) audit(ctx context.Context, action, targetType string, targetID int6
 }
 
 func (t *tx) change(ctx context.Context, entity Entity, id int64, op string) error {
-	var seq int64
-	var err error
-	if t.s.pgConfig == nil {
-		err = t.queryRow(ctx, `INSERT INTO changes (at, entity, entity_id, op) VALUES (?, ?, ?, ?) RETURNING seq`,
-			ms(t.now), entity, id, op).Scan(&seq)
-	} else {
-		if !t.serial {
-			return errors.New("keystore: change-log row outside a serialised write")
-		}
-		// Under the write lock: gapless, in commit order (see writeLockKey).
-		err = t.queryRow(ctx, `INSERT INTO changes (seq, at, entity, entity_id, op)
-			SELECT COALESCE(MAX(seq), 0) + 1, CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT) FROM changes RETURNING seq`,
-			ms(t.now), entity, id, op).Scan(&seq)
-	}
+	seq, err := t.s.dialect.insertChange(ctx, t, entity, id, op)
 	if err != nil {
 		return err
 	}
