@@ -9,6 +9,7 @@ import (
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"modernc.org/sqlite"
 )
 
 // dialect hides the differences between SQL backends: placeholders,
@@ -125,37 +126,84 @@ func (sqliteDialect) insertChange(ctx context.Context, t *tx, entity Entity, id 
 	return seq, err
 }
 
+// SQLite result codes (https://sqlite.org/rescode.html): the primary code
+// is the low byte of the extended one.
+const (
+	sqliteBusy       = 5
+	sqliteLocked     = 6
+	sqliteReadOnly   = 8
+	sqliteIOErr      = 10
+	sqliteCorrupt    = 11
+	sqliteFull       = 13
+	sqliteCantOpen   = 14
+	sqliteConstraint = 19
+
+	sqliteConstraintForeignKey = 787
+	sqliteConstraintPrimaryKey = 1555
+	sqliteConstraintUnique     = 2067
+)
+
+// mapErr classifies a driver error by its SQLite result code; the message
+// is read only to name the column of a unique violation. An error that is
+// not a *sqlite.Error (wrapped away by a library) is classified by its
+// text as before.
 func (sqliteDialect) mapErr(err error) error {
 	if err == nil || keystoreError(err) {
 		return err
 	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return sqliteMapText(err)
+	}
+	switch code := se.Code(); {
+	case code == sqliteConstraintUnique || code == sqliteConstraintPrimaryKey:
+		return uniqueViolation(err.Error())
+	case code == sqliteConstraintForeignKey:
+		return notFound("Record")
+	case code&0xff == sqliteConstraint:
+		return &ConflictError{Msg: "conflicts with existing data"}
+	case code&0xff == sqliteReadOnly, code&0xff == sqliteFull, code&0xff == sqliteIOErr,
+		// A file system that fails every read makes SQLite report its pages
+		// as malformed: the storage is unusable, not the request wrong.
+		code&0xff == sqliteCorrupt,
+		code&0xff == sqliteBusy, code&0xff == sqliteLocked, code&0xff == sqliteCantOpen:
+		return errors.Join(ErrUnavailable, err)
+	}
+	return err
+}
+
+// uniqueViolation names the field of a unique-constraint message.
+func uniqueViolation(msg string) error {
+	for idx, field := range uniqueFields {
+		if strings.Contains(msg, idx) {
+			return invalid(field, "has already been taken")
+		}
+	}
+	// Column form: "UNIQUE constraint failed: keys.fingerprint_sha256 (2067)".
+	// For a multi-column index the last column names the field.
+	_, cols, _ := strings.Cut(msg, "UNIQUE constraint failed:")
+	if all := uniqueColumnRE.FindAllStringSubmatch(cols, -1); all != nil {
+		m := all[len(all)-1]
+		field := m[2]
+		if m[1] == "personal_access_tokens" && field == "digest" {
+			field = "token"
+		}
+		return invalid(field, "has already been taken")
+	}
+	return &ConflictError{Msg: "already exists"}
+}
+
+// sqliteMapText is mapErr for an error without a result code.
+func sqliteMapText(err error) error {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "UNIQUE constraint failed"):
-		for idx, field := range uniqueFields {
-			if strings.Contains(msg, idx) {
-				return invalid(field, "has already been taken")
-			}
-		}
-		// Column form: "UNIQUE constraint failed: keys.fingerprint_sha256 (2067)".
-		// For a multi-column index the last column names the field.
-		_, cols, _ := strings.Cut(msg, "UNIQUE constraint failed:")
-		if all := uniqueColumnRE.FindAllStringSubmatch(cols, -1); all != nil {
-			m := all[len(all)-1]
-			field := m[2]
-			if m[1] == "personal_access_tokens" && field == "digest" {
-				field = "token"
-			}
-			return invalid(field, "has already been taken")
-		}
-		return &ConflictError{Msg: "already exists"}
+		return uniqueViolation(msg)
 	case strings.Contains(msg, "FOREIGN KEY constraint failed"):
 		return notFound("Record")
 	case strings.Contains(msg, "readonly database"),
 		strings.Contains(msg, "database or disk is full"),
 		strings.Contains(msg, "disk I/O error"),
-		// A file system that fails every read makes SQLite report its pages
-		// as malformed: the storage is unusable, not the request wrong.
 		strings.Contains(msg, "database disk image is malformed"),
 		strings.Contains(msg, "database is locked"),
 		strings.Contains(msg, "SQLITE_BUSY"),
