@@ -129,12 +129,6 @@ func validPatternLabel(l string) bool {
 	return true
 }
 
-// ValidBastionPattern reports whether s is a valid target pattern.
-func ValidBastionPattern(s string) bool {
-	_, _, ok := ParseBastionPattern(s)
-	return ok
-}
-
 // Matches reports whether the pattern matches the host the client asked
 // for (case-insensitive) and port. A host of "*" alone matches any host;
 // otherwise "*" matches exactly one label.
@@ -171,12 +165,6 @@ func (p BastionPattern) Matches(host string, port uint32) bool {
 		}
 	}
 	return true
-}
-
-// MatchBastionPattern reports whether pattern matches host and port.
-func MatchBastionPattern(pattern, host string, port uint32) bool {
-	p, _, ok := ParseBastionPattern(pattern)
-	return ok && p.Matches(host, port)
 }
 
 const bastionCols = `id, group_id, pattern, min_access_level, description, created_at, origin, disabled_reason`

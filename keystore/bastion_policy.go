@@ -72,12 +72,6 @@ func ParseAllowance(s string) (Allowance, string, bool) {
 	return Allowance{Name: p}, norm, true
 }
 
-// ValidBastionAllowance reports whether s is a valid allowance pattern.
-func ValidBastionAllowance(s string) bool {
-	_, _, ok := ParseAllowance(s)
-	return ok
-}
-
 // Covers reports whether target pattern t lies entirely inside allowance
 // al: every destination t can match, al matches too. A name target is
 // never inside a CIDR (a name can resolve anywhere), and a wildcard label

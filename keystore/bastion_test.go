@@ -13,7 +13,7 @@ func TestBastionPatterns(t *testing.T) {
 	t.Parallel()
 	valid := []string{"db.internal:5432", "*.internal:22", "*:*", "10.0.0.*:22", "10.1.2.3:*", "[::1]:22", "[2001:db8::1]:*", "localhost:2222", "A-b.Example.COM:65535"}
 	for _, p := range valid {
-		if !keystore.ValidBastionPattern(p) {
+		if !validPattern(p) {
 			t.Errorf("ValidBastionPattern(%q) = false", p)
 		}
 	}
@@ -23,7 +23,7 @@ func TestBastionPatterns(t *testing.T) {
 		if p == "host:22 " {
 			continue // surrounding space is trimmed
 		}
-		if keystore.ValidBastionPattern(p) {
+		if validPattern(p) {
 			t.Errorf("ValidBastionPattern(%q) = true", p)
 		}
 	}
@@ -49,7 +49,7 @@ func TestBastionPatterns(t *testing.T) {
 		{"db.internal:22", "", 22, false},
 	}
 	for _, c := range cases {
-		if got := keystore.MatchBastionPattern(c.pattern, c.host, c.port); got != c.want {
+		if got := matchPattern(c.pattern, c.host, c.port); got != c.want {
 			t.Errorf("Match(%q, %q, %d) = %v", c.pattern, c.host, c.port, got)
 		}
 	}
@@ -152,8 +152,8 @@ func FuzzBastionPattern(f *testing.F) {
 		f.Add(s, "db.internal", uint32(22))
 	}
 	f.Fuzz(func(t *testing.T, pattern, host string, port uint32) {
-		ok := keystore.ValidBastionPattern(pattern)
-		m := keystore.MatchBastionPattern(pattern, host, port)
+		ok := validPattern(pattern)
+		m := matchPattern(pattern, host, port)
 		if m && !ok {
 			t.Fatalf("invalid pattern %q matched", pattern)
 		}
@@ -161,4 +161,14 @@ func FuzzBastionPattern(f *testing.F) {
 			t.Fatalf("%q matched %q:%d", pattern, host, port)
 		}
 	})
+}
+
+func validPattern(s string) bool {
+	_, _, ok := keystore.ParseBastionPattern(s)
+	return ok
+}
+
+func matchPattern(pattern, host string, port uint32) bool {
+	p, _, ok := keystore.ParseBastionPattern(pattern)
+	return ok && p.Matches(host, port)
 }

@@ -24,7 +24,7 @@ type EventRecorder interface {
 }
 
 const (
-	// maxForwardsPerConn caps concurrent forwarded channels per connection.
+	// defaultMaxForwards caps concurrent forwarded channels per connection.
 	defaultMaxForwards = 10
 	defaultDialTimeout = 10 * time.Second
 	// maxRefusalEventsPerConn caps audit events for refusals per connection

@@ -268,13 +268,6 @@ func (g *gate) pruneLocked(now time.Time) {
 	}
 }
 
-// inFlight is the number of unauthenticated connections.
-func (g *gate) inFlight() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.unauth
-}
-
 // sourceKey is what per-source limits count by: the IPv4 address, or the
 // /64 of an IPv6 address (one host usually holds a whole /64).
 func sourceKey(ip netip.Addr) netip.Addr {

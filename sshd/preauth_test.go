@@ -569,3 +569,10 @@ func TestGateSourceTable(t *testing.T) {
 		t.Fatalf("%d sources left after prune", len(g.sources))
 	}
 }
+
+// inFlight is the number of unauthenticated connections.
+func (g *gate) inFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.unauth
+}

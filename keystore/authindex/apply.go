@@ -196,13 +196,9 @@ func (ix *Index) Apply(ctx context.Context, c keystore.Change) error {
 	ix.mu.Lock()
 	apply()
 	ix.markApplied(c.Seq)
-	hooks := ix.onChange
 	ix.mu.Unlock()
 	ix.applyMu.Unlock()
 	locked = false
-	for _, fn := range hooks {
-		fn(c)
-	}
 	return nil
 }
 

@@ -37,19 +37,18 @@ type Index struct {
 	users userTable
 	// blocked holds only the blocked users, copied on write and read
 	// without mu: small, so the auth path stays in cache.
-	blocked  atomic.Pointer[map[int64]struct{}]
-	groups   map[int64]groupRec
-	members  map[memberKey]uint8
-	byUser   map[int64][]int64 // user id -> group ids (rarely large)
-	cas      map[[32]byte]caRec
-	caFP     map[int64][32]byte
-	revs     map[revKey]struct{}
-	revByID  map[int64]revKey
-	targets  map[int64]targetRec // bastion targets: few, so pointers are fine
-	allows   map[int64]allowRec  // bastion allowances, by id
-	applied  int64
-	onChange []func(keystore.Change)
-	loading  bool // building a fresh, unpublished index: no entry exists yet
+	blocked atomic.Pointer[map[int64]struct{}]
+	groups  map[int64]groupRec
+	members map[memberKey]uint8
+	byUser  map[int64][]int64 // user id -> group ids (rarely large)
+	cas     map[[32]byte]caRec
+	caFP    map[int64][32]byte
+	revs    map[revKey]struct{}
+	revByID map[int64]revKey
+	targets map[int64]targetRec // bastion targets: few, so pointers are fine
+	allows  map[int64]allowRec  // bastion allowances, by id
+	applied int64
+	loading bool // building a fresh, unpublished index: no entry exists yet
 
 	// applyMu serializes Apply (its database read and its update) and the
 	// swap of a reload, so an older read never lands after a newer one.
@@ -604,12 +603,4 @@ func (ix *Index) Len() int {
 // which runtime.MemStats does not count.
 func (ix *Index) OffHeapBytes() int {
 	return ix.keys.Load().offHeap
-}
-
-// OnChange registers fn to run after each applied change (e.g. to close
-// sessions whose identity was revoked).
-func (ix *Index) OnChange(fn func(keystore.Change)) {
-	ix.mu.Lock()
-	ix.onChange = append(ix.onChange, fn)
-	ix.mu.Unlock()
 }
