@@ -26,11 +26,7 @@ func (a *API) groupAccess(r *http.Request) (*keystore.Group, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	u := me(r)
-	if u.IsAdmin {
-		return g, keystore.Owner, nil
-	}
-	level, err := a.store.AccessLevel(r.Context(), u.ID, g)
+	level, err := a.store.UserAccessLevel(r.Context(), me(r), g)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -76,15 +72,11 @@ func (a *API) projectAccess(r *http.Request) (*keystore.Project, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	u := me(r)
-	if u.IsAdmin {
-		return p, keystore.Owner, nil
-	}
 	g, err := a.store.Group(r.Context(), p.GroupID)
 	if err != nil {
 		return nil, 0, err
 	}
-	level, err := a.store.AccessLevel(r.Context(), u.ID, g)
+	level, err := a.store.UserAccessLevel(r.Context(), me(r), g)
 	if err != nil {
 		return nil, 0, err
 	}

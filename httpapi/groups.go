@@ -121,11 +121,9 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return badRequest("parent_id", "does not exist")
 		}
-		level := keystore.Owner
-		if !u.IsAdmin {
-			if level, err = a.store.AccessLevel(r.Context(), u.ID, parent); err != nil {
-				return err
-			}
+		level, err := a.store.UserAccessLevel(r.Context(), u, parent)
+		if err != nil {
+			return err
 		}
 		if level < keystore.Guest {
 			return badRequest("parent_id", "does not exist")

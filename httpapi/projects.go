@@ -56,12 +56,9 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("namespace_id", "does not exist")
 	}
-	u := me(r)
-	level := keystore.Owner
-	if !u.IsAdmin {
-		if level, err = a.store.AccessLevel(r.Context(), u.ID, g); err != nil {
-			return err
-		}
+	level, err := a.store.UserAccessLevel(r.Context(), me(r), g)
+	if err != nil {
+		return err
 	}
 	if level < keystore.Guest {
 		return badRequest("namespace_id", "does not exist")

@@ -126,10 +126,8 @@ func (s *Server) authorizeRepo(ctx context.Context, id *Identity, path string, w
 	if !ok {
 		return nil, msgNotFound
 	}
-	level := s.cfg.Auth.AccessLevel(id.UserID, p.GroupID)
-	if u, ok := s.cfg.Auth.User(id.UserID); ok && u.IsAdmin {
-		level = keystore.Owner
-	}
+	u, _ := s.cfg.Auth.User(id.UserID)
+	level := keystore.EffectiveLevel(u.IsAdmin, s.cfg.Auth.AccessLevel(id.UserID, p.GroupID))
 	if level < keystore.Reporter {
 		return nil, msgNotFound
 	}
