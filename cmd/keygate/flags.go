@@ -1,0 +1,228 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/sshd"
+)
+
+// serveConfig is everything `keygate serve` is told.
+type serveConfig struct {
+	DataDir       string
+	SSHAddr       string
+	HTTPAddr      string
+	DB            string
+	Hostname      string
+	GitUser       string
+	LogFormat     string
+	LogLevel      string
+	ShutdownGrace time.Duration
+	MaxBodyBytes  int64
+	NoMigrate     bool
+
+	LoginGraceTime    time.Duration
+	MaxAuthTries      int
+	MaxSessions       int
+	KeepAliveInterval time.Duration
+	KeepAliveCountMax int
+
+	IndexPollInterval        time.Duration
+	IndexMaxLag              time.Duration
+	MaxStartups              sshd.MaxStartups
+	PerSourceMaxStartups     int
+	PerSourceMaxAuthFailures int
+	PerSourcePenaltyWindow   time.Duration
+	PerSourceTrustWindow     time.Duration
+	PerSourceExempt          []netip.Prefix
+	CertClockSkew            time.Duration
+	CertRequirePrincipals    bool
+	MaxAuthRequests          int
+	IdleTimeout              time.Duration
+	ProxyProtocol            string
+	ProxyTrusted             []netip.Prefix
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// envDuration is a duration from the environment, or def.
+func envDuration(name string, def time.Duration) (time.Duration, error) {
+	v := env(name, "")
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return d, nil
+}
+
+// envInt is an integer from the environment, or def.
+func envInt(name string, def int) (int, error) {
+	v := env(name, "")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return n, nil
+}
+
+func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
+	host, _ := os.Hostname()
+	c := &serveConfig{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.DataDir, "data-dir", env("KEYGATE_DATA_DIR", "./keygate-data"), "data directory: keygate.db, host keys, repositories (env KEYGATE_DATA_DIR)")
+	fs.StringVar(&c.SSHAddr, "ssh-addr", env("KEYGATE_SSH_ADDR", ":2222"), "SSH listen address (env KEYGATE_SSH_ADDR)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", env("KEYGATE_HTTP_ADDR", ":8080"), "REST API listen address (env KEYGATE_HTTP_ADDR)")
+	fs.StringVar(&c.DB, "db", env("KEYGATE_DB", ""), "database: empty for SQLite in the data dir, or postgres://… (env KEYGATE_DB)")
+	fs.StringVar(&c.Hostname, "hostname", env("KEYGATE_HOSTNAME", host), "host name used in clone URLs and the login@NAME certificate extension (env KEYGATE_HOSTNAME)")
+	fs.StringVar(&c.GitUser, "git-user", env("KEYGATE_GIT_USER", "git"), "SSH login name for git (env KEYGATE_GIT_USER)")
+	fs.StringVar(&c.LogFormat, "log-format", env("KEYGATE_LOG_FORMAT", "text"), "log format: text or json (env KEYGATE_LOG_FORMAT)")
+	fs.StringVar(&c.LogLevel, "log-level", env("KEYGATE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env KEYGATE_LOG_LEVEL)")
+	grace, err := time.ParseDuration(env("KEYGATE_SHUTDOWN_GRACE", "10s"))
+	if err != nil {
+		return nil, fmt.Errorf("KEYGATE_SHUTDOWN_GRACE: %w", err)
+	}
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", grace, "how long running requests and git operations may finish after SIGTERM (env KEYGATE_SHUTDOWN_GRACE)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body accepted")
+	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not run database migrations at start")
+	durations := []struct {
+		dst       *time.Duration
+		flag, env string
+		def       time.Duration
+		help      string
+	}{
+		{&c.LoginGraceTime, "login-grace-time", "KEYGATE_LOGIN_GRACE_TIME", 30 * time.Second, "SSH connections that have not authenticated within this are closed"},
+		{&c.KeepAliveInterval, "keepalive-interval", "KEYGATE_KEEPALIVE_INTERVAL", 15 * time.Second, "send SSH keepalives to authenticated clients this often (negative: never)"},
+		{&c.IndexPollInterval, "index-poll-interval", "KEYGATE_INDEX_POLL_INTERVAL", 250 * time.Millisecond, "read the change log this often for changes made by other nodes, besides waking on notifications"},
+		{&c.IndexMaxLag, "index-max-lag", "KEYGATE_INDEX_MAX_LAG", 30 * time.Second, "/-/readiness answers 503 once the auth index lags the database by more than this"},
+		{&c.PerSourcePenaltyWindow, "per-source-penalty-window", "KEYGATE_PER_SOURCE_PENALTY_WINDOW", time.Minute, "window over which a source IP's budget of failed SSH logins refills"},
+		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools; negative: off)"},
+		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)"},
+		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)"},
+	}
+	for _, d := range durations {
+		def, err := envDuration(d.env, d.def)
+		if err != nil {
+			return nil, err
+		}
+		fs.DurationVar(d.dst, d.flag, def, d.help+" (env "+d.env+")")
+	}
+	ints := []struct {
+		dst       *int
+		flag, env string
+		def       int
+		help      string
+	}{
+		{&c.MaxAuthTries, "max-auth-tries", "KEYGATE_MAX_AUTH_TRIES", 6, "failed SSH authentications per connection before it is closed"},
+		{&c.MaxSessions, "max-sessions", "KEYGATE_MAX_SESSIONS", 10, "concurrent SSH sessions per connection"},
+		{&c.KeepAliveCountMax, "keepalive-count-max", "KEYGATE_KEEPALIVE_COUNT_MAX", 3, "unanswered keepalive intervals before an SSH connection is closed"},
+		{&c.PerSourceMaxStartups, "per-source-max-startups", "KEYGATE_PER_SOURCE_MAX_STARTUPS", 10, "unauthenticated SSH connections in flight per source IP (negative: no cap)"},
+		{&c.PerSourceMaxAuthFailures, "per-source-max-auth-failures", "KEYGATE_PER_SOURCE_MAX_AUTH_FAILURES", 10, "failed SSH logins per source IP per penalty window before it is refused (negative: no penalty)"},
+		{&c.MaxAuthRequests, "max-auth-requests", "KEYGATE_MAX_AUTH_REQUESTS", 20, "public-key requests (queries and attempts) per SSH connection"},
+	}
+	for _, n := range ints {
+		def, err := envInt(n.env, n.def)
+		if err != nil {
+			return nil, err
+		}
+		fs.IntVar(n.dst, n.flag, def, n.help+" (env "+n.env+")")
+	}
+	maxStartups := fs.String("max-startups", env("KEYGATE_MAX_STARTUPS", sshd.DefaultMaxStartups.String()),
+		"unauthenticated SSH connections in flight, start:rate:full with random early drop like OpenSSH MaxStartups (env KEYGATE_MAX_STARTUPS)")
+	fs.StringVar(&c.ProxyProtocol, "proxy-protocol", env("KEYGATE_PROXY_PROTOCOL", sshd.ProxyReject),
+		"PROXY protocol v1/v2 on the SSH listener: reject (off), use or require (env KEYGATE_PROXY_PROTOCOL)")
+	exempt := fs.String("per-source-exempt", env("KEYGATE_PER_SOURCE_EXEMPT", ""),
+		"comma-separated CIDRs never penalised for failed SSH logins, e.g. an office NAT (env KEYGATE_PER_SOURCE_EXEMPT)")
+	requirePrincipals := env("KEYGATE_CERT_REQUIRE_PRINCIPALS", "false")
+	rp, err := strconv.ParseBool(requirePrincipals)
+	if err != nil {
+		return nil, fmt.Errorf("KEYGATE_CERT_REQUIRE_PRINCIPALS: %w", err)
+	}
+	fs.BoolVar(&c.CertRequirePrincipals, "cert-require-principals", rp,
+		"refuse SSH certificates that list no principals (GitLab and keygate accept them by default) (env KEYGATE_CERT_REQUIRE_PRINCIPALS)")
+	trusted := fs.String("proxy-protocol-trusted", env("KEYGATE_PROXY_PROTOCOL_TRUSTED", ""),
+		"comma-separated CIDRs of proxies allowed to send a PROXY header (env KEYGATE_PROXY_PROTOCOL_TRUSTED)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if c.MaxStartups, err = sshd.ParseMaxStartups(*maxStartups); err != nil {
+		return nil, err
+	}
+	if c.ProxyTrusted, err = sshd.ParseCIDRs(*trusted); err != nil {
+		return nil, err
+	}
+	if c.PerSourceExempt, err = sshd.ParseCIDRs(*exempt); err != nil {
+		return nil, fmt.Errorf("--per-source-exempt: %w", err)
+	}
+	if c.CertClockSkew < 0 || c.CertClockSkew > 24*time.Hour {
+		return nil, errors.New("--cert-clock-skew must be between 0 and 24h")
+	}
+	if c.PerSourceTrustWindow == 0 {
+		return nil, errors.New("--per-source-trust-window must not be zero (negative disables)")
+	}
+	switch c.ProxyProtocol {
+	case sshd.ProxyReject:
+	case sshd.ProxyUse, sshd.ProxyRequire:
+		if len(c.ProxyTrusted) == 0 {
+			return nil, errors.New("--proxy-protocol use/require needs --proxy-protocol-trusted")
+		}
+	default:
+		return nil, fmt.Errorf("--proxy-protocol must be reject, use or require, not %q", c.ProxyProtocol)
+	}
+	if c.PerSourcePenaltyWindow <= 0 || c.MaxAuthRequests <= 0 || c.IdleTimeout == 0 ||
+		c.PerSourceMaxStartups == 0 || c.PerSourceMaxAuthFailures == 0 {
+		return nil, errors.New("--per-source-penalty-window and --max-auth-requests must be positive; --idle-timeout, --per-source-max-startups and --per-source-max-auth-failures must not be zero (negative disables)")
+	}
+	if c.LoginGraceTime <= 0 {
+		return nil, errors.New("--login-grace-time must be positive")
+	}
+	if c.IndexPollInterval <= 0 || c.IndexMaxLag <= 0 {
+		return nil, errors.New("--index-poll-interval and --index-max-lag must be positive")
+	}
+	if c.KeepAliveInterval == 0 {
+		return nil, errors.New("--keepalive-interval must not be zero (negative disables keepalives)")
+	}
+	if c.MaxAuthTries <= 0 || c.MaxSessions <= 0 || c.KeepAliveCountMax <= 0 {
+		return nil, errors.New("--max-auth-tries, --max-sessions and --keepalive-count-max must be positive")
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return nil, fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return nil, err
+	}
+	if c.GitUser == "" {
+		return nil, errors.New("--git-user must not be empty")
+	}
+	return c, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,166 @@
+package authindex
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Lookups. All are safe for concurrent use with writes and allocation-free.
+
+// Key looks up a user key by SHA-256 fingerprint.
+func (ix *Index) Key(fp [32]byte) (Key, bool) {
+	w := fpWords(&fp)
+	var k Key
+	ok := getKey(&ix.keys, &w, &k)
+	return k, ok
+}
+
+// User looks up a user by id.
+func (ix *Index) User(id int64) (User, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.users.get(id)
+	if !ok {
+		return User{ID: id}, false
+	}
+	return User{ID: id, Active: r.active, IsAdmin: r.admin, EnterpriseGroupID: r.enterprise}, true
+}
+
+// UserBlocked reports whether a user is blocked. It reads a set that holds
+// only blocked users, so the common case costs no cache miss. A key's user
+// always exists in the index (keys are deleted with their user, and the
+// change log applies those deletions first).
+func (ix *Index) UserBlocked(id int64) bool {
+	_, b := (*ix.blocked.Load())[id]
+	return b
+}
+
+// UsernameIs reports whether user id's username is name (case-insensitive).
+func (ix *Index) UsernameIs(id int64, name string) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.users.get(id)
+	return ok && equalFoldASCII(ix.users.name(r), name)
+}
+
+// Username returns user id's username ("" if unknown).
+func (ix *Index) Username(id int64) string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.users.get(id)
+	if !ok {
+		return ""
+	}
+	return string(ix.users.name(r))
+}
+
+// UserByLogin finds an active or blocked user by username or email.
+func (ix *Index) UserByLogin(login string) (User, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if r, ok := ix.users.byLogin(login, false); ok {
+		return User{ID: r.id, Active: r.active, IsAdmin: r.admin, EnterpriseGroupID: r.enterprise}, true
+	}
+	if strings.IndexByte(login, '@') > 0 {
+		if r, ok := ix.users.byLogin(login, true); ok {
+			return User{ID: r.id, Active: r.active, IsAdmin: r.admin, EnterpriseGroupID: r.enterprise}, true
+		}
+	}
+	return User{}, false
+}
+
+// CA looks up a group CA by the SHA-256 fingerprint of its public key.
+func (ix *Index) CA(fp [32]byte) (CA, bool) {
+	ix.mu.RLock()
+	r, ok := ix.cas[fp]
+	ix.mu.RUnlock()
+	return CA(r), ok
+}
+
+// CAExists reports whether a CA id is still registered.
+func (ix *Index) CAExists(id int64) bool {
+	ix.mu.RLock()
+	_, ok := ix.caFP[id]
+	ix.mu.RUnlock()
+	return ok
+}
+
+// Revoked reports whether the CA key caFP revoked a certificate: by serial,
+// by certificate key fingerprint ("SHA256:…"), or by key id. Key ids match
+// as identities do: case-insensitively, and a key-id revocation that names
+// a user (username or email) also revokes every certificate that logs in
+// as userID, whatever its key id says.
+func (ix *Index) Revoked(caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if len(ix.revs) == 0 {
+		return false
+	}
+	keys := []revKey{
+		revHash(revKindSerial, strconv.FormatUint(serial, 10)),
+		revHash(revKindKeyID, keyID),
+		revHash(revKindFingerprint, certKeyFP),
+	}
+	if r, ok := ix.users.get(userID); ok && userID != 0 {
+		keys = append(keys, revHash(revKindKeyID, string(ix.users.name(r))), revHash(revKindKeyID, string(ix.users.email(r))))
+	}
+	for _, k := range keys {
+		k.CA = caFP
+		if _, ok := ix.revs[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Group returns a group's place in the hierarchy.
+func (ix *Index) Group(id int64) (Group, bool) {
+	ix.mu.RLock()
+	r, ok := ix.groups[id]
+	ix.mu.RUnlock()
+	return Group{ID: id, ParentID: r.Parent, TopLevelID: r.Top, EnforceSSHCertificates: r.Enforce}, ok
+}
+
+// AccessLevel is a user's effective level in a group: the highest of their
+// memberships in the group and its ancestors.
+func (ix *Index) AccessLevel(userID, groupID int64) int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.accessLevelLocked(userID, groupID)
+}
+
+func (ix *Index) accessLevelLocked(userID, groupID int64) int {
+	best := 0
+	for g, depth := groupID, 0; g != 0 && depth < 64; depth++ {
+		if l, ok := ix.members[memberKey{g, userID}]; ok && int(l) > best {
+			best = int(l)
+		}
+		r, ok := ix.groups[g]
+		if !ok {
+			return 0 // a deleted ancestor: no access
+		}
+		g = r.Parent
+	}
+	return best
+}
+
+// Applied reports the sequence number of the last change applied.
+func (ix *Index) Applied() int64 {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.applied
+}
+
+// Len reports the number of keys indexed.
+func (ix *Index) Len() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.keys.Load().count
+}
+
+// OffHeapBytes reports the index memory kept outside the Go heap (a large
+// key table is mapped directly, with huge pages where the kernel allows),
+// which runtime.MemStats does not count.
+func (ix *Index) OffHeapBytes() int {
+	return ix.keys.Load().offHeap
+}
