@@ -132,3 +132,33 @@ func (a *API) userByID(r *http.Request, param string) (*keystore.User, error) {
 	}
 	return a.store.User(r.Context(), id)
 }
+
+// inGroup resolves the group of a "/groups/:id/<things>/:param" route with
+// pick (ownedGroup, caGroup, anyGroup) and its numeric param: how every
+// such handler starts.
+func (a *API) inGroup(r *http.Request, pick func(*http.Request) (*keystore.Group, error), param, what string) (*keystore.Group, int64, error) {
+	g, err := pick(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	id, err := pathInt(r, param, what)
+	if err != nil {
+		return nil, 0, err
+	}
+	return g, id, nil
+}
+
+// anyGroup resolves {id} for an admin-only route (admins see every group).
+func (a *API) anyGroup(r *http.Request) (*keystore.Group, error) {
+	g, _, err := a.groupAccess(r)
+	return g, err
+}
+
+// noContent answers 204 unless err.
+func noContent(w http.ResponseWriter, err error) error {
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

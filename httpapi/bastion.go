@@ -154,33 +154,17 @@ func (a *API) createBastionAllowance(w http.ResponseWriter, r *http.Request) err
 }
 
 func (a *API) deleteBastionAllowance(w http.ResponseWriter, r *http.Request) error {
-	g, _, err := a.groupAccess(r) // admin-only route: admins see every group
+	g, id, err := a.inGroup(r, a.anyGroup, "allowance_id", "Bastion Allowance") // admin-only route: admins see every group
 	if err != nil {
 		return err
 	}
-	id, err := pathInt(r, "allowance_id", "Bastion Allowance")
-	if err != nil {
-		return err
-	}
-	if err := a.store.DeleteBastionAllowance(r.Context(), actor(r), g.ID, id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DeleteBastionAllowance(r.Context(), actor(r), g.ID, id))
 }
 
 func (a *API) deleteBastionTarget(w http.ResponseWriter, r *http.Request) error {
-	g, err := a.ownedGroup(r)
+	g, id, err := a.inGroup(r, a.ownedGroup, "target_id", "Bastion Target")
 	if err != nil {
 		return err
 	}
-	id, err := pathInt(r, "target_id", "Bastion Target")
-	if err != nil {
-		return err
-	}
-	if err := a.store.DeleteBastionTarget(r.Context(), actor(r), g.ID, id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DeleteBastionTarget(r.Context(), actor(r), g.ID, id))
 }

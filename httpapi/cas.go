@@ -73,17 +73,9 @@ func (a *API) createCA(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) deleteCA(w http.ResponseWriter, r *http.Request) error {
-	g, err := a.caGroup(r)
+	g, id, err := a.inGroup(r, a.caGroup, "cert_id", "SSH Certificate")
 	if err != nil {
 		return err
 	}
-	id, err := pathInt(r, "cert_id", "SSH Certificate")
-	if err != nil {
-		return err
-	}
-	if err := a.store.DeleteCA(r.Context(), actor(r), g.ID, id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DeleteCA(r.Context(), actor(r), g.ID, id))
 }

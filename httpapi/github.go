@@ -206,11 +206,7 @@ func (a *API) ghDeleteKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.store.DropKeyUsage(r.Context(), actor(r), k.UserID, k.ID, keystore.UsageAuth); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DropKeyUsage(r.Context(), actor(r), k.UserID, k.ID, keystore.UsageAuth))
 }
 
 func (a *API) ghListSigningKeys(w http.ResponseWriter, r *http.Request) error {
@@ -244,11 +240,7 @@ func (a *API) ghDeleteSigningKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.store.DropKeyUsage(r.Context(), actor(r), k.UserID, k.ID, keystore.UsageSigning); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DropKeyUsage(r.Context(), actor(r), k.UserID, k.ID, keystore.UsageSigning))
 }
 
 func (a *API) ghPublicUser(r *http.Request) (*keystore.User, error) {

@@ -73,11 +73,7 @@ func (a *API) deleteGPG(w http.ResponseWriter, r *http.Request, userID int64) er
 	if err != nil {
 		return err
 	}
-	if err := a.store.DeleteGPGKey(r.Context(), actor(r), userID, id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DeleteGPGKey(r.Context(), actor(r), userID, id))
 }
 
 func (a *API) revokeGPG(w http.ResponseWriter, r *http.Request, userID int64) error {

@@ -93,11 +93,7 @@ func (a *API) deleteMyKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.store.DeleteKey(r.Context(), actor(r), me(r).ID, id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DeleteKey(r.Context(), actor(r), me(r).ID, id))
 }
 
 func (a *API) listUserKeys(w http.ResponseWriter, r *http.Request) error {
@@ -138,11 +134,7 @@ func (a *API) deleteUserKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.store.DeleteKey(r.Context(), actor(r), u.ID, id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DeleteKey(r.Context(), actor(r), u.ID, id))
 }
 
 func (a *API) keyWithUser(w http.ResponseWriter, r *http.Request, k *keystore.Key) error {

@@ -121,11 +121,7 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) updateMember(w http.ResponseWriter, r *http.Request) error {
-	g, err := a.ownedGroup(r)
-	if err != nil {
-		return err
-	}
-	uid, err := pathInt(r, "user_id", "Member")
+	g, uid, err := a.inGroup(r, a.ownedGroup, "user_id", "Member")
 	if err != nil {
 		return err
 	}
@@ -146,17 +142,9 @@ func (a *API) updateMember(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) removeMember(w http.ResponseWriter, r *http.Request) error {
-	g, err := a.ownedGroup(r)
+	g, uid, err := a.inGroup(r, a.ownedGroup, "user_id", "Member")
 	if err != nil {
 		return err
 	}
-	uid, err := pathInt(r, "user_id", "Member")
-	if err != nil {
-		return err
-	}
-	if err := a.store.RemoveMember(r.Context(), actor(r), g.ID, uid); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.RemoveMember(r.Context(), actor(r), g.ID, uid))
 }

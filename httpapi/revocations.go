@@ -98,9 +98,5 @@ func (a *API) deleteRevocation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.store.DeleteRevocation(r.Context(), actor(r), ca, id, me(r).IsAdmin); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DeleteRevocation(r.Context(), actor(r), ca, id, me(r).IsAdmin))
 }

@@ -164,9 +164,5 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) revokeSelfToken(w http.ResponseWriter, r *http.Request) error {
-	if err := a.store.RevokeToken(r.Context(), actor(r), currentToken(r).ID); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.RevokeToken(r.Context(), actor(r), currentToken(r).ID))
 }

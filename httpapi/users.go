@@ -164,11 +164,7 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) error {
 	if me(r).ID == id {
 		return errStatus(http.StatusForbidden, "403 Forbidden - you cannot delete yourself")
 	}
-	if err := a.store.DeleteUser(r.Context(), actor(r), id); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return noContent(w, a.store.DeleteUser(r.Context(), actor(r), id))
 }
 
 func (a *API) setState(w http.ResponseWriter, r *http.Request, state string) error {
