@@ -91,18 +91,19 @@ type revKey struct {
 }
 
 const (
-	usageAuth uint8 = 1 << iota
-	usageSigning
+	// UsageAuth and UsageSigning are the bits of Key.Usage.
+	UsageAuth uint8 = 1 << iota
+	UsageSigning
 )
 
 func usageBits(u string) uint8 {
 	switch u {
 	case keystore.UsageAuth:
-		return usageAuth
+		return UsageAuth
 	case keystore.UsageSigning:
-		return usageSigning
+		return UsageSigning
 	case keystore.UsageAuthAndSigning:
-		return usageAuth | usageSigning
+		return UsageAuth | UsageSigning
 	}
 	return 0
 }
@@ -111,11 +112,11 @@ func usageBits(u string) uint8 {
 type Key struct {
 	ID, UserID int64
 	ExpiresMS  int64 // Unix milliseconds; 0: never expires
-	usage      uint8
+	Usage      uint8 // UsageAuth, UsageSigning or both
 }
 
 // CanAuthenticate reports whether the key's usage allows logins.
-func (k Key) CanAuthenticate() bool { return k.usage&usageAuth != 0 }
+func (k Key) CanAuthenticate() bool { return k.Usage&UsageAuth != 0 }
 
 // Expired reports whether the key has expired at nowMS (Unix milliseconds).
 func (k Key) Expired(nowMS int64) bool { return k.ExpiresMS != 0 && nowMS >= k.ExpiresMS }

@@ -105,7 +105,7 @@ func (t *keyTable) lookup(fp *[4]uint64, k *Key) bool {
 			k.ID = int64(atomic.LoadUint64(&s[4]))
 			k.UserID = int64(atomic.LoadUint64(&s[5]))
 			k.ExpiresMS = int64(atomic.LoadUint64(&s[6]))
-			k.usage = uint8(flags >> 8)
+			k.Usage = uint8(flags >> 8)
 			return true
 		}
 		i = t.next(i)

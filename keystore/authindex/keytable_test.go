@@ -80,8 +80,8 @@ func TestKeyTableRandomizedAgainstMap(t *testing.T) {
 			if had && byID[id] != fp {
 				delete(model, byID[id])
 			}
-			rec := Key{ID: id, UserID: id * 10, ExpiresMS: int64(rng.IntN(3)), usage: uint8(rng.IntN(4))}
-			ix.putKeyFP(id, rec.UserID, &fp, rec.usage, rec.ExpiresMS, rec.ExpiresMS != 0)
+			rec := Key{ID: id, UserID: id * 10, ExpiresMS: int64(rng.IntN(3)), Usage: uint8(rng.IntN(4))}
+			ix.putKeyFP(id, rec.UserID, &fp, rec.Usage, rec.ExpiresMS, rec.ExpiresMS != 0)
 			model[fp] = rec
 			byID[id] = fp
 		default: // delete key id
@@ -117,7 +117,7 @@ func TestKeyTableGrowsAndRetiresOldTable(t *testing.T) {
 	for i := range 5000 {
 		fp := modelFP(uint64(i)*0x9e3779b97f4a7c15, i)
 		ix.InsertKey(int64(i+1), 7, fp, keystore.UsageAuth, 0)
-		model[fp] = Key{ID: int64(i + 1), UserID: 7, usage: usageAuth}
+		model[fp] = Key{ID: int64(i + 1), UserID: 7, Usage: UsageAuth}
 	}
 	if ix.keys.Load() == first {
 		t.Fatal("table did not grow")
