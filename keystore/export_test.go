@@ -46,7 +46,12 @@ func seedAll(t *testing.T, e *env) {
 	mustOK(t, err)
 	_, err = e.s.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: "serial", Value: "42", Reason: "lost"})
 	mustOK(t, err)
-	_, err = e.s.CreateProject(e.ctx, sys, keystore.ProjectInput{GroupID: sub.ID, Name: "Repo", Path: "repo"})
+	proj, err := e.s.CreateProject(e.ctx, sys, keystore.ProjectInput{GroupID: sub.ID, Name: "Repo", Path: "repo"})
+	mustOK(t, err)
+	_, dl := newEd25519(t, "ci")
+	dk, err := e.s.CreateDeployKey(e.ctx, sys, keystore.DeployScope{ProjectID: proj.ID}, keystore.DeployKeyInput{Title: "ci", Key: dl, CanPush: true})
+	mustOK(t, err)
+	_, err = e.s.EnableDeployKey(e.ctx, sys, dk.ID, keystore.DeployScope{GroupID: g.ID})
 	mustOK(t, err)
 	_, err = e.s.CreateBastionTarget(e.ctx, sys, g.ID, keystore.BastionTargetInput{Pattern: "*.internal:22", Description: "hosts"})
 	mustOK(t, err)
@@ -91,7 +96,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if doc.Format != keystore.ExportFormat || doc.SchemaVersion < 3 || doc.Backend != src.s.Backend() {
 		t.Fatalf("header: %+v", doc)
 	}
-	if len(doc.Tables) != 13 {
+	if len(doc.Tables) != 16 {
 		t.Fatalf("%d tables exported", len(doc.Tables))
 	}
 	for _, tbl := range doc.Tables {

@@ -42,7 +42,8 @@ func (s *Store) IndexCounts(ctx context.Context) (users, keys int, err error) {
 	if users, err = s.count(ctx, `SELECT COUNT(*) FROM users`); err != nil {
 		return 0, 0, err
 	}
-	keys, err = s.count(ctx, `SELECT COUNT(*) FROM keys`)
+	// Deploy keys share the index's key table.
+	keys, err = s.count(ctx, `SELECT (SELECT COUNT(*) FROM keys) + (SELECT COUNT(*) FROM deploy_keys)`)
 	return users, keys, err
 }
 

@@ -103,10 +103,11 @@ func (s *Store) CreateKey(ctx context.Context, a Actor, userID int64, in KeyInpu
 	return k, nil
 }
 
-// fingerprintFree refuses a fingerprint already used by a key.
+// fingerprintFree refuses a fingerprint already used by a user key or a
+// deploy key (one fingerprint, one identity).
 func (t *tx) fingerprintFree(ctx context.Context, fp string) error {
 	var one int
-	err := t.queryRow(ctx, `SELECT 1 FROM keys WHERE fingerprint_sha256 = ?`, fp).Scan(&one)
+	err := t.queryRow(ctx, `SELECT 1 FROM keys WHERE fingerprint_sha256 = ? UNION ALL SELECT 1 FROM deploy_keys WHERE fingerprint_sha256 = ?`, fp, fp).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	} else if err != nil {

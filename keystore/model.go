@@ -43,6 +43,7 @@ const (
 	EntityGPGKey           Entity = "gpg_key"
 	EntityToken            Entity = "token"
 	EntityProject          Entity = "project"
+	EntityDeployKey        Entity = "deploy_key" // with its project and group grants
 )
 
 // Entities lists every entity with the table that holds it, in the order
@@ -60,6 +61,7 @@ var Entities = []struct {
 	{EntityRevocation, "cert_revocations"},
 	{EntityGPGKey, "gpg_keys"},
 	{EntityProject, "projects"},
+	{EntityDeployKey, "deploy_keys"}, // grants: deploy_key_projects, deploy_key_groups
 	{EntityBastionTarget, "bastion_targets"},
 	{EntityBastionAllowance, "bastion_allowances"},
 }

@@ -141,19 +141,25 @@ func (s *Store) TouchKeys(ctx context.Context, used map[int64]time.Time) ([]int6
 	var first []int64
 	err := s.write(ctx, Actor{}, func(t *tx) error {
 		for id, at := range used {
+			// A negative id is deploy key -id (the auth index's convention).
+			table, target, action := "keys", "key", "key_first_used"
+			if id < 0 {
+				table, target, action = "deploy_keys", "deploy_key", "deploy_key_first_used"
+			}
+			rowID := max(id, -id)
 			var prev sql.NullInt64
-			err := t.queryRow(ctx, `SELECT last_used_at FROM keys WHERE id = ?`, id).Scan(&prev)
+			err := t.queryRow(ctx, `SELECT last_used_at FROM `+table+` WHERE id = ?`, rowID).Scan(&prev)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			} else if err != nil {
 				return err
 			}
-			if _, err := t.exec(ctx, `UPDATE keys SET last_used_at = ? WHERE id = ?`, ms(at), id); err != nil {
+			if _, err := t.exec(ctx, `UPDATE `+table+` SET last_used_at = ? WHERE id = ?`, ms(at), rowID); err != nil {
 				return err
 			}
 			if !prev.Valid {
 				first = append(first, id)
-				if err := t.audit(ctx, "key_first_used", "key", id, nil); err != nil {
+				if err := t.audit(ctx, action, target, rowID, nil); err != nil {
 					return err
 				}
 			}

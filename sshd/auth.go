@@ -37,7 +37,13 @@ type Identity struct {
 	CertSerial           uint64
 	CertValidBefore      time.Time
 	PermitPortForwarding bool
+	// Deploy-key logins (UserID is 0; KeyID is -DeployKeyID):
+	DeployKeyID    int64
+	DeployKeyTitle string
 }
+
+// IsDeployKey reports whether the login used a deploy key.
+func (id *Identity) IsDeployKey() bool { return id.DeployKeyID != 0 }
 
 // IsCertificate reports whether the login used a group-CA certificate.
 func (id *Identity) IsCertificate() bool { return id.CAID != 0 }
@@ -104,6 +110,9 @@ func (s *Server) verifiedKey(conn gossh.ConnMetadata, key gossh.PublicKey) (*gos
 		id, err = s.decideCert(conn.User(), conn.RemoteAddr(), cert)
 	} else {
 		id, err = s.decideKey(conn.User(), key)
+		if id != nil && id.IsDeployKey() {
+			method = "deploy_key"
+		}
 	}
 	s.metrics.authLatency.Observe(time.Since(start).Seconds())
 	remote := conn.RemoteAddr().String()
@@ -179,6 +188,9 @@ func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error)
 	fp := fingerprint(key)
 	k, verdict := s.checkKey(fp, login, s.cfg.Now().UnixMilli())
 	printable := gossh.FingerprintSHA256(key)
+	if k.IsDeployKey() && verdict != keyUnknown {
+		return s.decideDeployKey(login, k, verdict, fp, printable)
+	}
 	if verdict == keyOK {
 		// Fail closed on an inconsistent index: a key whose user is missing
 		// never authenticates (one lookup, after the signature verified).
@@ -201,6 +213,28 @@ func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error)
 		return nil, refuseLoudly("blocked user", "keygate: your account is blocked")
 	}
 	return nil, refuse("login name is neither the git user nor the key owner")
+}
+
+// decideDeployKey turns checkKey's verdict on a deploy key into an
+// identity: it logs in as the git user only, and an expired one says so.
+func (s *Server) decideDeployKey(login string, k authindex.Key, verdict keyVerdict, fp [32]byte, printable string) (*Identity, error) {
+	dk, ok := s.cfg.Auth.DeployKey(-k.ID)
+	if !ok {
+		return nil, refuse("deploy key's record is not in the index")
+	}
+	switch verdict {
+	case keyOK:
+		if login != s.cfg.GitUser {
+			break
+		}
+		return &Identity{Login: login, KeyID: k.ID, KeyFingerprint: printable, keyFP: fp,
+			DeployKeyID: dk.ID, DeployKeyTitle: dk.Title}, nil
+	case keyExpired:
+		return nil, refuseLoudly("expired deploy key",
+			fmt.Sprintf("keygate: deploy key %q (%s) expired on %s", dk.Title, printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
+	}
+	return nil, refuseLoudly("deploy key with a login other than the git user",
+		fmt.Sprintf("keygate: deploy key %q logs in only as %s@", dk.Title, s.cfg.GitUser))
 }
 
 // decideCert applies SPEC §5 to a certificate, in order.
@@ -348,12 +382,18 @@ func verifyCertSignature(cert *gossh.Certificate) error {
 // stillValid re-checks an authenticated identity against the index; it
 // returns "" when valid or the reason it is not.
 func (s *Server) stillValid(id *Identity, now time.Time) string {
-	u, ok := s.cfg.Auth.User(id.UserID)
-	switch {
-	case !ok:
-		return "user deleted"
-	case !u.Active:
-		return "user blocked"
+	var u authindex.User
+	if id.IsDeployKey() {
+		if _, ok := s.cfg.Auth.DeployKey(id.DeployKeyID); !ok {
+			return "deploy key deleted"
+		}
+	} else {
+		var ok bool
+		if u, ok = s.cfg.Auth.User(id.UserID); !ok {
+			return "user deleted"
+		} else if !u.Active {
+			return "user blocked"
+		}
 	}
 	if id.IsCertificate() {
 		switch {

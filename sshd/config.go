@@ -36,6 +36,11 @@ type Authorizer interface {
 	// BastionTargets returns the targets that let userID forward to
 	// host:port (see authindex.Index.BastionTargets).
 	BastionTargets(userID, scopeTopGroupID int64, plainKey bool, host string, port uint32) []authindex.BastionMatch
+	// DeployKey returns a deploy key's index record.
+	DeployKey(id int64) (authindex.DeployKey, bool)
+	// DeployAccess reports whether a deploy key may read and push a
+	// project (enabled on it, or on its group or an ancestor).
+	DeployAccess(id, projectID, groupID int64) (read, push bool)
 }
 
 // Projects finds git projects (on the command path, not the auth path).

@@ -34,6 +34,9 @@ type connection struct {
 	forwards int
 	refusals int
 
+	// git is the project a deploy key's git command works on (nil: none).
+	git atomic.Pointer[gitTarget]
+
 	hostKeysSent atomic.Bool  // hostkeys-00@openssh.com announced
 	proofs       atomic.Int32 // hostkeys-prove-00 requests being answered
 	proved       atomic.Bool  // one was answered
@@ -234,4 +237,10 @@ func (c *connection) countRefusal() bool {
 	defer c.slotMu.Unlock()
 	c.refusals++
 	return c.refusals <= maxRefusalEventsPerConn
+}
+
+// gitTarget is a running git command's project.
+type gitTarget struct {
+	projectID, groupID int64
+	write              bool
 }

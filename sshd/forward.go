@@ -51,6 +51,10 @@ func identityDetails(id *Identity, d map[string]any) map[string]any {
 		d["ca_group_id"] = id.CAGroupID
 		d["ca_fingerprint"] = fingerprintString(id.CAFingerprint)
 		d["key_fingerprint"] = id.KeyFingerprint
+	} else if id.IsDeployKey() {
+		d["deploy_key_id"] = id.DeployKeyID
+		d["deploy_key_title"] = id.DeployKeyTitle
+		d["key_fingerprint"] = id.KeyFingerprint
 	} else {
 		d["key_id"] = id.KeyID
 		d["key_fingerprint"] = id.KeyFingerprint

@@ -20,10 +20,11 @@ import (
 )
 
 const (
-	msgNotFound     = "keygate: ERROR: The project you were looking for could not be found or you don't have permission to view it.\n"
-	msgNoPush       = "keygate: ERROR: You are not allowed to push code to this project.\n"
-	msgCertRequired = "keygate: ERROR: This group requires SSH certificates: log in with a certificate issued by the group's CA.\n"
-	msgCertScope    = "keygate: ERROR: Your certificate does not allow access to projects in this namespace.\n"
+	msgNotFound       = "keygate: ERROR: The project you were looking for could not be found or you don't have permission to view it.\n"
+	msgNoPush         = "keygate: ERROR: You are not allowed to push code to this project.\n"
+	msgDeployReadOnly = "keygate: ERROR: This deploy key is read-only for this project (enable can_push to push).\n"
+	msgCertRequired   = "keygate: ERROR: This group requires SSH certificates: log in with a certificate issued by the group's CA.\n"
+	msgCertScope      = "keygate: ERROR: Your certificate does not allow access to projects in this namespace.\n"
 )
 
 // gitServices maps the SSH command to git's subcommand and whether it writes.
@@ -87,7 +88,11 @@ func (s *Server) handleSession(sess ssh.Session) {
 	}
 	args := sess.Command()
 	if len(args) == 0 {
-		fmt.Fprintf(sess, "Welcome to keygate, @%s!\n", s.cfg.Auth.Username(id.UserID))
+		if id.IsDeployKey() {
+			fmt.Fprintf(sess, "Welcome to keygate, deploy key %q!\n", id.DeployKeyTitle)
+		} else {
+			fmt.Fprintf(sess, "Welcome to keygate, @%s!\n", s.cfg.Auth.Username(id.UserID))
+		}
 		// A client learning our host keys (UpdateHostKeys) gets its
 		// proofs before this short session ends.
 		s.waitHostKeyProofs(sess.Context())
@@ -126,6 +131,18 @@ func (s *Server) authorizeRepo(ctx context.Context, id *Identity, path string, w
 	if !ok {
 		return nil, msgNotFound
 	}
+	if id.IsDeployKey() {
+		// Machines: only where the key is enabled; enforce_ssh_certificates
+		// does not apply (GitLab !136498).
+		read, push := s.cfg.Auth.DeployAccess(id.DeployKeyID, p.ID, p.GroupID)
+		switch {
+		case !read:
+			return nil, msgNotFound
+		case write && !push:
+			return nil, msgDeployReadOnly
+		}
+		return p, ""
+	}
 	u, _ := s.cfg.Auth.User(id.UserID)
 	level := keystore.EffectiveLevel(u.IsAdmin, s.cfg.Auth.AccessLevel(id.UserID, p.GroupID))
 	if level < keystore.Reporter {
@@ -151,6 +168,12 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		s.log.Info("git command denied", "user_id", id.UserID, "command", command, "path", path)
 		fmt.Fprint(sess.Stderr(), msg)
 		return 1
+	}
+	if c := connFromContext(sess.Context()); c != nil && id.IsDeployKey() {
+		// Revalidation re-checks a deploy key's grant while git runs: a
+		// key disabled on the project is cut off within seconds.
+		c.git.Store(&gitTarget{projectID: p.ID, groupID: p.GroupID, write: write})
+		defer c.git.Store(nil)
 	}
 	// The one repository-path function, with its escape check.
 	repo := keystore.Repos{Root: s.cfg.ReposDir}.Path(p.FullPath)

@@ -192,6 +192,14 @@ func (s *Server) revalidate() {
 			c.Close()
 			continue
 		}
+		if t := c.git.Load(); t != nil && id.IsDeployKey() {
+			if read, push := s.cfg.Auth.DeployAccess(id.DeployKeyID, t.projectID, t.groupID); !read || (t.write && !push) {
+				s.log.Info("closing connection: deploy key no longer enabled on the project", "deploy_key_id", id.DeployKeyID,
+					"project_id", t.projectID, "remote", c.RemoteAddr().String())
+				c.Close()
+				continue
+			}
+		}
 		if !c.keepalive && s.cfg.KeepAliveInterval > 0 {
 			if sc, ok := c.ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn); ok {
 				c.keepalive = true

@@ -185,6 +185,16 @@ func (ix *Index) Apply(ctx context.Context, c keystore.Change) error {
 		default:
 			apply = func() { ix.putTarget(b) }
 		}
+	case keystore.EntityDeployKey:
+		k, err := s.DeployKey(ctx, c.EntityID)
+		switch {
+		case errors.Is(err, keystore.ErrNotFound):
+			apply = func() { ix.dropDeployKey(c.EntityID) }
+		case err != nil:
+			return err
+		default:
+			apply = func() { ix.putDeployKey(k) }
+		}
 	case keystore.EntityGPGKey, keystore.EntityToken, keystore.EntityProject:
 		apply = func() {} // nothing of these is on the auth path
 	default:
@@ -236,7 +246,7 @@ func Handles(e keystore.Entity) bool {
 	switch e {
 	case keystore.EntityKey, keystore.EntityUser, keystore.EntityGroup, keystore.EntityMember, keystore.EntityCA,
 		keystore.EntityRevocation, keystore.EntityBastionTarget, keystore.EntityBastionAllowance,
-		keystore.EntityGPGKey, keystore.EntityToken, keystore.EntityProject:
+		keystore.EntityGPGKey, keystore.EntityToken, keystore.EntityProject, keystore.EntityDeployKey:
 		return true
 	}
 	return false

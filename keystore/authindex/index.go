@@ -46,6 +46,7 @@ type Index struct {
 	revByID map[int64]revKey
 	targets map[int64]targetRec // bastion targets: few, so pointers are fine
 	allows  map[int64]allowRec  // bastion allowances, by id
+	deploys map[int64]deployRec // deploy keys, by id (few)
 	applied int64
 	loading bool // building a fresh, unpublished index: no entry exists yet
 
@@ -178,6 +179,7 @@ func (ix *Index) reset() {
 	ix.revByID = map[int64]revKey{}
 	ix.targets = map[int64]targetRec{}
 	ix.allows = map[int64]allowRec{}
+	ix.deploys = map[int64]deployRec{}
 	ix.ahead = map[int64]struct{}{}
 }
 

@@ -88,10 +88,17 @@ func (ix *Index) reload(ctx context.Context) error {
 	for _, b := range allows {
 		fresh.putAllowance(b)
 	}
+	// Deploy keys after the user keys: they share the key table.
+	if err := s.ScanDeployKeys(ctx, func(k *keystore.DeployKey) error {
+		fresh.putDeployKey(k)
+		return nil
+	}); err != nil {
+		return err
+	}
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
 	ix.mu.Lock()
-	ix.targets, ix.allows = fresh.targets, fresh.allows
+	ix.targets, ix.allows, ix.deploys = fresh.targets, fresh.allows, fresh.deploys
 	ix.setKeys(fresh.keys.Load())
 	ix.keyFP, ix.users = fresh.keyFP, fresh.users
 	ix.blocked.Store(fresh.blocked.Load())

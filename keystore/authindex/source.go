@@ -26,6 +26,7 @@ type Source interface {
 	AllGroups(ctx context.Context) ([]*keystore.Group, error)
 	AllBastionTargets(ctx context.Context) ([]*keystore.BastionTarget, error)
 	AllBastionAllowances(ctx context.Context) ([]*keystore.BastionAllowance, error)
+	ScanDeployKeys(ctx context.Context, fn func(*keystore.DeployKey) error) error
 
 	// One entity, for a change.
 	Key(ctx context.Context, id int64) (*keystore.Key, error)
@@ -36,6 +37,7 @@ type Source interface {
 	RevocationByID(ctx context.Context, id int64) (*keystore.Revocation, error)
 	BastionTargetByID(ctx context.Context, groupID, id int64) (*keystore.BastionTarget, error)
 	BastionAllowanceByID(ctx context.Context, groupID, id int64) (*keystore.BastionAllowance, error)
+	DeployKey(ctx context.Context, id int64) (*keystore.DeployKey, error)
 }
 
 var _ Source = (*keystore.Store)(nil)

@@ -1,0 +1,102 @@
+package authindex
+
+import (
+	"github.com/keygate/keygate/keystore"
+)
+
+// Deploy keys live in the same pointer-free key table as user keys (one
+// lookup on the auth path decides for both): id -ID (so the id spaces
+// never collide), user 0, usage UsageAuth|UsageDeploy. Their grants are
+// small maps beside it.
+
+// UsageDeploy marks a deploy key in Key.Usage.
+const UsageDeploy uint8 = 1 << 2
+
+// IsDeployKey reports whether the key is a deploy key (its id is -ID of
+// the deploy key).
+func (k Key) IsDeployKey() bool { return k.Usage&UsageDeploy != 0 }
+
+type deployRec struct {
+	title    string
+	fp       [32]byte
+	projects map[int64]bool // project id -> can_push
+	groups   map[int64]bool // group id -> can_push
+}
+
+// DeployKey is what the index knows of a deploy key besides its key-table
+// entry.
+type DeployKey struct {
+	ID    int64
+	Title string
+}
+
+// putDeployKey adds or replaces a deploy key (ix.mu held, or unpublished).
+func (ix *Index) putDeployKey(k *keystore.DeployKey) {
+	ix.dropDeployKey(k.ID)
+	fp, ok := keystore.ParseSHA256Fingerprint(k.FingerprintSHA256)
+	if !ok {
+		return // unparseable: never matches (fail closed)
+	}
+	var exp int64
+	if k.ExpiresAt != nil {
+		exp = k.ExpiresAt.UnixMilli()
+	}
+	ix.putKeyFP(-k.ID, 0, &fp, UsageAuth|UsageDeploy, exp, k.ExpiresAt != nil)
+	rec := deployRec{title: k.Title, fp: fp, projects: map[int64]bool{}, groups: map[int64]bool{}}
+	for _, g := range k.Projects {
+		rec.projects[g.ID] = g.CanPush
+	}
+	for _, g := range k.Groups {
+		rec.groups[g.ID] = g.CanPush
+	}
+	ix.deploys[k.ID] = rec
+}
+
+func (ix *Index) dropDeployKey(id int64) {
+	if _, ok := ix.deploys[id]; ok {
+		delete(ix.deploys, id)
+		ix.dropKey(-id)
+	}
+}
+
+// InsertDeployKey adds a deploy key directly, bypassing the store (for
+// benchmarks and tests, like InsertKey).
+func (ix *Index) InsertDeployKey(k *keystore.DeployKey) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.putDeployKey(k)
+}
+
+// DeployKey returns deploy key id's title.
+func (ix *Index) DeployKey(id int64) (DeployKey, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.deploys[id]
+	return DeployKey{ID: id, Title: r.title}, ok
+}
+
+// DeployAccess reports what deploy key id may do in a project: read where
+// it is enabled on the project or on its group or an ancestor group, push
+// where one of those grants has can_push.
+func (ix *Index) DeployAccess(id, projectID, groupID int64) (read, push bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	r, ok := ix.deploys[id]
+	if !ok {
+		return false, false
+	}
+	if p, ok := r.projects[projectID]; ok {
+		read, push = true, p
+	}
+	for g, depth := groupID, 0; g != 0 && depth < 64; depth++ {
+		if p, ok := r.groups[g]; ok {
+			read, push = true, push || p
+		}
+		rec, ok := ix.groups[g]
+		if !ok {
+			return false, false // a deleted ancestor: no access
+		}
+		g = rec.Parent
+	}
+	return read, push
+}
