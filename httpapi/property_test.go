@@ -434,6 +434,16 @@ func compareIndexes(t *testing.T, db *sql.DB, followed, fresh *authindex.Index, 
 		keys[fpBytes(t, fp)] = id
 		return nil
 	})
+	// Deploy keys share the index's key table under id -ID.
+	query(`SELECT id, fingerprint_sha256 FROM deploy_keys`, func(r *sql.Rows) error {
+		var id int64
+		var fp string
+		if err := r.Scan(&id, &fp); err != nil {
+			return err
+		}
+		keys[fpBytes(t, fp)] = -id
+		return nil
+	})
 	check := func(fp [32]byte) {
 		a, aok := followed.Key(fp)
 		b, bok := fresh.Key(fp)

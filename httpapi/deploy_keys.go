@@ -1,0 +1,551 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// Deploy keys, in GitLab v4's shapes (client-go's DeployKeys service):
+// instance keys at /deploy_keys (admins), per project at
+// /projects/:id/deploy_keys, keygate's own per group at
+// /groups/:id/deploy_keys, and GitHub v3's /repos/:owner/:repo/keys.
+// Who manages: a maintainer or more of the project (of the group for group
+// keys); admins everywhere.
+
+type deployKeyJSON struct {
+	ID                int64   `json:"id"`
+	Title             string  `json:"title"`
+	Key               string  `json:"key"`
+	Fingerprint       string  `json:"fingerprint"`
+	FingerprintSHA256 string  `json:"fingerprint_sha256"`
+	CreatedAt         string  `json:"created_at"`
+	ExpiresAt         *string `json:"expires_at"`
+	CanPush           bool    `json:"can_push"`
+}
+
+func renderDeployKey(k *keystore.DeployKey, scope keystore.DeployScope) deployKeyJSON {
+	j := deployKeyJSON{ID: k.ID, Title: k.Title, Key: k.Key, Fingerprint: strings.TrimPrefix(k.FingerprintMD5, "MD5:"),
+		FingerprintSHA256: k.FingerprintSHA256, CreatedAt: fmtTime(k.CreatedAt), ExpiresAt: fmtTimePtr(k.ExpiresAt)}
+	if scope == (keystore.DeployScope{}) {
+		for _, g := range append(append([]keystore.DeployKeyGrant{}, k.Projects...), k.Groups...) {
+			j.CanPush = j.CanPush || g.CanPush
+		}
+	} else if g, ok := k.Grant(scope); ok {
+		j.CanPush = g.CanPush
+	}
+	return j
+}
+
+type deployKeyProjectJSON struct {
+	ID                int64  `json:"id"`
+	Description       string `json:"description"`
+	Name              string `json:"name"`
+	NameWithNamespace string `json:"name_with_namespace"`
+	Path              string `json:"path"`
+	PathWithNamespace string `json:"path_with_namespace"`
+	CreatedAt         string `json:"created_at"`
+}
+
+type deployKeyGroupJSON struct {
+	ID       int64  `json:"id"`
+	Name     string `json:"name"`
+	FullPath string `json:"full_path"`
+}
+
+type instanceDeployKeyJSON struct {
+	ID                         int64                  `json:"id"`
+	Title                      string                 `json:"title"`
+	Key                        string                 `json:"key"`
+	Fingerprint                string                 `json:"fingerprint"`
+	FingerprintSHA256          string                 `json:"fingerprint_sha256"`
+	CreatedAt                  string                 `json:"created_at"`
+	ExpiresAt                  *string                `json:"expires_at"`
+	ProjectsWithWriteAccess    []deployKeyProjectJSON `json:"projects_with_write_access"`
+	ProjectsWithReadonlyAccess []deployKeyProjectJSON `json:"projects_with_readonly_access"`
+	GroupsWithWriteAccess      []deployKeyGroupJSON   `json:"groups_with_write_access"`
+	GroupsWithReadonlyAccess   []deployKeyGroupJSON   `json:"groups_with_readonly_access"`
+}
+
+func (a *API) renderInstanceDeployKey(ctx context.Context, k *keystore.DeployKey) (instanceDeployKeyJSON, error) {
+	j := instanceDeployKeyJSON{ID: k.ID, Title: k.Title, Key: k.Key, Fingerprint: strings.TrimPrefix(k.FingerprintMD5, "MD5:"),
+		FingerprintSHA256: k.FingerprintSHA256, CreatedAt: fmtTime(k.CreatedAt), ExpiresAt: fmtTimePtr(k.ExpiresAt),
+		ProjectsWithWriteAccess: []deployKeyProjectJSON{}, ProjectsWithReadonlyAccess: []deployKeyProjectJSON{},
+		GroupsWithWriteAccess: []deployKeyGroupJSON{}, GroupsWithReadonlyAccess: []deployKeyGroupJSON{}}
+	for _, g := range k.Projects {
+		p, err := a.store.Project(ctx, g.ID)
+		if errors.Is(err, keystore.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return j, err
+		}
+		pj := deployKeyProjectJSON{ID: p.ID, Description: p.Description, Name: p.Name, NameWithNamespace: p.FullPath,
+			Path: p.Path, PathWithNamespace: p.FullPath, CreatedAt: fmtTime(p.CreatedAt)}
+		if g.CanPush {
+			j.ProjectsWithWriteAccess = append(j.ProjectsWithWriteAccess, pj)
+		} else {
+			j.ProjectsWithReadonlyAccess = append(j.ProjectsWithReadonlyAccess, pj)
+		}
+	}
+	for _, g := range k.Groups {
+		grp, err := a.store.Group(ctx, g.ID)
+		if errors.Is(err, keystore.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return j, err
+		}
+		gj := deployKeyGroupJSON{ID: grp.ID, Name: grp.Name, FullPath: grp.FullPath}
+		if g.CanPush {
+			j.GroupsWithWriteAccess = append(j.GroupsWithWriteAccess, gj)
+		} else {
+			j.GroupsWithReadonlyAccess = append(j.GroupsWithReadonlyAccess, gj)
+		}
+	}
+	return j, nil
+}
+
+// Instance deploy keys (admins).
+
+func (a *API) listInstanceDeployKeys(w http.ResponseWriter, r *http.Request) error {
+	pg, err := parsePaging(r, 20)
+	if err != nil {
+		return err
+	}
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	public, err := p.boolPtr("public")
+	if err != nil {
+		return err
+	}
+	keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{InstanceOnly: public != nil && *public}, pg.store())
+	if err != nil {
+		return err
+	}
+	out := make([]instanceDeployKeyJSON, 0, len(keys))
+	for _, k := range keys {
+		j, err := a.renderInstanceDeployKey(r.Context(), k)
+		if err != nil {
+			return err
+		}
+		out = append(out, j)
+	}
+	setPageHeaders(w, r, pg, total)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) createInstanceDeployKey(w http.ResponseWriter, r *http.Request) error {
+	in, _, err := deployKeyInput(r)
+	if err != nil {
+		return err
+	}
+	k, err := a.store.CreateDeployKey(r.Context(), actor(r), keystore.DeployScope{}, in)
+	if err != nil {
+		return err
+	}
+	j, err := a.renderInstanceDeployKey(r.Context(), k)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, j)
+	return nil
+}
+
+func deployKeyInput(r *http.Request) (keystore.DeployKeyInput, params, error) {
+	var in keystore.DeployKeyInput
+	p, err := readParams(r)
+	if err != nil {
+		return in, p, err
+	}
+	if err := p.require("key", "title"); err != nil {
+		return in, p, err
+	}
+	in.Key, _ = p.str("key")
+	in.Title, _ = p.str("title")
+	if in.ExpiresAt, err = p.timePtr("expires_at"); err != nil {
+		return in, p, err
+	}
+	push, err := p.boolPtr("can_push")
+	if err != nil {
+		return in, p, err
+	}
+	in.CanPush = push != nil && *push
+	return in, p, nil
+}
+
+// Project and group deploy keys: the scope comes from the route.
+
+// deployScope resolves the route's project or group and requires
+// maintainer or more there.
+func (a *API) deployScope(r *http.Request, group bool) (keystore.DeployScope, error) {
+	if group {
+		g, level, err := a.visibleGroup(r)
+		if err != nil {
+			return keystore.DeployScope{}, err
+		}
+		if level < keystore.Maintainer {
+			return keystore.DeployScope{}, errForbidden
+		}
+		return keystore.DeployScope{GroupID: g.ID}, nil
+	}
+	p, level, err := a.projectAccess(r)
+	if err != nil {
+		return keystore.DeployScope{}, err
+	}
+	if level < keystore.Maintainer {
+		return keystore.DeployScope{}, errForbidden
+	}
+	return keystore.DeployScope{ProjectID: p.ID}, nil
+}
+
+// mayUseDeployKey reports whether the caller may enable k elsewhere: an
+// admin, an instance key, or a key enabled where the caller is maintainer
+// or more (GitLab: "accessible by the same user").
+func (a *API) mayUseDeployKey(r *http.Request, k *keystore.DeployKey) (bool, error) {
+	u := me(r)
+	if u.IsAdmin || k.Instance {
+		return true, nil
+	}
+	for _, g := range k.Projects {
+		p, err := a.store.Project(r.Context(), g.ID)
+		if errors.Is(err, keystore.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return false, err
+		}
+		grp, err := a.store.Group(r.Context(), p.GroupID)
+		if err != nil {
+			return false, err
+		}
+		if l, err := a.store.UserAccessLevel(r.Context(), u, grp); err != nil {
+			return false, err
+		} else if l >= keystore.Maintainer {
+			return true, nil
+		}
+	}
+	for _, g := range k.Groups {
+		grp, err := a.store.Group(r.Context(), g.ID)
+		if errors.Is(err, keystore.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return false, err
+		}
+		if l, err := a.store.UserAccessLevel(r.Context(), u, grp); err != nil {
+			return false, err
+		} else if l >= keystore.Maintainer {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (a *API) scopedDeployKeys(group bool) (list, create, get, update, del, enable handlerFunc) {
+	list = func(w http.ResponseWriter, r *http.Request) error {
+		scope, err := a.deployScope(r, group)
+		if err != nil {
+			return err
+		}
+		pg, err := parsePaging(r, 20)
+		if err != nil {
+			return err
+		}
+		keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{Scope: scope}, pg.store())
+		if err != nil {
+			return err
+		}
+		return writePage(w, r, pg, total, keys, func(k *keystore.DeployKey) deployKeyJSON { return renderDeployKey(k, scope) })
+	}
+	create = func(w http.ResponseWriter, r *http.Request) error {
+		scope, err := a.deployScope(r, group)
+		if err != nil {
+			return err
+		}
+		in, _, err := deployKeyInput(r)
+		if err != nil {
+			return err
+		}
+		k, err := a.store.CreateDeployKey(r.Context(), actor(r), scope, in)
+		if err != nil && isTaken(err) {
+			// GitLab joins an existing deploy key the caller can use.
+			if pk, perr := keystore.ParseUserKey(in.Key); perr == nil {
+				if existing, ferr := a.store.DeployKeyByFingerprint(r.Context(), pk.FingerprintSHA256); ferr == nil {
+					if ok, aerr := a.mayUseDeployKey(r, existing); aerr != nil {
+						return aerr
+					} else if ok {
+						if k, err = a.store.EnableDeployKey(r.Context(), actor(r), existing.ID, scope); err == nil && in.CanPush {
+							yes := true
+							k, err = a.store.UpdateDeployKey(r.Context(), actor(r), existing.ID, scope, nil, &yes)
+						}
+					}
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, renderDeployKey(k, scope))
+		return nil
+	}
+	get = func(w http.ResponseWriter, r *http.Request) error {
+		scope, k, err := a.scopedDeployKey(r, group)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, renderDeployKey(k, scope))
+		return nil
+	}
+	update = func(w http.ResponseWriter, r *http.Request) error {
+		scope, k, err := a.scopedDeployKey(r, group)
+		if err != nil {
+			return err
+		}
+		p, err := readParams(r)
+		if err != nil {
+			return err
+		}
+		push, err := p.boolPtr("can_push")
+		if err != nil {
+			return err
+		}
+		k, err = a.store.UpdateDeployKey(r.Context(), actor(r), k.ID, scope, p.strPtr("title"), push)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, renderDeployKey(k, scope))
+		return nil
+	}
+	del = func(w http.ResponseWriter, r *http.Request) error {
+		scope, k, err := a.scopedDeployKey(r, group)
+		if err != nil {
+			return err
+		}
+		return noContent(w, a.store.DisableDeployKey(r.Context(), actor(r), k.ID, scope))
+	}
+	enable = func(w http.ResponseWriter, r *http.Request) error {
+		scope, err := a.deployScope(r, group)
+		if err != nil {
+			return err
+		}
+		id, err := pathInt(r, "key_id", "Deploy Key")
+		if err != nil {
+			return err
+		}
+		k, err := a.store.DeployKey(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		if ok, err := a.mayUseDeployKey(r, k); err != nil {
+			return err
+		} else if !ok {
+			return notFound("Deploy Key")
+		}
+		k, err = a.store.EnableDeployKey(r.Context(), actor(r), id, scope)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, renderDeployKey(k, scope))
+		return nil
+	}
+	return
+}
+
+// scopedDeployKey resolves {key_id} among the keys enabled on the route's
+// scope; others are "not found".
+func (a *API) scopedDeployKey(r *http.Request, group bool) (keystore.DeployScope, *keystore.DeployKey, error) {
+	scope, err := a.deployScope(r, group)
+	if err != nil {
+		return scope, nil, err
+	}
+	id, err := pathInt(r, "key_id", "Deploy Key")
+	if err != nil {
+		return scope, nil, err
+	}
+	k, err := a.store.DeployKey(r.Context(), id)
+	if err != nil {
+		return scope, nil, err
+	}
+	if _, ok := k.Grant(scope); !ok {
+		return scope, nil, notFound("Deploy Key")
+	}
+	return scope, k, nil
+}
+
+func isTaken(err error) bool {
+	var ve *keystore.ValidationError
+	if !errors.As(err, &ve) {
+		return false
+	}
+	for _, r := range ve.Fields["fingerprint_sha256"] {
+		if r == "has already been taken" {
+			return true
+		}
+	}
+	return false
+}
+
+// listUserProjectDeployKeys: GET /users/:id_or_username/project_deploy_keys,
+// the deploy keys a user made (the user or an admin).
+func (a *API) listUserProjectDeployKeys(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.lookupUser(r, "id")
+	if err != nil {
+		return err
+	}
+	if viewer := me(r); !viewer.IsAdmin && viewer.ID != u.ID {
+		return notFound("User")
+	}
+	pg, err := parsePaging(r, 20)
+	if err != nil {
+		return err
+	}
+	keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{UserID: u.ID}, pg.store())
+	if err != nil {
+		return err
+	}
+	return writePage(w, r, pg, total, keys, func(k *keystore.DeployKey) deployKeyJSON { return renderDeployKey(k, keystore.DeployScope{}) })
+}
+
+// GitHub v3: /repos/:owner/:repo/keys, on the same table (:owner/:repo is
+// the project's full path; a nested owner is URL-encoded, a%2Fb).
+
+type ghDeployKeyJSON struct {
+	ID        int64  `json:"id"`
+	Key       string `json:"key"`
+	URL       string `json:"url"`
+	Title     string `json:"title"`
+	Verified  bool   `json:"verified"`
+	CreatedAt string `json:"created_at"`
+	ReadOnly  bool   `json:"read_only"`
+}
+
+func (a *API) ghRepoScope(r *http.Request) (*keystore.Project, keystore.DeployScope, error) {
+	full := pathParam(r, "owner") + "/" + pathParam(r, "repo")
+	p, err := a.store.ProjectByPath(r.Context(), full)
+	if err != nil {
+		return nil, keystore.DeployScope{}, errNotFound
+	}
+	g, err := a.store.Group(r.Context(), p.GroupID)
+	if err != nil {
+		return nil, keystore.DeployScope{}, err
+	}
+	level, err := a.store.UserAccessLevel(r.Context(), me(r), g)
+	if err != nil {
+		return nil, keystore.DeployScope{}, err
+	}
+	if level < keystore.Guest {
+		return nil, keystore.DeployScope{}, errNotFound
+	}
+	if level < keystore.Maintainer {
+		return nil, keystore.DeployScope{}, errStatus(http.StatusForbidden, "Must have admin rights to Repository.")
+	}
+	return p, keystore.DeployScope{ProjectID: p.ID}, nil
+}
+
+func renderGHDeployKey(r *http.Request, p *keystore.Project, k *keystore.DeployKey, scope keystore.DeployScope) ghDeployKeyJSON {
+	g, _ := k.Grant(scope)
+	return ghDeployKeyJSON{ID: k.ID, Key: ghKeyLine(k.Key), Title: k.Title, Verified: true, CreatedAt: fmtTime(k.CreatedAt),
+		ReadOnly: !g.CanPush, URL: baseURL(r) + "/api/v3/repos/" + p.FullPath + "/keys/" + strconv.FormatInt(k.ID, 10)}
+}
+
+func ghKeyLine(key string) string {
+	if f := strings.Fields(key); len(f) >= 2 {
+		return f[0] + " " + f[1]
+	}
+	return key
+}
+
+func (a *API) ghListRepoKeys(w http.ResponseWriter, r *http.Request) error {
+	p, scope, err := a.ghRepoScope(r)
+	if err != nil {
+		return err
+	}
+	pg, err := parsePaging(r, 30)
+	if err != nil {
+		return err
+	}
+	keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{Scope: scope}, pg.store())
+	if err != nil {
+		return err
+	}
+	return writePage(w, r, pg, total, keys, func(k *keystore.DeployKey) ghDeployKeyJSON { return renderGHDeployKey(r, p, k, scope) })
+}
+
+func (a *API) ghAddRepoKey(w http.ResponseWriter, r *http.Request) error {
+	p, scope, err := a.ghRepoScope(r)
+	if err != nil {
+		return err
+	}
+	prm, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := prm.require("key"); err != nil {
+		return err
+	}
+	in := keystore.DeployKeyInput{}
+	in.Key, _ = prm.str("key")
+	in.Title, _ = prm.str("title")
+	if in.Title == "" {
+		in.Title = "deploy key"
+	}
+	ro, err := prm.boolPtr("read_only")
+	if err != nil {
+		return err
+	}
+	in.CanPush = ro != nil && !*ro // GitHub: read_only defaults to false
+	if ro == nil {
+		in.CanPush = true
+	}
+	k, err := a.store.CreateDeployKey(r.Context(), actor(r), scope, in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, renderGHDeployKey(r, p, k, scope))
+	return nil
+}
+
+func (a *API) ghRepoKey(r *http.Request) (*keystore.Project, keystore.DeployScope, *keystore.DeployKey, error) {
+	p, scope, err := a.ghRepoScope(r)
+	if err != nil {
+		return nil, scope, nil, err
+	}
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil {
+		return nil, scope, nil, errNotFound
+	}
+	k, err := a.store.DeployKey(r.Context(), id)
+	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+		return nil, scope, nil, err
+	}
+	if err != nil {
+		return nil, scope, nil, errNotFound
+	}
+	if _, ok := k.Grant(scope); !ok {
+		return nil, scope, nil, errNotFound
+	}
+	return p, scope, k, nil
+}
+
+func (a *API) ghGetRepoKey(w http.ResponseWriter, r *http.Request) error {
+	p, scope, k, err := a.ghRepoKey(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, renderGHDeployKey(r, p, k, scope))
+	return nil
+}
+
+func (a *API) ghDeleteRepoKey(w http.ResponseWriter, r *http.Request) error {
+	_, scope, k, err := a.ghRepoKey(r)
+	if err != nil {
+		return err
+	}
+	return noContent(w, a.store.DisableDeployKey(r.Context(), actor(r), k.ID, scope))
+}
