@@ -155,3 +155,8 @@ func ParseSHA256Fingerprint(fp string) ([32]byte, bool) {
 	n, err := base64.RawStdEncoding.Decode(out[:], []byte(b64))
 	return out, err == nil && n == 32
 }
+
+// FingerprintString is OpenSSH's "SHA256:…" form of a SHA-256 fingerprint.
+func FingerprintString(fp [32]byte) string {
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(fp[:])
+}

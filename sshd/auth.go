@@ -2,7 +2,6 @@ package sshd
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -79,9 +78,7 @@ func refuseLoudly(reason, banner string) error {
 func fingerprint(key gossh.PublicKey) [32]byte { return sha256.Sum256(key.Marshal()) }
 
 // fingerprintString is OpenSSH's "SHA256:…" form of a fingerprint.
-func fingerprintString(fp [32]byte) string {
-	return "SHA256:" + base64.RawStdEncoding.EncodeToString(fp[:])
-}
+func fingerprintString(fp [32]byte) string { return keystore.FingerprintString(fp) }
 
 // offeredKey answers the unverified query phase: "maybe" for a known key
 // fingerprint or a certificate of a known CA, nothing else is revealed.

@@ -76,11 +76,26 @@ func benchOrder(n int) [][32]byte {
 }
 
 // BenchmarkAuthDecision measures the plain-key decision of SPEC §5 (index
-// lookup, usage, expiry, user state, login name) at 1k and 1M keys.
+// lookup, usage, expiry, user state, login name) at 1k and 1M keys, and at
+// 1M user keys beside 100k deploy keys (which share the key table; the
+// lookups are of user keys, the common case).
 func BenchmarkAuthDecision(b *testing.B) {
-	for _, n := range []int{1_000, 1_000_000} {
-		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+	for _, c := range []struct{ n, deploy int }{{1_000, 0}, {1_000_000, 0}, {1_000_000, 100_000}} {
+		n := c.n
+		name := fmt.Sprintf("keys=%d", n)
+		if c.deploy > 0 {
+			name += fmt.Sprintf("+deploy=%d", c.deploy)
+		}
+		b.Run(name, func(b *testing.B) {
 			s, perKey := benchServer(b, n)
+			if c.deploy > 0 {
+				ix := s.cfg.Auth.(*authindex.Index)
+				for i := range c.deploy {
+					fp := benchFingerprint(n + i)
+					ix.InsertDeployKey(&keystore.DeployKey{ID: int64(i + 1), Title: "ci", FingerprintSHA256: keystore.FingerprintString(fp),
+						Projects: []keystore.DeployKeyGrant{{ID: int64(i%1000 + 1)}}})
+				}
+			}
 			fps := benchOrder(n)
 			nowMS := time.Now().UnixMilli()
 			b.ReportAllocs()
