@@ -248,6 +248,27 @@ func TestFeedFollowsAnotherStore(t *testing.T) {
 	proj, err := a.CreateProject(e.ctx, sys, keystore.ProjectInput{GroupID: sub.ID, Name: "site", Path: "site"})
 	must(err)
 	caught(t) // project changes carry nothing for the index, but the watermark moves over them
+
+	// A deploy key: added, enabled on a group, made pushable, disabled,
+	// and gone once enabled nowhere.
+	dpub, dline := newEd25519(t, "ci")
+	p.keys = append(p.keys, dpub)
+	dk, err := a.CreateDeployKey(e.ctx, sys, keystore.DeployScope{ProjectID: proj.ID}, keystore.DeployKeyInput{Title: "ci", Key: dline})
+	must(err)
+	eventually(t, "deploy key added on A is found on B", func() bool {
+		got, ok := ix.Key(fp(dpub))
+		read, push := ix.DeployAccess(dk.ID, proj.ID, sub.ID)
+		return ok && got.IsDeployKey() && read && !push
+	})
+	_, err = a.EnableDeployKey(e.ctx, sys, dk.ID, keystore.DeployScope{GroupID: top.ID})
+	must(err)
+	yes := true
+	_, err = a.UpdateDeployKey(e.ctx, sys, dk.ID, keystore.DeployScope{GroupID: top.ID}, nil, &yes)
+	must(err)
+	eventually(t, "deploy key pushable through the group on B", func() bool { _, push := ix.DeployAccess(dk.ID, proj.ID, sub.ID); return push })
+	must(a.DisableDeployKey(e.ctx, sys, dk.ID, keystore.DeployScope{ProjectID: proj.ID}))
+	must(a.DisableDeployKey(e.ctx, sys, dk.ID, keystore.DeployScope{GroupID: top.ID}))
+	eventually(t, "deploy key gone on B", func() bool { _, ok := ix.Key(fp(dpub)); return !ok })
 	must(a.DeleteProject(e.ctx, sys, proj.ID))
 	caught(t)
 
