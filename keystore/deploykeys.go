@@ -40,7 +40,9 @@ type DeployKeyGrant struct {
 }
 
 // Expired reports whether the key has expired at now.
-func (k *DeployKey) Expired(now time.Time) bool { return k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) }
+func (k *DeployKey) Expired(now time.Time) bool {
+	return k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)
+}
 
 // DeployScope names where a deploy key is enabled: a project or a group.
 type DeployScope struct {

@@ -90,7 +90,9 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 		"title": "Platform CA", "key": sshKeyLine("platform-ca")}, 201).Object(t))
 	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/ssh_certificates/%d/revocations", gid, ca), token, map[string]any{
 		"serial": "42", "reason": "lost laptop"}, 201)
-	p.must("POST", "/api/v4/projects", token, map[string]any{"name": "Repo", "path": "repo", "namespace_id": sub}, 201)
+	pid := id(t, p.must("POST", "/api/v4/projects", token, map[string]any{"name": "Repo", "path": "repo", "namespace_id": sub}, 201).Object(t))
+	p.must("POST", fmt.Sprintf("/api/v4/projects/%d/deploy_keys", pid), token, map[string]any{"title": "ci", "key": sshKeyLine("ci"), "can_push": true}, 201)
+	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/deploy_keys", gid), token, map[string]any{"title": "argo", "key": sshKeyLine("argo")}, 201)
 	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/bastion_targets", gid), token, map[string]any{
 		"pattern": "*.internal:22", "description": "hosts"}, 201)
 	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/bastion_allowances", gid), token, map[string]any{
