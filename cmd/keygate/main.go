@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -33,8 +35,33 @@ import (
 // The index is what the SSH server reads.
 var _ sshd.Authorizer = (*authindex.Index)(nil)
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "0.1.0-dev"
+// version is set at build time with -ldflags "-X main.version=…"; the
+// CHANGELOG names each release.
+var version = "0.2.0"
+
+// versionLine is what `keygate version` prints: the version, the commit
+// it was built from (from the build's VCS stamp; "unknown" for go run or a
+// build outside a checkout) and the Go version.
+func versionLine() string {
+	commit, dirty := "unknown", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+				if len(commit) > 12 {
+					commit = commit[:12]
+				}
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if dirty {
+		commit += "+dirty"
+	}
+	return fmt.Sprintf("keygate %s (commit %s, %s %s/%s)", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -76,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "enterprise-users":
 		return runEnterpriseUsers(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "keygate", version)
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "help", "-h", "--help":
 		usage(stdout)
@@ -100,7 +127,7 @@ func usage(w io.Writer) {
                             (not enterprise users of the CA's group); --assign makes each user
                             who is a member of exactly one CA-bearing top-level group its
                             enterprise user, printing every assignment
-  keygate version           print the version
+  keygate version           print the version, the commit and the Go version
 The database flags of migrate, export, import and enterprise-users are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
 `)
