@@ -46,6 +46,9 @@ type Config struct {
 	// /-/readiness answers 503 (default 30 s). An unreachable database
 	// alone does not: the index keeps serving SSH authentication.
 	IndexMaxLag time.Duration
+	// SeparateMetrics: /metrics is served by OpsHandler on its own
+	// listener (--metrics-addr), not by the REST listener.
+	SeparateMetrics bool
 }
 
 // Validate checks the configuration.
@@ -79,8 +82,9 @@ type API struct {
 	sshPort  int
 	gitUser  string
 
-	indexStatus func() authindex.FeedStatus
-	indexMaxLag time.Duration
+	separateMetrics bool
+	indexStatus     func() authindex.FeedStatus
+	indexMaxLag     time.Duration
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -104,8 +108,9 @@ func New(cfg Config) (*API, error) {
 		sshPort:  cfg.SSHPort,
 		gitUser:  cfg.GitUser,
 
-		indexStatus: cfg.IndexStatus,
-		indexMaxLag: cfg.IndexMaxLag,
+		indexStatus:     cfg.IndexStatus,
+		separateMetrics: cfg.SeparateMetrics,
+		indexMaxLag:     cfg.IndexMaxLag,
 	}
 	if a.indexMaxLag == 0 {
 		a.indexMaxLag = 30 * time.Second
@@ -161,6 +166,17 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.Serve
 
 // Router exposes the route table (for documentation checks).
 func (a *API) Router() chi.Routes { return a.router }
+
+// OpsHandler serves the unauthenticated operations endpoints (/metrics,
+// /-/health, /-/readiness) for a listener of their own.
+func (a *API) OpsHandler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(a.requestID, a.recoverer)
+	r.Get("/-/health", a.health)
+	r.Get("/-/readiness", a.readiness)
+	r.Method(http.MethodGet, "/metrics", a.metricsHandler())
+	return r
+}
 
 func (a *API) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})

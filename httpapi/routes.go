@@ -44,7 +44,9 @@ func (a *API) routes() chi.Router {
 	r.Get("/-/health", a.health)
 	r.Get("/-/readiness", a.readiness)
 	r.With(a.authenticate(false), a.requireUser(false)).Get("/-/allowed_signers", a.v4(a.allowedSigners))
-	r.Method(http.MethodGet, "/metrics", a.metricsHandler())
+	if !a.separateMetrics {
+		r.Method(http.MethodGet, "/metrics", a.metricsHandler())
+	}
 
 	r.Route("/api/v4", func(r chi.Router) {
 		r.Use(a.authenticate(false))

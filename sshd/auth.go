@@ -82,7 +82,7 @@ func fingerprintString(fp [32]byte) string { return keystore.FingerprintString(f
 
 // offeredKey answers the unverified query phase: "maybe" for a known key
 // fingerprint or a certificate of a known CA, nothing else is revealed.
-func (s *Server) offeredKey(_ ssh.Context, key ssh.PublicKey) bool {
+func (s *Server) offeredKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	if cert, ok := key.(*gossh.Certificate); ok {
 		if cert.SignatureKey == nil {
 			return false
@@ -91,6 +91,11 @@ func (s *Server) offeredKey(_ ssh.Context, key ssh.PublicKey) bool {
 		return known
 	}
 	_, known := s.cfg.Auth.Key(fingerprint(key))
+	if !known && ctx != nil && s.refusalLog.Allow() {
+		// "Why can't I log in?": the key that was not found, and for whom.
+		s.log.Info("ssh key not registered", "fingerprint", gossh.FingerprintSHA256(key), "type", key.Type(),
+			"login", ctx.User(), "remote", ctx.RemoteAddr().String())
+	}
 	return known
 }
 

@@ -6,11 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -30,7 +33,7 @@ func (c *dbConfig) flags(fs *flag.FlagSet) {
 // dsn is the store DSN; existing requires a SQLite file to be there already.
 func (c *dbConfig) dsn(existing bool) (string, error) {
 	if c.DB != "" {
-		return c.DB, nil
+		return resolveDB(c.DB, c.DataDir)
 	}
 	path := filepath.Join(c.DataDir, "keygate.db")
 	if existing {
@@ -276,6 +279,56 @@ func runEnterpriseUsers(args []string, stdout, stderr io.Writer) int {
 			}
 			if len(gaps) == 0 {
 				fmt.Fprintln(stdout, "every member of a CA-bearing group is an enterprise user of it")
+			}
+			return nil
+		})
+}
+
+// runHostKeys: keygate hostkeys prints the host keys' fingerprints and
+// known_hosts lines for the configured host name and SSH port.
+func runHostKeys(args []string, stdout, stderr io.Writer) int {
+	var dataDir, hostname, sshAddr string
+	host, _ := os.Hostname()
+	return runOneShot(args, stdout, stderr, "hostkeys",
+		func(a []string) error {
+			fs := flag.NewFlagSet("hostkeys", flag.ContinueOnError)
+			fs.SetOutput(stderr)
+			fs.StringVar(&dataDir, "data-dir", env("KEYGATE_DATA_DIR", "./keygate-data"), "data directory holding the host keys (env KEYGATE_DATA_DIR)")
+			fs.StringVar(&hostname, "hostname", env("KEYGATE_HOSTNAME", host), "host name for the known_hosts lines (env KEYGATE_HOSTNAME)")
+			fs.StringVar(&sshAddr, "ssh-addr", env("KEYGATE_SSH_ADDR", ":2222"), "SSH listen address, for the port (env KEYGATE_SSH_ADDR)")
+			if err := fs.Parse(a); err != nil {
+				return err
+			}
+			if fs.NArg() > 0 {
+				return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+			}
+			return nil
+		},
+		func(ctx context.Context) error {
+			_, port, err := net.SplitHostPort(sshAddr)
+			if err != nil {
+				return fmt.Errorf("--ssh-addr %s: %w", sshAddr, err)
+			}
+			known := hostname
+			if port != "22" {
+				known = "[" + hostname + "]:" + port
+			}
+			var lines []string
+			for _, name := range []string{"ssh_host_ed25519_key.pub", "ssh_host_ecdsa_key.pub", "ssh_host_rsa_key.pub"} {
+				data, err := os.ReadFile(filepath.Join(dataDir, name))
+				if err != nil {
+					return fmt.Errorf("no host keys in %s (keygate serve makes them on its first start): %w", dataDir, err)
+				}
+				pub, _, _, _, err := gossh.ParseAuthorizedKey(data)
+				if err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				fmt.Fprintf(stdout, "%s %s\n", gossh.FingerprintSHA256(pub), pub.Type())
+				lines = append(lines, known+" "+strings.TrimSpace(string(gossh.MarshalAuthorizedKey(pub))))
+			}
+			fmt.Fprintln(stdout, "# known_hosts:")
+			for _, l := range lines {
+				fmt.Fprintln(stdout, l)
 			}
 			return nil
 		})

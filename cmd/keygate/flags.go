@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/sshd"
 )
 
@@ -21,6 +23,7 @@ type serveConfig struct {
 	SSHAddr       string
 	HTTPAddr      string
 	DB            string
+	MetricsAddr   string
 	Hostname      string
 	GitUser       string
 	LogFormat     string
@@ -66,7 +69,7 @@ func envDuration(name string, def time.Duration) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", name, err)
+		return 0, fmt.Errorf("%s: %w (durations take a unit: 30s, 5m, 1h)", name, err)
 	}
 	return d, nil
 }
@@ -88,11 +91,15 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	host, _ := os.Hostname()
 	c := &serveConfig{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A flag error prints that one error and a pointer to -h; -h prints
+	// the flags.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&c.DataDir, "data-dir", env("KEYGATE_DATA_DIR", "./keygate-data"), "data directory: keygate.db, host keys, repositories (env KEYGATE_DATA_DIR)")
 	fs.StringVar(&c.SSHAddr, "ssh-addr", env("KEYGATE_SSH_ADDR", ":2222"), "SSH listen address (env KEYGATE_SSH_ADDR)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("KEYGATE_HTTP_ADDR", ":8080"), "REST API listen address (env KEYGATE_HTTP_ADDR)")
-	fs.StringVar(&c.DB, "db", env("KEYGATE_DB", ""), "database: empty for SQLite in the data dir, or postgres://… (env KEYGATE_DB)")
+	fs.StringVar(&c.DB, "db", env("KEYGATE_DB", ""), "database: empty for SQLite in the data dir, sqlite:PATH or file:PATH, or postgres://… (env KEYGATE_DB)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("KEYGATE_METRICS_ADDR", ""), "serve /metrics, /-/health and /-/readiness on this separate address instead of the REST listener (env KEYGATE_METRICS_ADDR)")
 	fs.StringVar(&c.Hostname, "hostname", env("KEYGATE_HOSTNAME", host), "host name used in clone URLs and the login@NAME certificate extension (env KEYGATE_HOSTNAME)")
 	fs.StringVar(&c.GitUser, "git-user", env("KEYGATE_GIT_USER", "git"), "SSH login name for git (env KEYGATE_GIT_USER)")
 	fs.StringVar(&c.LogFormat, "log-format", env("KEYGATE_LOG_FORMAT", "text"), "log format: text or json (env KEYGATE_LOG_FORMAT)")
@@ -162,7 +169,16 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	trusted := fs.String("proxy-protocol-trusted", env("KEYGATE_PROXY_PROTOCOL_TRUSTED", ""),
 		"comma-separated CIDRs of proxies allowed to send a PROXY header (env KEYGATE_PROXY_PROTOCOL_TRUSTED)")
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "usage: keygate serve [flags]")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		if strings.Contains(err.Error(), "parse error") {
+			err = fmt.Errorf("%w (durations take a unit: 30s, 5m, 1h; sizes and counts are plain numbers)", err)
+		}
+		return nil, fmt.Errorf("%w\nrun 'keygate serve -h' for the flags", err)
 	}
 	if c.MaxStartups, err = sshd.ParseMaxStartups(*maxStartups); err != nil {
 		return nil, err
@@ -216,6 +232,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	if c.GitUser == "" {
 		return nil, errors.New("--git-user must not be empty")
 	}
+	if _, err := resolveDB(c.DB, c.DataDir); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -225,4 +244,49 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
 	}
 	return l, nil
+}
+
+// dsn is the store DSN of --db: empty for DATA_DIR/keygate.db, a
+// postgres:// or postgresql:// URL, sqlite:PATH or file:PATH, or (the form
+// of earlier releases) a plain file path. Anything else — a mistyped URL
+// scheme above all — is refused, rather than silently becoming a new local
+// SQLite file.
+func (c *serveConfig) dsn() (string, error) {
+	return resolveDB(c.DB, c.DataDir)
+}
+
+func resolveDB(db, dataDir string) (string, error) {
+	switch {
+	case db == "":
+		return filepath.Join(dataDir, "keygate.db"), nil
+	case keystore.IsPostgresDSN(db):
+		return db, nil
+	case strings.HasPrefix(db, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(db, "sqlite:"), "//")
+		if path == "" {
+			return "", errors.New("--db sqlite:PATH needs a path")
+		}
+		return path, nil
+	case strings.HasPrefix(db, "file:"):
+		if strings.TrimPrefix(db, "file:") == "" {
+			return "", errors.New("--db file:PATH needs a path")
+		}
+		return db, nil
+	case !strings.Contains(db, ":"):
+		return db, nil // a plain path, as before
+	}
+	return "", fmt.Errorf("--db %q: not a database keygate knows; use postgres://… or postgresql://… for PostgreSQL, sqlite:PATH or file:PATH for SQLite, or leave it empty for DATA_DIR/keygate.db", redactDSN(db))
+}
+
+// redactDSN drops a password from a URL-ish DSN for messages.
+func redactDSN(db string) string {
+	if i := strings.Index(db, "://"); i >= 0 {
+		rest := db[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
+				return db[:i+3] + rest[:colon] + ":…" + rest[at:]
+			}
+		}
+	}
+	return db
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -21,6 +22,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -102,6 +105,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runImport(args[1:], stdout, stderr)
 	case "enterprise-users":
 		return runEnterpriseUsers(args[1:], stdout, stderr)
+	case "hostkeys":
+		return runHostKeys(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -127,6 +132,8 @@ func usage(w io.Writer) {
                             (not enterprise users of the CA's group); --assign makes each user
                             who is a member of exactly one CA-bearing top-level group its
                             enterprise user, printing every assignment
+  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR]
+                            print the host key fingerprints and known_hosts lines
   keygate version           print the version, the commit and the Go version
 The database flags of migrate, export, import and enterprise-users are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
@@ -137,6 +144,13 @@ func newLogger(c *serveConfig, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(c.LogLevel)
 	opts := &slog.HandlerOptions{Level: level}
 	if c.LogFormat == "json" {
+		// Durations as "10s", not integer nanoseconds.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				return slog.String(a.Key, a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
@@ -162,11 +176,83 @@ func warnEnterpriseGaps(ctx context.Context, store *keystore.Store, log *slog.Lo
 	}
 }
 
+// listen binds the SSH, REST and (if set) metrics listeners; an error
+// names the flag ("--ssh-addr :2222: address already in use").
+func listen(c *serveConfig) ([3]net.Listener, error) {
+	var lns [3]net.Listener
+	for i, l := range []struct{ flag, addr string }{{"--ssh-addr", c.SSHAddr}, {"--http-addr", c.HTTPAddr}, {"--metrics-addr", c.MetricsAddr}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			for _, o := range lns {
+				if o != nil {
+					o.Close()
+				}
+			}
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return lns, fmt.Errorf("%s %s: address already in use", l.flag, l.addr)
+			}
+			return lns, fmt.Errorf("%s %s: %w", l.flag, l.addr, err)
+		}
+		lns[i] = ln
+	}
+	return lns, nil
+}
+
+// checkDataDir creates the data dir (0700) and proves it writable.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".preflight-")
+	if err != nil {
+		if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) {
+			// A read-only data dir is allowed (a read-only SQLite mount is
+			// served read-only); the database open decides.
+			return nil
+		}
+		return fmt.Errorf("--data-dir %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// minGit is the oldest git keygate runs: `git init --initial-branch`
+// needs 2.28.
+var minGit = [2]int{2, 28}
+
+// checkGit finds git on PATH and checks its version.
+func checkGit() (path, version string, err error) {
+	path, err = keystore.ResolveGit("git")
+	if err != nil {
+		return "", "", fmt.Errorf("git not found on PATH (keygate runs git %d.%d or newer for every clone and push): %w", minGit[0], minGit[1], err)
+	}
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return "", "", fmt.Errorf("%s --version: %w", path, err)
+	}
+	version = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "git version "))
+	var major, minor int
+	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
+		return "", "", fmt.Errorf("%s: cannot read its version %q", path, version)
+	}
+	if major < minGit[0] || major == minGit[0] && minor < minGit[1] {
+		return "", "", fmt.Errorf("%s is git %s; keygate needs %d.%d or newer", path, version, minGit[0], minGit[1])
+	}
+	return path, version, nil
+}
+
 // ownListeners are the addresses of keygate's listeners other than SSH,
 // which the bastion must never reach unless an admin names them.
 func ownListeners(lns ...net.Listener) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, l := range lns {
+		if l == nil {
+			continue
+		}
 		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
 			out = append(out, ap)
 		}
@@ -177,18 +263,38 @@ func ownListeners(lns ...net.Listener) []netip.AddrPort {
 // serve runs keygate until ctx ends.
 func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	log := newLogger(c, stderr)
-	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-		return err
-	}
-	dsn := c.DB
-	if dsn == "" {
-		dsn = filepath.Join(c.DataDir, "keygate.db")
-	}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log})
+	// Preflight, before anything is created or printed: the listeners
+	// bind, the data dir is writable, git is there and new enough, the
+	// database opens. Only then is the admin bootstrapped.
+	lns, err := listen(c)
 	if err != nil {
 		return err
 	}
+	sshLn, httpLn, metricsLn := lns[0], lns[1], lns[2]
+	defer func() {
+		for _, l := range lns {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}()
+	if err := checkDataDir(c.DataDir); err != nil {
+		return err
+	}
+	gitBin, gitVersion, err := checkGit()
+	if err != nil {
+		return err
+	}
+	dsn, err := c.dsn()
+	if err != nil {
+		return err
+	}
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log})
+	if err != nil {
+		return fmt.Errorf("--db: %w", err)
+	}
 	defer store.Close()
+	log.Info("preflight passed", "git", gitBin, "git_version", gitVersion, "backend", store.Backend())
 
 	if err := bootstrapAdmin(ctx, store, c.DataDir, log, stderr, c.LogFormat == "json"); err != nil {
 		return err
@@ -211,6 +317,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, k := range hostKeys {
+		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", gossh.FingerprintSHA256(k.PublicKey()))
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories"), Home: filepath.Join(c.DataDir, "git-home")}
@@ -221,15 +330,6 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return err
 	}
 
-	sshLn, err := net.Listen("tcp", c.SSHAddr)
-	if err != nil {
-		return err
-	}
-	httpLn, err := net.Listen("tcp", c.HTTPAddr)
-	if err != nil {
-		sshLn.Close()
-		return err
-	}
 	sshPort := sshLn.Addr().(*net.TCPAddr).Port
 
 	sshSrv, err := sshd.New(sshd.Config{
@@ -243,7 +343,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		CertClockSkew: c.CertClockSkew, CertRequirePrincipals: c.CertRequirePrincipals,
 		MaxAuthRequests: c.MaxAuthRequests, IdleTimeout: c.IdleTimeout,
 		ProxyProtocol: c.ProxyProtocol, ProxyTrusted: c.ProxyTrusted,
-		OwnListeners: ownListeners(httpLn),
+		OwnListeners: ownListeners(httpLn, metricsLn),
 	})
 	if err != nil {
 		return err
@@ -254,6 +354,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		Ready: ready.Load, Registry: reg,
 		Repos: repos, Hostname: c.Hostname, SSHPort: sshPort, GitUser: c.GitUser,
 		IndexStatus: feed.Status, IndexMaxLag: c.IndexMaxLag,
+		SeparateMetrics: metricsLn != nil,
 	})
 	if err != nil {
 		return err
@@ -269,8 +370,22 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	log.Info("keygate started", "version", version, "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "data_dir", c.DataDir)
 	ready.Store(true)
 
+	var metricsSrv *http.Server
+	if metricsLn != nil {
+		metricsSrv = &http.Server{Handler: api.OpsHandler(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return feed.Run(gctx) })
+	if metricsSrv != nil {
+		g.Go(func() error {
+			if err := metricsSrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { return sshSrv.Serve(sshLn) })
 	g.Go(func() error {
 		if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -287,6 +402,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		var wg errgroup.Group
 		wg.Go(func() error { return sshSrv.Shutdown(sctx) })
 		wg.Go(func() error { return srv.Shutdown(sctx) })
+		if metricsSrv != nil {
+			wg.Go(func() error { return metricsSrv.Shutdown(sctx) })
+		}
 		if err := wg.Wait(); err != nil {
 			log.Warn("shutdown", "err", err)
 		}
