@@ -38,9 +38,18 @@ func main() {
 const usage = `usage:
   keygate-load run --addr HOST:PORT [--user git] --key PATH [--cert PATH] [--cmd CMD]
                    [--concurrency N] [--duration D | --count N] [--json] [--host-key-check=false]
+      Opens SSH connections as fast as it can (handshake, auth, one session running
+      --cmd or the greeting) and reports handshakes per second and latencies.
   keygate-load seed --data-dir DIR --keys N [--db PATH] [--write-keys FILE] [--json]
+      Fills the SQLite keystore of a stopped keygate with N users and keys (refused
+      while a keygate holds the data dir); --write-keys saves one private key for run.
   keygate-load hold --addr HOST:PORT [--user git] --key PATH --conns N [--duration D]
                     [--concurrency N] [--json] [--host-key-check=false]
+      Opens N authenticated connections and keeps them idle, to measure memory per
+      connection.
+A load test from one address trips keygate's per-source limits: start keygate with
+  --max-startups 1000 --per-source-max-startups 1000 --per-source-max-auth-failures -1
+(or --per-source-exempt 127.0.0.1/32) on a test machine.
 `
 
 // cli runs one subcommand and returns the exit status.

@@ -427,3 +427,22 @@ func TestRunCancelCutsStalledHandshakes(t *testing.T) {
 		t.Fatalf("interrupted attempts counted: %+v", res)
 	}
 }
+
+// TestSeedRefusesADataDirInUse: while a keygate serves a data dir (it holds
+// keygate.lock shared), the seeder refuses it instead of writing keys the
+// running index would never see; once keygate stopped, it seeds.
+func TestSeedRefusesADataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	release, err := keystore.LockDataDir(dir, false) // what keygate serve holds
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = seed(context.Background(), seedOptions{DataDir: dir, Keys: 10})
+	if err == nil || !strings.Contains(err.Error(), "a running keygate holds") {
+		t.Fatalf("seed on a data dir in use: %v", err)
+	}
+	release()
+	if _, err := seed(context.Background(), seedOptions{DataDir: dir, Keys: 10}); err != nil {
+		t.Fatalf("seed after keygate stopped: %v", err)
+	}
+}

@@ -74,6 +74,19 @@ func seed(ctx context.Context, opts seedOptions) (*SeedResult, error) {
 	if opts.Keys <= 0 {
 		return nil, errors.New("--keys must be positive")
 	}
+	// The seeder writes the database behind keygate's back: refuse a data
+	// dir that a running keygate holds (its index would never see the keys).
+	lockDir := opts.DataDir
+	if lockDir == "" {
+		lockDir = filepath.Dir(dbPath)
+	}
+	unlock, err := keystore.LockDataDir(lockDir, true)
+	if errors.Is(err, keystore.ErrDataDirBusy) {
+		return nil, fmt.Errorf("seed: a running keygate holds %s; stop it, seed, then start it again (it loads the keys at start)", lockDir)
+	} else if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	progress := opts.Progress
 	if progress == nil {
 		progress = io.Discard

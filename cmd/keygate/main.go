@@ -281,6 +281,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err := checkDataDir(c.DataDir); err != nil {
 		return err
 	}
+	unlock, err := keystore.LockDataDir(c.DataDir, false)
+	if err != nil {
+		return fmt.Errorf("--data-dir %s: a keygate-load seed is writing it; wait for it to finish: %w", c.DataDir, err)
+	}
+	defer unlock()
 	gitBin, gitVersion, err := checkGit()
 	if err != nil {
 		return err
