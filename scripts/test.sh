@@ -13,9 +13,31 @@ go vet ./...
 # names a server in KEYGATE_TEST_POSTGRES. Tests that need PostgreSQL skip
 # only when neither exists (CI installs the binaries).
 pg_script="$(pwd)/scripts/pg-test-server.sh"
+# free_port prints a free TCP port on 127.0.0.1 from 55432 up.
+free_port() {
+  local p
+  for p in $(seq 55432 55999); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return
+    fi
+  done
+  echo "no free port in 55432-55999" >&2
+  return 1
+}
 if [ -z "${KEYGATE_TEST_POSTGRES:-}" ] && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-  # Torn down on exit, unless it was already running before.
-  "$pg_script" status 2>/dev/null || trap '"$pg_script" destroy || true' EXIT
+  if [ -z "${KEYGATE_PG_TEST_DIR:-}${KEYGATE_PG_TEST_PORT:-}" ]; then
+    # A private cluster per run (its own directory and a free port), so two
+    # runs on one host never share or kill each other's; torn down on exit.
+    KEYGATE_PG_TEST_DIR=$(mktemp -d /tmp/keygate-pg-test.XXXXXX)
+    chmod 755 "$KEYGATE_PG_TEST_DIR" # reachable by the postgres user when run as root
+    KEYGATE_PG_TEST_PORT=$(free_port)
+    export KEYGATE_PG_TEST_DIR KEYGATE_PG_TEST_PORT
+    trap '"$pg_script" destroy || true' EXIT
+  else
+    # A cluster the caller named: torn down on exit unless it was running before.
+    "$pg_script" status 2>/dev/null || trap '"$pg_script" destroy || true' EXIT
+  fi
   KEYGATE_TEST_POSTGRES=$("$pg_script" start)
   export KEYGATE_TEST_POSTGRES
 fi
