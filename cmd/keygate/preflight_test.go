@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -114,5 +115,30 @@ func TestMetricsAddrAndHostKeys(t *testing.T) {
 	}
 	if !strings.Contains(out, "[git.example.com]:"+port+" ssh-ed25519 ") || !strings.Contains(out, "ssh-rsa ") {
 		t.Fatalf("hostkeys output:\n%s", out)
+	}
+}
+
+// TestJSONLogDurations: with --log-format json every line is JSON and
+// durations are strings ("12ms"), not integer nanoseconds.
+func TestJSONLogDurations(t *testing.T) {
+	t.Parallel()
+	p := startServe(t, serveOpts{Args: []string{"--log-format", "json"}})
+	p.stop()
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(p.Stderr.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		if m["msg"] == "auth index loaded" {
+			took, ok := m["took"].(string)
+			if !ok || !strings.HasSuffix(took, "s") {
+				t.Fatalf("took = %#v, want a duration string", m["took"])
+			}
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no auth index loaded line")
 	}
 }
