@@ -41,11 +41,50 @@ func (a *API) writeGroups(w http.ResponseWriter, r *http.Request, f keystore.Gro
 	if err != nil {
 		return err
 	}
-	if u := me(r); !u.IsAdmin || r.URL.Query().Get("all_available") == "false" {
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := p.unsupported("skip_groups", "with_custom_attributes", "statistics", "with_projects", "marked_for_deletion_on",
+		"visibility", "repository_storage", "active", "archived"); err != nil {
+		return err
+	}
+	if err := p.defaultOrder("path", "name"); err != nil {
+		return err
+	}
+	allAvailable, err := p.boolPtr("all_available")
+	if err != nil {
+		return err
+	}
+	topLevel, err := p.boolPtr("top_level_only")
+	if err != nil {
+		return err
+	}
+	owned, err := p.boolPtr("owned")
+	if err != nil {
+		return err
+	}
+	minLevel, given, err := p.intVal("min_access_level")
+	if err != nil {
+		return err
+	}
+	if given && !keystore.ValidAccessLevel(minLevel) {
+		return badRequest("min_access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
+	}
+	u := me(r)
+	if !u.IsAdmin || (allAvailable != nil && !*allAvailable) {
 		f.VisibleTo = u.ID
 	}
-	f.Search = r.URL.Query().Get("search")
-	if r.URL.Query().Get("top_level_only") == "true" {
+	if owned != nil && *owned {
+		minLevel = keystore.Owner
+	}
+	if minLevel > 0 {
+		// Groups where the caller has at least that level (GitLab applies
+		// these to the caller, admins included).
+		f.VisibleTo, f.MinAccessLevel = u.ID, minLevel
+	}
+	f.Search, _ = p.str("search")
+	if topLevel != nil && *topLevel {
 		f.TopLevelOnly = true
 	}
 	groups, total, err := a.store.ListGroups(r.Context(), f, pg.store())

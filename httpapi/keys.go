@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -166,6 +167,9 @@ func (a *API) getKeyByFingerprint(w http.ResponseWriter, r *http.Request) error 
 	if fp == "" {
 		return badRequest("fingerprint", "is missing")
 	}
+	// Sent unencoded, a SHA256 fingerprint's "+" arrives as a space;
+	// base64 has no spaces, so they can only be pluses.
+	fp = strings.ReplaceAll(fp, " ", "+")
 	k, err := a.store.KeyByFingerprint(r.Context(), fp)
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -47,7 +49,26 @@ func (a *API) listMembers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ms, total, err := a.store.ListMembers(r.Context(), g.ID, pg.store())
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := p.unsupported("skip_users", "show_seat_info", "with_saml_identity", "state"); err != nil {
+		return err
+	}
+	var f keystore.MemberFilter
+	f.Query, _ = p.str("query")
+	for _, v := range p.list("user_ids") {
+		id, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || id < 1 {
+			return badRequest("user_ids", "must be a list of user ids")
+		}
+		f.UserIDs = append(f.UserIDs, id)
+	}
+	if len(f.UserIDs) > 100 {
+		return badRequest("user_ids", "is too long (at most 100 ids)")
+	}
+	ms, total, err := a.store.ListMembersFiltered(r.Context(), g.ID, f, pg.store())
 	if err != nil {
 		return err
 	}

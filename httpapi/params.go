@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -134,11 +135,48 @@ func (p params) boolPtr(name string) (*bool, error) {
 	if !ok {
 		return nil, nil
 	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return nil, badRequest(name, "must be true or false")
+	b, ok := gitlabBool(v)
+	if !ok {
+		return nil, badRequest(name, "is invalid: must be a boolean (true, 1, t, yes or false, 0, f, no)")
 	}
 	return &b, nil
+}
+
+// gitlabBool parses a boolean as GitLab's API (Grape) does: true, True, 1,
+// t, yes and false, False, 0, f, no, in any letter case.
+func gitlabBool(v string) (value, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "1", "t", "yes":
+		return true, true
+	case "false", "0", "f", "no":
+		return false, true
+	}
+	return false, false
+}
+
+// unsupported answers 400 for the first of names that was given: a
+// documented GitLab filter keygate does not implement must never be
+// silently ignored (a script would act on more than it asked for).
+func (p params) unsupported(names ...string) error {
+	for _, n := range names {
+		if _, ok := p.v[n]; ok {
+			return badRequest(n, "is not supported by keygate")
+		}
+	}
+	return nil
+}
+
+// defaultOrder accepts order_by and sort only when they name the order
+// keygate lists in (orderBy values, ascending); anything else is 400
+// rather than a silently different order.
+func (p params) defaultOrder(orderBy ...string) error {
+	if v, ok := p.str("order_by"); ok && !slices.Contains(orderBy, v) {
+		return badRequest("order_by", "does not have a supported value; keygate lists by "+strings.Join(orderBy, " or "))
+	}
+	if v, ok := p.str("sort"); ok && v != "asc" {
+		return badRequest("sort", "does not have a supported value; keygate lists in ascending order (asc)")
+	}
+	return nil
 }
 
 func (p params) int64Ptr(name string) (*int64, error) {

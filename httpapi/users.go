@@ -61,14 +61,37 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	f := keystore.UserFilter{Username: q.Get("username"), Search: q.Get("search"), SearchEmails: me(r).IsAdmin}
-	if q.Get("blocked") == "true" {
-		t := true
-		f.Blocked = &t
-	} else if q.Get("active") == "true" {
-		fl := false
-		f.Blocked = &fl
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := p.unsupported("external", "extern_uid", "provider", "created_before", "created_after", "exclude_external",
+		"exclude_internal", "without_project_bots", "two_factor", "admins", "humans", "without_projects", "saml_provider_id",
+		"skip_ldap", "auditors", "exclude_active", "public_email"); err != nil {
+		return err
+	}
+	if err := p.defaultOrder("id"); err != nil {
+		return err
+	}
+	f := keystore.UserFilter{SearchEmails: me(r).IsAdmin}
+	f.Username, _ = p.str("username")
+	f.Search, _ = p.str("search")
+	blocked, err := p.boolPtr("blocked")
+	if err != nil {
+		return err
+	}
+	active, err := p.boolPtr("active")
+	if err != nil {
+		return err
+	}
+	switch {
+	case blocked != nil && *blocked && active != nil && *active:
+		return badRequest("active", "cannot be combined with blocked=true")
+	case blocked != nil && *blocked:
+		f.Blocked = blocked
+	case active != nil && *active:
+		no := false
+		f.Blocked = &no
 	}
 	users, total, err := a.store.ListUsers(r.Context(), f, pg.store())
 	if err != nil {

@@ -245,10 +245,13 @@ func (s *Store) GroupByPath(ctx context.Context, fullPath string) (*Group, error
 type GroupFilter struct {
 	// VisibleTo limits the list to groups where this user is a member,
 	// directly or through an ancestor. 0: all groups.
-	VisibleTo    int64
-	TopLevelOnly bool
-	ParentID     int64 // direct subgroups of this group
-	Search       string
+	VisibleTo int64
+	// MinAccessLevel, with VisibleTo, keeps groups where that user has at
+	// least this level (directly or through an ancestor).
+	MinAccessLevel int
+	TopLevelOnly   bool
+	ParentID       int64 // direct subgroups of this group
+	Search         string
 }
 
 // ListGroups lists groups ordered by full path.
@@ -256,9 +259,9 @@ func (s *Store) ListGroups(ctx context.Context, f GroupFilter, pg Page) ([]*Grou
 	where := []string{"1=1"}
 	var args []any
 	if f.VisibleTo != 0 {
-		where = append(where, `EXISTS (SELECT 1 FROM members m JOIN groups mg ON mg.id = m.group_id WHERE m.user_id = ?
+		where = append(where, `EXISTS (SELECT 1 FROM members m JOIN groups mg ON mg.id = m.group_id WHERE m.user_id = ? AND m.access_level >= ?
 			AND (mg.id = g.id OR substr(g.full_path, 1, length(mg.full_path) + 1) = mg.full_path || '/'))`)
-		args = append(args, f.VisibleTo)
+		args = append(args, f.VisibleTo, max(f.MinAccessLevel, Guest))
 	}
 	if f.TopLevelOnly {
 		where = append(where, "g.parent_id IS NULL")
@@ -487,7 +490,31 @@ func (s *Store) Member(ctx context.Context, groupID, userID int64) (*Member, err
 	return m, err
 }
 
+// MemberFilter narrows ListMembersFiltered.
+type MemberFilter struct {
+	Query   string  // substring of username or name, any case
+	UserIDs []int64 // only these users
+}
+
 // ListMembers lists a group's direct members ordered by user id.
 func (s *Store) ListMembers(ctx context.Context, groupID int64, pg Page) ([]*Member, int, error) {
-	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ?`, []any{groupID}, "u.id", pg, scanMember)
+	return s.ListMembersFiltered(ctx, groupID, MemberFilter{}, pg)
+}
+
+// ListMembersFiltered is ListMembers narrowed by f.
+func (s *Store) ListMembersFiltered(ctx context.Context, groupID int64, f MemberFilter, pg Page) ([]*Member, int, error) {
+	where, args := "m.group_id = ?", []any{groupID}
+	if f.Query != "" {
+		needle := asciiLower(f.Query)
+		where += " AND (" + s.dialect.contains("lower(u.username)", "?") + " OR " + s.dialect.contains("lower(u.name)", "?") + ")"
+		args = append(args, needle, needle)
+	}
+	if len(f.UserIDs) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?, ", len(f.UserIDs)), ", ")
+		where += " AND u.id IN (" + ph + ")"
+		for _, id := range f.UserIDs {
+			args = append(args, id)
+		}
+	}
+	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE `+where, args, "u.id", pg, scanMember)
 }
