@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -49,6 +51,13 @@ type Config struct {
 	// SeparateMetrics: /metrics is served by OpsHandler on its own
 	// listener (--metrics-addr), not by the REST listener.
 	SeparateMetrics bool
+	// ExternalURL, when set, is the public base URL of every link keygate
+	// writes (see ParseExternalURL); else it comes from trusted proxies'
+	// forwarding headers or the request.
+	ExternalURL string
+	// TrustedProxies may set X-Forwarded-Proto, X-Forwarded-Host and
+	// Forwarded (nil: DefaultTrustedProxies, loopback).
+	TrustedProxies []netip.Prefix
 }
 
 // Validate checks the configuration.
@@ -86,6 +95,9 @@ type API struct {
 	indexStatus     func() authindex.FeedStatus
 	indexMaxLag     time.Duration
 
+	externalURL    string
+	trustedProxies []netip.Prefix
+
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
@@ -111,6 +123,16 @@ func New(cfg Config) (*API, error) {
 		indexStatus:     cfg.IndexStatus,
 		separateMetrics: cfg.SeparateMetrics,
 		indexMaxLag:     cfg.IndexMaxLag,
+
+		trustedProxies: cfg.TrustedProxies,
+	}
+	ext, err := ParseExternalURL(cfg.ExternalURL)
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: external URL %q: %w", cfg.ExternalURL, err)
+	}
+	a.externalURL = ext
+	if a.trustedProxies == nil {
+		a.trustedProxies = DefaultTrustedProxies
 	}
 	if a.indexMaxLag == 0 {
 		a.indexMaxLag = 30 * time.Second

@@ -205,14 +205,6 @@ func setPageHeaders(w http.ResponseWriter, r *http.Request, p paging, total int)
 	}
 }
 
-func baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
 // writePage renders one page of a list with GitLab's pagination headers.
 func writePage[T, J any](w http.ResponseWriter, r *http.Request, pg paging, total int, items []T, render func(T) J) error {
 	out := make([]J, 0, len(items))

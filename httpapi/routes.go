@@ -33,7 +33,7 @@ func (a *API) v3(h handlerFunc) http.HandlerFunc {
 // routes is the route table, top to bottom.
 func (a *API) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(a.requestID, a.accessLog, a.countRequests, a.recoverer, a.limitBody)
+	r.Use(a.requestID, a.publicBase, a.accessLog, a.countRequests, a.recoverer, a.limitBody)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "404 Not Found"})
 	})

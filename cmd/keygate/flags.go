@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/httpapi"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/sshd"
 )
@@ -52,6 +53,11 @@ type serveConfig struct {
 	IdleTimeout              time.Duration
 	ProxyProtocol            string
 	ProxyTrusted             []netip.Prefix
+
+	ExternalURL    string
+	TrustedProxies []netip.Prefix
+	TLSCert        string
+	TLSKey         string
 }
 
 func env(name, def string) string {
@@ -168,6 +174,12 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		"refuse SSH certificates that list no principals (GitLab and keygate accept them by default) (env KEYGATE_CERT_REQUIRE_PRINCIPALS)")
 	trusted := fs.String("proxy-protocol-trusted", env("KEYGATE_PROXY_PROTOCOL_TRUSTED", ""),
 		"comma-separated CIDRs of proxies allowed to send a PROXY header (env KEYGATE_PROXY_PROTOCOL_TRUSTED)")
+	fs.StringVar(&c.ExternalURL, "external-url", env("KEYGATE_EXTERNAL_URL", ""),
+		"public base URL of the REST API, e.g. https://keys.example.com; used in every link keygate writes (env KEYGATE_EXTERNAL_URL)")
+	trustedProxies := fs.String("trusted-proxies", env("KEYGATE_TRUSTED_PROXIES", "127.0.0.0/8,::1"),
+		"comma-separated CIDRs of HTTP proxies whose X-Forwarded-Proto, X-Forwarded-Host and Forwarded headers are believed (env KEYGATE_TRUSTED_PROXIES)")
+	fs.StringVar(&c.TLSCert, "tls-cert", env("KEYGATE_TLS_CERT", ""), "serve the REST API over HTTPS with this PEM certificate chain; reloaded on change or SIGHUP (env KEYGATE_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", env("KEYGATE_TLS_KEY", ""), "PEM private key for --tls-cert (env KEYGATE_TLS_KEY)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stderr, "usage: keygate serve [flags]")
@@ -185,6 +197,18 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if c.ProxyTrusted, err = sshd.ParseCIDRs(*trusted); err != nil {
 		return nil, err
+	}
+	if c.TrustedProxies, err = sshd.ParseCIDRs(*trustedProxies); err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if c.TrustedProxies == nil {
+		c.TrustedProxies = []netip.Prefix{} // "" trusts no proxy
+	}
+	if _, err := httpapi.ParseExternalURL(c.ExternalURL); err != nil {
+		return nil, fmt.Errorf("--external-url %q: %w", c.ExternalURL, err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
 	if c.PerSourceExempt, err = sshd.ParseCIDRs(*exempt); err != nil {
 		return nil, fmt.Errorf("--per-source-exempt: %w", err)

@@ -286,6 +286,12 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return fmt.Errorf("--data-dir %s: a keygate-load seed is writing it; wait for it to finish: %w", c.DataDir, err)
 	}
 	defer unlock()
+	var certs *certReloader
+	if c.TLSCert != "" {
+		if certs, err = newCertReloader(c.TLSCert, c.TLSKey, log); err != nil {
+			return err
+		}
+	}
 	gitBin, gitVersion, err := checkGit()
 	if err != nil {
 		return err
@@ -360,6 +366,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		Repos: repos, Hostname: c.Hostname, SSHPort: sshPort, GitUser: c.GitUser,
 		IndexStatus: feed.Status, IndexMaxLag: c.IndexMaxLag,
 		SeparateMetrics: metricsLn != nil,
+		ExternalURL:     c.ExternalURL, TrustedProxies: c.TrustedProxies,
 	})
 	if err != nil {
 		return err
@@ -372,7 +379,12 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("keygate started", "version", version, "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "data_dir", c.DataDir)
+	scheme := "http"
+	if certs != nil {
+		scheme = "https"
+		srv.TLSConfig = certs.tlsConfig()
+	}
+	log.Info("keygate started", "version", version, "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "scheme", scheme, "data_dir", c.DataDir)
 	ready.Store(true)
 
 	var metricsSrv *http.Server
@@ -392,8 +404,28 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		})
 	}
 	g.Go(func() error { return sshSrv.Serve(sshLn) })
+	if certs != nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		g.Go(func() error {
+			for {
+				select {
+				case <-hup:
+					certs.Reload()
+				case <-gctx.Done():
+					return nil
+				}
+			}
+		})
+	}
 	g.Go(func() error {
-		if err := srv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+		serveHTTP := func() error { return srv.Serve(httpLn) }
+		if certs != nil {
+			// ServeTLS with the certificate in TLSConfig; HTTP/2 is on.
+			serveHTTP = func() error { return srv.ServeTLS(httpLn, "", "") }
+		}
+		if err := serveHTTP(); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -108,6 +109,7 @@ type proc struct {
 	done     chan struct{} // closed when the process has exited
 	waitErr  error
 	client   *http.Client
+	tls      *tls.Config
 }
 
 // serveOpts configures startServe.
@@ -115,6 +117,9 @@ type serveOpts struct {
 	DataDir string   // KEYGATE_DATA_DIR; a new temporary directory if empty
 	Env     []string // extra environment, KEY=value
 	Args    []string // extra flags after the listen addresses
+	// TLS, when set, is the client side of --tls-cert: p.URL says https
+	// and p's client trusts TLS.RootCAs.
+	TLS *tls.Config
 }
 
 // startServe starts `keygate serve` with --http-addr and --ssh-addr on free
@@ -133,7 +138,7 @@ func launchServe(t testing.TB, o serveOpts) *proc {
 		o.DataDir = t.TempDir()
 	}
 	p := &proc{t: t, HTTPAddr: freeAddr(t), SSHAddr: freeAddr(t), DataDir: o.DataDir,
-		Stderr: &syncBuffer{}, done: make(chan struct{})}
+		Stderr: &syncBuffer{}, done: make(chan struct{}), tls: o.TLS}
 	args := append([]string{"serve", "--http-addr", p.HTTPAddr, "--ssh-addr", p.SSHAddr}, o.Args...)
 	p.cmd = exec.Command(keygateBin, args...)
 	p.cmd.Env = childEnv(append([]string{"KEYGATE_DATA_DIR=" + o.DataDir, "KEYGATE_HOSTNAME=keygate.test"}, o.Env...)...)
@@ -152,7 +157,7 @@ func (p *proc) start() {
 		p.waitErr = p.cmd.Wait()
 		close(p.done)
 	}()
-	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second, TLSClientConfig: p.tls, ForceAttemptHTTP2: p.tls != nil}
 	p.client = &http.Client{Transport: tr, Timeout: 60 * time.Second}
 	p.t.Cleanup(func() {
 		p.kill()
@@ -161,7 +166,12 @@ func (p *proc) start() {
 }
 
 // URL returns the absolute URL of path on p's HTTP listener.
-func (p *proc) URL(path string) string { return "http://" + p.HTTPAddr + path }
+func (p *proc) URL(path string) string {
+	if p.tls != nil {
+		return "https://" + p.HTTPAddr + path
+	}
+	return "http://" + p.HTTPAddr + path
+}
 
 // exited reports whether the process has exited.
 func (p *proc) exited() bool {
