@@ -76,6 +76,12 @@ func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
 					a.fail(v3, w, r, errStatus(http.StatusTooManyRequests, "429 Too Many Requests - too many failed authentications from your address"))
 					return
 				}
+				if v3 {
+					// GitHub: a token that is not valid is "Bad credentials";
+					// no token at all is "Requires authentication".
+					writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "Bad credentials", "documentation_url": ghDocs})
+					return
+				}
 				a.fail(v3, w, r, errUnauthorized)
 				return
 			}
@@ -92,7 +98,18 @@ func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
 				}
 				pr = &principal{user: target, token: tk, sudoBy: u}
 			}
+			if v3 {
+				w.Header().Set("X-OAuth-Scopes", ghScopes(tk))
+			}
 			if r.Method != http.MethodGet && r.Method != http.MethodHead && !tk.HasScope(keystore.ScopeAPI) {
+				if v3 {
+					w.Header().Set("X-Accepted-OAuth-Scopes", "admin:public_key")
+					writeJSON(w, http.StatusForbidden, map[string]any{
+						"message":           "Resource not accessible by personal access token: it has the read_api scope; writes need api",
+						"documentation_url": ghDocs,
+					})
+					return
+				}
 				writeJSON(w, http.StatusForbidden, map[string]string{
 					"error":             "insufficient_scope",
 					"error_description": "The request requires higher privileges than provided by the access token.",

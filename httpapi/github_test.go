@@ -265,8 +265,12 @@ func TestGitHubErrors(t *testing.T) {
 			}
 			r := e.raw(t, tc.method, tc.path, tc.hdr, body)
 			expect(t, tc.method+" "+tc.path, r, http.StatusUnauthorized)
-			if m := r.Object(t)["message"]; m != "Requires authentication" {
-				t.Fatalf("401 message %v, want GitHub's Requires authentication", m)
+			want := "Requires authentication" // GitHub: no token at all
+			if tc.hdr.Get("Authorization") != "" {
+				want = "Bad credentials" // GitHub: a token that is not valid
+			}
+			if m := r.Object(t)["message"]; m != want {
+				t.Fatalf("401 message %v, want GitHub's %s", m, want)
 			}
 		})
 	}

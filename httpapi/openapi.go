@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 )
@@ -114,6 +115,9 @@ var operations = []operation{
 	{"GET", "/api/v3/users/{username}/ssh_signing_keys", "GitHub: a user's public SSH signing keys", "anyone", "GitHubSigningKey", true, ""},
 	{"GET", "/-/health", "Liveness", "anyone", "", false, ""},
 	{"GET", "/-/readiness", "Readiness: both listeners up, and the database answers or the auth index is fresh enough to serve without it", "anyone", "", false, ""},
+	{"GET", "/api/v3/", "GitHub: the API entry point; X-OAuth-Scopes names the token's scopes as GitHub's", "anyone", "", false, ""},
+	{"GET", "/api/v3/user", "GitHub: the token's user", "authenticated", "", false, ""},
+	{"GET", "/{username}.keys", "a user's authentication keys as authorized_keys text (not signing-only, expired or blocked users' keys)", "anyone", "", false, ""},
 	{"GET", "/-/allowed_signers", "git allowed signers file (text): every signer for admins, your own lines otherwise", "authenticated", "", false, ""},
 	{"GET", "/metrics", "Prometheus metrics (text)", "anyone", "", false, ""},
 }
@@ -216,10 +220,8 @@ func OpenAPI() map[string]any {
 				},
 			}
 			var ps []any
-			for _, seg := range strings.Split(op.Path, "/") {
-				if strings.HasPrefix(seg, "{") {
-					ps = append(ps, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": str})
-				}
+			for _, m := range pathParamRE.FindAllStringSubmatch(op.Path, -1) {
+				ps = append(ps, map[string]any{"name": m[1], "in": "path", "required": true, "schema": str})
 			}
 			if op.List {
 				ps = append(ps,
@@ -259,3 +261,6 @@ func OpenAPI() map[string]any {
 func (a *API) openAPI(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, OpenAPI())
 }
+
+// pathParamRE finds {name} in a route, also inside a segment ({username}.keys).
+var pathParamRE = regexp.MustCompile(`\{([^}]+)\}`)

@@ -5,6 +5,7 @@ import (
 	"net/url"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 )
 
 func urlUnescape(s string) (string, error) { return url.PathUnescape(s) }
@@ -33,7 +34,11 @@ func (a *API) v3(h handlerFunc) http.HandlerFunc {
 // routes is the route table, top to bottom.
 func (a *API) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(a.requestID, a.publicBase, a.accessLog, a.countRequests, a.recoverer, a.limitBody)
+	// StripSlashes: /api/v4/user/keys/ is /api/v4/user/keys, as in GitLab.
+	// GetHead: HEAD answers every GET route (headers only), for the
+	// `curl -I …?per_page=1` X-Total idiom.
+	r.Use(a.requestID, a.publicBase, a.accessLog, a.countRequests, a.recoverer, a.limitBody,
+		middleware.StripSlashes, middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "404 Not Found"})
 	})
@@ -41,6 +46,7 @@ func (a *API) routes() chi.Router {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "405 Method Not Allowed"})
 	})
 
+	r.Get("/{username}.keys", a.v4(a.publicKeysText))
 	r.Get("/-/health", a.health)
 	r.Get("/-/readiness", a.readiness)
 	r.With(a.authenticate(false), a.requireUser(false)).Get("/-/allowed_signers", a.v4(a.allowedSigners))
@@ -152,10 +158,13 @@ func (a *API) routes() chi.Router {
 
 	r.Route("/api/v3", func(r chi.Router) {
 		r.Use(a.authenticate(true))
+		r.NotFound(a.ghNotFound)
+		r.Get("/", a.v3(a.ghRoot))
 		r.Get("/users/{username}/keys", a.v3(a.ghPublicKeys))
 		r.Get("/users/{username}/ssh_signing_keys", a.v3(a.ghPublicSigningKeys))
 		r.Group(func(r chi.Router) {
 			r.Use(a.requireUser(true))
+			r.Get("/user", a.v3(a.ghUser))
 			r.Get("/user/keys", a.v3(a.ghListKeys))
 			r.Post("/user/keys", a.v3(a.ghAddKey))
 			r.Get("/user/keys/{id}", a.v3(a.ghGetKey))

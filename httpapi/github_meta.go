@@ -1,0 +1,100 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// GitHub clients look at more than the key routes: gh reads X-OAuth-Scopes
+// from GET /api/v3/ when a token is added, octokit and go-github show the
+// message of an error body. These answer in GitHub's shapes.
+
+// ghScopes names a keygate token's scopes as the GitHub scopes it grants on
+// /api/v3: api can read and write keys and signing keys, read_api only read
+// them. GitHub clients check these names (gh: "missing required scope").
+func ghScopes(tk *keystore.Token) string {
+	var out []string
+	switch {
+	case tk.HasScope(keystore.ScopeAPI):
+		out = []string{"admin:public_key", "admin:ssh_signing_key", "read:org", "repo", "user"}
+	case tk.HasScope(keystore.ScopeReadAPI):
+		out = []string{"read:org", "read:public_key", "read:ssh_signing_key", "read:user"}
+	}
+	return strings.Join(out, ", ")
+}
+
+// ghRoot is GET /api/v3/: the API's entry point, which gh calls to check a
+// token (and its X-OAuth-Scopes) before it stores it.
+func (a *API) ghRoot(w http.ResponseWriter, r *http.Request) error {
+	b := baseURL(r) + "/api/v3"
+	writeJSON(w, http.StatusOK, map[string]string{
+		"current_user_url":           b + "/user",
+		"current_user_keys_url":      b + "/user/keys",
+		"user_keys_url":              b + "/users/{user}/keys",
+		"ssh_signing_keys_url":       b + "/user/ssh_signing_keys",
+		"user_ssh_signing_keys_url":  b + "/users/{user}/ssh_signing_keys",
+		"repository_deploy_keys_url": b + "/repos/{owner}/{repo}/keys",
+	})
+	return nil
+}
+
+// ghUser is GET /api/v3/user: the token's user, GitHub-shaped.
+func (a *API) ghUser(w http.ResponseWriter, r *http.Request) error {
+	u := me(r)
+	var email *string
+	if u.Email != "" {
+		email = &u.Email // the caller's own address
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"login": u.Username, "id": u.ID, "type": "User", "site_admin": u.IsAdmin,
+		"name": u.Name, "email": email, "url": baseURL(r) + "/api/v3/users/" + u.Username,
+		"html_url": baseURL(r) + "/" + u.Username, "created_at": fmtTime(u.CreatedAt),
+	})
+	return nil
+}
+
+// ghNotFound answers unknown /api/v3 routes as GitHub does.
+func (a *API) ghNotFound(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, map[string]any{"message": "Not Found", "documentation_url": ghDocs})
+}
+
+// publicKeysText is GET /USERNAME.keys, as GitLab and GitHub serve it:
+// the user's authentication keys, one OpenSSH line each, for
+// `curl https://HOST/alice.keys >> ~/.ssh/authorized_keys`. Signing-only
+// and expired keys are left out (they do not log in), and so is every key
+// of a blocked user. Public, like GitLab's.
+func (a *API) publicKeysText(w http.ResponseWriter, r *http.Request) error {
+	name := pathParam(r, "username")
+	u, err := a.store.UserByUsername(r.Context(), name)
+	if err != nil {
+		return err // ErrNotFound is 404
+	}
+	var b strings.Builder
+	if u.Active() {
+		now := a.store.Now()
+		for page := 1; ; page++ {
+			keys, total, err := a.store.ListKeys(r.Context(), keystore.KeyFilter{UserID: u.ID, Usages: authUsages}, keystore.Page{Page: page, PerPage: 100})
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if k.ExpiresAt != nil && !k.ExpiresAt.After(now) {
+					continue
+				}
+				b.WriteString(ghKeyText(k))
+				b.WriteByte('\n')
+			}
+			if page*100 >= total || len(keys) == 0 {
+				break
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(b.String()))
+	return nil
+}

@@ -1,0 +1,124 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestRouteCompat: trailing slashes, HEAD on GET routes, and the public
+// USERNAME.keys file.
+func TestRouteCompat(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice, token := e.newUser(t, "alice")
+	auth, _ := newKey(t, "laptop")
+	signing, _ := newKey(t, "signer")
+	expired, _ := newKey(t, "old")
+	expect(t, "add auth key", e.do(t, "POST", "/api/v4/user/keys", token, map[string]any{"title": "a", "key": auth}), http.StatusCreated)
+	expect(t, "add signing key", e.do(t, "POST", "/api/v4/user/keys", token, map[string]any{"title": "s", "key": signing, "usage_type": "signing"}), http.StatusCreated)
+	expect(t, "add expiring key", e.do(t, "POST", "/api/v4/user/keys", token, map[string]any{"title": "e", "key": expired, "expires_at": e.clock.Now().Add(48 * 3600e9).Format("2006-01-02")}), http.StatusCreated)
+
+	r := e.do(t, "GET", "/api/v4/user/keys/", token, nil)
+	expect(t, "trailing slash", r, http.StatusOK)
+	if n := len(r.List(t)); n != 3 {
+		t.Errorf("GET /user/keys/: %d keys, want 3", n)
+	}
+	r = e.do(t, "HEAD", "/api/v4/user/keys?per_page=1", token, nil)
+	expect(t, "HEAD", r, http.StatusOK)
+	if r.Header.Get("X-Total") != "3" || len(r.Body) != 0 {
+		t.Errorf("HEAD /user/keys: X-Total %q, body %q; want 3 and no body", r.Header.Get("X-Total"), r.Body)
+	}
+	if r := e.do(t, "HEAD", "/api/v4/user/keys", "", nil); r.Code != http.StatusUnauthorized {
+		t.Errorf("anonymous HEAD: %d, want 401", r.Code)
+	}
+
+	r = e.do(t, "GET", "/alice.keys", "", nil)
+	expect(t, "alice.keys", r, http.StatusOK)
+	body := string(r.Body)
+	line := func(k string) string { f := strings.Fields(k); return f[0] + " " + f[1] }
+	if !strings.Contains(body, line(auth)+"\n") || !strings.Contains(body, line(expired)+"\n") || strings.Contains(body, line(signing)) {
+		t.Errorf("alice.keys = %q; want the two auth keys and not the signing key", body)
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("alice.keys Content-Type %q", ct)
+	}
+	e.clock.Advance(72 * 3600e9)
+	if body := string(e.do(t, "GET", "/alice.keys", "", nil).Body); strings.Contains(body, line(expired)) || !strings.Contains(body, line(auth)) {
+		t.Errorf("after expiry alice.keys = %q; want only the unexpired auth key", body)
+	}
+	expect(t, "unknown user", e.do(t, "GET", "/nobody.keys", "", nil), http.StatusNotFound)
+
+	// A blocked user's keys do not log in, so none are served.
+	expect(t, "block", e.do(t, "POST", "/api/v4/users/"+strconv.FormatInt(alice.ID, 10)+"/block", adminSecret, nil), http.StatusCreated)
+	if body := e.do(t, "GET", "/alice.keys", "", nil).Body; len(body) != 0 {
+		t.Errorf("blocked user's keys served: %q", body)
+	}
+}
+
+// TestGitHubShapes: the v3 entry point, /user, and errors as GitHub words
+// them (octokit and go-github print the message).
+func TestGitHubShapes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice, token := e.newUser(t, "alice")
+	ro := e.newToken(t, alice.ID, nil, "read_api")
+	gh := func(method, path, tok string, body any) response {
+		t.Helper()
+		hdr := http.Header{}
+		if tok != "" {
+			hdr.Set("Authorization", "token "+tok)
+		}
+		var rd *strings.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = strings.NewReader(string(b))
+			hdr.Set("Content-Type", "application/json")
+			return e.raw(t, method, path, hdr, rd)
+		}
+		return e.raw(t, method, path, hdr, nil)
+	}
+	msg := func(r response) string {
+		var m map[string]any
+		json.Unmarshal(r.Body, &m)
+		if m["documentation_url"] == nil {
+			t.Errorf("%s: no documentation_url", r.Body)
+		}
+		s, _ := m["message"].(string)
+		return s
+	}
+	for _, path := range []string{"/api/v3/", "/api/v3"} {
+		r := gh("GET", path, token, nil)
+		expect(t, "GET "+path, r, http.StatusOK)
+		if s := r.Header.Get("X-OAuth-Scopes"); !strings.Contains(s, "admin:public_key") || !strings.Contains(s, "repo") {
+			t.Errorf("GET %s X-OAuth-Scopes = %q", path, s)
+		}
+	}
+	if s := gh("GET", "/api/v3/", ro, nil).Header.Get("X-OAuth-Scopes"); strings.Contains(s, "admin:") || !strings.Contains(s, "read:public_key") {
+		t.Errorf("read_api token X-OAuth-Scopes = %q", s)
+	}
+	r := gh("GET", "/api/v3/user", token, nil)
+	expect(t, "GET /user", r, http.StatusOK)
+	if o := r.Object(t); o["login"] != "alice" || o["type"] != "User" {
+		t.Errorf("GET /api/v3/user = %s", r.Body)
+	}
+	if r := gh("GET", "/api/v3/user", "kgp-not-a-token", nil); r.Code != 401 || msg(r) != "Bad credentials" {
+		t.Errorf("bad token: %d %s", r.Code, r.Body)
+	}
+	if r := gh("GET", "/api/v3/user", "", nil); r.Code != 401 || msg(r) != "Requires authentication" {
+		t.Errorf("no token: %d %s", r.Code, r.Body)
+	}
+	if r := gh("GET", "/api/v3/no/such/route", token, nil); r.Code != 404 || msg(r) != "Not Found" {
+		t.Errorf("unknown route: %d %s", r.Code, r.Body)
+	}
+	line, _ := newKey(t, "")
+	r = gh("POST", "/api/v3/user/keys", ro, map[string]any{"title": "k", "key": line})
+	if r.Code != 403 || !strings.Contains(msg(r), "read_api") {
+		t.Errorf("read_api write: %d %s", r.Code, r.Body)
+	}
+	if n := len(gh("GET", "/api/v3/user/keys", token, nil).List(t)); n != 0 {
+		t.Errorf("the refused write added a key (%d keys)", n)
+	}
+}
