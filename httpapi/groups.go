@@ -116,6 +116,16 @@ func (a *API) listSubgroups(w http.ResponseWriter, r *http.Request) error {
 	return a.writeGroups(w, r, keystore.GroupFilter{ParentID: g.ID})
 }
 
+// listDescendantGroups is GET /groups/:id/descendant_groups: subgroups at
+// any depth, with the filters of GET /groups.
+func (a *API) listDescendantGroups(w http.ResponseWriter, r *http.Request) error {
+	g, _, err := a.visibleGroup(r)
+	if err != nil {
+		return err
+	}
+	return a.writeGroups(w, r, keystore.GroupFilter{DescendantOf: g.FullPath})
+}
+
 func (a *API) getGroup(w http.ResponseWriter, r *http.Request) error {
 	g, _, err := a.visibleGroup(r)
 	if err != nil {

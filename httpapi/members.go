@@ -41,6 +41,33 @@ func (m memberJSON) MarshalJSON() ([]byte, error) {
 }
 
 func (a *API) listMembers(w http.ResponseWriter, r *http.Request) error {
+	return a.writeMembers(w, r, false)
+}
+
+// listAllMembers is GET /groups/:id/members/all: effective members,
+// inherited ones included, each at their highest level.
+func (a *API) listAllMembers(w http.ResponseWriter, r *http.Request) error {
+	return a.writeMembers(w, r, true)
+}
+
+func (a *API) getAllMember(w http.ResponseWriter, r *http.Request) error {
+	g, _, err := a.visibleGroup(r)
+	if err != nil {
+		return err
+	}
+	uid, err := pathInt(r, "user_id", "Member")
+	if err != nil {
+		return err
+	}
+	m, err := a.store.EffectiveMember(r.Context(), g, uid)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.renderMember(r, m))
+	return nil
+}
+
+func (a *API) writeMembers(w http.ResponseWriter, r *http.Request, effective bool) error {
 	g, _, err := a.visibleGroup(r)
 	if err != nil {
 		return err
@@ -68,7 +95,15 @@ func (a *API) listMembers(w http.ResponseWriter, r *http.Request) error {
 	if len(f.UserIDs) > 100 {
 		return badRequest("user_ids", "is too long (at most 100 ids)")
 	}
-	ms, total, err := a.store.ListMembersFiltered(r.Context(), g.ID, f, pg.store())
+	list := func() ([]*keystore.Member, int, error) {
+		return a.store.ListMembersFiltered(r.Context(), g.ID, f, pg.store())
+	}
+	if effective {
+		list = func() ([]*keystore.Member, int, error) {
+			return a.store.ListEffectiveMembers(r.Context(), g, f, pg.store())
+		}
+	}
+	ms, total, err := list()
 	if err != nil {
 		return err
 	}

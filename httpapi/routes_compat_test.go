@@ -122,3 +122,78 @@ func TestGitHubShapes(t *testing.T) {
 		t.Errorf("the refused write added a key (%d keys)", n)
 	}
 }
+
+// TestEffectiveMembersAndDescendants: members/all includes inherited
+// members at their highest level; descendant_groups goes to any depth.
+func TestEffectiveMembersAndDescendants(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, ownerTok := e.newUser(t, "olga")
+	dev, _ := e.newUser(t, "dmitri")
+	sub, _ := e.newUser(t, "sasha")
+	outsider, outsiderTok := e.newUser(t, "xenia")
+	mk := func(body map[string]any) int64 {
+		r := e.do(t, "POST", "/api/v4/groups", ownerTok, body)
+		expect(t, "create group", r, http.StatusCreated)
+		return int64(r.Object(t)["id"].(float64))
+	}
+	top := mk(map[string]any{"name": "top", "path": "top"})
+	mid := mk(map[string]any{"name": "mid", "path": "mid", "parent_id": top})
+	leaf := mk(map[string]any{"name": "leaf", "path": "leaf", "parent_id": mid})
+	mk(map[string]any{"name": "topx", "path": "topx"}) // shares a path prefix, is no descendant
+	id := func(n int64) string { return strconv.FormatInt(n, 10) }
+	expect(t, "add dev", e.do(t, "POST", "/api/v4/groups/"+id(top)+"/members", ownerTok, map[string]any{"user_id": dev.ID, "access_level": 30}), http.StatusCreated)
+	expect(t, "add dev higher", e.do(t, "POST", "/api/v4/groups/"+id(leaf)+"/members", ownerTok, map[string]any{"user_id": dev.ID, "access_level": 40}), http.StatusCreated)
+	expect(t, "add sub", e.do(t, "POST", "/api/v4/groups/"+id(mid)+"/members", ownerTok, map[string]any{"user_id": sub.ID, "access_level": 10}), http.StatusCreated)
+
+	levels := func(path string) map[string]float64 {
+		r := e.do(t, "GET", path, ownerTok, nil)
+		expect(t, path, r, http.StatusOK)
+		out := map[string]float64{}
+		for _, m := range r.List(t) {
+			out[m["username"].(string)] = m["access_level"].(float64)
+		}
+		return out
+	}
+	if got := levels("/api/v4/groups/" + id(leaf) + "/members"); len(got) != 1 || got["dmitri"] != 40 {
+		t.Errorf("leaf direct members = %v, want only dmitri at 40", got)
+	}
+	got := levels("/api/v4/groups/" + id(leaf) + "/members/all")
+	if len(got) != 3 || got["olga"] != 50 || got["dmitri"] != 40 || got["sasha"] != 10 {
+		t.Errorf("leaf members/all = %v, want olga 50, dmitri 40 (highest), sasha 10", got)
+	}
+	if got := levels("/api/v4/groups/" + id(mid) + "/members/all?query=dmi"); len(got) != 1 || got["dmitri"] != 30 {
+		t.Errorf("mid members/all?query=dmi = %v, want dmitri at 30 (leaf is below mid)", got)
+	}
+	r := e.do(t, "GET", "/api/v4/groups/"+id(leaf)+"/members/all/"+id(sub.ID), ownerTok, nil)
+	expect(t, "members/all/:id", r, http.StatusOK)
+	if r.Object(t)["access_level"].(float64) != 10 {
+		t.Errorf("members/all/sasha = %s", r.Body)
+	}
+	expect(t, "direct member that is inherited", e.do(t, "GET", "/api/v4/groups/"+id(leaf)+"/members/"+id(sub.ID), ownerTok, nil), http.StatusNotFound)
+	expect(t, "members/all of a non-member", e.do(t, "GET", "/api/v4/groups/"+id(leaf)+"/members/all/"+id(outsider.ID), ownerTok, nil), http.StatusNotFound)
+	expect(t, "outsider", e.do(t, "GET", "/api/v4/groups/"+id(leaf)+"/members/all", outsiderTok, nil), http.StatusNotFound)
+	// top's effective members are its direct ones (olga, dmitri), counted once.
+	if r := e.do(t, "GET", "/api/v4/groups/"+id(top)+"/members/all?per_page=1", ownerTok, nil); r.Header.Get("X-Total") != "2" || len(r.List(t)) != 1 {
+		t.Errorf("top members/all: X-Total %s, %d items; want 2 and 1", r.Header.Get("X-Total"), len(r.List(t)))
+	}
+
+	names := func(path string) []string {
+		r := e.do(t, "GET", path, ownerTok, nil)
+		expect(t, path, r, http.StatusOK)
+		var out []string
+		for _, g := range r.List(t) {
+			out = append(out, g["full_path"].(string))
+		}
+		return out
+	}
+	if got := names("/api/v4/groups/" + id(top) + "/descendant_groups"); strings.Join(got, " ") != "top/mid top/mid/leaf" {
+		t.Errorf("descendant_groups of top = %v", got)
+	}
+	if got := names("/api/v4/groups/" + id(top) + "/subgroups"); strings.Join(got, " ") != "top/mid" {
+		t.Errorf("subgroups of top = %v", got)
+	}
+	if got := names("/api/v4/groups/" + id(top) + "/descendant_groups?search=leaf"); strings.Join(got, " ") != "top/mid/leaf" {
+		t.Errorf("descendant_groups?search=leaf = %v", got)
+	}
+}

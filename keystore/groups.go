@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
 	"strings"
 )
 
@@ -250,7 +251,8 @@ type GroupFilter struct {
 	// least this level (directly or through an ancestor).
 	MinAccessLevel int
 	TopLevelOnly   bool
-	ParentID       int64 // direct subgroups of this group
+	ParentID       int64  // direct subgroups of this group
+	DescendantOf   string // every subgroup, at any depth, of the group with this full path
 	Search         string
 }
 
@@ -269,6 +271,10 @@ func (s *Store) ListGroups(ctx context.Context, f GroupFilter, pg Page) ([]*Grou
 	if f.ParentID != 0 {
 		where = append(where, "g.parent_id = ?")
 		args = append(args, f.ParentID)
+	}
+	if f.DescendantOf != "" {
+		where = append(where, "substr(g.full_path, 1, length(?) + 1) = ? || '/'")
+		args = append(args, f.DescendantOf, f.DescendantOf)
 	}
 	if f.Search != "" {
 		where = append(where, "("+s.dialect.contains("lower(g.name)", "?")+" OR "+s.dialect.contains("lower(g.full_path)", "?")+")")
@@ -517,4 +523,60 @@ func (s *Store) ListMembersFiltered(ctx context.Context, groupID int64, f Member
 		}
 	}
 	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE `+where, args, "u.id", pg, scanMember)
+}
+
+// effectiveScope selects memberships in group g and its ancestors.
+const effectiveScope = `(mg.id = ? OR substr(?, 1, length(mg.full_path) + 1) = mg.full_path || '/')`
+
+// ListEffectiveMembers lists a group's effective members (GitLab's
+// members/all): direct members and those inherited from ancestors, one
+// row per user at their highest level, ordered by user id. GroupID is g's.
+func (s *Store) ListEffectiveMembers(ctx context.Context, g *Group, f MemberFilter, pg Page) ([]*Member, int, error) {
+	where, args := effectiveScope, []any{g.ID, g.FullPath}
+	if f.Query != "" {
+		needle := asciiLower(f.Query)
+		where += " AND (" + s.dialect.contains("lower(u.username)", "?") + " OR " + s.dialect.contains("lower(u.name)", "?") + ")"
+		args = append(args, needle, needle)
+	}
+	if len(f.UserIDs) > 0 {
+		where += " AND u.id IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(f.UserIDs)), ", ") + ")"
+		for _, id := range f.UserIDs {
+			args = append(args, id)
+		}
+	}
+	from := `members m JOIN users u ON u.id = m.user_id JOIN groups mg ON mg.id = m.group_id WHERE ` + where
+	total, err := s.count(ctx, `SELECT COUNT(DISTINCT m.user_id) FROM `+from, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	limit, offset := pg.limitOffset()
+	rows, err := s.query(ctx, `SELECT `+strconv.FormatInt(g.ID, 10)+`, MAX(m.access_level), MIN(m.created_at),
+		u.id, u.username, u.email, u.name, u.state, u.is_admin, u.created_at FROM `+from+`
+		GROUP BY u.id, u.username, u.email, u.name, u.state, u.is_admin, u.created_at ORDER BY u.id LIMIT ? OFFSET ?`,
+		append(args, limit, offset)...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []*Member
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, m)
+	}
+	return out, total, rows.Err()
+}
+
+// EffectiveMember is one user's effective membership of g (members/all/:id).
+func (s *Store) EffectiveMember(ctx context.Context, g *Group, userID int64) (*Member, error) {
+	ms, _, err := s.ListEffectiveMembers(ctx, g, MemberFilter{UserIDs: []int64{userID}}, Page{Page: 1, PerPage: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(ms) == 0 {
+		return nil, notFound("Member")
+	}
+	return ms[0], nil
 }
