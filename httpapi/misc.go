@@ -77,6 +77,13 @@ func (a *API) getVersion(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// getMetadata is GET /metadata, GitLab's successor of /version.
+func (a *API) getMetadata(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]any{"version": a.version, "revision": "keygate", "enterprise": false,
+		"kas": map[string]any{"enabled": false, "externalUrl": nil, "externalK8sProxyUrl": nil, "version": nil}})
+	return nil
+}
+
 // allowedSigners serves git's gpg.ssh.allowedSignersFile: one line per
 // unexpired signing-capable key of an active user.
 func (a *API) allowedSigners(w http.ResponseWriter, r *http.Request) error {

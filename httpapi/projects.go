@@ -18,6 +18,7 @@ type projectJSON struct {
 	WebURL            string         `json:"web_url"`
 	Namespace         map[string]any `json:"namespace"`
 	Visibility        string         `json:"visibility"`
+	DefaultBranch     string         `json:"default_branch"`
 }
 
 // sshURL is the clone URL: git@HOST:path.git, or the ssh:// form with a port.
@@ -32,7 +33,8 @@ func (a *API) renderProject(r *http.Request, p *keystore.Project) projectJSON {
 	ns := p.FullPath[:len(p.FullPath)-len(p.Path)-1]
 	return projectJSON{ID: p.ID, Name: p.Name, Path: p.Path, PathWithNamespace: p.FullPath, Description: p.Description,
 		CreatedAt: fmtTime(p.CreatedAt), SSHURLToRepo: a.sshURL(p.FullPath), WebURL: baseURL(r) + "/" + p.FullPath,
-		Namespace: map[string]any{"id": p.GroupID, "full_path": ns, "kind": "group"}, Visibility: "private"}
+		Namespace: map[string]any{"id": p.GroupID, "full_path": ns, "kind": "group"}, Visibility: "private",
+		DefaultBranch: keystore.DefaultBranch}
 }
 
 func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
@@ -40,8 +42,8 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := p.require("namespace_id"); err != nil {
-		return err
+	if _, ok := p.str("namespace_id"); !ok {
+		return badRequest("namespace_id", "is missing; keygate has no personal namespaces: give the id of a group where you are a maintainer")
 	}
 	if _, ok := p.str("name"); !ok {
 		if _, ok := p.str("path"); !ok {
@@ -107,6 +109,65 @@ func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"message": "202 Accepted"})
 	return nil
+}
+
+// listProjects is GET /projects: the projects the caller can see (an
+// admin: all of them), with GitLab's search, membership, owned and
+// min_access_level filters.
+func (a *API) listProjects(w http.ResponseWriter, r *http.Request) error {
+	pg, err := parsePaging(r, 20)
+	if err != nil {
+		return err
+	}
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	if err := p.unsupported("archived", "visibility", "starred", "statistics", "with_custom_attributes", "with_issues_enabled",
+		"with_merge_requests_enabled", "with_programming_language", "wiki_checksum_failed", "repository_checksum_failed",
+		"id_after", "id_before", "last_activity_after", "last_activity_before", "repository_storage", "topic", "topic_id",
+		"imported", "include_hidden", "include_pending_delete", "marked_for_deletion_on", "active", "updated_after", "updated_before"); err != nil {
+		return err
+	}
+	if err := p.defaultOrder("id"); err != nil {
+		return err
+	}
+	// simple only trims the response in GitLab; keygate's is already short.
+	if _, err := p.boolPtr("simple"); err != nil {
+		return err
+	}
+	membership, err := p.boolPtr("membership")
+	if err != nil {
+		return err
+	}
+	owned, err := p.boolPtr("owned")
+	if err != nil {
+		return err
+	}
+	minLevel, given, err := p.intVal("min_access_level")
+	if err != nil {
+		return err
+	}
+	if given && !keystore.ValidAccessLevel(minLevel) {
+		return badRequest("min_access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
+	}
+	u := me(r)
+	var f keystore.ProjectFilter
+	if !u.IsAdmin || (membership != nil && *membership) {
+		f.VisibleTo = u.ID
+	}
+	if owned != nil && *owned {
+		minLevel = keystore.Owner
+	}
+	if minLevel > 0 {
+		f.VisibleTo, f.MinAccessLevel = u.ID, minLevel
+	}
+	f.Search, _ = p.str("search")
+	ps, total, err := a.store.ListProjectsFiltered(r.Context(), f, pg.store())
+	if err != nil {
+		return err
+	}
+	return writePage(w, r, pg, total, ps, func(p *keystore.Project) projectJSON { return a.renderProject(r, p) })
 }
 
 func (a *API) listGroupProjects(w http.ResponseWriter, r *http.Request) error {

@@ -65,6 +65,7 @@ func (a *API) routes() chi.Router {
 		r.Group(func(r chi.Router) {
 			r.Use(a.requireUser(false))
 			r.Get("/version", a.v4(a.getVersion))
+			r.Get("/metadata", a.v4(a.getMetadata))
 
 			r.Get("/user", a.v4(a.getCurrentUser))
 			r.Get("/user/keys", a.v4(a.listMyKeys))
@@ -115,6 +116,7 @@ func (a *API) routes() chi.Router {
 			r.Delete("/groups/{id}/bastion_targets/{target_id}", a.v4(a.deleteBastionTarget))
 			r.Get("/groups/{id}/bastion_allowances", a.v4(a.listBastionAllowances))
 			r.Get("/groups/{id}/projects", a.v4(a.listGroupProjects))
+			r.Get("/projects", a.v4(a.listProjects))
 			r.Post("/projects", a.v4(a.createProject))
 			r.Get("/projects/{id}", a.v4(a.getProject))
 			// Deploy keys: maintainers of the project (group); admins everywhere.

@@ -197,3 +197,71 @@ func TestEffectiveMembersAndDescendants(t *testing.T) {
 		t.Errorf("descendant_groups?search=leaf = %v", got)
 	}
 }
+
+// TestProjectsAndMetadata: GET /projects lists what the caller can see,
+// projects carry default_branch, a missing namespace_id is a clear 400.
+func TestProjectsAndMetadata(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice, aliceTok := e.newUser(t, "alice")
+	_, bobTok := e.newUser(t, "bob")
+	mkGroup := func(tok, path string) int64 {
+		r := e.do(t, "POST", "/api/v4/groups", tok, map[string]any{"name": path, "path": path})
+		expect(t, "create group "+path, r, http.StatusCreated)
+		return int64(r.Object(t)["id"].(float64))
+	}
+	ga, gb := mkGroup(aliceTok, "ga"), mkGroup(bobTok, "gb")
+	for _, p := range []struct {
+		tok  string
+		ns   int64
+		name string
+	}{{aliceTok, ga, "tools"}, {aliceTok, ga, "site"}, {bobTok, gb, "secret-tools"}} {
+		r := e.do(t, "POST", "/api/v4/projects", p.tok, map[string]any{"namespace_id": p.ns, "name": p.name})
+		expect(t, "create project "+p.name, r, http.StatusCreated)
+		if r.Object(t)["default_branch"] != "main" {
+			t.Errorf("project %s: default_branch %v", p.name, r.Object(t)["default_branch"])
+		}
+	}
+	list := func(tok, query string) []string {
+		r := e.do(t, "GET", "/api/v4/projects"+query, tok, nil)
+		expect(t, "GET /projects"+query, r, http.StatusOK)
+		var out []string
+		for _, p := range r.List(t) {
+			out = append(out, p["path_with_namespace"].(string))
+		}
+		return out
+	}
+	if got := strings.Join(list(aliceTok, ""), " "); got != "ga/tools ga/site" {
+		t.Errorf("alice's /projects = %q", got)
+	}
+	if got := strings.Join(list(aliceTok, "?search=tools"), " "); got != "ga/tools" {
+		t.Errorf("alice's /projects?search=tools = %q", got)
+	}
+	if got := strings.Join(list(adminSecret, ""), " "); got != "ga/tools ga/site gb/secret-tools" {
+		t.Errorf("admin's /projects = %q", got)
+	}
+	if got := list(adminSecret, "?membership=true"); len(got) != 0 {
+		t.Errorf("admin's /projects?membership=true = %q", got)
+	}
+	expect(t, "add alice as guest", e.do(t, "POST", "/api/v4/groups/"+strconv.FormatInt(gb, 10)+"/members", bobTok, map[string]any{"user_id": alice.ID, "access_level": 10}), http.StatusCreated)
+	if got := strings.Join(list(aliceTok, "?owned=true"), " "); got != "ga/tools ga/site" {
+		t.Errorf("alice's owned projects = %q", got)
+	}
+	if got := strings.Join(list(aliceTok, "?min_access_level=10"), " "); got != "ga/tools ga/site gb/secret-tools" {
+		t.Errorf("alice's min_access_level=10 projects = %q", got)
+	}
+	for _, q := range []string{"?owned=maybe", "?archived=true", "?order_by=name", "?min_access_level=7"} {
+		expect(t, "GET /projects"+q, e.do(t, "GET", "/api/v4/projects"+q, aliceTok, nil), http.StatusBadRequest)
+	}
+	r := e.do(t, "POST", "/api/v4/projects", aliceTok, map[string]any{"name": "nowhere"})
+	expect(t, "project without namespace", r, http.StatusBadRequest)
+	if !strings.Contains(string(r.Body), "namespace_id") || !strings.Contains(string(r.Body), "personal namespaces") {
+		t.Errorf("project without namespace: %s", r.Body)
+	}
+	r = e.do(t, "GET", "/api/v4/metadata", aliceTok, nil)
+	expect(t, "metadata", r, http.StatusOK)
+	if o := r.Object(t); o["version"] != "test" || o["kas"] == nil {
+		t.Errorf("metadata = %s", r.Body)
+	}
+	expect(t, "anonymous metadata", e.do(t, "GET", "/api/v4/metadata", "", nil), http.StatusUnauthorized)
+}

@@ -121,6 +121,31 @@ func (s *Store) ListProjects(ctx context.Context, groupID int64, pg Page) ([]*Pr
 	return listPage(ctx, s, projectCols, `projects p JOIN groups g ON g.id = p.group_id WHERE p.group_id = ?`, []any{groupID}, "p.id", pg, scanProject)
 }
 
+// ProjectFilter narrows ListProjectsFiltered.
+type ProjectFilter struct {
+	// VisibleTo keeps projects in groups where this user has at least
+	// MinAccessLevel (Guest if 0), directly or through an ancestor. 0: all.
+	VisibleTo      int64
+	MinAccessLevel int
+	Search         string // substring of name or full path, any case
+}
+
+// ListProjectsFiltered lists projects ordered by id.
+func (s *Store) ListProjectsFiltered(ctx context.Context, f ProjectFilter, pg Page) ([]*Project, int, error) {
+	where, args := "1=1", []any{}
+	if f.VisibleTo != 0 {
+		where += ` AND EXISTS (SELECT 1 FROM members m JOIN groups mg ON mg.id = m.group_id WHERE m.user_id = ? AND m.access_level >= ?
+			AND (mg.id = g.id OR substr(g.full_path, 1, length(mg.full_path) + 1) = mg.full_path || '/'))`
+		args = append(args, f.VisibleTo, max(f.MinAccessLevel, Guest))
+	}
+	if f.Search != "" {
+		needle := asciiLower(f.Search)
+		where += " AND (" + s.dialect.contains("lower(p.name)", "?") + " OR " + s.dialect.contains("lower(g.full_path || '/' || p.path)", "?") + ")"
+		args = append(args, needle, needle)
+	}
+	return listPage(ctx, s, projectCols, `projects p JOIN groups g ON g.id = p.group_id WHERE `+where, args, "p.id", pg, scanProject)
+}
+
 // DeleteProject deletes a project record.
 func (s *Store) DeleteProject(ctx context.Context, a Actor, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {

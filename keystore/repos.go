@@ -9,6 +9,10 @@ import (
 	"strings"
 )
 
+// DefaultBranch is the branch a new project's repository starts on (its
+// HEAD), reported as default_branch.
+const DefaultBranch = "main"
+
 // Repos manages the bare git repositories of projects under Root:
 // Root/<namespace full path>/<project path>.git.
 type Repos struct {
@@ -58,7 +62,7 @@ func (r Repos) Create(ctx context.Context, fullPath string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, git, "init", "--bare", "--quiet", "--initial-branch=main", dir)
+	cmd := exec.CommandContext(ctx, git, "init", "--bare", "--quiet", "--initial-branch="+DefaultBranch, dir)
 	cmd.Env = GitEnv(home, git)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
