@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -96,5 +98,48 @@ func (a *API) publicKeysText(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(b.String()))
+	return nil
+}
+
+// viewerQuery matches the one GraphQL query keygate answers: the viewer's
+// login, name and id, as `gh auth status` and `gh api user` helpers ask.
+var viewerQuery = regexp.MustCompile(`^\s*(query\s*[A-Za-z_]*\s*)?\{\s*viewer\s*\{([\sA-Za-z,]*)\}\s*\}\s*$`)
+
+// ghGraphQL is POST /api/graphql with only { viewer { login name id
+// databaseId } }: enough for gh to learn whose token it holds. Anything else
+// answers GraphQL's error shape naming what is supported.
+func (a *API) ghGraphQL(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Query string `json:"query"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		return errStatus(http.StatusBadRequest, "Problems parsing JSON")
+	}
+	m := viewerQuery.FindStringSubmatch(req.Query)
+	unsupported := func() error {
+		writeJSON(w, http.StatusOK, map[string]any{"errors": []map[string]string{{
+			"type": "NOT_SUPPORTED", "message": "keygate answers only the GraphQL query { viewer { login name id databaseId } }"}}})
+		return nil
+	}
+	if m == nil {
+		return unsupported()
+	}
+	u := me(r)
+	viewer := map[string]any{}
+	for _, f := range strings.FieldsFunc(m[2], func(c rune) bool { return c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r' }) {
+		switch f {
+		case "login":
+			viewer[f] = u.Username
+		case "name":
+			viewer[f] = u.Name
+		case "id":
+			viewer[f] = "U_" + strconv.FormatInt(u.ID, 10)
+		case "databaseId":
+			viewer[f] = u.ID
+		default:
+			return unsupported()
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"viewer": viewer}})
 	return nil
 }

@@ -121,6 +121,7 @@ var operations = []operation{
 	{"GET", "/-/health", "Liveness", "anyone", "", false, ""},
 	{"GET", "/-/readiness", "Readiness: both listeners up, and the database answers or the auth index is fresh enough to serve without it", "anyone", "", false, ""},
 	{"GET", "/api/v3/", "GitHub: the API entry point; X-OAuth-Scopes names the token's scopes as GitHub's", "anyone", "", false, ""},
+	{"POST", "/api/graphql", "GitHub GraphQL, only { viewer { login name id databaseId } } (what gh asks)", "authenticated", "", false, ""},
 	{"GET", "/api/v3/user", "GitHub: the token's user", "authenticated", "", false, ""},
 	{"GET", "/{username}.keys", "a user's authentication keys as authorized_keys text (not signing-only, expired or blocked users' keys)", "anyone", "", false, ""},
 	{"GET", "/-/allowed_signers", "git allowed signers file (text): every signer for admins, your own lines otherwise", "authenticated", "", false, ""},

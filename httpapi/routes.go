@@ -161,6 +161,7 @@ func (a *API) routes() chi.Router {
 		})
 	})
 
+	r.With(a.authenticate(true), a.requireUser(true)).Post("/api/graphql", a.v3(a.ghGraphQL))
 	r.Route("/api/v3", func(r chi.Router) {
 		r.Use(a.authenticate(true))
 		r.NotFound(a.ghNotFound)

@@ -265,3 +265,33 @@ func TestProjectsAndMetadata(t *testing.T) {
 	}
 	expect(t, "anonymous metadata", e.do(t, "GET", "/api/v4/metadata", "", nil), http.StatusUnauthorized)
 }
+
+// TestGraphQLViewer: POST /api/graphql answers { viewer { login } } and
+// nothing else.
+func TestGraphQLViewer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice, token := e.newUser(t, "alice")
+	q := func(tok, query string) response {
+		t.Helper()
+		b, _ := json.Marshal(map[string]string{"query": query})
+		hdr := http.Header{"Content-Type": {"application/json"}}
+		if tok != "" {
+			hdr.Set("Authorization", "bearer "+tok)
+		}
+		return e.raw(t, "POST", "/api/graphql", hdr, strings.NewReader(string(b)))
+	}
+	r := q(token, "query UserCurrent{viewer{login}}")
+	expectBody(t, "viewer login", r, http.StatusOK, `{"data":{"viewer":{"login":"alice"}}}`)
+	r = q(token, "{ viewer { login, databaseId } }")
+	expectBody(t, "viewer login databaseId", r, http.StatusOK, `{"data":{"viewer":{"login":"alice","databaseId":`+strconv.FormatInt(alice.ID, 10)+`}}}`)
+	for _, bad := range []string{"{ viewer { email } }", "{ repository(owner:\"a\", name:\"b\") { id } }", "mutation { x }"} {
+		r := q(token, bad)
+		if r.Code != 200 || !strings.Contains(string(r.Body), `"errors"`) || strings.Contains(string(r.Body), `"data"`) {
+			t.Errorf("%s: %d %s; want a GraphQL error", bad, r.Code, r.Body)
+		}
+	}
+	if r := q("", "{viewer{login}}"); r.Code != http.StatusUnauthorized {
+		t.Errorf("anonymous graphql: %d", r.Code)
+	}
+}

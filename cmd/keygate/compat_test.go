@@ -2,9 +2,13 @@ package main
 
 import (
 	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -69,4 +73,122 @@ func TestCompatPythonGitlab(t *testing.T) {
 		t.Fatalf("python-gitlab suite did not finish:\n%s", out)
 	}
 	t.Log(strings.TrimSpace(string(out)))
+}
+
+// TestCompatGH drives GitHub's gh against keygate's /api/v3 over HTTPS:
+// auth login --with-token (which checks GET /api/v3/ and X-OAuth-Scopes),
+// ssh-key add/list/delete, and api --paginate (which follows Link).
+func TestCompatGH(t *testing.T) {
+	t.Parallel()
+	gh, err := exec.LookPath("gh")
+	if err != nil {
+		t.Skip("gh not installed (Debian gh; .ci/run installs it)")
+	}
+	p, admin, caFile := compatServer(t)
+	// gh talks to https://HOST/api/v3/ on port 443 and refuses HOST:PORT, so
+	// it reaches keygate as keygate.test through an HTTPS CONNECT proxy
+	// (HTTPS_PROXY) that tunnels to keygate's port: TLS end to end.
+	host := "keygate.test"
+	proxy := connectProxy(t, p.HTTPAddr)
+	alice := p.must("POST", "/api/v4/users", admin, map[string]any{"username": "alice", "email": "alice@example.com"}, 201).Object(t)
+	tok := p.must("POST", "/api/v4/users/"+strconv.FormatInt(id(t, alice), 10)+"/personal_access_tokens", admin,
+		map[string]any{"name": "gh", "scopes": []string{"api"}}, 201).Object(t)["token"].(string)
+	dir := t.TempDir()
+	env := append(os.Environ(), "GH_CONFIG_DIR="+filepath.Join(dir, "gh"), "SSL_CERT_FILE="+caFile, "GH_HOST="+host, "HTTPS_PROXY=http://"+proxy, "https_proxy=http://"+proxy, "NO_PROXY=", "no_proxy=",
+		"GH_NO_UPDATE_NOTIFIER=1", "GH_PROMPT_DISABLED=1", "NO_COLOR=1", "GH_TOKEN=", "GITHUB_TOKEN=", "GH_ENTERPRISE_TOKEN=", "GITHUB_ENTERPRISE_TOKEN=")
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(gh, args...)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("gh %s: %v\n%s\nkeygate stderr:\n%s", strings.Join(args, " "), err, out, p.Stderr)
+		}
+		return string(out)
+	}
+	checks := 0
+	run(tok+"\n", "auth", "login", "--hostname", host, "--with-token")
+	if out := run("", "auth", "status", "--hostname", host); !strings.Contains(out, "alice") {
+		t.Errorf("gh auth status: %s", out)
+	}
+	checks++
+	var lines []string
+	for i := 0; i < 7; i++ {
+		line := sshKeyLine("")
+		lines = append(lines, line)
+		f := filepath.Join(dir, "k"+strconv.Itoa(i)+".pub")
+		os.WriteFile(f, []byte(line+"\n"), 0o600)
+		run("", "ssh-key", "add", f, "--title", "key-"+strconv.Itoa(i))
+	}
+	checks++
+	out := run("", "ssh-key", "list")
+	for i := 0; i < 7; i++ {
+		if !strings.Contains(out, "key-"+strconv.Itoa(i)) {
+			t.Errorf("gh ssh-key list lacks key-%d:\n%s", i, out)
+		}
+	}
+	checks++
+	// --paginate follows the https Link headers page by page.
+	out = run("", "api", "--hostname", host, "--paginate", "user/keys?per_page=2", "--jq", ".[].title")
+	if got := strings.Fields(out); len(got) != 7 {
+		t.Errorf("gh api --paginate user/keys: %q, want 7 titles", got)
+	}
+	checks++
+	keys := p.must("GET", "/api/v4/user/keys?per_page=100", tok, nil, 200)
+	var listed []map[string]any
+	keys.JSON(t, &listed)
+	first := strconv.FormatInt(id(t, listed[0]), 10)
+	run("", "ssh-key", "delete", first, "--yes")
+	if out := run("", "ssh-key", "list"); strings.Contains(out, listed[0]["title"].(string)+"\t") {
+		t.Errorf("gh ssh-key delete left the key:\n%s", out)
+	}
+	checks++
+	// A refused write shows GitHub's message, not "Unknown error".
+	ro := p.must("POST", "/api/v4/users/"+strconv.FormatInt(id(t, alice), 10)+"/personal_access_tokens", admin,
+		map[string]any{"name": "ro", "scopes": []string{"read_api"}}, 201).Object(t)["token"].(string)
+	cmd := exec.Command(gh, "api", "--hostname", host, "-X", "POST", "user/keys", "-f", "title=x", "-f", "key="+sshKeyLine(""))
+	cmd.Env = append(env, "GH_ENTERPRISE_TOKEN="+ro)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "read_api") {
+		t.Errorf("gh api POST with a read_api token: %v\n%s", err, out)
+	}
+	checks++
+	t.Logf("gh: %d checks passed", checks)
+}
+
+// connectProxy is an HTTP CONNECT proxy that tunnels every request to
+// target; it returns its address.
+func connectProxy(t *testing.T, target string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			up.Close()
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		c, buf, err := hj.Hijack()
+		if err != nil {
+			up.Close()
+			return
+		}
+		go func() { io.Copy(up, buf); up.(*net.TCPConn).CloseWrite() }()
+		go func() { io.Copy(c, up); c.Close(); up.Close() }()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }
