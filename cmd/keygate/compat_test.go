@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -191,4 +192,78 @@ func connectProxy(t *testing.T, target string) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
+}
+
+// TestCompatGitlabCLI drives the python-gitlab CLI (Debian gitlab-cli)
+// with a config file pointing at keygate's HTTPS.
+func TestCompatGitlabCLI(t *testing.T) {
+	t.Parallel()
+	cli, err := exec.LookPath("python-gitlab")
+	if err != nil {
+		t.Skip("python-gitlab CLI not installed (Debian gitlab-cli; .ci/run installs it)")
+	}
+	p, admin, caFile := compatServer(t)
+	cfg := filepath.Join(t.TempDir(), "python-gitlab.cfg")
+	os.WriteFile(cfg, []byte("[global]\ndefault = keygate\nssl_verify = "+caFile+"\n\n[keygate]\nurl = "+p.URL("")+
+		"\nprivate_token = "+admin+"\napi_version = 4\n"), 0o600)
+	run := func(wantOK bool, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(cli, append([]string{"-c", cfg, "-o", "json"}, args...)...)
+		cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=error::UserWarning")
+		out, err := cmd.CombinedOutput()
+		if (err == nil) != wantOK {
+			t.Fatalf("python-gitlab %s: %v\n%s\nkeygate stderr:\n%s", strings.Join(args, " "), err, out, p.Stderr)
+		}
+		return string(out)
+	}
+	jsonOf := func(s string, v any) {
+		t.Helper()
+		if err := json.Unmarshal([]byte(s), v); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, s)
+		}
+	}
+	checks := 0
+	var u map[string]any
+	jsonOf(run(true, "user", "create", "--username", "carol", "--email", "carol@example.com", "--name", "Carol"), &u)
+	uid := strconv.FormatInt(int64(u["id"].(float64)), 10)
+	checks++
+	key := sshKeyLine("")
+	run(true, "user-key", "create", "--user-id", uid, "--title", "laptop", "--key", key)
+	var keys []map[string]any
+	jsonOf(run(true, "user-key", "list", "--user-id", uid), &keys)
+	if len(keys) != 1 || keys[0]["title"] != "laptop" {
+		t.Errorf("user-key list = %v", keys)
+	}
+	checks++
+	for i := 0; i < 8; i++ {
+		run(true, "user", "create", "--username", "bulk"+strconv.Itoa(i), "--email", "bulk"+strconv.Itoa(i)+"@example.com")
+	}
+	var users []map[string]any
+	jsonOf(run(true, "user", "list", "--get-all", "--per-page", "3"), &users)
+	if len(users) != 10 {
+		t.Errorf("user list --get-all: %d users, want 10", len(users))
+	}
+	checks++
+	var blocked []map[string]any
+	run(true, "user", "block", "--id", uid)
+	jsonOf(run(true, "user", "list", "--blocked", "true"), &blocked)
+	if len(blocked) != 1 || blocked[0]["username"] != "carol" {
+		t.Errorf("user list --blocked true = %v", blocked)
+	}
+	checks++
+	var g map[string]any
+	jsonOf(run(true, "group", "create", "--name", "Ops", "--path", "ops"), &g)
+	gid := strconv.FormatInt(int64(g["id"].(float64)), 10)
+	run(true, "group-member", "create", "--group-id", gid, "--user-id", uid, "--access-level", "30")
+	var members []map[string]any
+	jsonOf(run(true, "group-member-all", "list", "--group-id", gid), &members)
+	if len(members) != 2 {
+		t.Errorf("group-member-all list = %v", members)
+	}
+	checks++
+	if out := run(false, "user", "get", "--id", "999999"); !strings.Contains(out, "404") {
+		t.Errorf("user get of a missing user: %s", out)
+	}
+	checks++
+	t.Logf("python-gitlab CLI: %d checks passed", checks)
 }
