@@ -267,3 +267,33 @@ func TestCompatGitlabCLI(t *testing.T) {
 	checks++
 	t.Logf("python-gitlab CLI: %d checks passed", checks)
 }
+
+// TestCompatJS runs compat/js/suite.mjs: @gitbeaker/rest and
+// @octokit/rest, pinned in compat/js/package-lock.json (`npm ci` there;
+// .ci/run does it).
+func TestCompatJS(t *testing.T) {
+	t.Parallel()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed (.ci/run installs nodejs)")
+	}
+	if _, err := os.Stat("../../compat/js/node_modules/@octokit/rest"); err != nil {
+		t.Skip("compat/js/node_modules missing: run `npm ci` in compat/js (.ci/run does)")
+	}
+	p, admin, caFile := compatServer(t)
+	var keys []string
+	for i := 0; i < 9; i++ {
+		keys = append(keys, sshKeyLine(""))
+	}
+	keysFile := filepath.Join(t.TempDir(), "keys")
+	os.WriteFile(keysFile, []byte(strings.Join(keys, "\n")), 0o600)
+	cmd := exec.Command(node, "suite.mjs")
+	cmd.Dir = "../../compat/js"
+	cmd.Env = append(os.Environ(), "KEYGATE_URL="+p.URL(""), "KEYGATE_TOKEN="+admin, "KEYGATE_SSH_KEYS="+keysFile,
+		"NODE_EXTRA_CA_CERTS="+caFile, "NO_PROXY=*", "HTTPS_PROXY=", "https_proxy=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "checks passed") {
+		t.Fatalf("octokit/gitbeaker suite: %v\n%s\nkeygate stderr:\n%s", err, out, p.Stderr)
+	}
+	t.Log(strings.TrimSpace(string(out)))
+}
