@@ -282,14 +282,16 @@ func TestCompatJS(t *testing.T) {
 	}
 	p, admin, caFile := compatServer(t)
 	var keys []string
-	for i := 0; i < 9; i++ {
+	for i := 0; i < 10; i++ {
 		keys = append(keys, sshKeyLine(""))
 	}
-	keysFile := filepath.Join(t.TempDir(), "keys")
+	dir := t.TempDir()
+	keysFile, gpgFile := filepath.Join(dir, "keys"), filepath.Join(dir, "gpg.asc")
 	os.WriteFile(keysFile, []byte(strings.Join(keys, "\n")), 0o600)
+	os.WriteFile(gpgFile, []byte(newGPGKey(t, "Alice", "alice@example.com")), 0o600)
 	cmd := exec.Command(node, "suite.mjs")
 	cmd.Dir = "../../compat/js"
-	cmd.Env = append(os.Environ(), "KEYGATE_URL="+p.URL(""), "KEYGATE_TOKEN="+admin, "KEYGATE_SSH_KEYS="+keysFile,
+	cmd.Env = append(os.Environ(), "KEYGATE_URL="+p.URL(""), "KEYGATE_TOKEN="+admin, "KEYGATE_SSH_KEYS="+keysFile, "KEYGATE_GPG_KEY="+gpgFile,
 		"NODE_EXTRA_CA_CERTS="+caFile, "NO_PROXY=*", "HTTPS_PROXY=", "https_proxy=")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "checks passed") {

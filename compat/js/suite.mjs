@@ -11,6 +11,7 @@ import { Gitlab } from "@gitbeaker/rest";
 const url = process.env.KEYGATE_URL;
 const admin = process.env.KEYGATE_TOKEN;
 const keys = readFileSync(process.env.KEYGATE_SSH_KEYS, "utf8").trim().split("\n");
+const gpgKey = readFileSync(process.env.KEYGATE_GPG_KEY, "utf8");
 let checks = 0;
 const check = (cond, what) => { assert.ok(cond, what); checks++; };
 const rejects = async (p, status, what, msg) => {
@@ -38,6 +39,11 @@ check(key.usage_type === "signing" && String(key.expires_at).startsWith("2031-01
 const pat = await gl.requester.post("users/" + alice.id + "/personal_access_tokens", { body: { name: "js", scopes: ["api"] } });
 const aliceToken = pat.body.token;
 check(typeof aliceToken === "string" && aliceToken.length > 10, "personal access token");
+const gpg = await gl.UserGPGKeys.create(gpgKey, { userId: alice.id });
+check(gpg.key.startsWith("-----BEGIN PGP PUBLIC KEY BLOCK-----"), "UserGPGKeys.create");
+check((await gl.UserGPGKeys.all({ userId: alice.id })).length === 1, "UserGPGKeys.all");
+await gl.UserGPGKeys.remove(gpg.id, { userId: alice.id });
+check((await gl.UserGPGKeys.all({ userId: alice.id })).length === 0, "UserGPGKeys.remove");
 const eng = await gl.Groups.create("Eng", "eng");
 const sub = await gl.Groups.create("Backend", "backend", { parentId: eng.id });
 await gl.GroupMembers.add(eng.id, alice.id, 40);
@@ -47,6 +53,13 @@ const inherited = await gl.GroupMembers.all(sub.id, { includeInherited: true });
 check(inherited.map((m) => m.username).sort().join(",") === "alice,root", `GroupMembers.all(includeInherited): ${inherited.map((m) => m.username)}`);
 const direct = await gl.GroupMembers.all(sub.id);
 check(direct.length === 0, `GroupMembers.all(direct): ${direct.map((m) => m.username)}`);
+// Group SSH certificate authorities (no gitbeaker resource: its requester).
+const ca = (await gl.requester.post(`groups/${eng.id}/ssh_certificates`, { body: { title: "team CA", key: keys[9] } })).body;
+check(ca.title === "team CA", "ssh_certificates create");
+const cas = (await gl.requester.get(`groups/${eng.id}/ssh_certificates`)).body;
+check(cas.length === 1 && cas[0].id === ca.id, "ssh_certificates list");
+await gl.requester.delete(`groups/${eng.id}/ssh_certificates/${ca.id}`);
+check((await gl.requester.get(`groups/${eng.id}/ssh_certificates`)).body.length === 0, "ssh_certificates delete");
 const desc = await gl.Groups.allDescendantGroups(eng.id, {});
 check(desc.map((g) => g.full_path).join(",") === "eng/backend", "allDescendantGroups");
 const proj = await gl.Projects.create({ name: "tools", namespaceId: sub.id });
@@ -73,7 +86,12 @@ check(pub.length === 4, `listPublicKeysForUser: ${pub.length}`);
 const sk = await gh.rest.users.createSshSigningKeyForAuthenticatedUser({ title: "sign", key: keys[6] });
 const sks = await gh.paginate(gh.rest.users.listSshSigningKeysForAuthenticatedUser, { per_page: 1 });
 check(sks.length === 2 && sks.some((k) => k.id === sk.data.id), `signing keys: ${sks.length}`); // keys[0] is signing too
+const gotSk = await gh.rest.users.getSshSigningKeyForAuthenticatedUser({ ssh_signing_key_id: sk.data.id });
+check(gotSk.data.title === "sign", "getSshSigningKeyForAuthenticatedUser");
+const pubSk = await gh.paginate(gh.rest.users.listSshSigningKeysForUser, { username: "alice", per_page: 1 });
+check(pubSk.length === 2, `listSshSigningKeysForUser: ${pubSk.length}`);
 await gh.rest.users.deleteSshSigningKeyForAuthenticatedUser({ ssh_signing_key_id: sk.data.id });
+await rejects(gh.rest.users.getSshSigningKeyForAuthenticatedUser({ ssh_signing_key_id: sk.data.id }), 404, "deleted signing key", "Not Found");
 const dk = await gh.rest.repos.createDeployKey({ owner: "eng", repo: "site", title: "ci", key: keys[7], read_only: true });
 check(dk.data.read_only === true, "createDeployKey");
 const dks = await gh.paginate(gh.rest.repos.listDeployKeys, { owner: "eng", repo: "site" });
