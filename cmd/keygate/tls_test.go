@@ -155,8 +155,12 @@ func TestNativeTLS(t *testing.T) {
 	if cn := servedCN(t, p.HTTPAddr, ca.pool); cn != "keygate-2" {
 		t.Errorf("after a broken key file, served %q; want the old keygate-2", cn)
 	}
-	if !strings.Contains(p.Stderr.String(), "TLS certificate reload failed") {
-		t.Errorf("no warning about the broken key; stderr:\n%s", p.Stderr)
+	// The warning travels through keygate's stderr pipe: give it a moment.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.Stderr.String(), "TLS certificate reload failed"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning about the broken key; stderr:\n%s", p.Stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	// SIGHUP reloads even when the files look unchanged (same size and
