@@ -162,3 +162,34 @@ func noContent(w http.ResponseWriter, err error) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// membershipFilter reads GitLab's owned and min_access_level for a list of
+// groups or projects, and the parameter that limits an admin to their own
+// memberships (onlyMine, when it has the value mineWhen). visibleTo is 0
+// for "everything" (an admin), else the caller's id; minLevel is 0 or the
+// level the caller must have (owned: Owner). GitLab applies owned and
+// min_access_level to the caller, admins included.
+func membershipFilter(p params, u *keystore.User, onlyMine string, mineWhen bool) (visibleTo int64, minLevel int, err error) {
+	mine, err := p.boolPtr(onlyMine)
+	if err != nil {
+		return 0, 0, err
+	}
+	owned, err := p.boolPtr("owned")
+	if err != nil {
+		return 0, 0, err
+	}
+	minLevel, given, err := p.intVal("min_access_level")
+	if err != nil {
+		return 0, 0, err
+	}
+	if given && !keystore.ValidAccessLevel(minLevel) {
+		return 0, 0, badRequest("min_access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
+	}
+	if owned != nil && *owned {
+		minLevel = keystore.Owner
+	}
+	if !u.IsAdmin || (mine != nil && *mine == mineWhen) || minLevel > 0 {
+		visibleTo = u.ID
+	}
+	return visibleTo, minLevel, nil
+}

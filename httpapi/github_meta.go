@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -76,21 +77,15 @@ func (a *API) publicKeysText(w http.ResponseWriter, r *http.Request) error {
 	}
 	var b strings.Builder
 	if u.Active() {
+		keys, _, err := a.store.ListKeys(r.Context(), keystore.KeyFilter{UserID: u.ID, Usages: authUsages}, keystore.Page{PerPage: 1 << 30})
+		if err != nil {
+			return err
+		}
 		now := a.store.Now()
-		for page := 1; ; page++ {
-			keys, total, err := a.store.ListKeys(r.Context(), keystore.KeyFilter{UserID: u.ID, Usages: authUsages}, keystore.Page{Page: page, PerPage: 100})
-			if err != nil {
-				return err
-			}
-			for _, k := range keys {
-				if k.ExpiresAt != nil && !k.ExpiresAt.After(now) {
-					continue
-				}
+		for _, k := range keys {
+			if k.ExpiresAt == nil || k.ExpiresAt.After(now) {
 				b.WriteString(ghKeyText(k))
 				b.WriteByte('\n')
-			}
-			if page*100 >= total || len(keys) == 0 {
-				break
 			}
 		}
 	}
@@ -126,7 +121,7 @@ func (a *API) ghGraphQL(w http.ResponseWriter, r *http.Request) error {
 	}
 	u := me(r)
 	viewer := map[string]any{}
-	for _, f := range strings.FieldsFunc(m[2], func(c rune) bool { return c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r' }) {
+	for _, f := range strings.FieldsFunc(m[2], func(c rune) bool { return c == ',' || unicode.IsSpace(c) }) {
 		switch f {
 		case "login":
 			viewer[f] = u.Username

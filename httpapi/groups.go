@@ -52,36 +52,13 @@ func (a *API) writeGroups(w http.ResponseWriter, r *http.Request, f keystore.Gro
 	if err := p.defaultOrder("path", "name"); err != nil {
 		return err
 	}
-	allAvailable, err := p.boolPtr("all_available")
-	if err != nil {
-		return err
-	}
 	topLevel, err := p.boolPtr("top_level_only")
 	if err != nil {
 		return err
 	}
-	owned, err := p.boolPtr("owned")
-	if err != nil {
+	// all_available=false limits an admin to their own groups.
+	if f.VisibleTo, f.MinAccessLevel, err = membershipFilter(p, me(r), "all_available", false); err != nil {
 		return err
-	}
-	minLevel, given, err := p.intVal("min_access_level")
-	if err != nil {
-		return err
-	}
-	if given && !keystore.ValidAccessLevel(minLevel) {
-		return badRequest("min_access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
-	}
-	u := me(r)
-	if !u.IsAdmin || (allAvailable != nil && !*allAvailable) {
-		f.VisibleTo = u.ID
-	}
-	if owned != nil && *owned {
-		minLevel = keystore.Owner
-	}
-	if minLevel > 0 {
-		// Groups where the caller has at least that level (GitLab applies
-		// these to the caller, admins included).
-		f.VisibleTo, f.MinAccessLevel = u.ID, minLevel
 	}
 	f.Search, _ = p.str("search")
 	if topLevel != nil && *topLevel {

@@ -50,23 +50,6 @@ func (a *API) listAllMembers(w http.ResponseWriter, r *http.Request) error {
 	return a.writeMembers(w, r, true)
 }
 
-func (a *API) getAllMember(w http.ResponseWriter, r *http.Request) error {
-	g, _, err := a.visibleGroup(r)
-	if err != nil {
-		return err
-	}
-	uid, err := pathInt(r, "user_id", "Member")
-	if err != nil {
-		return err
-	}
-	m, err := a.store.EffectiveMember(r.Context(), g, uid)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, a.renderMember(r, m))
-	return nil
-}
-
 func (a *API) writeMembers(w http.ResponseWriter, r *http.Request, effective bool) error {
 	g, _, err := a.visibleGroup(r)
 	if err != nil {
@@ -95,15 +78,13 @@ func (a *API) writeMembers(w http.ResponseWriter, r *http.Request, effective boo
 	if len(f.UserIDs) > 100 {
 		return badRequest("user_ids", "is too long (at most 100 ids)")
 	}
-	list := func() ([]*keystore.Member, int, error) {
-		return a.store.ListMembersFiltered(r.Context(), g.ID, f, pg.store())
-	}
+	var ms []*keystore.Member
+	var total int
 	if effective {
-		list = func() ([]*keystore.Member, int, error) {
-			return a.store.ListEffectiveMembers(r.Context(), g, f, pg.store())
-		}
+		ms, total, err = a.store.ListEffectiveMembers(r.Context(), g, f, pg.store())
+	} else {
+		ms, total, err = a.store.ListMembersFiltered(r.Context(), g.ID, f, pg.store())
 	}
-	ms, total, err := list()
 	if err != nil {
 		return err
 	}
@@ -111,6 +92,16 @@ func (a *API) writeMembers(w http.ResponseWriter, r *http.Request, effective boo
 }
 
 func (a *API) getMember(w http.ResponseWriter, r *http.Request) error {
+	return a.writeMember(w, r, false)
+}
+
+// getAllMember is GET /groups/:id/members/all/:user_id: one effective
+// membership, inherited or direct.
+func (a *API) getAllMember(w http.ResponseWriter, r *http.Request) error {
+	return a.writeMember(w, r, true)
+}
+
+func (a *API) writeMember(w http.ResponseWriter, r *http.Request, effective bool) error {
 	g, _, err := a.visibleGroup(r)
 	if err != nil {
 		return err
@@ -119,7 +110,12 @@ func (a *API) getMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	m, err := a.store.Member(r.Context(), g.ID, uid)
+	var m *keystore.Member
+	if effective {
+		m, err = a.store.EffectiveMember(r.Context(), g, uid)
+	} else {
+		m, err = a.store.Member(r.Context(), g.ID, uid)
+	}
 	if err != nil {
 		return err
 	}

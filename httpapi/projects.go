@@ -136,31 +136,10 @@ func (a *API) listProjects(w http.ResponseWriter, r *http.Request) error {
 	if _, err := p.boolPtr("simple"); err != nil {
 		return err
 	}
-	membership, err := p.boolPtr("membership")
-	if err != nil {
-		return err
-	}
-	owned, err := p.boolPtr("owned")
-	if err != nil {
-		return err
-	}
-	minLevel, given, err := p.intVal("min_access_level")
-	if err != nil {
-		return err
-	}
-	if given && !keystore.ValidAccessLevel(minLevel) {
-		return badRequest("min_access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
-	}
-	u := me(r)
 	var f keystore.ProjectFilter
-	if !u.IsAdmin || (membership != nil && *membership) {
-		f.VisibleTo = u.ID
-	}
-	if owned != nil && *owned {
-		minLevel = keystore.Owner
-	}
-	if minLevel > 0 {
-		f.VisibleTo, f.MinAccessLevel = u.ID, minLevel
+	// membership=true limits an admin to their own projects.
+	if f.VisibleTo, f.MinAccessLevel, err = membershipFilter(p, me(r), "membership", true); err != nil {
+		return err
 	}
 	f.Search, _ = p.str("search")
 	ps, total, err := a.store.ListProjectsFiltered(r.Context(), f, pg.store())

@@ -102,9 +102,9 @@ func (a *API) fromTrustedProxy(r *http.Request) bool {
 }
 
 // parseForwarded reads proto= and host= from the first element of an RFC
-// 7239 Forwarded header (the one the proxy nearest the client wrote is
-// last, but a single trusted proxy writes one; the first is what it saw).
-// ok is false when the header is absent or names neither.
+// 7239 Forwarded header: the one written by the proxy nearest the client,
+// which saw the scheme and host the client used. ok is false when the
+// header is absent or names neither.
 func parseForwarded(v string) (proto, host string, ok bool) {
 	if v == "" {
 		return "", "", false

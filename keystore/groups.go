@@ -261,8 +261,7 @@ func (s *Store) ListGroups(ctx context.Context, f GroupFilter, pg Page) ([]*Grou
 	where := []string{"1=1"}
 	var args []any
 	if f.VisibleTo != 0 {
-		where = append(where, `EXISTS (SELECT 1 FROM members m JOIN groups mg ON mg.id = m.group_id WHERE m.user_id = ? AND m.access_level >= ?
-			AND (mg.id = g.id OR substr(g.full_path, 1, length(mg.full_path) + 1) = mg.full_path || '/'))`)
+		where = append(where, memberOfGroupOrAncestor("g"))
 		args = append(args, f.VisibleTo, max(f.MinAccessLevel, Guest))
 	}
 	if f.TopLevelOnly {
@@ -337,8 +336,7 @@ func (s *Store) Ancestors(ctx context.Context, g *Group) ([]*Group, error) {
 func (s *Store) AccessLevel(ctx context.Context, userID int64, g *Group) (int, error) {
 	var level sql.NullInt64
 	err := s.queryRow(ctx, `SELECT MAX(m.access_level) FROM members m JOIN groups mg ON mg.id = m.group_id
-		WHERE m.user_id = ? AND (mg.id = ? OR substr(?, 1, length(mg.full_path) + 1) = mg.full_path || '/')`,
-		userID, g.ID, g.FullPath).Scan(&level)
+		WHERE m.user_id = ? AND `+groupOrAncestorOf, userID, g.ID, g.FullPath).Scan(&level)
 	if err != nil {
 		return 0, err
 	}
@@ -509,30 +507,15 @@ func (s *Store) ListMembers(ctx context.Context, groupID int64, pg Page) ([]*Mem
 
 // ListMembersFiltered is ListMembers narrowed by f.
 func (s *Store) ListMembersFiltered(ctx context.Context, groupID int64, f MemberFilter, pg Page) ([]*Member, int, error) {
-	where, args := "m.group_id = ?", []any{groupID}
-	if f.Query != "" {
-		needle := asciiLower(f.Query)
-		where += " AND (" + s.dialect.contains("lower(u.username)", "?") + " OR " + s.dialect.contains("lower(u.name)", "?") + ")"
-		args = append(args, needle, needle)
-	}
-	if len(f.UserIDs) > 0 {
-		ph := strings.TrimSuffix(strings.Repeat("?, ", len(f.UserIDs)), ", ")
-		where += " AND u.id IN (" + ph + ")"
-		for _, id := range f.UserIDs {
-			args = append(args, id)
-		}
-	}
-	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE `+where, args, "u.id", pg, scanMember)
+	where, args := s.memberFilter(f)
+	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ?`+where,
+		append([]any{groupID}, args...), "u.id", pg, scanMember)
 }
 
-// effectiveScope selects memberships in group g and its ancestors.
-const effectiveScope = `(mg.id = ? OR substr(?, 1, length(mg.full_path) + 1) = mg.full_path || '/')`
-
-// ListEffectiveMembers lists a group's effective members (GitLab's
-// members/all): direct members and those inherited from ancestors, one
-// row per user at their highest level, ordered by user id. GroupID is g's.
-func (s *Store) ListEffectiveMembers(ctx context.Context, g *Group, f MemberFilter, pg Page) ([]*Member, int, error) {
-	where, args := effectiveScope, []any{g.ID, g.FullPath}
+// memberFilter is the SQL (" AND …") and arguments of f, on users u.
+func (s *Store) memberFilter(f MemberFilter) (string, []any) {
+	var where string
+	var args []any
 	if f.Query != "" {
 		needle := asciiLower(f.Query)
 		where += " AND (" + s.dialect.contains("lower(u.username)", "?") + " OR " + s.dialect.contains("lower(u.name)", "?") + ")"
@@ -544,29 +527,30 @@ func (s *Store) ListEffectiveMembers(ctx context.Context, g *Group, f MemberFilt
 			args = append(args, id)
 		}
 	}
-	from := `members m JOIN users u ON u.id = m.user_id JOIN groups mg ON mg.id = m.group_id WHERE ` + where
-	total, err := s.count(ctx, `SELECT COUNT(DISTINCT m.user_id) FROM `+from, args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+strconv.FormatInt(g.ID, 10)+`, MAX(m.access_level), MIN(m.created_at),
-		u.id, u.username, u.email, u.name, u.state, u.is_admin, u.created_at FROM `+from+`
-		GROUP BY u.id, u.username, u.email, u.name, u.state, u.is_admin, u.created_at ORDER BY u.id LIMIT ? OFFSET ?`,
-		append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*Member
-	for rows.Next() {
-		m, err := scanMember(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, m)
-	}
-	return out, total, rows.Err()
+	return where, args
+}
+
+// groupOrAncestorOf, with arguments (group id, group full path), holds for
+// a group mg that is that group or one of its ancestors.
+const groupOrAncestorOf = `(mg.id = ? OR substr(?, 1, length(mg.full_path) + 1) = mg.full_path || '/')`
+
+// memberOfGroupOrAncestor, with arguments (user id, minimum level), holds
+// when that user has at least that level in group alias or an ancestor:
+// GitLab's inherited membership.
+func memberOfGroupOrAncestor(alias string) string {
+	return `EXISTS (SELECT 1 FROM members m JOIN groups mg ON mg.id = m.group_id WHERE m.user_id = ? AND m.access_level >= ?
+		AND (mg.id = ` + alias + `.id OR substr(` + alias + `.full_path, 1, length(mg.full_path) + 1) = mg.full_path || '/'))`
+}
+
+// ListEffectiveMembers lists a group's effective members (GitLab's
+// members/all): direct members and those inherited from ancestors, one
+// row per user at their highest level, ordered by user id. GroupID is g's.
+func (s *Store) ListEffectiveMembers(ctx context.Context, g *Group, f MemberFilter, pg Page) ([]*Member, int, error) {
+	where, args := s.memberFilter(f)
+	from := `(SELECT ` + strconv.FormatInt(g.ID, 10) + ` AS group_id, m.user_id, MAX(m.access_level) AS access_level, MIN(m.created_at) AS created_at
+		FROM members m JOIN groups mg ON mg.id = m.group_id WHERE ` + groupOrAncestorOf + ` GROUP BY m.user_id) m
+		JOIN users u ON u.id = m.user_id WHERE 1=1` + where
+	return listPage(ctx, s, memberCols, from, append([]any{g.ID, g.FullPath}, args...), "u.id", pg, scanMember)
 }
 
 // EffectiveMember is one user's effective membership of g (members/all/:id).

@@ -134,8 +134,7 @@ type ProjectFilter struct {
 func (s *Store) ListProjectsFiltered(ctx context.Context, f ProjectFilter, pg Page) ([]*Project, int, error) {
 	where, args := "1=1", []any{}
 	if f.VisibleTo != 0 {
-		where += ` AND EXISTS (SELECT 1 FROM members m JOIN groups mg ON mg.id = m.group_id WHERE m.user_id = ? AND m.access_level >= ?
-			AND (mg.id = g.id OR substr(g.full_path, 1, length(mg.full_path) + 1) = mg.full_path || '/'))`
+		where += " AND " + memberOfGroupOrAncestor("g")
 		args = append(args, f.VisibleTo, max(f.MinAccessLevel, Guest))
 	}
 	if f.Search != "" {
