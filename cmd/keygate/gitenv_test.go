@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	gossh "golang.org/x/crypto/ssh"
 )
 
 // TestGitRunsSealed plants configuration that would make git run code as
@@ -94,21 +89,7 @@ func TestGitRunsSealed(t *testing.T) {
 		}
 	}
 
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	block, err := gossh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := t.TempDir()
-	keyPath := filepath.Join(work, "id_ed25519")
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := gossh.NewSignerFromKey(priv)
-	p.must("POST", "/api/v4/user/keys", token, map[string]any{"title": "sealed",
-		"key": strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey())))}, 201)
-	sshEnv := []string{"GIT_SSH_COMMAND=ssh -F /dev/null -i " + keyPath + " -o IdentitiesOnly=yes -o IdentityAgent=none" +
-		" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes"}
+	work, sshEnv := p.gitKey(t, token, "sealed")
 	_, port, _ := strings.Cut(p.SSHAddr, ":")
 	url := "ssh://git@127.0.0.1:" + port + "/sealed/repo.git"
 

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -376,4 +377,26 @@ func mustRequest(t testing.TB, method, url string, body io.Reader) *http.Request
 		t.Fatal(err)
 	}
 	return req
+}
+
+// gitKey registers a fresh ed25519 key for the token's user (titled title)
+// and returns a scratch directory holding it and the GIT_SSH_COMMAND
+// environment that makes git use only that key against p.
+func (p *proc) gitKey(t testing.TB, token, title string) (work string, env []string) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := gossh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work = t.TempDir()
+	keyPath := filepath.Join(work, "id_ed25519")
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := gossh.NewSignerFromKey(priv)
+	p.must("POST", "/api/v4/user/keys", token, map[string]any{"title": title,
+		"key": strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey())))}, 201)
+	return work, []string{"GIT_SSH_COMMAND=ssh -F /dev/null -i " + keyPath + " -o IdentitiesOnly=yes -o IdentityAgent=none" +
+		" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes"}
 }

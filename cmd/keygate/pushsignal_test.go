@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	gossh "golang.org/x/crypto/ssh"
 )
 
 // gitRun runs git with env in dir and returns its combined output.
@@ -72,21 +68,7 @@ func TestSIGTERMDuringPush(t *testing.T) {
 			repo := filepath.Join(dataDir, "repositories", "big", "repo.git")
 
 			// root pushes with a key of its own.
-			_, priv, _ := ed25519.GenerateKey(rand.Reader)
-			block, err := gossh.MarshalPrivateKey(priv, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			work := t.TempDir()
-			keyPath := filepath.Join(work, "id_ed25519")
-			if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			signer, _ := gossh.NewSignerFromKey(priv)
-			p.must("POST", "/api/v4/user/keys", token, map[string]any{"title": "push",
-				"key": strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey())))}, 201)
-			sshEnv := []string{"GIT_SSH_COMMAND=ssh -F /dev/null -i " + keyPath + " -o IdentitiesOnly=yes -o IdentityAgent=none" +
-				" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes"}
+			work, sshEnv := p.gitKey(t, token, "push")
 			_, port, _ := strings.Cut(p.SSHAddr, ":")
 			url := "ssh://git@127.0.0.1:" + port + "/big/repo.git"
 
