@@ -57,6 +57,27 @@ func (a *API) ownedGroup(r *http.Request) (*keystore.Group, error) {
 	return g, nil
 }
 
+// maintainedGroup is the group a create request names in field (a parent
+// group, a project's namespace): the caller must be maintainer or more
+// there. One the caller cannot see "does not exist" (a 400, as GitLab).
+func (a *API) maintainedGroup(r *http.Request, id int64, field, forbidden string) (*keystore.Group, error) {
+	g, err := a.store.Group(r.Context(), id)
+	if err != nil {
+		return nil, badRequest(field, "does not exist")
+	}
+	level, err := a.store.UserAccessLevel(r.Context(), me(r), g)
+	if err != nil {
+		return nil, err
+	}
+	if level < keystore.Guest {
+		return nil, badRequest(field, "does not exist")
+	}
+	if level < keystore.Maintainer {
+		return nil, errStatus(http.StatusForbidden, "403 Forbidden - "+forbidden)
+	}
+	return g, nil
+}
+
 // projectAccess loads {id} (numeric or URL-encoded path) with the caller's level.
 func (a *API) projectAccess(r *http.Request) (*keystore.Project, int, error) {
 	v := pathParam(r, "id")

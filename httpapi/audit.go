@@ -52,9 +52,7 @@ func (a *API) writeAudit(w http.ResponseWriter, r *http.Request, f keystore.Audi
 		out = append(out, auditJSON{ID: e.ID, AuthorID: e.ActorID, EntityID: e.TargetID, EntityType: e.TargetType,
 			EventName: e.Action, Details: d, CreatedAt: fmtTime(e.At)})
 	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return respondPage(w, r, pg, total, out)
 }
 
 func (a *API) listAuditEvents(w http.ResponseWriter, r *http.Request) error {

@@ -74,11 +74,8 @@ func (a *API) createBastionTarget(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
+	p, err := readParams(r, "pattern")
 	if err != nil {
-		return err
-	}
-	if err := p.require("pattern"); err != nil {
 		return err
 	}
 	pattern, _ := p.str("pattern")
@@ -105,8 +102,7 @@ func (a *API) createBastionTarget(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, renderBastionTarget(b, allowances))
-	return nil
+	return respond(w, http.StatusCreated, renderBastionTarget(b, allowances))
 }
 
 // Bastion allowances: admins write them; a group's owners read those that
@@ -136,11 +132,8 @@ func (a *API) createBastionAllowance(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
+	p, err := readParams(r, "pattern")
 	if err != nil {
-		return err
-	}
-	if err := p.require("pattern"); err != nil {
 		return err
 	}
 	pattern, _ := p.str("pattern")
@@ -149,8 +142,7 @@ func (a *API) createBastionAllowance(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, renderBastionAllowance(b))
-	return nil
+	return respond(w, http.StatusCreated, renderBastionAllowance(b))
 }
 
 func (a *API) deleteBastionAllowance(w http.ResponseWriter, r *http.Request) error {

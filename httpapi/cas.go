@@ -39,15 +39,9 @@ func (a *API) listCAs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pg, err := parsePaging(r, 20)
-	if err != nil {
-		return err
-	}
-	cas, total, err := a.store.ListCAs(r.Context(), g.ID, pg.store())
-	if err != nil {
-		return err
-	}
-	return writePage(w, r, pg, total, cas, renderCA)
+	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.GroupCA, int, error) {
+		return a.store.ListCAs(r.Context(), g.ID, pg)
+	}, renderCA)
 }
 
 func (a *API) createCA(w http.ResponseWriter, r *http.Request) error {
@@ -55,11 +49,8 @@ func (a *API) createCA(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
+	p, err := readParams(r, "title", "key")
 	if err != nil {
-		return err
-	}
-	if err := p.require("title", "key"); err != nil {
 		return err
 	}
 	title, _ := p.str("title")
@@ -68,8 +59,7 @@ func (a *API) createCA(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, renderCA(c))
-	return nil
+	return respond(w, http.StatusCreated, renderCA(c))
 }
 
 func (a *API) deleteCA(w http.ResponseWriter, r *http.Request) error {

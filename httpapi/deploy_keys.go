@@ -110,33 +110,21 @@ func (a *API) renderInstanceDeployKey(ctx context.Context, k *keystore.DeployKey
 // Instance deploy keys (admins).
 
 func (a *API) listInstanceDeployKeys(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePaging(r, 20)
+	pg, p, err := listParams(r, 20)
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
+	public, err := p.flag("public")
 	if err != nil {
 		return err
 	}
-	public, err := p.boolPtr("public")
+	keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{InstanceOnly: public}, pg.store())
 	if err != nil {
 		return err
 	}
-	keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{InstanceOnly: public != nil && *public}, pg.store())
-	if err != nil {
-		return err
-	}
-	out := make([]instanceDeployKeyJSON, 0, len(keys))
-	for _, k := range keys {
-		j, err := a.renderInstanceDeployKey(r.Context(), k)
-		if err != nil {
-			return err
-		}
-		out = append(out, j)
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePageE(w, r, pg, total, keys, func(k *keystore.DeployKey) (instanceDeployKeyJSON, error) {
+		return a.renderInstanceDeployKey(r.Context(), k)
+	})
 }
 
 func (a *API) createInstanceDeployKey(w http.ResponseWriter, r *http.Request) error {
@@ -152,17 +140,13 @@ func (a *API) createInstanceDeployKey(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, j)
-	return nil
+	return respond(w, http.StatusCreated, j)
 }
 
 func deployKeyInput(r *http.Request) (keystore.DeployKeyInput, params, error) {
 	var in keystore.DeployKeyInput
-	p, err := readParams(r)
+	p, err := readParams(r, "key", "title")
 	if err != nil {
-		return in, p, err
-	}
-	if err := p.require("key", "title"); err != nil {
 		return in, p, err
 	}
 	in.Key, _ = p.str("key")
@@ -170,12 +154,8 @@ func deployKeyInput(r *http.Request) (keystore.DeployKeyInput, params, error) {
 	if in.ExpiresAt, err = p.timePtr("expires_at"); err != nil {
 		return in, p, err
 	}
-	push, err := p.boolPtr("can_push")
-	if err != nil {
-		return in, p, err
-	}
-	in.CanPush = push != nil && *push
-	return in, p, nil
+	in.CanPush, err = p.flag("can_push")
+	return in, p, err
 }
 
 // Project and group deploy keys: the scope comes from the route.
@@ -250,15 +230,9 @@ func (a *API) scopedDeployKeys(group bool) (list, create, get, update, del, enab
 		if err != nil {
 			return err
 		}
-		pg, err := parsePaging(r, 20)
-		if err != nil {
-			return err
-		}
-		keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{Scope: scope}, pg.store())
-		if err != nil {
-			return err
-		}
-		return writePage(w, r, pg, total, keys, func(k *keystore.DeployKey) deployKeyJSON { return renderDeployKey(k, scope) })
+		return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.DeployKey, int, error) {
+			return a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{Scope: scope}, pg)
+		}, func(k *keystore.DeployKey) deployKeyJSON { return renderDeployKey(k, scope) })
 	}
 	create = func(w http.ResponseWriter, r *http.Request) error {
 		scope, err := a.deployScope(r, group)
@@ -288,16 +262,14 @@ func (a *API) scopedDeployKeys(group bool) (list, create, get, update, del, enab
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusCreated, renderDeployKey(k, scope))
-		return nil
+		return respond(w, http.StatusCreated, renderDeployKey(k, scope))
 	}
 	get = func(w http.ResponseWriter, r *http.Request) error {
 		scope, k, err := a.scopedDeployKey(r, group)
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, renderDeployKey(k, scope))
-		return nil
+		return respond(w, http.StatusOK, renderDeployKey(k, scope))
 	}
 	update = func(w http.ResponseWriter, r *http.Request) error {
 		scope, k, err := a.scopedDeployKey(r, group)
@@ -316,8 +288,7 @@ func (a *API) scopedDeployKeys(group bool) (list, create, get, update, del, enab
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, renderDeployKey(k, scope))
-		return nil
+		return respond(w, http.StatusOK, renderDeployKey(k, scope))
 	}
 	del = func(w http.ResponseWriter, r *http.Request) error {
 		scope, k, err := a.scopedDeployKey(r, group)
@@ -348,8 +319,7 @@ func (a *API) scopedDeployKeys(group bool) (list, create, get, update, del, enab
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusCreated, renderDeployKey(k, scope))
-		return nil
+		return respond(w, http.StatusCreated, renderDeployKey(k, scope))
 	}
 	return
 }
@@ -398,13 +368,7 @@ func (a *API) listUserProjectDeployKeys(w http.ResponseWriter, r *http.Request) 
 	if viewer := me(r); !viewer.IsAdmin && viewer.ID != u.ID {
 		return notFound("User")
 	}
-	pg, err := parsePaging(r, 20)
-	if err != nil {
-		return err
-	}
-	keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{UserID: u.ID}, pg.store())
-	if err != nil {
-		return err
-	}
-	return writePage(w, r, pg, total, keys, func(k *keystore.DeployKey) deployKeyJSON { return renderDeployKey(k, keystore.DeployScope{}) })
+	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.DeployKey, int, error) {
+		return a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{UserID: u.ID}, pg)
+	}, func(k *keystore.DeployKey) deployKeyJSON { return renderDeployKey(k, keystore.DeployScope{}) })
 }

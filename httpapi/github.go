@@ -164,11 +164,8 @@ func (a *API) ghListKeys(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) ghAdd(r *http.Request, usage string) (*keystore.Key, error) {
-	p, err := readParams(r)
+	p, err := readParams(r, "key")
 	if err != nil {
-		return nil, err
-	}
-	if err := p.require("key"); err != nil {
 		return nil, err
 	}
 	key, _ := p.str("key")
@@ -188,8 +185,7 @@ func (a *API) ghAddKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, renderGHKey(r, k))
-	return nil
+	return respond(w, http.StatusCreated, renderGHKey(r, k))
 }
 
 func (a *API) ghGetKey(w http.ResponseWriter, r *http.Request) error {
@@ -197,8 +193,7 @@ func (a *API) ghGetKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, renderGHKey(r, k))
-	return nil
+	return respond(w, http.StatusOK, renderGHKey(r, k))
 }
 
 func (a *API) ghDeleteKey(w http.ResponseWriter, r *http.Request) error {
@@ -222,8 +217,7 @@ func (a *API) ghAddSigningKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, renderGHSigningKey(k))
-	return nil
+	return respond(w, http.StatusCreated, renderGHSigningKey(k))
 }
 
 func (a *API) ghGetSigningKey(w http.ResponseWriter, r *http.Request) error {
@@ -231,8 +225,7 @@ func (a *API) ghGetSigningKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, renderGHSigningKey(k))
-	return nil
+	return respond(w, http.StatusOK, renderGHSigningKey(k))
 }
 
 func (a *API) ghDeleteSigningKey(w http.ResponseWriter, r *http.Request) error {

@@ -64,15 +64,9 @@ func (a *API) ghListRepoKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pg, err := parsePaging(r, 30)
-	if err != nil {
-		return err
-	}
-	keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{Scope: scope}, pg.store())
-	if err != nil {
-		return err
-	}
-	return writePage(w, r, pg, total, keys, func(k *keystore.DeployKey) ghDeployKeyJSON { return renderGHDeployKey(r, p, k, scope) })
+	return paged(w, r, 30, func(pg keystore.Page) ([]*keystore.DeployKey, int, error) {
+		return a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{Scope: scope}, pg)
+	}, func(k *keystore.DeployKey) ghDeployKeyJSON { return renderGHDeployKey(r, p, k, scope) })
 }
 
 func (a *API) ghAddRepoKey(w http.ResponseWriter, r *http.Request) error {
@@ -80,11 +74,8 @@ func (a *API) ghAddRepoKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	prm, err := readParams(r)
+	prm, err := readParams(r, "key")
 	if err != nil {
-		return err
-	}
-	if err := prm.require("key"); err != nil {
 		return err
 	}
 	in := keystore.DeployKeyInput{}
@@ -105,8 +96,7 @@ func (a *API) ghAddRepoKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, renderGHDeployKey(r, p, k, scope))
-	return nil
+	return respond(w, http.StatusCreated, renderGHDeployKey(r, p, k, scope))
 }
 
 func (a *API) ghRepoKey(r *http.Request) (*keystore.Project, keystore.DeployScope, *keystore.DeployKey, error) {
@@ -136,8 +126,7 @@ func (a *API) ghGetRepoKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, renderGHDeployKey(r, p, k, scope))
-	return nil
+	return respond(w, http.StatusOK, renderGHDeployKey(r, p, k, scope))
 }
 
 func (a *API) ghDeleteRepoKey(w http.ResponseWriter, r *http.Request) error {

@@ -135,6 +135,5 @@ func (a *API) ghGraphQL(w http.ResponseWriter, r *http.Request) error {
 			return unsupported()
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"viewer": viewer}})
-	return nil
+	return respond(w, http.StatusOK, map[string]any{"data": map[string]any{"viewer": viewer}})
 }

@@ -27,15 +27,9 @@ func renderGPG(g *keystore.GPGKey) gpgJSON {
 }
 
 func (a *API) writeGPGKeys(w http.ResponseWriter, r *http.Request, userID int64) error {
-	pg, err := parsePaging(r, 20)
-	if err != nil {
-		return err
-	}
-	keys, total, err := a.store.ListGPGKeys(r.Context(), userID, pg.store())
-	if err != nil {
-		return err
-	}
-	return writePage(w, r, pg, total, keys, renderGPG)
+	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.GPGKey, int, error) {
+		return a.store.ListGPGKeys(r.Context(), userID, pg)
+	}, renderGPG)
 }
 
 func (a *API) getGPG(w http.ResponseWriter, r *http.Request, userID int64) error {
@@ -47,16 +41,12 @@ func (a *API) getGPG(w http.ResponseWriter, r *http.Request, userID int64) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, renderGPG(g))
-	return nil
+	return respond(w, http.StatusOK, renderGPG(g))
 }
 
 func (a *API) addGPG(w http.ResponseWriter, r *http.Request, userID int64) error {
-	p, err := readParams(r)
+	p, err := readParams(r, "key")
 	if err != nil {
-		return err
-	}
-	if err := p.require("key"); err != nil {
 		return err
 	}
 	key, _ := p.str("key")
@@ -64,8 +54,7 @@ func (a *API) addGPG(w http.ResponseWriter, r *http.Request, userID int64) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, renderGPG(g))
-	return nil
+	return respond(w, http.StatusCreated, renderGPG(g))
 }
 
 func (a *API) deleteGPG(w http.ResponseWriter, r *http.Request, userID int64) error {

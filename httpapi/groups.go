@@ -37,23 +37,16 @@ func (a *API) renderGroup(r *http.Request, g *keystore.Group) (groupJSON, error)
 }
 
 func (a *API) writeGroups(w http.ResponseWriter, r *http.Request, f keystore.GroupFilter) error {
-	pg, err := parsePaging(r, 20)
+	pg, p, err := listParams(r, 20)
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	if err := p.unsupported("skip_groups", "with_custom_attributes", "statistics", "with_projects", "marked_for_deletion_on",
+	if err := p.listing([]string{"path", "name"},
+		"skip_groups", "with_custom_attributes", "statistics", "with_projects", "marked_for_deletion_on",
 		"visibility", "repository_storage", "active", "archived"); err != nil {
 		return err
 	}
-	if err := p.defaultOrder("path", "name"); err != nil {
-		return err
-	}
-	topLevel, err := p.boolPtr("top_level_only")
-	if err != nil {
+	if f.TopLevelOnly, err = p.flag("top_level_only"); err != nil {
 		return err
 	}
 	// all_available=false limits an admin to their own groups.
@@ -61,24 +54,11 @@ func (a *API) writeGroups(w http.ResponseWriter, r *http.Request, f keystore.Gro
 		return err
 	}
 	f.Search, _ = p.str("search")
-	if topLevel != nil && *topLevel {
-		f.TopLevelOnly = true
-	}
 	groups, total, err := a.store.ListGroups(r.Context(), f, pg.store())
 	if err != nil {
 		return err
 	}
-	out := make([]groupJSON, 0, len(groups))
-	for _, g := range groups {
-		j, err := a.renderGroup(r, g)
-		if err != nil {
-			return err
-		}
-		out = append(out, j)
-	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writePageE(w, r, pg, total, groups, func(g *keystore.Group) (groupJSON, error) { return a.renderGroup(r, g) })
 }
 
 func (a *API) listGroups(w http.ResponseWriter, r *http.Request) error {
@@ -108,32 +88,30 @@ func (a *API) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return a.respondGroup(w, r, http.StatusOK, g)
+}
+
+func (a *API) respondGroup(w http.ResponseWriter, r *http.Request, code int, g *keystore.Group) error {
 	j, err := a.renderGroup(r, g)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, j)
-	return nil
+	return respond(w, code, j)
 }
 
-func groupInput(p params) (keystore.GroupInput, error) {
-	enforce, err := p.boolPtr("enforce_ssh_certificates")
+// groupInput reads a group's attributes from the request.
+func groupInput(r *http.Request, required ...string) (keystore.GroupInput, params, error) {
+	p, err := readParams(r, required...)
 	if err != nil {
-		return keystore.GroupInput{}, err
+		return keystore.GroupInput{}, p, err
 	}
+	enforce, err := p.boolPtr("enforce_ssh_certificates")
 	return keystore.GroupInput{Name: p.strPtr("name"), Path: p.strPtr("path"), Description: p.strPtr("description"),
-		EnforceSSHCertificates: enforce}, nil
+		EnforceSSHCertificates: enforce}, p, err
 }
 
 func (a *API) createGroup(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	if err := p.require("name", "path"); err != nil {
-		return err
-	}
-	in, err := groupInput(p)
+	in, p, err := groupInput(r, "name", "path")
 	if err != nil {
 		return err
 	}
@@ -143,19 +121,8 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) error {
 	u := me(r)
 	owner := u.ID
 	if in.ParentID != nil {
-		parent, err := a.store.Group(r.Context(), *in.ParentID)
-		if err != nil {
-			return badRequest("parent_id", "does not exist")
-		}
-		level, err := a.store.UserAccessLevel(r.Context(), u, parent)
-		if err != nil {
+		if _, err := a.maintainedGroup(r, *in.ParentID, "parent_id", "you need the maintainer role in the parent group to create subgroups"); err != nil {
 			return err
-		}
-		if level < keystore.Guest {
-			return badRequest("parent_id", "does not exist")
-		}
-		if level < keystore.Maintainer {
-			return errStatus(http.StatusForbidden, "403 Forbidden - you need the maintainer role in the parent group to create subgroups")
 		}
 		owner = 0 // members of the parent already have inherited access
 	}
@@ -163,12 +130,7 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	j, err := a.renderGroup(r, g)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, j)
-	return nil
+	return a.respondGroup(w, r, http.StatusCreated, g)
 }
 
 func (a *API) updateGroup(w http.ResponseWriter, r *http.Request) error {
@@ -176,11 +138,7 @@ func (a *API) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	in, err := groupInput(p)
+	in, _, err := groupInput(r)
 	if err != nil {
 		return err
 	}
@@ -194,12 +152,7 @@ func (a *API) updateGroup(w http.ResponseWriter, r *http.Request) error {
 			a.log.Error("moving the group's repositories failed", "from", oldPath, "to", g.FullPath, "err", err)
 		}
 	}
-	j, err := a.renderGroup(r, g)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, j)
-	return nil
+	return a.respondGroup(w, r, http.StatusOK, g)
 }
 
 func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) error {
@@ -213,9 +166,7 @@ func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	if err := a.repos.RemoveNamespace(g.FullPath); err != nil {
 		a.log.Warn("removing the group's repositories failed", "group", g.FullPath, "err", err)
 	}
-	// GitLab answers 202: deletion is scheduled there; here it is done.
-	writeJSON(w, http.StatusAccepted, map[string]string{"message": "202 Accepted"})
-	return nil
+	return accepted(w)
 }
 
 // members

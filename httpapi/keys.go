@@ -24,15 +24,9 @@ func renderKey(k *keystore.Key) keyJSON {
 }
 
 func (a *API) writeKeys(w http.ResponseWriter, r *http.Request, userID int64) error {
-	pg, err := parsePaging(r, 20)
-	if err != nil {
-		return err
-	}
-	keys, total, err := a.store.ListKeys(r.Context(), keystore.KeyFilter{UserID: userID}, pg.store())
-	if err != nil {
-		return err
-	}
-	return writePage(w, r, pg, total, keys, renderKey)
+	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.Key, int, error) {
+		return a.store.ListKeys(r.Context(), keystore.KeyFilter{UserID: userID}, pg)
+	}, renderKey)
 }
 
 // userKey loads keyID if it belongs to userID.
@@ -52,11 +46,8 @@ func (a *API) userKey(r *http.Request, userID int64) (*keystore.Key, error) {
 }
 
 func (a *API) addKey(w http.ResponseWriter, r *http.Request, userID int64) error {
-	p, err := readParams(r)
+	p, err := readParams(r, "title", "key")
 	if err != nil {
-		return err
-	}
-	if err := p.require("title", "key"); err != nil {
 		return err
 	}
 	exp, err := p.timePtr("expires_at")
@@ -70,8 +61,7 @@ func (a *API) addKey(w http.ResponseWriter, r *http.Request, userID int64) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, renderKey(k))
-	return nil
+	return respond(w, http.StatusCreated, renderKey(k))
 }
 
 func (a *API) listMyKeys(w http.ResponseWriter, r *http.Request) error {
@@ -85,8 +75,7 @@ func (a *API) getMyKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, renderKey(k))
-	return nil
+	return respond(w, http.StatusOK, renderKey(k))
 }
 
 func (a *API) deleteMyKey(w http.ResponseWriter, r *http.Request) error {
@@ -114,8 +103,7 @@ func (a *API) getUserKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, renderKey(k))
-	return nil
+	return respond(w, http.StatusOK, renderKey(k))
 }
 
 func (a *API) addUserKey(w http.ResponseWriter, r *http.Request) error {
@@ -146,8 +134,7 @@ func (a *API) keyWithUser(w http.ResponseWriter, r *http.Request, k *keystore.Ke
 	j := renderKey(k)
 	uj := a.renderUser(r, u)
 	j.User = &uj
-	writeJSON(w, http.StatusOK, j)
-	return nil
+	return respond(w, http.StatusOK, j)
 }
 
 func (a *API) getKeyWithUser(w http.ResponseWriter, r *http.Request) error {

@@ -55,11 +55,7 @@ func (a *API) writeMembers(w http.ResponseWriter, r *http.Request, effective boo
 	if err != nil {
 		return err
 	}
-	pg, err := parsePaging(r, 20)
-	if err != nil {
-		return err
-	}
-	p, err := readParams(r)
+	pg, p, err := listParams(r, 20)
 	if err != nil {
 		return err
 	}
@@ -119,22 +115,27 @@ func (a *API) writeMember(w http.ResponseWriter, r *http.Request, effective bool
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.renderMember(r, m))
-	return nil
+	return respond(w, http.StatusOK, a.renderMember(r, m))
 }
 
-func accessLevelParam(p params) (int, error) {
+// accessLevelParam reads the request's parameters and their required
+// access_level.
+func accessLevelParam(r *http.Request) (params, int, error) {
+	p, err := readParams(r)
+	if err != nil {
+		return p, 0, err
+	}
 	level, ok, err := p.intVal("access_level")
 	if err != nil {
-		return 0, err
+		return p, 0, err
 	}
 	if !ok {
-		return 0, badRequest("access_level", "is missing")
+		return p, 0, badRequest("access_level", "is missing")
 	}
 	if !keystore.ValidAccessLevel(level) {
-		return 0, badRequest("access_level", "does not have a valid value (10, 20, 30, 40 or 50)")
+		return p, 0, badRequest("access_level", "does not have a valid value (10, 20, 30, 40 or 50)")
 	}
-	return level, nil
+	return p, level, nil
 }
 
 func (a *API) addMember(w http.ResponseWriter, r *http.Request) error {
@@ -142,11 +143,7 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	level, err := accessLevelParam(p)
+	p, level, err := accessLevelParam(r)
 	if err != nil {
 		return err
 	}
@@ -168,8 +165,7 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, a.renderMember(r, m))
-	return nil
+	return respond(w, http.StatusCreated, a.renderMember(r, m))
 }
 
 func (a *API) updateMember(w http.ResponseWriter, r *http.Request) error {
@@ -177,11 +173,7 @@ func (a *API) updateMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	level, err := accessLevelParam(p)
+	_, level, err := accessLevelParam(r)
 	if err != nil {
 		return err
 	}
@@ -189,8 +181,7 @@ func (a *API) updateMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.renderMember(r, m))
-	return nil
+	return respond(w, http.StatusOK, a.renderMember(r, m))
 }
 
 func (a *API) removeMember(w http.ResponseWriter, r *http.Request) error {

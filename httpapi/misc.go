@@ -73,8 +73,7 @@ func (a *API) readiness(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getVersion(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"version": a.version, "revision": "keygate"})
-	return nil
+	return respond(w, http.StatusOK, map[string]string{"version": a.version, "revision": "keygate"})
 }
 
 // getMetadata is GET /metadata, GitLab's successor of /version.

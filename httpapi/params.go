@@ -19,8 +19,17 @@ type params struct {
 	v url.Values
 }
 
-// readParams parses r's parameters. It reads the body once.
-func readParams(r *http.Request) (params, error) {
+// readParams parses r's parameters and checks that the required ones are
+// there (GitLab's 400 "is missing"). It reads the body once.
+func readParams(r *http.Request, required ...string) (params, error) {
+	p, err := parseParams(r)
+	if err != nil {
+		return p, err
+	}
+	return p, p.require(required...)
+}
+
+func parseParams(r *http.Request) (params, error) {
 	p := params{v: url.Values{}}
 	for k, vs := range r.URL.Query() {
 		p.v[strings.TrimSuffix(k, "[]")] = vs
@@ -166,6 +175,15 @@ func (p params) unsupported(names ...string) error {
 	return nil
 }
 
+// listing checks a GitLab list request: the order (see defaultOrder) and
+// the filters keygate does not implement (see unsupported).
+func (p params) listing(orderBy []string, unsupported ...string) error {
+	if err := p.unsupported(unsupported...); err != nil {
+		return err
+	}
+	return p.defaultOrder(orderBy...)
+}
+
 // defaultOrder accepts order_by and sort only when they name the order
 // keygate lists in (orderBy values, ascending); anything else is 400
 // rather than a silently different order.
@@ -234,4 +252,20 @@ func (p params) require(names ...string) error {
 		fields[m] = []string{"is missing"}
 	}
 	return &httpError{Code: http.StatusBadRequest, Body: fields}
+}
+
+// listParams reads a list request's paging and parameters.
+func listParams(r *http.Request, defPer int) (paging, params, error) {
+	pg, err := parsePaging(r, defPer)
+	if err != nil {
+		return pg, params{}, err
+	}
+	p, err := readParams(r)
+	return pg, p, err
+}
+
+// flag is a GitLab boolean parameter, false when absent.
+func (p params) flag(name string) (bool, error) {
+	v, err := p.boolPtr(name)
+	return v != nil && *v, err
 }

@@ -54,19 +54,9 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	g, err := a.store.Group(r.Context(), *nsID)
-	if err != nil {
-		return badRequest("namespace_id", "does not exist")
-	}
-	level, err := a.store.UserAccessLevel(r.Context(), me(r), g)
+	g, err := a.maintainedGroup(r, *nsID, "namespace_id", "you need the maintainer role in the namespace to create projects")
 	if err != nil {
 		return err
-	}
-	if level < keystore.Guest {
-		return badRequest("namespace_id", "does not exist")
-	}
-	if level < keystore.Maintainer {
-		return errStatus(http.StatusForbidden, "403 Forbidden - you need the maintainer role in the namespace to create projects")
 	}
 	name, _ := p.str("name")
 	path, _ := p.str("path")
@@ -80,8 +70,7 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 		_ = a.store.DeleteProject(r.Context(), actor(r), proj.ID)
 		return err
 	}
-	writeJSON(w, http.StatusCreated, a.renderProject(r, proj))
-	return nil
+	return respond(w, http.StatusCreated, a.renderProject(r, proj))
 }
 
 func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
@@ -89,8 +78,7 @@ func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.renderProject(r, p))
-	return nil
+	return respond(w, http.StatusOK, a.renderProject(r, p))
 }
 
 func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
@@ -107,29 +95,22 @@ func (a *API) deleteProject(w http.ResponseWriter, r *http.Request) error {
 	if err := a.repos.Remove(p.FullPath); err != nil {
 		a.log.Warn("removing repository failed", "project", p.FullPath, "err", err)
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"message": "202 Accepted"})
-	return nil
+	return accepted(w)
 }
 
 // listProjects is GET /projects: the projects the caller can see (an
 // admin: all of them), with GitLab's search, membership, owned and
 // min_access_level filters.
 func (a *API) listProjects(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePaging(r, 20)
+	pg, p, err := listParams(r, 20)
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	if err := p.unsupported("archived", "visibility", "starred", "statistics", "with_custom_attributes", "with_issues_enabled",
+	if err := p.listing([]string{"id"},
+		"archived", "visibility", "starred", "statistics", "with_custom_attributes", "with_issues_enabled",
 		"with_merge_requests_enabled", "with_programming_language", "wiki_checksum_failed", "repository_checksum_failed",
 		"id_after", "id_before", "last_activity_after", "last_activity_before", "repository_storage", "topic", "topic_id",
 		"imported", "include_hidden", "include_pending_delete", "marked_for_deletion_on", "active", "updated_after", "updated_before"); err != nil {
-		return err
-	}
-	if err := p.defaultOrder("id"); err != nil {
 		return err
 	}
 	// simple only trims the response in GitLab; keygate's is already short.
@@ -154,15 +135,9 @@ func (a *API) listGroupProjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pg, err := parsePaging(r, 20)
-	if err != nil {
-		return err
-	}
-	ps, total, err := a.store.ListProjects(r.Context(), g.ID, pg.store())
-	if err != nil {
-		return err
-	}
-	return writePage(w, r, pg, total, ps, func(p *keystore.Project) projectJSON { return a.renderProject(r, p) })
+	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.Project, int, error) {
+		return a.store.ListProjects(r.Context(), g.ID, pg)
+	}, func(p *keystore.Project) projectJSON { return a.renderProject(r, p) })
 }
 
 // certificate revocations

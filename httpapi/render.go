@@ -211,7 +211,52 @@ func writePage[T, J any](w http.ResponseWriter, r *http.Request, pg paging, tota
 	for _, it := range items {
 		out = append(out, render(it))
 	}
-	setPageHeaders(w, r, pg, total)
-	writeJSON(w, http.StatusOK, out)
+	return respondPage(w, r, pg, total, out)
+}
+
+// respond writes v as JSON with code; handlers end with it.
+func respond(w http.ResponseWriter, code int, v any) error {
+	writeJSON(w, code, v)
 	return nil
+}
+
+// respondPage writes one rendered page with GitLab's pagination headers.
+func respondPage(w http.ResponseWriter, r *http.Request, pg paging, total int, out any) error {
+	setPageHeaders(w, r, pg, total)
+	return respond(w, http.StatusOK, out)
+}
+
+// writePageE is writePage for a render step that can fail (it reads the
+// store).
+func writePageE[T, J any](w http.ResponseWriter, r *http.Request, pg paging, total int, items []T, render func(T) (J, error)) error {
+	out := make([]J, 0, len(items))
+	for _, it := range items {
+		j, err := render(it)
+		if err != nil {
+			return err
+		}
+		out = append(out, j)
+	}
+	return respondPage(w, r, pg, total, out)
+}
+
+// paged lists one page (the request's page and per_page, defPer by
+// default) with list and writes it rendered, with GitLab's pagination
+// headers.
+func paged[T, J any](w http.ResponseWriter, r *http.Request, defPer int, list func(keystore.Page) ([]T, int, error), render func(T) J) error {
+	pg, err := parsePaging(r, defPer)
+	if err != nil {
+		return err
+	}
+	items, total, err := list(pg.store())
+	if err != nil {
+		return err
+	}
+	return writePage(w, r, pg, total, items, render)
+}
+
+// accepted is GitLab's answer to a deletion (202: it schedules them; here
+// the deletion is done).
+func accepted(w http.ResponseWriter) error {
+	return respond(w, http.StatusAccepted, map[string]string{"message": "202 Accepted"})
 }

@@ -49,15 +49,9 @@ func (a *API) listRevocations(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pg, err := parsePaging(r, 20)
-	if err != nil {
-		return err
-	}
-	rs, total, err := a.store.ListRevocations(r.Context(), ca.FingerprintSHA256, pg.store())
-	if err != nil {
-		return err
-	}
-	return writePage(w, r, pg, total, rs, renderRevocation)
+	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.Revocation, int, error) {
+		return a.store.ListRevocations(r.Context(), ca.FingerprintSHA256, pg)
+	}, renderRevocation)
 }
 
 func (a *API) createRevocation(w http.ResponseWriter, r *http.Request) error {
@@ -85,8 +79,7 @@ func (a *API) createRevocation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, renderRevocation(rv))
-	return nil
+	return respond(w, http.StatusCreated, renderRevocation(rv))
 }
 
 func (a *API) deleteRevocation(w http.ResponseWriter, r *http.Request) error {

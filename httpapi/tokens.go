@@ -33,11 +33,8 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
+	p, err := readParams(r, "name")
 	if err != nil {
-		return err
-	}
-	if err := p.require("name"); err != nil {
 		return err
 	}
 	exp, err := p.timePtr("expires_at")
@@ -55,8 +52,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	j := a.renderToken(tk)
 	j.Token = secret
-	writeJSON(w, http.StatusCreated, j)
-	return nil
+	return respond(w, http.StatusCreated, j)
 }
 
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
@@ -139,13 +135,11 @@ func (a *API) getToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.renderToken(tk))
-	return nil
+	return respond(w, http.StatusOK, a.renderToken(tk))
 }
 
 func (a *API) getSelfToken(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, a.renderToken(currentToken(r)))
-	return nil
+	return respond(w, http.StatusOK, a.renderToken(currentToken(r)))
 }
 
 func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) error {

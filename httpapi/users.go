@@ -52,25 +52,18 @@ func (a *API) renderUser(r *http.Request, u *keystore.User) userJSON {
 }
 
 func (a *API) getCurrentUser(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, a.renderUser(r, me(r)))
-	return nil
+	return respond(w, http.StatusOK, a.renderUser(r, me(r)))
 }
 
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePaging(r, 20)
+	pg, p, err := listParams(r, 20)
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	if err := p.unsupported("external", "extern_uid", "provider", "created_before", "created_after", "exclude_external",
+	if err := p.listing([]string{"id"},
+		"external", "extern_uid", "provider", "created_before", "created_after", "exclude_external",
 		"exclude_internal", "without_project_bots", "two_factor", "admins", "humans", "without_projects", "saml_provider_id",
 		"skip_ldap", "auditors", "exclude_active", "public_email"); err != nil {
-		return err
-	}
-	if err := p.defaultOrder("id"); err != nil {
 		return err
 	}
 	f := keystore.UserFilter{SearchEmails: me(r).IsAdmin}
@@ -105,11 +98,15 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.renderUser(r, u))
-	return nil
+	return respond(w, http.StatusOK, a.renderUser(r, u))
 }
 
-func userInput(p params) (keystore.UserInput, error) {
+// userInput reads a user's attributes from the request.
+func userInput(r *http.Request, required ...string) (keystore.UserInput, error) {
+	p, err := readParams(r, required...)
+	if err != nil {
+		return keystore.UserInput{}, err
+	}
 	admin, err := p.boolPtr("admin")
 	if err != nil {
 		return keystore.UserInput{}, err
@@ -136,14 +133,7 @@ func userInput(p params) (keystore.UserInput, error) {
 }
 
 func (a *API) createUser(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	if err := p.require("username", "email"); err != nil {
-		return err
-	}
-	in, err := userInput(p)
+	in, err := userInput(r, "username", "email")
 	if err != nil {
 		return err
 	}
@@ -151,8 +141,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, a.renderUser(r, u))
-	return nil
+	return respond(w, http.StatusCreated, a.renderUser(r, u))
 }
 
 func (a *API) updateUser(w http.ResponseWriter, r *http.Request) error {
@@ -160,11 +149,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r)
-	if err != nil {
-		return err
-	}
-	in, err := userInput(p)
+	in, err := userInput(r)
 	if err != nil {
 		return err
 	}
@@ -175,8 +160,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.renderUser(r, u))
-	return nil
+	return respond(w, http.StatusOK, a.renderUser(r, u))
 }
 
 func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) error {
@@ -201,8 +185,7 @@ func (a *API) setState(w http.ResponseWriter, r *http.Request, state string) err
 	if _, err := a.store.SetUserState(r.Context(), actor(r), id, state); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, true)
-	return nil
+	return respond(w, http.StatusCreated, true)
 }
 
 func (a *API) blockUser(w http.ResponseWriter, r *http.Request) error {

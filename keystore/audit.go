@@ -53,25 +53,18 @@ func (s *Store) ListAuditEvents(ctx context.Context, f AuditFilter, pg Page) ([]
 	limit, offset := pg.limitOffset()
 	rows, err := s.query(ctx, `SELECT id, at, actor_id, action, target_type, target_id, details, remote_ip FROM audit_events
 		WHERE `+cond+` ORDER BY id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*AuditEvent
-	for rows.Next() {
+	out, err := scanRows(rows, err, func(row rowScanner) (*AuditEvent, error) {
 		var e AuditEvent
 		var at int64
 		var actor sql.NullInt64
-		if err := rows.Scan(&e.ID, &at, &actor, &e.Action, &e.TargetType, &e.TargetID, &e.Details, &e.RemoteIP); err != nil {
-			return nil, 0, err
-		}
+		err := row.Scan(&e.ID, &at, &actor, &e.Action, &e.TargetType, &e.TargetID, &e.Details, &e.RemoteIP)
 		e.At = fromMS(at)
 		if actor.Valid {
 			e.ActorID = &actor.Int64
 		}
-		out = append(out, &e)
-	}
-	return out, total, rows.Err()
+		return &e, err
+	})
+	return out, total, err
 }
 
 // RecordEvent writes an audit event that is not part of a store write (an
@@ -93,19 +86,11 @@ func (s *Store) LastChange(ctx context.Context) (int64, error) {
 // ChangesSince returns up to limit changes with seq > after, in order.
 func (s *Store) ChangesSince(ctx context.Context, after int64, limit int) ([]Change, error) {
 	rows, err := s.query(ctx, `SELECT seq, at, entity, entity_id, op FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Change
-	for rows.Next() {
+	return scanRows(rows, err, func(row rowScanner) (Change, error) {
 		var c Change
 		var at int64
-		if err := rows.Scan(&c.Seq, &at, &c.Entity, &c.EntityID, &c.Op); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&c.Seq, &at, &c.Entity, &c.EntityID, &c.Op)
 		c.At = fromMS(at)
-		out = append(out, c)
-	}
-	return out, rows.Err()
+		return c, err
+	})
 }

@@ -258,30 +258,14 @@ func (s *Store) ListBastionTargets(ctx context.Context, groupID int64, pg Page) 
 // AllBastionTargets returns every target (for the index).
 func (s *Store) AllBastionTargets(ctx context.Context) ([]*BastionTarget, error) {
 	rows, err := s.query(ctx, `SELECT `+bastionCols+` FROM bastion_targets ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*BastionTarget
-	for rows.Next() {
-		b, err := scanBastionTarget(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
+	return scanRows(rows, err, scanBastionTarget)
 }
 
 // DeleteBastionTarget deletes a group's target.
 func (s *Store) DeleteBastionTarget(ctx context.Context, a Actor, groupID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
-		res, err := t.exec(ctx, `DELETE FROM bastion_targets WHERE id = ? AND group_id = ?`, id, groupID)
-		if err != nil {
+		if err := t.execOne(ctx, "Bastion Target", `DELETE FROM bastion_targets WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("Bastion Target")
 		}
 		return t.record(ctx, "bastion_target_deleted", EntityBastionTarget, id, "delete", map[string]any{"group_id": groupID})
 	})

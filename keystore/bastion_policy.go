@@ -271,12 +271,8 @@ func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 // that no longer lie inside an allowance stop applying at once.
 func (s *Store) DeleteBastionAllowance(ctx context.Context, a Actor, groupID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
-		res, err := t.exec(ctx, `DELETE FROM bastion_allowances WHERE id = ? AND group_id = ?`, id, groupID)
-		if err != nil {
+		if err := t.execOne(ctx, "Bastion Allowance", `DELETE FROM bastion_allowances WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("Bastion Allowance")
 		}
 		return t.record(ctx, "bastion_allowance_deleted", EntityBastionAllowance, id, "delete", map[string]any{"group_id": groupID})
 	})

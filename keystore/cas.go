@@ -108,12 +108,8 @@ func (s *Store) ListCAs(ctx context.Context, groupID int64, pg Page) ([]*GroupCA
 // CA's key, and apply again if the key is registered again.
 func (s *Store) DeleteCA(ctx context.Context, a Actor, groupID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
-		res, err := t.exec(ctx, `DELETE FROM group_cas WHERE id = ? AND group_id = ?`, id, groupID)
-		if err != nil {
+		if err := t.execOne(ctx, "SSH Certificate", `DELETE FROM group_cas WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("SSH Certificate")
 		}
 		return t.record(ctx, "ssh_certificate_authority_deleted", EntityCA, id, "delete", map[string]any{"group_id": groupID})
 	})

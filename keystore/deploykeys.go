@@ -251,12 +251,8 @@ func (s *Store) UpdateDeployKey(ctx context.Context, a Actor, id int64, scope De
 func (s *Store) DisableDeployKey(ctx context.Context, a Actor, id int64, scope DeployScope) error {
 	return s.write(ctx, a, func(t *tx) error {
 		table, col, target := scope.table()
-		res, err := t.exec(ctx, `DELETE FROM `+table+` WHERE deploy_key_id = ? AND `+col+` = ?`, id, target)
-		if err != nil {
+		if err := t.execOne(ctx, "Deploy Key", `DELETE FROM `+table+` WHERE deploy_key_id = ? AND `+col+` = ?`, id, target); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("Deploy Key")
 		}
 		var instance, left int
 		if err := t.queryRow(ctx, `SELECT instance,

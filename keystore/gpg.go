@@ -142,12 +142,8 @@ func (s *Store) ListGPGKeys(ctx context.Context, userID int64, pg Page) ([]*GPGK
 // DeleteGPGKey deletes a user's GPG key.
 func (s *Store) DeleteGPGKey(ctx context.Context, a Actor, userID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
-		res, err := t.exec(ctx, `DELETE FROM gpg_keys WHERE id = ? AND user_id = ?`, id, userID)
-		if err != nil {
+		if err := t.execOne(ctx, "GPG Key", `DELETE FROM gpg_keys WHERE id = ? AND user_id = ?`, id, userID); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("GPG Key")
 		}
 		return t.record(ctx, "gpg_key_deleted", EntityGPGKey, id, "delete", map[string]any{"user_id": userID})
 	})

@@ -280,27 +280,7 @@ func (s *Store) ListGroups(ctx context.Context, f GroupFilter, pg Page) ([]*Grou
 		needle := asciiLower(f.Search)
 		args = append(args, needle, needle)
 	}
-	cond := strings.Join(where, " AND ")
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM groups g WHERE `+cond, args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	rows, err := s.query(ctx, `SELECT `+prefixCols("g.", groupCols)+` FROM groups g WHERE `+cond+` ORDER BY g.full_path, g.id LIMIT ? OFFSET ?`,
-		append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*Group
-	for rows.Next() {
-		g, err := scanGroup(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, g)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, prefixCols("g.", groupCols), `groups g WHERE `+strings.Join(where, " AND "), args, "g.full_path, g.id", pg, scanGroup)
 }
 
 // AllGroups returns every group (for the auth index).
@@ -397,12 +377,8 @@ func (s *Store) RemoveMember(ctx context.Context, a Actor, groupID, userID int64
 		if err := t.keepAnOwner(ctx, groupID, userID); err != nil {
 			return err
 		}
-		res, err := t.exec(ctx, `DELETE FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID)
-		if err != nil {
+		if err := t.execOne(ctx, "Member", `DELETE FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("Member")
 		}
 		if err := t.audit(ctx, "member_removed", "group", groupID, map[string]any{"user_id": userID}); err != nil {
 			return err
@@ -450,12 +426,8 @@ func (t *tx) upsertMember(ctx context.Context, groupID, userID int64, level int,
 			return err
 		}
 	} else {
-		res, err := t.exec(ctx, `UPDATE members SET access_level = ? WHERE group_id = ? AND user_id = ?`, level, groupID, userID)
-		if err != nil {
+		if err := t.execOne(ctx, "Member", `UPDATE members SET access_level = ? WHERE group_id = ? AND user_id = ?`, level, groupID, userID); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("Member")
 		}
 	}
 	action := "member_added"

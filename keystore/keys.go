@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"math"
 	"strings"
 	"time"
 )
@@ -233,30 +232,7 @@ func (s *Store) ListKeys(ctx context.Context, f KeyFilter, pg Page) ([]*Key, int
 			args = append(args, u)
 		}
 	}
-	cond := strings.Join(where, " AND ")
-	total, err := s.count(ctx, `SELECT COUNT(*) FROM keys WHERE `+cond, args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	limit, offset := pg.limitOffset()
-	if pg.PerPage < 0 {
-		// Every row. Not LIMIT -1: that means "no limit" on SQLite only.
-		limit, offset = math.MaxInt64, 0
-	}
-	rows, err := s.query(ctx, `SELECT `+keyCols+` FROM keys WHERE `+cond+` ORDER BY id LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer rows.Close()
-	var out []*Key
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, k)
-	}
-	return out, total, rows.Err()
+	return listPage(ctx, s, keyCols, `keys WHERE `+strings.Join(where, " AND "), args, "id", pg, scanKey)
 }
 
 // DeleteKey deletes a key; userID, when not 0, must own it.
@@ -294,19 +270,11 @@ func (s *Store) AllowedSigners(ctx context.Context, userID int64) ([]SignerEntry
 		args = append(args, userID)
 	}
 	rows, err := s.query(ctx, q+` ORDER BY k.id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []SignerEntry
-	for rows.Next() {
+	return scanRows(rows, err, func(row rowScanner) (SignerEntry, error) {
 		var e SignerEntry
 		var exp sql.NullInt64
-		if err := rows.Scan(&e.Email, &e.Key, &exp); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&e.Email, &e.Key, &exp)
 		e.ExpiresAt = fromNullMS(exp)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return e, err
+	})
 }

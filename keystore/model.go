@@ -1,6 +1,9 @@
 package keystore
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // User states.
 const (
@@ -257,7 +260,11 @@ type Page struct {
 
 func (p Page) limitOffset() (int, int) {
 	per := p.PerPage
-	if per <= 0 {
+	if per < 0 {
+		// Every row. Not LIMIT -1: that means "no limit" on SQLite only.
+		return math.MaxInt64, 0
+	}
+	if per == 0 {
 		per = 20
 	}
 	page := p.Page

@@ -148,12 +148,8 @@ func (s *Store) ListProjectsFiltered(ctx context.Context, f ProjectFilter, pg Pa
 // DeleteProject deletes a project record.
 func (s *Store) DeleteProject(ctx context.Context, a Actor, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
-		res, err := t.exec(ctx, `DELETE FROM projects WHERE id = ?`, id)
-		if err != nil {
+		if err := t.execOne(ctx, "Project", `DELETE FROM projects WHERE id = ?`, id); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("Project")
 		}
 		return t.record(ctx, "project_deleted", EntityProject, id, "delete", nil)
 	})

@@ -360,6 +360,18 @@ func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, e
 	return t.sqltx.QueryContext(ctx, t.s.dialect.rebind(query), args...)
 }
 
+// execOne runs a statement that must change a row: none is notFound(what).
+func (t *tx) execOne(ctx context.Context, what, query string, args ...any) error {
+	res, err := t.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound(what)
+	}
+	return nil
+}
+
 // checkText refuses text arguments that no backend stores faithfully: a NUL
 // byte or invalid UTF-8 (PostgreSQL rejects both; SQLite would keep them).
 // No stored value can equal one, so refusing is the same answer on every
@@ -506,17 +518,24 @@ func listPage[T any](ctx context.Context, s *Store, cols, from string, args []an
 	limit, offset := pg.limitOffset()
 	rows, err := s.query(ctx, `SELECT `+cols+` FROM `+from+` ORDER BY `+order+` LIMIT ? OFFSET ?`,
 		append(args[:len(args):len(args)], limit, offset)...)
+	out, err := scanRows(rows, err, scan)
+	return out, total, err
+}
+
+// scanRows scans every row of a query's result with scan and closes it;
+// err is the query's error.
+func scanRows[T any](rows *sql.Rows, err error, scan func(rowScanner) (T, error)) ([]T, error) {
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	defer rows.Close()
-	var out []*T
+	var out []T
 	for rows.Next() {
 		v, err := scan(rows)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		out = append(out, v)
 	}
-	return out, total, rows.Err()
+	return out, rows.Err()
 }

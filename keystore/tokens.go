@@ -248,12 +248,8 @@ func (s *Store) FindTokens(ctx context.Context, f TokenFilter, pg Page) ([]*Toke
 // RevokeToken revokes a token.
 func (s *Store) RevokeToken(ctx context.Context, a Actor, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
-		res, err := t.exec(ctx, `UPDATE personal_access_tokens SET revoked = 1 WHERE id = ? AND revoked = 0`, id)
-		if err != nil {
+		if err := t.execOne(ctx, "Token", `UPDATE personal_access_tokens SET revoked = 1 WHERE id = ? AND revoked = 0`, id); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return notFound("Token")
 		}
 		return t.record(ctx, "personal_access_token_revoked", EntityToken, id, "update", nil)
 	})

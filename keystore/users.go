@@ -265,19 +265,10 @@ func (s *Store) DeleteUser(ctx context.Context, a Actor, id int64) error {
 // ids runs a query returning one integer column.
 func (t *tx) ids(ctx context.Context, query string, args ...any) ([]int64, error) {
 	rows, err := t.query(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
+	return scanRows(rows, err, func(row rowScanner) (int64, error) {
 		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+		return id, row.Scan(&id)
+	})
 }
 
 // User returns a user by id.
@@ -341,19 +332,7 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter, pg Page) ([]*User, 
 // AllUsers returns every user (for the auth index and exports).
 func (s *Store) AllUsers(ctx context.Context) ([]*User, error) {
 	rows, err := s.query(ctx, `SELECT `+userCols+` FROM users ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return scanRows(rows, err, scanUser)
 }
 
 func boolInt(b bool) int {
