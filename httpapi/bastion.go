@@ -113,18 +113,12 @@ func (a *API) listBastionAllowances(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	pg, err := parsePaging(r, 20)
-	if err != nil {
-		return err
-	}
-	all, err := a.store.BastionAllowancesFor(r.Context(), g.ID)
-	if err != nil {
-		return err
-	}
-	total := len(all)
-	from := min((pg.Page-1)*pg.PerPage, total)
-	to := min(from+pg.PerPage, total)
-	return writePage(w, r, pg, total, all[from:to], renderBastionAllowance)
+	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.BastionAllowance, int, error) {
+		all, err := a.store.BastionAllowancesFor(r.Context(), g.ID)
+		total := len(all)
+		from := min((pg.Page-1)*pg.PerPage, total)
+		return all[from:min(from+pg.PerPage, total)], total, err
+	}, renderBastionAllowance)
 }
 
 func (a *API) createBastionAllowance(w http.ResponseWriter, r *http.Request) error {

@@ -163,24 +163,27 @@ func deployKeyInput(r *http.Request) (keystore.DeployKeyInput, params, error) {
 // deployScope resolves the route's project or group and requires
 // maintainer or more there.
 func (a *API) deployScope(r *http.Request, group bool) (keystore.DeployScope, error) {
+	var scope keystore.DeployScope
+	var level int
+	var err error
 	if group {
-		g, level, err := a.visibleGroup(r)
-		if err != nil {
-			return keystore.DeployScope{}, err
+		var g *keystore.Group
+		if g, level, err = a.visibleGroup(r); err == nil {
+			scope.GroupID = g.ID
 		}
-		if level < keystore.Maintainer {
-			return keystore.DeployScope{}, errForbidden
+	} else {
+		var p *keystore.Project
+		if p, level, err = a.projectAccess(r); err == nil {
+			scope.ProjectID = p.ID
 		}
-		return keystore.DeployScope{GroupID: g.ID}, nil
 	}
-	p, level, err := a.projectAccess(r)
 	if err != nil {
 		return keystore.DeployScope{}, err
 	}
 	if level < keystore.Maintainer {
 		return keystore.DeployScope{}, errForbidden
 	}
-	return keystore.DeployScope{ProjectID: p.ID}, nil
+	return scope, nil
 }
 
 // mayUseDeployKey reports whether the caller may enable k elsewhere: an
@@ -191,6 +194,7 @@ func (a *API) mayUseDeployKey(r *http.Request, k *keystore.DeployKey) (bool, err
 	if u.IsAdmin || k.Instance {
 		return true, nil
 	}
+	var groups []int64
 	for _, g := range k.Projects {
 		p, err := a.store.Project(r.Context(), g.ID)
 		if errors.Is(err, keystore.ErrNotFound) {
@@ -198,18 +202,13 @@ func (a *API) mayUseDeployKey(r *http.Request, k *keystore.DeployKey) (bool, err
 		} else if err != nil {
 			return false, err
 		}
-		grp, err := a.store.Group(r.Context(), p.GroupID)
-		if err != nil {
-			return false, err
-		}
-		if l, err := a.store.UserAccessLevel(r.Context(), u, grp); err != nil {
-			return false, err
-		} else if l >= keystore.Maintainer {
-			return true, nil
-		}
+		groups = append(groups, p.GroupID)
 	}
 	for _, g := range k.Groups {
-		grp, err := a.store.Group(r.Context(), g.ID)
+		groups = append(groups, g.ID)
+	}
+	for _, id := range groups {
+		grp, err := a.store.Group(r.Context(), id)
 		if errors.Is(err, keystore.ErrNotFound) {
 			continue
 		} else if err != nil {
@@ -264,18 +263,20 @@ func (a *API) scopedDeployKeys(group bool) (list, create, get, update, del, enab
 		}
 		return respond(w, http.StatusCreated, renderDeployKey(k, scope))
 	}
-	get = func(w http.ResponseWriter, r *http.Request) error {
-		scope, k, err := a.scopedDeployKey(r, group)
-		if err != nil {
-			return err
+	// withKey resolves {key_id} among the scope's keys before do.
+	withKey := func(do func(w http.ResponseWriter, r *http.Request, scope keystore.DeployScope, k *keystore.DeployKey) error) handlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) error {
+			scope, k, err := a.scopedDeployKey(r, group)
+			if err != nil {
+				return err
+			}
+			return do(w, r, scope, k)
 		}
-		return respond(w, http.StatusOK, renderDeployKey(k, scope))
 	}
-	update = func(w http.ResponseWriter, r *http.Request) error {
-		scope, k, err := a.scopedDeployKey(r, group)
-		if err != nil {
-			return err
-		}
+	get = withKey(func(w http.ResponseWriter, r *http.Request, scope keystore.DeployScope, k *keystore.DeployKey) error {
+		return respond(w, http.StatusOK, renderDeployKey(k, scope))
+	})
+	update = withKey(func(w http.ResponseWriter, r *http.Request, scope keystore.DeployScope, k *keystore.DeployKey) error {
 		p, err := readParams(r)
 		if err != nil {
 			return err
@@ -289,14 +290,10 @@ func (a *API) scopedDeployKeys(group bool) (list, create, get, update, del, enab
 			return err
 		}
 		return respond(w, http.StatusOK, renderDeployKey(k, scope))
-	}
-	del = func(w http.ResponseWriter, r *http.Request) error {
-		scope, k, err := a.scopedDeployKey(r, group)
-		if err != nil {
-			return err
-		}
+	})
+	del = withKey(func(w http.ResponseWriter, r *http.Request, scope keystore.DeployScope, k *keystore.DeployKey) error {
 		return noContent(w, a.store.DisableDeployKey(r.Context(), actor(r), k.ID, scope))
-	}
+	})
 	enable = func(w http.ResponseWriter, r *http.Request) error {
 		scope, err := a.deployScope(r, group)
 		if err != nil {

@@ -37,18 +37,7 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 	in.Title = strings.TrimSpace(in.Title)
 	validateText(p, "title", in.Title, true)
 	pk, err := ParseCAKey(in.Key)
-	if err != nil {
-		var ve *ValidationError
-		if !errors.As(err, &ve) {
-			return nil, err
-		}
-		for f, rs := range ve.Fields {
-			for _, r := range rs {
-				p.add(f, r)
-			}
-		}
-	}
-	if err := p.err(); err != nil {
+	if err := p.with(err); err != nil {
 		return nil, err
 	}
 	c := &GroupCA{GroupID: groupID, Title: in.Title, Key: pk.Normalized, FingerprintSHA256: pk.FingerprintSHA256}

@@ -83,6 +83,23 @@ type problems map[string][]string
 
 func (p problems) add(field, reason string) { p[field] = append(p[field], reason) }
 
+// with adds a validation error's fields to p and returns p.err(); any other
+// error is returned as it is.
+func (p problems) with(err error) error {
+	var ve *ValidationError
+	if err != nil && !errors.As(err, &ve) {
+		return err
+	}
+	if ve != nil {
+		for f, rs := range ve.Fields {
+			for _, r := range rs {
+				p.add(f, r)
+			}
+		}
+	}
+	return p.err()
+}
+
 func (p problems) err() error {
 	if len(p) == 0 {
 		return nil

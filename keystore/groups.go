@@ -48,32 +48,38 @@ func validateGroupPath(p problems, v string) {
 	}
 }
 
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// newNamespaceEntry trims a new group's or project's name and path, fills
+// the path from the name or the name from the path (as GitLab does), and
+// validates the three.
+func newNamespaceEntry(name, path *string, description string) problems {
+	*name, *path = strings.TrimSpace(*name), strings.TrimSpace(*path)
+	if *path == "" && pathRE.MatchString(*name) {
+		*path = *name
+	}
+	if *name == "" {
+		*name = *path
+	}
+	p := problems{}
+	validateText(p, "name", *name, true)
+	validateGroupPath(p, *path)
+	if len(description) > 2000 {
+		p.add("description", "is too long (maximum is 2000 characters)")
+	}
+	return p
+}
+
 // CreateGroup creates a group. When ownerID is not 0 that user becomes its
 // owner (GitLab does this for the creator of a top-level group).
 func (s *Store) CreateGroup(ctx context.Context, a Actor, in GroupInput, ownerID int64) (*Group, error) {
-	g := &Group{}
-	if in.Name != nil {
-		g.Name = strings.TrimSpace(*in.Name)
-	}
-	if in.Path != nil {
-		g.Path = strings.TrimSpace(*in.Path)
-	}
-	if g.Path == "" && g.Name != "" && pathRE.MatchString(g.Name) {
-		g.Path = g.Name
-	}
-	if g.Name == "" {
-		g.Name = g.Path
-	}
-	if in.Description != nil {
-		g.Description = *in.Description
-	}
-	g.ParentID = in.ParentID
-	p := problems{}
-	validateText(p, "name", g.Name, true)
-	validateGroupPath(p, g.Path)
-	if len(g.Description) > 2000 {
-		p.add("description", "is too long (maximum is 2000 characters)")
-	}
+	g := &Group{Name: deref(in.Name), Path: deref(in.Path), Description: deref(in.Description), ParentID: in.ParentID}
+	p := newNamespaceEntry(&g.Name, &g.Path, g.Description)
 	if in.EnforceSSHCertificates != nil && *in.EnforceSSHCertificates {
 		if g.ParentID != nil {
 			p.add("enforce_ssh_certificates", "can only be set on top-level groups")

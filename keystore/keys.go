@@ -52,18 +52,7 @@ func (s *Store) validateKeyInput(in *KeyInput) (*ParsedKey, error) {
 		p.add("expires_at", "has expired; must be in the future")
 	}
 	pk, err := ParseUserKey(in.Key)
-	if err != nil {
-		var ve *ValidationError
-		if !errors.As(err, &ve) {
-			return nil, err
-		}
-		for f, rs := range ve.Fields {
-			for _, r := range rs {
-				p.add(f, r)
-			}
-		}
-	}
-	if err := p.err(); err != nil {
+	if err := p.with(err); err != nil {
 		return nil, err
 	}
 	return pk, nil

@@ -44,21 +44,7 @@ func scanProject(row rowScanner) (*Project, error) {
 
 // CreateProject creates a project record. The caller creates the repository.
 func (s *Store) CreateProject(ctx context.Context, a Actor, in ProjectInput) (*Project, error) {
-	in.Name = strings.TrimSpace(in.Name)
-	in.Path = strings.TrimSpace(in.Path)
-	if in.Path == "" && pathRE.MatchString(in.Name) {
-		in.Path = in.Name
-	}
-	if in.Name == "" {
-		in.Name = in.Path
-	}
-	p := problems{}
-	validateText(p, "name", in.Name, true)
-	validateGroupPath(p, in.Path)
-	if len(in.Description) > 2000 {
-		p.add("description", "is too long (maximum is 2000 characters)")
-	}
-	if err := p.err(); err != nil {
+	if err := newNamespaceEntry(&in.Name, &in.Path, in.Description).err(); err != nil {
 		return nil, err
 	}
 	out := &Project{GroupID: in.GroupID, Name: in.Name, Path: in.Path, Description: in.Description}

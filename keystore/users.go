@@ -143,10 +143,8 @@ func (s *Store) CreateUser(ctx context.Context, a Actor, in UserInput) (*User, e
 func (s *Store) UpdateUser(ctx context.Context, a Actor, id int64, in UserInput) (*User, error) {
 	var out *User
 	err := s.write(ctx, a, func(t *tx) error {
-		u, err := scanUser(t.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("User")
-		} else if err != nil {
+		u, err := t.user(ctx, id)
+		if err != nil {
 			return err
 		}
 		p := problems{}
@@ -214,10 +212,8 @@ func (s *Store) SetUserState(ctx context.Context, a Actor, id int64, state strin
 	}
 	var out *User
 	err := s.write(ctx, a, func(t *tx) error {
-		u, err := scanUser(t.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("User")
-		} else if err != nil {
+		u, err := t.user(ctx, id)
+		if err != nil {
 			return err
 		}
 		out = u
@@ -269,6 +265,15 @@ func (t *tx) ids(ctx context.Context, query string, args ...any) ([]int64, error
 		var id int64
 		return id, row.Scan(&id)
 	})
+}
+
+// user reads a user in the transaction.
+func (t *tx) user(ctx context.Context, id int64) (*User, error) {
+	u, err := scanUser(t.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("User")
+	}
+	return u, err
 }
 
 // User returns a user by id.

@@ -135,11 +135,9 @@ func (g *gate) succeeded(ip netip.Addr, now time.Time) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	st := g.sources[ip]
+	st := g.sourceLocked(ip, now)
 	if st == nil {
-		if st = g.newSourceLocked(ip, now); st == nil {
-			return
-		}
+		return
 	}
 	st.trustedUntil = now.Add(g.trustWindow)
 }
@@ -200,13 +198,20 @@ func (g *gate) admitSource(ip netip.Addr, now time.Time) (reason string, tracked
 	if st != nil && g.perSource > 0 && st.unauth >= g.perSource {
 		return refuseSourceStartups, false
 	}
-	if st == nil {
-		if st = g.newSourceLocked(ip, now); st == nil {
-			return "", false // table full of live sources: only the global cap applies
-		}
+	if st = g.sourceLocked(ip, now); st == nil {
+		return "", false // table full of live sources: only the global cap applies
 	}
 	st.unauth++
 	return "", true
+}
+
+// sourceLocked returns ip's entry, added if there is none; nil when the
+// table is full (see newSourceLocked).
+func (g *gate) sourceLocked(ip netip.Addr, now time.Time) *source {
+	if st := g.sources[ip]; st != nil {
+		return st
+	}
+	return g.newSourceLocked(ip, now)
 }
 
 // newSourceLocked adds an entry for ip, or returns nil when the table is
@@ -240,11 +245,9 @@ func (g *gate) failed(ip netip.Addr, now time.Time) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	st := g.sources[ip]
+	st := g.sourceLocked(ip, now)
 	if st == nil {
-		if st = g.newSourceLocked(ip, now); st == nil {
-			return
-		}
+		return
 	}
 	if st.fails == nil {
 		st.fails = rate.NewLimiter(rate.Every(g.penaltyWindow/time.Duration(g.failBudget)), g.failBudget)

@@ -51,19 +51,7 @@ func hold(ctx context.Context, opts holdOptions) (*HoldResult, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 16
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
-	}
-	if opts.User == "" {
-		opts.User = "git"
-	}
-	if opts.HostKey == nil {
-		opts.HostKey = gossh.InsecureIgnoreHostKey()
-	}
-	cfg := &gossh.ClientConfig{
-		User: opts.User, Auth: []gossh.AuthMethod{gossh.PublicKeys(opts.Signer)},
-		HostKeyCallback: opts.HostKey, Timeout: opts.Timeout,
-	}
+	cfg := clientConfig(opts.User, opts.Signer, opts.HostKey, opts.Timeout)
 	res := &HoldResult{Addr: opts.Addr, Requested: opts.Conns,
 		Errors: map[string]int64{errDial: 0, errHandshake: 0, errAuth: 0}, ErrorSamples: map[string]string{}}
 	var mu sync.Mutex
@@ -90,13 +78,13 @@ func hold(ctx context.Context, opts holdOptions) (*HoldResult, error) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && next.Add(1) <= int64(opts.Conns) {
-				d := net.Dialer{Timeout: opts.Timeout}
+				d := net.Dialer{Timeout: cfg.Timeout}
 				conn, err := d.DialContext(ctx, "tcp", opts.Addr)
 				if err != nil {
 					fail(errDial, err)
 					continue
 				}
-				_ = conn.SetDeadline(time.Now().Add(opts.Timeout))
+				_ = conn.SetDeadline(time.Now().Add(cfg.Timeout))
 				c, chans, reqs, err := gossh.NewClientConn(conn, opts.Addr, cfg)
 				if err != nil {
 					conn.Close()

@@ -93,6 +93,21 @@ func (w *workerStats) fail(kind string, err error) {
 	}
 }
 
+// clientConfig is the SSH client both modes use: user "git", no host key
+// check and a 10 s handshake timeout unless told otherwise.
+func clientConfig(user string, signer gossh.Signer, hostKey gossh.HostKeyCallback, timeout time.Duration) *gossh.ClientConfig {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	if user == "" {
+		user = "git"
+	}
+	if hostKey == nil {
+		hostKey = gossh.InsecureIgnoreHostKey()
+	}
+	return &gossh.ClientConfig{User: user, Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)}, HostKeyCallback: hostKey, Timeout: timeout}
+}
+
 // runLoad drives opts.Concurrency workers until the duration or count is
 // reached or ctx is done.
 func runLoad(ctx context.Context, opts runOptions) (*Result, error) {
@@ -105,21 +120,7 @@ func runLoad(ctx context.Context, opts runOptions) (*Result, error) {
 	if opts.Duration <= 0 && opts.Count <= 0 {
 		opts.Duration = 10 * time.Second
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
-	}
-	if opts.User == "" {
-		opts.User = "git"
-	}
-	if opts.HostKey == nil {
-		opts.HostKey = gossh.InsecureIgnoreHostKey()
-	}
-	cfg := &gossh.ClientConfig{
-		User:            opts.User,
-		Auth:            []gossh.AuthMethod{gossh.PublicKeys(opts.Signer)},
-		HostKeyCallback: opts.HostKey,
-		Timeout:         opts.Timeout,
-	}
+	cfg := clientConfig(opts.User, opts.Signer, opts.HostKey, opts.Timeout)
 	var issued atomic.Int64
 	stats := make([]*workerStats, opts.Concurrency)
 	var wg sync.WaitGroup
@@ -153,7 +154,7 @@ func runLoad(ctx context.Context, opts runOptions) (*Result, error) {
 	elapsed := time.Since(start)
 
 	res := &Result{
-		Addr: opts.Addr, User: opts.User, KeyType: opts.Signer.PublicKey().Type(), Command: opts.Cmd,
+		Addr: opts.Addr, User: cfg.User, KeyType: opts.Signer.PublicKey().Type(), Command: opts.Cmd,
 		Concurrency: opts.Concurrency, ElapsedSeconds: elapsed.Seconds(),
 		Errors:       map[string]int64{errDial: 0, errHandshake: 0, errAuth: 0, errCommand: 0},
 		ErrorSamples: map[string]string{},
@@ -196,7 +197,7 @@ func runLoad(ctx context.Context, opts runOptions) (*Result, error) {
 // attempt is one connection: dial, key exchange, auth, optional command, close.
 func attempt(ctx context.Context, opts runOptions, cfg *gossh.ClientConfig, w *workerStats) {
 	t0 := time.Now()
-	d := net.Dialer{Timeout: opts.Timeout}
+	d := net.Dialer{Timeout: cfg.Timeout}
 	conn, err := d.DialContext(ctx, "tcp", opts.Addr)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -207,7 +208,7 @@ func attempt(ctx context.Context, opts runOptions, cfg *gossh.ClientConfig, w *w
 		return
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(t0.Add(opts.Timeout))
+	_ = conn.SetDeadline(t0.Add(cfg.Timeout))
 	// Ctrl-C cuts a connection in flight short; what fails then is not
 	// counted.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
