@@ -152,7 +152,28 @@ type Config struct {
 	testPanic func(where string)
 }
 
-// Validate checks the configuration and fills defaults.
+// ConfigError is a Config value that Check refuses.
+type ConfigError struct {
+	Field  string // the Config field, e.g. "CertClockSkew"
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return "sshd: " + e.Field + " " + e.Reason }
+
+// MaxCertClockSkew bounds CertClockSkew.
+const MaxCertClockSkew = 24 * time.Hour
+
+// Check reports the first value of c that the server refuses (a
+// *ConfigError), with defaults applied to zero values as Validate does. It
+// changes nothing and acquires nothing: keygate serve calls it when it
+// parses its flags, and Validate calls it again.
+func (c Config) Check() error {
+	c.fillDefaults()
+	return c.check()
+}
+
+// Validate checks the configuration, fills defaults, resolves git and
+// prepares git's private home.
 func (c *Config) Validate() error {
 	if len(c.HostKeys) == 0 {
 		return errors.New("sshd: no host keys")
@@ -160,11 +181,9 @@ func (c *Config) Validate() error {
 	if c.Auth == nil || c.Projects == nil {
 		return errors.New("sshd: Auth and Projects are required")
 	}
-	if c.GitUser == "" {
-		c.GitUser = "git"
-	}
-	if c.GitBin == "" {
-		c.GitBin = "git"
+	c.fillDefaults()
+	if err := c.check(); err != nil {
+		return err
 	}
 	if p, err := keystore.ResolveGit(c.GitBin); err == nil {
 		c.GitBin = p
@@ -179,6 +198,52 @@ func (c *Config) Validate() error {
 		}
 		c.GitHome = home
 	}
+	return nil
+}
+
+// check is every rule on the values, after fillDefaults.
+func (c *Config) check() error {
+	bad := func(field, reason string) error { return &ConfigError{Field: field, Reason: reason} }
+	switch {
+	case c.MaxStartups.Full < 1 || c.MaxStartups.Start > c.MaxStartups.Full || c.MaxStartups.Rate > 100:
+		return bad("MaxStartups", fmt.Sprintf("%s is not start:rate:full with start <= full, full >= 1 and rate <= 100", c.MaxStartups))
+	case c.ProxyProtocol != ProxyReject && c.ProxyProtocol != ProxyUse && c.ProxyProtocol != ProxyRequire:
+		return bad("ProxyProtocol", fmt.Sprintf("must be reject, use or require, not %q", c.ProxyProtocol))
+	case c.ProxyProtocol != ProxyReject && len(c.ProxyTrusted) == 0:
+		return bad("ProxyTrusted", "must list the CIDRs of the proxies when the PROXY protocol is used or required")
+	case c.CertClockSkew < 0 || c.CertClockSkew > MaxCertClockSkew:
+		return bad("CertClockSkew", "must be between 0 and 24h")
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"LoginGraceTime", c.LoginGraceTime}, {"PerSourcePenaltyWindow", c.PerSourcePenaltyWindow},
+		{"RevalidateInterval", c.RevalidateInterval}, {"ForwardDialTimeout", c.ForwardDialTimeout}} {
+		if d.v < 0 {
+			return bad(d.field, "must be positive")
+		}
+	}
+	for _, n := range []struct {
+		field string
+		v     int
+	}{{"MaxAuthTries", c.MaxAuthTries}, {"MaxSessions", c.MaxSessions}, {"KeepAliveCountMax", c.KeepAliveCountMax},
+		{"MaxAuthRequests", c.MaxAuthRequests}, {"MaxForwardsPerConn", c.MaxForwardsPerConn}} {
+		if n.v < 0 {
+			return bad(n.field, "must be positive")
+		}
+	}
+	return nil
+}
+
+// fillDefaults gives every zero value its default. Negative values keep
+// their meaning: "off" where a field says so, refused by check otherwise.
+func (c *Config) fillDefaults() {
+	if c.GitUser == "" {
+		c.GitUser = "git"
+	}
+	if c.GitBin == "" {
+		c.GitBin = "git"
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -188,71 +253,32 @@ func (c *Config) Validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.LoginGraceTime == 0 {
-		c.LoginGraceTime = 30 * time.Second
-	}
-	if c.MaxAuthTries == 0 {
-		c.MaxAuthTries = 6
-	}
-	if c.RevalidateInterval == 0 {
-		c.RevalidateInterval = time.Second
-	}
-	if c.MaxForwardsPerConn == 0 {
-		c.MaxForwardsPerConn = defaultMaxForwards
-	}
-	if c.ForwardDialTimeout == 0 {
-		c.ForwardDialTimeout = defaultDialTimeout
-	}
-	if c.MaxSessions == 0 {
-		c.MaxSessions = defaultMaxSessions
-	}
-	if c.KeepAliveInterval == 0 {
-		c.KeepAliveInterval = 15 * time.Second
-	}
-	if c.KeepAliveCountMax == 0 {
-		c.KeepAliveCountMax = 3
-	}
 	if c.MaxStartups == (MaxStartups{}) {
 		c.MaxStartups = DefaultMaxStartups
 	}
-	if c.MaxStartups.Full < 1 || c.MaxStartups.Start > c.MaxStartups.Full || c.MaxStartups.Rate > 100 {
-		return fmt.Errorf("sshd: bad MaxStartups %s", c.MaxStartups)
-	}
-	if c.PerSourceMaxStartups == 0 {
-		c.PerSourceMaxStartups = 10
-	}
-	if c.PerSourceMaxAuthFailures == 0 {
-		c.PerSourceMaxAuthFailures = 10
-	}
-	if c.PerSourcePenaltyWindow == 0 {
-		c.PerSourcePenaltyWindow = time.Minute
-	}
-	if c.PerSourceTrustWindow == 0 {
-		c.PerSourceTrustWindow = time.Hour
-	}
-	if c.MaxAuthRequests == 0 {
-		c.MaxAuthRequests = defaultMaxAuthRequest
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 5 * time.Minute
-	}
-	switch c.ProxyProtocol {
-	case "":
+	if c.ProxyProtocol == "" {
 		c.ProxyProtocol = ProxyReject
-	case ProxyReject, ProxyUse, ProxyRequire:
-	default:
-		return errBadProxyMode
 	}
-	if c.ProxyProtocol != ProxyReject && len(c.ProxyTrusted) == 0 {
-		return errors.New("sshd: ProxyProtocol use/require needs trusted proxy CIDRs")
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.LoginGraceTime, 30 * time.Second}, {&c.RevalidateInterval, time.Second}, {&c.ForwardDialTimeout, defaultDialTimeout},
+		{&c.KeepAliveInterval, 15 * time.Second}, {&c.PerSourcePenaltyWindow, time.Minute}, {&c.PerSourceTrustWindow, time.Hour},
+		{&c.IdleTimeout, 5 * time.Minute}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
-	if c.PerSourcePenaltyWindow < 0 || c.MaxAuthRequests < 0 {
-		return errors.New("sshd: PerSourcePenaltyWindow and MaxAuthRequests must not be negative")
+	for _, n := range []struct {
+		v   *int
+		def int
+	}{{&c.MaxAuthTries, 6}, {&c.MaxForwardsPerConn, defaultMaxForwards}, {&c.MaxSessions, defaultMaxSessions},
+		{&c.KeepAliveCountMax, 3}, {&c.PerSourceMaxStartups, 10}, {&c.PerSourceMaxAuthFailures, 10},
+		{&c.MaxAuthRequests, defaultMaxAuthRequest}} {
+		if *n.v == 0 {
+			*n.v = n.def
+		}
 	}
-	if c.MaxSessions < 0 || c.KeepAliveCountMax < 0 || c.MaxAuthTries < 0 || c.LoginGraceTime < 0 {
-		return errors.New("sshd: MaxSessions, KeepAliveCountMax, MaxAuthTries and LoginGraceTime must not be negative")
-	}
-	return nil
 }
 
 // toGliderSigners adapts the host keys; an RSA host key signs with SHA-2

@@ -1,7 +1,6 @@
 package sshd
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -294,5 +293,3 @@ func addrIP(a net.Addr) netip.Addr {
 	}
 	return netip.Addr{}
 }
-
-var errBadProxyMode = errors.New("sshd: ProxyProtocol must be reject, use or require")

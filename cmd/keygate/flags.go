@@ -18,46 +18,51 @@ import (
 	"github.com/keygate/keygate/sshd"
 )
 
-// serveConfig is everything `keygate serve` is told.
+// serveConfig is everything `keygate serve` is told. The SSH server's
+// settings go straight into the embedded sshd.Config (c.LoginGraceTime is
+// c.Config.LoginGraceTime), and sshd.Config.Check validates them.
 type serveConfig struct {
+	sshd.Config
 	DataDir       string
 	SSHAddr       string
 	HTTPAddr      string
 	DB            string
 	MetricsAddr   string
-	Hostname      string
-	GitUser       string
 	LogFormat     string
 	LogLevel      string
 	ShutdownGrace time.Duration
 	MaxBodyBytes  int64
 	NoMigrate     bool
 
-	LoginGraceTime    time.Duration
-	MaxAuthTries      int
-	MaxSessions       int
-	KeepAliveInterval time.Duration
-	KeepAliveCountMax int
-
-	IndexPollInterval        time.Duration
-	IndexMaxLag              time.Duration
-	MaxStartups              sshd.MaxStartups
-	PerSourceMaxStartups     int
-	PerSourceMaxAuthFailures int
-	PerSourcePenaltyWindow   time.Duration
-	PerSourceTrustWindow     time.Duration
-	PerSourceExempt          []netip.Prefix
-	CertClockSkew            time.Duration
-	CertRequirePrincipals    bool
-	MaxAuthRequests          int
-	IdleTimeout              time.Duration
-	ProxyProtocol            string
-	ProxyTrusted             []netip.Prefix
+	IndexPollInterval time.Duration
+	IndexMaxLag       time.Duration
 
 	ExternalURL    string
 	TrustedProxies []netip.Prefix
 	TLSCert        string
 	TLSKey         string
+}
+
+// sshFlags names the flag of each sshd.Config field a flag sets.
+var sshFlags = map[string]string{
+	"LoginGraceTime": "login-grace-time", "KeepAliveInterval": "keepalive-interval", "KeepAliveCountMax": "keepalive-count-max",
+	"MaxAuthTries": "max-auth-tries", "MaxSessions": "max-sessions", "MaxAuthRequests": "max-auth-requests",
+	"MaxStartups": "max-startups", "PerSourceMaxStartups": "per-source-max-startups",
+	"PerSourceMaxAuthFailures": "per-source-max-auth-failures", "PerSourcePenaltyWindow": "per-source-penalty-window",
+	"PerSourceTrustWindow": "per-source-trust-window", "PerSourceExempt": "per-source-exempt",
+	"CertClockSkew": "cert-clock-skew", "CertRequirePrincipals": "cert-require-principals", "IdleTimeout": "idle-timeout",
+	"ProxyProtocol": "proxy-protocol", "ProxyTrusted": "proxy-protocol-trusted", "Hostname": "hostname", "GitUser": "git-user",
+}
+
+// sshFlagError names the flag behind a value sshd.Config.Check refused.
+func sshFlagError(err error) error {
+	var ce *sshd.ConfigError
+	if errors.As(err, &ce) {
+		if f, ok := sshFlags[ce.Field]; ok {
+			return fmt.Errorf("--%s %s", f, ce.Reason)
+		}
+	}
+	return err
 }
 
 func env(name, def string) string {
@@ -117,20 +122,31 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", grace, "how long running requests and git operations may finish after SIGTERM (env KEYGATE_SHUTDOWN_GRACE)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body accepted")
 	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not run database migrations at start")
+	// Zero is not a value these flags can take (sshd.Config reads 0 as "the
+	// default"): refused, so that 0 never silently means 30s or 1h. The
+	// SSH server's own rules (what may be negative, ranges) are
+	// sshd.Config.Check's; the index flags are keygate's and positive.
+	type rule int
+	const (
+		notZero rule = iota
+		zeroOK
+		positive
+	)
 	durations := []struct {
 		dst       *time.Duration
 		flag, env string
 		def       time.Duration
 		help      string
+		rule      rule
 	}{
-		{&c.LoginGraceTime, "login-grace-time", "KEYGATE_LOGIN_GRACE_TIME", 30 * time.Second, "SSH connections that have not authenticated within this are closed"},
-		{&c.KeepAliveInterval, "keepalive-interval", "KEYGATE_KEEPALIVE_INTERVAL", 15 * time.Second, "send SSH keepalives to authenticated clients this often (negative: never)"},
-		{&c.IndexPollInterval, "index-poll-interval", "KEYGATE_INDEX_POLL_INTERVAL", 250 * time.Millisecond, "read the change log this often for changes made by other nodes, besides waking on notifications"},
-		{&c.IndexMaxLag, "index-max-lag", "KEYGATE_INDEX_MAX_LAG", 30 * time.Second, "/-/readiness answers 503 once the auth index lags the database by more than this"},
-		{&c.PerSourcePenaltyWindow, "per-source-penalty-window", "KEYGATE_PER_SOURCE_PENALTY_WINDOW", time.Minute, "window over which a source IP's budget of failed SSH logins refills"},
-		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools; negative: off)"},
-		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)"},
-		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)"},
+		{&c.LoginGraceTime, "login-grace-time", "KEYGATE_LOGIN_GRACE_TIME", 30 * time.Second, "SSH connections that have not authenticated within this are closed", notZero},
+		{&c.KeepAliveInterval, "keepalive-interval", "KEYGATE_KEEPALIVE_INTERVAL", 15 * time.Second, "send SSH keepalives to authenticated clients this often (negative: never)", notZero},
+		{&c.IndexPollInterval, "index-poll-interval", "KEYGATE_INDEX_POLL_INTERVAL", 250 * time.Millisecond, "read the change log this often for changes made by other nodes, besides waking on notifications", positive},
+		{&c.IndexMaxLag, "index-max-lag", "KEYGATE_INDEX_MAX_LAG", 30 * time.Second, "/-/readiness answers 503 once the auth index lags the database by more than this", positive},
+		{&c.PerSourcePenaltyWindow, "per-source-penalty-window", "KEYGATE_PER_SOURCE_PENALTY_WINDOW", time.Minute, "window over which a source IP's budget of failed SSH logins refills", notZero},
+		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools; negative: off)", notZero},
+		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)", zeroOK},
+		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)", notZero},
 	}
 	for _, d := range durations {
 		def, err := envDuration(d.env, d.def)
@@ -138,6 +154,17 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 			return nil, err
 		}
 		fs.DurationVar(d.dst, d.flag, def, d.help+" (env "+d.env+")")
+	}
+	checkRule := func(flag string, v int64, r rule, help string) error {
+		switch {
+		case r == positive && v <= 0:
+			return fmt.Errorf("--%s must be positive", flag)
+		case r == notZero && v == 0 && strings.Contains(help, "(negative"):
+			return fmt.Errorf("--%s must not be 0 (a negative value turns it off)", flag)
+		case r == notZero && v == 0:
+			return fmt.Errorf("--%s must not be 0", flag)
+		}
+		return nil
 	}
 	ints := []struct {
 		dst       *int
@@ -213,36 +240,18 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	if c.PerSourceExempt, err = sshd.ParseCIDRs(*exempt); err != nil {
 		return nil, fmt.Errorf("--per-source-exempt: %w", err)
 	}
-	if c.CertClockSkew < 0 || c.CertClockSkew > 24*time.Hour {
-		return nil, errors.New("--cert-clock-skew must be between 0 and 24h")
-	}
-	if c.PerSourceTrustWindow == 0 {
-		return nil, errors.New("--per-source-trust-window must not be zero (negative disables)")
-	}
-	switch c.ProxyProtocol {
-	case sshd.ProxyReject:
-	case sshd.ProxyUse, sshd.ProxyRequire:
-		if len(c.ProxyTrusted) == 0 {
-			return nil, errors.New("--proxy-protocol use/require needs --proxy-protocol-trusted")
+	for _, d := range durations {
+		if err := checkRule(d.flag, int64(*d.dst), d.rule, d.help); err != nil {
+			return nil, err
 		}
-	default:
-		return nil, fmt.Errorf("--proxy-protocol must be reject, use or require, not %q", c.ProxyProtocol)
 	}
-	if c.PerSourcePenaltyWindow <= 0 || c.MaxAuthRequests <= 0 || c.IdleTimeout == 0 ||
-		c.PerSourceMaxStartups == 0 || c.PerSourceMaxAuthFailures == 0 {
-		return nil, errors.New("--per-source-penalty-window and --max-auth-requests must be positive; --idle-timeout, --per-source-max-startups and --per-source-max-auth-failures must not be zero (negative disables)")
+	for _, n := range ints {
+		if err := checkRule(n.flag, int64(*n.dst), notZero, n.help); err != nil {
+			return nil, err
+		}
 	}
-	if c.LoginGraceTime <= 0 {
-		return nil, errors.New("--login-grace-time must be positive")
-	}
-	if c.IndexPollInterval <= 0 || c.IndexMaxLag <= 0 {
-		return nil, errors.New("--index-poll-interval and --index-max-lag must be positive")
-	}
-	if c.KeepAliveInterval == 0 {
-		return nil, errors.New("--keepalive-interval must not be zero (negative disables keepalives)")
-	}
-	if c.MaxAuthTries <= 0 || c.MaxSessions <= 0 || c.KeepAliveCountMax <= 0 {
-		return nil, errors.New("--max-auth-tries, --max-sessions and --keepalive-count-max must be positive")
+	if err := c.Config.Check(); err != nil {
+		return nil, sshFlagError(err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,5 +182,31 @@ func TestNetworkAndCertificateFlags(t *testing.T) {
 	t.Setenv("KEYGATE_CERT_REQUIRE_PRINCIPALS", "sometimes")
 	if _, err := parseServe(nil, io.Discard); err == nil {
 		t.Error("KEYGATE_CERT_REQUIRE_PRINCIPALS=sometimes accepted")
+	}
+}
+
+// TestFlagRefusalsNameTheFlag: values sshd.Config.Check refuses, and zeros
+// the flags cannot take, are reported as the flag the user typed.
+func TestFlagRefusalsNameTheFlag(t *testing.T) {
+	for _, args := range [][]string{
+		{"--login-grace-time", "-1s"}, {"--per-source-penalty-window", "-1m"}, {"--max-sessions", "-2"},
+		{"--max-auth-tries", "-1"}, {"--keepalive-count-max", "-1"}, {"--max-auth-requests", "-5"},
+		{"--cert-clock-skew", "25h"}, {"--proxy-protocol", "ignore"},
+		{"--idle-timeout", "0s"}, {"--per-source-max-startups", "0"}, {"--index-max-lag", "-1s"},
+	} {
+		_, err := parseServe(args, io.Discard)
+		if err == nil || !strings.HasPrefix(err.Error(), args[0]+" ") {
+			t.Errorf("%v: %v (want an error naming %s)", args, err, args[0])
+		}
+	}
+	_, err := parseServe([]string{"--proxy-protocol", "use", "--proxy-protocol-trusted", ""}, io.Discard)
+	if err == nil || !strings.HasPrefix(err.Error(), "--proxy-protocol-trusted ") {
+		t.Errorf("use without trusted proxies: %v", err)
+	}
+	// Every sshd.Config field a flag sets has its flag's name.
+	for field, flag := range sshFlags {
+		if _, ok := reflect.TypeOf(sshd.Config{}).FieldByName(field); !ok {
+			t.Errorf("sshFlags names %s (--%s), which sshd.Config does not have", field, flag)
+		}
 	}
 }

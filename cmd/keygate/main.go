@@ -342,19 +342,13 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 
 	sshPort := sshLn.Addr().(*net.TCPAddr).Port
 
-	sshSrv, err := sshd.New(sshd.Config{
-		Addr: c.SSHAddr, HostKeys: hostKeys, Hostname: c.Hostname, GitUser: c.GitUser,
-		ReposDir: repos.Root, GitHome: repos.Home, Auth: index, Projects: store, Usage: store, Events: store, Log: log, Registry: reg,
-		LoginGraceTime: c.LoginGraceTime, MaxAuthTries: c.MaxAuthTries, MaxSessions: c.MaxSessions,
-		KeepAliveInterval: c.KeepAliveInterval, KeepAliveCountMax: c.KeepAliveCountMax,
-		MaxStartups: c.MaxStartups, PerSourceMaxStartups: c.PerSourceMaxStartups,
-		PerSourceMaxAuthFailures: c.PerSourceMaxAuthFailures, PerSourcePenaltyWindow: c.PerSourcePenaltyWindow,
-		PerSourceTrustWindow: c.PerSourceTrustWindow, PerSourceExempt: c.PerSourceExempt,
-		CertClockSkew: c.CertClockSkew, CertRequirePrincipals: c.CertRequirePrincipals,
-		MaxAuthRequests: c.MaxAuthRequests, IdleTimeout: c.IdleTimeout,
-		ProxyProtocol: c.ProxyProtocol, ProxyTrusted: c.ProxyTrusted,
-		OwnListeners: ownListeners(httpLn, metricsLn),
-	})
+	// The flags filled the SSH settings (parseServe checked them with
+	// sshd.Config.Check); serve adds what only a running node has.
+	sc := c.Config
+	sc.Addr, sc.HostKeys, sc.ReposDir, sc.GitHome = c.SSHAddr, hostKeys, repos.Root, repos.Home
+	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
+	sc.OwnListeners = ownListeners(httpLn, metricsLn)
+	sshSrv, err := sshd.New(sc)
 	if err != nil {
 		return err
 	}
