@@ -18,13 +18,13 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/httpapi"
+	"github.com/keygate/keygate/internal/testutil"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/pgtest"
 )
@@ -37,52 +37,15 @@ var fixtureDir = filepath.Join("..", "testdata", "httpapi")
 
 var update = flag.Bool("update", false, "regenerate the fixtures in testdata/httpapi")
 
-// clock is a settable test clock, starting at the real time so that dates
-// the tests compute ("a year from now") agree with the store's idea of now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one keygate REST server on a fresh SQLite store.
 type env struct {
 	ctx   context.Context
-	clock *clock
+	clock *testutil.Clock
 	store *keystore.Store
 	api   *httpapi.API
 	srv   *httptest.Server
 	admin *keystore.User
-	logs  *syncBuffer
+	logs  *testutil.SyncBuffer
 	dir   string // holds keygate.db (SQLite)
 	dsn   string // the store's DSN (SQLite file or PostgreSQL URL)
 }
@@ -90,7 +53,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	c := &clock{now: time.Now().UTC()}
+	c := testutil.NewClock(time.Now().UTC())
 	dir := t.TempDir()
 	dsn := filepath.Join(dir, "keygate.db")
 	if os.Getenv("KEYGATE_TEST_BACKEND") == "postgres" {
@@ -109,7 +72,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("root: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	api, err := httpapi.New(httpapi.Config{Store: store, Version: "test",
 		Log:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Repos: keystore.Repos{Root: filepath.Join(t.TempDir(), "repositories")}})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testutil"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/pgtest"
 )
@@ -76,7 +77,7 @@ func exportDoc(t *testing.T, s *keystore.Store) (*keystore.Export, []byte) {
 // emptyEnv is a fresh store on the given backend.
 func emptyEnv(t *testing.T, backend string) *env {
 	t.Helper()
-	e := &env{ctx: context.Background(), dir: t.TempDir(), clock: &clock{now: t0.Add(24 * time.Hour)}}
+	e := &env{ctx: context.Background(), dir: t.TempDir(), clock: testutil.NewClock(t0.Add(24 * time.Hour))}
 	e.dsn = e.dir + "/keygate.db"
 	if backend == "postgres" {
 		e.dsn = pgtest.NewDatabase(t)

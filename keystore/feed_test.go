@@ -14,6 +14,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/keygate/keygate/internal/testutil"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/authindex"
 )
@@ -56,13 +57,7 @@ func newFollower(t *testing.T, e *env, cfg authindex.FeedConfig, run bool) *foll
 // eventually waits up to 10 s for cond.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 10*time.Second, cond)
 }
 
 // probes is what sameAnswers asks both indexes about.
@@ -382,7 +377,7 @@ func damage(t *testing.T, e *env, stmt string, args ...any) {
 func TestFeedHealsGapByReload(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	clk := &clock{now: t0}
+	clk := testutil.NewClock(t0)
 	b := newFollower(t, e, authindex.FeedConfig{GapGrace: time.Second, Now: clk.Now}, false)
 	carol := e.user(t, "carol")
 	b.feed.Step(e.ctx)
@@ -448,7 +443,7 @@ func TestFeedKeepsServingWhenChangesCannotBeRead(t *testing.T) {
 	t.Parallel()
 	sqliteOnly(t, "damages a row with a value of the wrong type, which PostgreSQL's typed columns refuse")
 	e := newEnv(t)
-	clk := &clock{now: t0}
+	clk := testutil.NewClock(t0)
 	b := newFollower(t, e, authindex.FeedConfig{GapGrace: time.Second, Now: clk.Now}, false)
 	frank := e.user(t, "frank")
 	pub, line := newEd25519(t, "frank")
@@ -495,7 +490,7 @@ func TestFeedKeepsServingWhenChangesCannotBeRead(t *testing.T) {
 func TestFeedDatabaseUnreachable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	clk := &clock{now: t0}
+	clk := testutil.NewClock(t0)
 	s, err := keystore.Open(e.ctx, keystore.Config{DSN: e.dsn})
 	if err != nil {
 		t.Fatal(err)

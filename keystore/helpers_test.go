@@ -24,6 +24,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver for rawDB
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/keygate/keygate/internal/testutil"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/pgtest"
 )
@@ -35,24 +36,6 @@ var t0 = time.Date(2026, 3, 14, 15, 9, 26, 535897932, time.FixedZone("CET", 3600
 // t0ms is t0 as the store reports it.
 var t0ms = t0.UTC().Truncate(time.Millisecond)
 
-// clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // env is one store on a fresh database: a SQLite file, or with
 // KEYGATE_TEST_BACKEND=postgres a new database on the PostgreSQL test
 // server named by KEYGATE_TEST_POSTGRES (scripts/test.sh runs the suite
@@ -61,7 +44,7 @@ type env struct {
 	ctx   context.Context
 	dir   string
 	dsn   string
-	clock *clock
+	clock *testutil.Clock
 	s     *keystore.Store
 }
 
@@ -79,7 +62,7 @@ func sqliteOnly(t *testing.T, why string) {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
-	e := &env{ctx: context.Background(), dir: dir, dsn: filepath.Join(dir, "keygate.db"), clock: &clock{now: t0}}
+	e := &env{ctx: context.Background(), dir: dir, dsn: filepath.Join(dir, "keygate.db"), clock: testutil.NewClock(t0)}
 	if onPostgres() {
 		if pgtest.AdminURL() == "" {
 			t.Fatal("KEYGATE_TEST_BACKEND=postgres needs KEYGATE_TEST_POSTGRES (see scripts/pg-test-server.sh)")

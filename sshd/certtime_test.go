@@ -1,6 +1,8 @@
 package sshd
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"math"
 	"testing"
 	"time"
@@ -37,6 +39,7 @@ func TestCertWindowFixedClock(t *testing.T) {
 		{"expired-within-skew", 0, now - 30, time.Minute, ""},
 		{"expired-at-skew", 0, now - 60, time.Minute, "certificate expired"},
 	}
+	ca, subject := newTestSigner(t), newTestSigner(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cert := &gossh.Certificate{ValidAfter: c.after, ValidBefore: c.before}
@@ -50,6 +53,32 @@ func TestCertWindowFixedClock(t *testing.T) {
 			if reason == "" && c.before != gossh.CertTimeInfinity && !before.Equal(time.Unix(int64(c.before), 0)) {
 				t.Fatalf("expiry %v, want %d", before, c.before)
 			}
+			// Without skew, the window is exactly x/crypto's CertChecker's
+			// (keygate checks it itself for the banner and the skew).
+			if c.skew == 0 {
+				signed := &gossh.Certificate{Key: subject.PublicKey(), CertType: gossh.UserCert, ValidPrincipals: []string{"git"},
+					ValidAfter: c.after, ValidBefore: c.before}
+				if err := signed.SignCert(rand.Reader, ca); err != nil {
+					t.Fatal(err)
+				}
+				checker := gossh.CertChecker{Clock: func() time.Time { return clock }}
+				if err := checker.CheckCert("git", signed); (err == nil) != (reason == "") {
+					t.Fatalf("keygate says %q, x/crypto's CertChecker says %v", reason, err)
+				}
+			}
 		})
 	}
+}
+
+func newTestSigner(t *testing.T) gossh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -77,7 +77,12 @@ type Config struct {
 	Events   EventRecorder
 	Log      *slog.Logger
 	Registry prometheus.Registerer
-	// Now is the clock (default time.Now).
+	// Now is the server's one clock (default time.Now): every decision
+	// reads it (certificate windows, key expiry, login grace, the
+	// per-source penalty and trust windows, revalidation). Socket deadlines
+	// are the operating system's time and elapsed times for metrics are
+	// measured on the monotonic clock, so a test clock must run with real
+	// time (an offset, as sshd/e2e's does) when connections are real.
 	Now func() time.Time
 
 	// LoginGraceTime cuts off connections that have not authenticated (default 30s).

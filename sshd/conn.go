@@ -57,12 +57,13 @@ func (c *connection) Close() error {
 		c.srv.metrics.connections.Dec()
 		if c.authed.CompareAndSwap(false, true) { // slots released once
 			c.srv.releasePreauth(c)
-			graceOver := !time.Now().Before(c.graceEnd)
+			now := c.srv.cfg.Now()
+			graceOver := now.Sub(c.started) >= c.srv.cfg.LoginGraceTime
 			if graceOver {
 				c.srv.log.Info("login grace time exceeded", "remote", c.Conn.RemoteAddr().String())
 			}
 			if graceOver || c.authFailed.Load() {
-				c.srv.gate.failed(c.ip, time.Now())
+				c.srv.gate.failed(c.ip, now)
 			}
 		}
 	})
@@ -77,7 +78,7 @@ func (c *connection) authenticated() {
 	}
 	_ = c.Conn.SetDeadline(time.Time{})
 	c.srv.releasePreauth(c)
-	c.srv.gate.succeeded(c.ip, time.Now())
+	c.srv.gate.succeeded(c.ip, c.srv.cfg.Now())
 }
 
 func (c *connection) isAuthed() bool { return c.authed.Load() }
@@ -162,7 +163,9 @@ func (s *Server) preauthRefused(reason string, remote net.Addr) {
 func (s *Server) trackConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	started := s.cfg.Now()
 	// The deadline bounds everything before authentication, also a client
-	// that trickles a byte at a time; authenticated() lifts it.
+	// that trickles a byte at a time; authenticated() lifts it. It is the
+	// socket's, in the operating system's time (gliderlabs sets deadlines
+	// in that time too); every decision uses cfg.Now.
 	graceEnd := time.Now().Add(s.cfg.LoginGraceTime)
 	_ = conn.SetDeadline(graceEnd)
 	if reason := s.gate.admitGlobal(); reason != "" {
@@ -179,7 +182,7 @@ func (s *Server) trackConn(ctx ssh.Context, conn net.Conn) net.Conn {
 		return nil
 	}
 	ip := sourceKey(addrIP(pc.RemoteAddr()))
-	reason, tracked := s.gate.admitSource(ip, time.Now())
+	reason, tracked := s.gate.admitSource(ip, started)
 	if reason != "" {
 		s.gate.releaseGlobal()
 		s.preauthRefused(reason, pc.RemoteAddr())

@@ -390,5 +390,15 @@ func FuzzDecide(f *testing.F) {
 				t.Fatalf("decideCert accepted source-address %q from %s", val, fzRemote.IP)
 			}
 		}
+		// x/crypto's CertChecker is the reference for what it checks
+		// (revocation aside, which is keygate's): keygate, checking those
+		// itself for banners and skew, never accepts what it refuses. It
+		// refuses principal-less certificates, which keygate accepts.
+		if len(cert.ValidPrincipals) > 0 {
+			checker := gossh.CertChecker{Clock: func() time.Time { return fzNow }, SupportedCriticalOptions: []string{"source-address"}}
+			if err := checker.CheckCert(login, cert); err != nil {
+				t.Fatalf("decideCert accepted a certificate x/crypto's CertChecker refuses: %v", err)
+			}
+		}
 	})
 }

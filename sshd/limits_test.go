@@ -1,7 +1,6 @@
 package sshd
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -14,29 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testutil"
+
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/authindex"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // limitsServer starts a server whose index holds one user with one key and
 // returns its address and a client config for that key.
@@ -141,7 +124,7 @@ func TestMaxSessionsPerConnection(t *testing.T) {
 
 func TestPanicInHandlerClosesOnlyItsConnection(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	var panicOn atomic.Value // string: handler name that panics
 	panicOn.Store("")
 	_, addr, cc := limitsServer(t, func(c *Config) {
@@ -206,7 +189,7 @@ func TestPanicInHandlerClosesOnlyItsConnection(t *testing.T) {
 	}
 }
 
-func requirePanicLogged(t *testing.T, logs *syncBuffer, where string) {
+func requirePanicLogged(t *testing.T, logs *testutil.SyncBuffer, where string) {
 	t.Helper()
 	l := logs.String()
 	if !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "injected panic in "+where+"\"") ||

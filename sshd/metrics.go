@@ -1,8 +1,6 @@
 package sshd
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -86,7 +84,7 @@ func (s *Server) registerPenaltyMetrics(reg prometheus.Registerer) error {
 	} {
 		pick := g.pick
 		if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, func() float64 {
-			return float64(pick(s.gate.penaltyState(time.Now())))
+			return float64(pick(s.gate.penaltyState(s.cfg.Now())))
 		})); err != nil {
 			return err
 		}

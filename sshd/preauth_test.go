@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	ktest "github.com/keygate/keygate/internal/testutil"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -466,7 +468,7 @@ func TestPerSourceLimitsSeeProxyClient(t *testing.T) {
 // address: nobody can claim another one.
 func TestProxyHeaderIgnoredByDefault(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuffer{}
+	logs := &ktest.SyncBuffer{}
 	_, addr, cc := limitsServer(t, func(c *Config) {
 		c.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})

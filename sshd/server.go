@@ -164,7 +164,7 @@ func (s *Server) revalidateLoop() {
 			return
 		case <-t.C:
 			s.revalidate()
-			s.gate.prune(time.Now())
+			s.gate.prune(s.cfg.Now())
 		}
 	}
 }

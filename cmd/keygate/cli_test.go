@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/testutil"
 )
 
 // runKeygate runs the binary to completion (it must not serve) and returns its
@@ -147,7 +149,7 @@ func TestEnvAlone(t *testing.T) {
 	httpAddr := freeAddr(t)
 	// launchServe always passes --http-addr, so run the binary directly.
 	dir := t.TempDir()
-	p := &proc{t: t, HTTPAddr: httpAddr, SSHAddr: freeAddr(t), DataDir: dir, Stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, HTTPAddr: httpAddr, SSHAddr: freeAddr(t), DataDir: dir, Stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(keygateBin, "serve", "--ssh-addr", p.SSHAddr)
 	p.cmd.Env = childEnv("KEYGATE_DATA_DIR="+dir, "KEYGATE_HTTP_ADDR="+httpAddr, "KEYGATE_LOG_FORMAT=json",
 		"KEYGATE_ADMIN_TOKEN="+randomToken("env-alone-admin-token-"))

@@ -21,11 +21,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testutil"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -81,24 +81,6 @@ func childEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-// syncBuffer is a goroutine-safe io.Writer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is one running `keygate serve`.
 type proc struct {
 	t        testing.TB
@@ -106,7 +88,7 @@ type proc struct {
 	HTTPAddr string
 	SSHAddr  string
 	DataDir  string
-	Stderr   *syncBuffer
+	Stderr   *testutil.SyncBuffer
 	done     chan struct{} // closed when the process has exited
 	waitErr  error
 	client   *http.Client
@@ -139,7 +121,7 @@ func launchServe(t testing.TB, o serveOpts) *proc {
 		o.DataDir = t.TempDir()
 	}
 	p := &proc{t: t, HTTPAddr: freeAddr(t), SSHAddr: freeAddr(t), DataDir: o.DataDir,
-		Stderr: &syncBuffer{}, done: make(chan struct{}), tls: o.TLS}
+		Stderr: &testutil.SyncBuffer{}, done: make(chan struct{}), tls: o.TLS}
 	args := append([]string{"serve", "--http-addr", p.HTTPAddr, "--ssh-addr", p.SSHAddr}, o.Args...)
 	p.cmd = exec.Command(keygateBin, args...)
 	p.cmd.Env = childEnv(append([]string{"KEYGATE_DATA_DIR=" + o.DataDir, "KEYGATE_HOSTNAME=keygate.test"}, o.Env...)...)

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testutil"
+
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -133,14 +135,7 @@ func gitRefused(addr string, signer gossh.Signer, repo string) bool {
 // fails the test after 15 s.
 func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 15*time.Second {
-			t.Fatalf("after 15s: %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return time.Since(start)
+	return testutil.WaitFor(t, what, 15*time.Second, cond)
 }
 
 // api sends a JSON request to n as admin, requires status want and returns

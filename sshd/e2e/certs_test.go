@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testutil"
+
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/sshd"
@@ -468,7 +470,7 @@ func TestCertSessionClosedWhenCADeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stdin.Close()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -566,7 +568,7 @@ func TestCertForgedSignatureGetsNoBanner(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var banners syncBuffer
+			var banners testutil.SyncBuffer
 			client, err := gossh.Dial("tcp", w.e.sshAddr, &gossh.ClientConfig{
 				User: "git", Auth: []gossh.AuthMethod{gossh.PublicKeys(certSigner)},
 				HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 30 * time.Second,

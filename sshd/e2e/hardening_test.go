@@ -180,7 +180,7 @@ func TestProxyProtocolUse(t *testing.T) {
 	}
 	fwd.Close()
 	c.Close()
-	if !eventually(10*time.Second, func() bool {
+	if !waitFor(10*time.Second, func() bool {
 		evs, _, err := e.store.ListAuditEvents(e.ctx, keystore.AuditFilter{TargetType: "bastion_target"}, keystore.Page{PerPage: 100})
 		if err != nil {
 			t.Fatal(err)
@@ -283,7 +283,7 @@ func TestStalledGitClientIsCutOff(t *testing.T) {
 	}
 	fmt.Fprintf(stdin, "%04xwant %s\n00000009done\n", 4+5+40+1, tip)
 	started := time.Now()
-	if !eventually(10*time.Second, func() bool { return gitProcesses(e.repoPath("big/repo")) > 0 }) {
+	if !waitFor(10*time.Second, func() bool { return gitProcesses(e.repoPath("big/repo")) > 0 }) {
 		t.Fatal("git upload-pack never ran")
 	}
 	waited := make(chan error, 1)
@@ -294,23 +294,12 @@ func TestStalledGitClientIsCutOff(t *testing.T) {
 	case <-time.After(idle + 20*time.Second):
 		t.Fatal("the stalled client's connection is still open")
 	}
-	if !eventually(10*time.Second, func() bool { return gitProcesses(e.repoPath("big/repo")) == 0 }) {
+	if !waitFor(10*time.Second, func() bool { return gitProcesses(e.repoPath("big/repo")) == 0 }) {
 		t.Fatal("git processes of the stalled fetch are still running")
 	}
 	if !strings.Contains(e.logs.String(), "moved no data for the idle timeout") {
 		t.Fatal("the stall is not logged")
 	}
-}
-
-func eventually(limit time.Duration, f func() bool) bool {
-	deadline := time.Now().Add(limit)
-	for !f() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }
 
 // gitProcesses counts live git processes whose command line names repo or

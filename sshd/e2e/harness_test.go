@@ -25,13 +25,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/httpapi"
+	"github.com/keygate/keygate/internal/testutil"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/authindex"
 	"github.com/keygate/keygate/sshd"
@@ -73,44 +73,6 @@ func requireBinaries(t *testing.T, names ...string) {
 	}
 }
 
-// clock is the SSH server's clock: real time plus an offset that a test may
-// advance (to expire keys or certificates without sleeping).
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-// Advance moves the server's clock forward by d.
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.offset += d
-	c.mu.Unlock()
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one running keygate.
 type env struct {
 	ctx        context.Context
@@ -125,8 +87,8 @@ type env struct {
 	http       *httptest.Server
 	adminToken string
 	adminID    int64
-	clock      *clock // the SSH server's clock
-	logs       *syncBuffer
+	clock      *testutil.OffsetClock // the SSH server's clock
+	logs       *testutil.SyncBuffer
 }
 
 // newEnv starts keygate for one test: SQLite store, index (Load + Follow),
@@ -143,7 +105,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 	requireBinaries(t, "ssh", "ssh-keygen", "git")
 	ctx := context.Background()
 	dir := t.TempDir()
-	e := &env{ctx: ctx, dir: dir, home: filepath.Join(dir, "home"), clock: &clock{}, logs: &syncBuffer{}}
+	e := &env{ctx: ctx, dir: dir, home: filepath.Join(dir, "home"), clock: &testutil.OffsetClock{}, logs: &testutil.SyncBuffer{}}
 	if err := os.MkdirAll(e.home, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -537,8 +499,8 @@ func (e *env) run(t *testing.T, dir string, extraEnv []string, stdin io.Reader, 
 type session struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testutil.SyncBuffer
+	stderr *testutil.SyncBuffer
 	done   chan struct{} // closed when ssh has exited
 }
 
@@ -548,7 +510,7 @@ func (e *env) startSession(t *testing.T, keyPaths []string, login string, extraA
 	t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, execTimeout)
 	cmd := e.sshCmd(ctx, keyPaths, login, extraArgs...)
-	s := &session{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &session{cmd: cmd, stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
 	cmd.WaitDelay = 5 * time.Second
 	var err error
@@ -596,16 +558,7 @@ func (s *session) kill() {
 // waitFor polls cond every 50ms until it holds or timeout passes, and
 // reports whether it held.
 func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testutil.Poll(timeout, 50*time.Millisecond, cond)
 }
 
 // dropClientNoise removes the lines OpenSSH prints about the throw-away
