@@ -240,18 +240,6 @@ func expPtr(k *keystore.Key) *int64 {
 	return &v
 }
 
-// Handles reports whether Apply knows entity e (a test checks every
-// keystore.Entities entry).
-func Handles(e keystore.Entity) bool {
-	switch e {
-	case keystore.EntityKey, keystore.EntityUser, keystore.EntityGroup, keystore.EntityMember, keystore.EntityCA,
-		keystore.EntityRevocation, keystore.EntityBastionTarget, keystore.EntityBastionAllowance,
-		keystore.EntityGPGKey, keystore.EntityToken, keystore.EntityProject, keystore.EntityDeployKey:
-		return true
-	}
-	return false
-}
-
 // warnUnknown logs, once per entity, a change this index cannot apply.
 func (ix *Index) warnUnknown(e keystore.Entity) {
 	ix.unknownMu.Lock()
