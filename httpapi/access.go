@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -107,7 +108,12 @@ func (a *API) projectAccess(r *http.Request) (*keystore.Project, int, error) {
 	return p, level, nil
 }
 
+// remoteIP is the client's address: behind trusted proxies, the one they
+// forwarded (clientAddr); else the peer's.
 func remoteIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(clientAddrKey{}).(netip.Addr); ok && ip.IsValid() {
+		return ip.String()
+	}
 	host := r.RemoteAddr
 	if i := strings.LastIndexByte(host, ':'); i >= 0 {
 		host = host[:i]

@@ -104,7 +104,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		sw := statusOf(w)
 		defer func() {
 			a.log.Debug("http request", "method", r.Method, "route", routeOf(r), "path", r.URL.Path,
-				"status", sw.status(), "duration", time.Since(start), "remote", r.RemoteAddr, "request_id", requestIDOf(r))
+				"status", sw.status(), "duration", time.Since(start), "remote", r.RemoteAddr, "client", remoteIP(r), "request_id", requestIDOf(r))
 		}()
 		next.ServeHTTP(sw, r)
 	})

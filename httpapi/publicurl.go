@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -22,8 +21,17 @@ import (
 //
 // Forwarding headers from anyone else are ignored, so a client cannot make
 // keygate hand another client a link to a host it controls.
+//
+// The client's address (for the failed-token limiter, audit events and the
+// access log) is decided the same way by clientAddr: behind trusted
+// proxies, the nearest address in X-Forwarded-For (or Forwarded for=) that
+// is not itself a trusted proxy; else the peer. Entries a client wrote
+// before the first proxy are never believed, so it cannot pick the address
+// it is limited or audited as.
 
 type publicBaseKey struct{}
+
+type clientAddrKey struct{}
 
 // ParseExternalURL checks an --external-url: absolute http or https, a
 // host, no query or fragment. A path is kept as a prefix (GitLab's
@@ -53,8 +61,78 @@ var DefaultTrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"),
 
 func (a *API) publicBase(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), publicBaseKey{}, a.baseFor(r))))
+		ctx := context.WithValue(r.Context(), publicBaseKey{}, a.baseFor(r))
+		ctx = context.WithValue(ctx, clientAddrKey{}, a.clientAddr(r))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// clientAddr is the address of the client behind any trusted proxies (see
+// the top of this file).
+func (a *API) clientAddr(r *http.Request) netip.Addr {
+	peer := peerAddr(r)
+	if !a.trusted(peer) {
+		return peer
+	}
+	hops := forwardedFor(r.Header.Get("Forwarded"))
+	if hops == nil {
+		for _, h := range r.Header.Values("X-Forwarded-For") {
+			for _, f := range strings.Split(h, ",") {
+				hops = append(hops, parseHop(f))
+			}
+		}
+	}
+	// From the nearest hop outwards: each trusted proxy vouches for the
+	// address before it; the first that is not trusted is the client.
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		if !hops[i].IsValid() {
+			break // unparsable (or "unknown"): believe nothing beyond it
+		}
+		client = hops[i]
+		if !a.trusted(client) {
+			break
+		}
+	}
+	return client
+}
+
+// forwardedFor lists the for= addresses of an RFC 7239 Forwarded header,
+// nearest the client first; nil when the header is absent.
+func forwardedFor(v string) []netip.Addr {
+	if v == "" {
+		return nil
+	}
+	var out []netip.Addr
+	for _, elem := range strings.Split(v, ",") {
+		addr := netip.Addr{}
+		for _, pair := range strings.Split(elem, ";") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(pair), "="); ok && strings.EqualFold(k, "for") {
+				addr = parseHop(strings.Trim(strings.TrimSpace(val), `"`))
+			}
+		}
+		out = append(out, addr)
+	}
+	return out
+}
+
+// parseHop reads one forwarded address: IP, IP:port, [v6] or [v6]:port.
+func parseHop(s string) netip.Addr {
+	s = strings.TrimSpace(s)
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap()
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+func peerAddr(r *http.Request) netip.Addr {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 func (a *API) baseFor(r *http.Request) string {
@@ -83,16 +161,12 @@ func (a *API) baseFor(r *http.Request) string {
 	return scheme + "://" + host
 }
 
-func (a *API) fromTrustedProxy(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
+func (a *API) fromTrustedProxy(r *http.Request) bool { return a.trusted(peerAddr(r)) }
+
+func (a *API) trusted(ip netip.Addr) bool {
+	if !ip.IsValid() {
 		return false
 	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	ip = ip.Unmap()
 	for _, p := range a.trustedProxies {
 		if p.Contains(ip) {
 			return true

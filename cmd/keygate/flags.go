@@ -204,7 +204,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.ExternalURL, "external-url", env("KEYGATE_EXTERNAL_URL", ""),
 		"public base URL of the REST API, e.g. https://keys.example.com; used in every link keygate writes (env KEYGATE_EXTERNAL_URL)")
 	trustedProxies := fs.String("trusted-proxies", env("KEYGATE_TRUSTED_PROXIES", "127.0.0.0/8,::1"),
-		"comma-separated CIDRs of HTTP proxies whose X-Forwarded-Proto, X-Forwarded-Host and Forwarded headers are believed (env KEYGATE_TRUSTED_PROXIES)")
+		"comma-separated CIDRs of HTTP proxies whose Forwarded and X-Forwarded-Proto/-Host/-For headers are believed: the links' scheme and host, the client's address (env KEYGATE_TRUSTED_PROXIES)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("KEYGATE_TLS_CERT", ""), "serve the REST API over HTTPS with this PEM certificate chain; reloaded on change or SIGHUP (env KEYGATE_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("KEYGATE_TLS_KEY", ""), "PEM private key for --tls-cert (env KEYGATE_TLS_KEY)")
 	if err := fs.Parse(args); err != nil {
