@@ -254,21 +254,36 @@ func (s *Store) DisableDeployKey(ctx context.Context, a Actor, id int64, scope D
 		if err := t.execOne(ctx, "Deploy Key", `DELETE FROM `+table+` WHERE deploy_key_id = ? AND `+col+` = ?`, id, target); err != nil {
 			return err
 		}
+		return t.settleDeployKeys(ctx, []int64{id}, "deploy_key_disabled", map[string]any{"project_id": scope.ProjectID, "group_id": scope.GroupID})
+	})
+}
+
+// settleDeployKeys follows the deploy keys ids after grants of theirs went
+// (disabled, or their project or group deleted): a key enabled nowhere
+// that is not an instance key is deleted, as in GitLab; the others are
+// recorded as changed (action) so every index re-reads their grants.
+func (t *tx) settleDeployKeys(ctx context.Context, ids []int64, action string, details map[string]any) error {
+	for _, id := range ids {
 		var instance, left int
-		if err := t.queryRow(ctx, `SELECT instance,
+		err := t.queryRow(ctx, `SELECT instance,
 			(SELECT COUNT(*) FROM deploy_key_projects WHERE deploy_key_id = ?) + (SELECT COUNT(*) FROM deploy_key_groups WHERE deploy_key_id = ?)
-			FROM deploy_keys WHERE id = ?`, id, id, id).Scan(&instance, &left); err != nil {
+			FROM deploy_keys WHERE id = ?`, id, id, id).Scan(&instance, &left)
+		if err != nil {
 			return err
 		}
-		details := map[string]any{"project_id": scope.ProjectID, "group_id": scope.GroupID}
 		if instance == 0 && left == 0 {
 			if _, err := t.exec(ctx, `DELETE FROM deploy_keys WHERE id = ?`, id); err != nil {
 				return err
 			}
-			return t.record(ctx, "deploy_key_deleted", EntityDeployKey, id, "delete", details)
+			err = t.record(ctx, "deploy_key_deleted", EntityDeployKey, id, "delete", details)
+		} else {
+			err = t.record(ctx, action, EntityDeployKey, id, "update", details)
 		}
-		return t.record(ctx, "deploy_key_disabled", EntityDeployKey, id, "update", details)
-	})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DeployKey returns a deploy key with its grants.

@@ -207,7 +207,19 @@ func (s *Store) DeleteGroup(ctx context.Context, a Actor, id int64) error {
 		if err != nil {
 			return err
 		}
+		// Deploy keys enabled on the group, a subgroup or one of their
+		// projects lose those grants with them.
+		inTree := `(gr.id = ? OR substr(gr.full_path, 1, ?) = ?)`
+		keys, err := t.ids(ctx, `SELECT dg.deploy_key_id FROM deploy_key_groups dg JOIN groups gr ON gr.id = dg.group_id WHERE `+inTree+`
+			UNION SELECT dp.deploy_key_id FROM deploy_key_projects dp JOIN projects p ON p.id = dp.project_id JOIN groups gr ON gr.id = p.group_id WHERE `+inTree,
+			id, len(g.FullPath)+1, g.FullPath+"/", id, len(g.FullPath)+1, g.FullPath+"/")
+		if err != nil {
+			return err
+		}
 		if _, err := t.exec(ctx, `DELETE FROM groups WHERE id = ?`, id); err != nil {
+			return err
+		}
+		if err := t.settleDeployKeys(ctx, keys, "deploy_key_disabled", map[string]any{"group_id": id, "reason": "group deleted"}); err != nil {
 			return err
 		}
 		for _, u := range enterprise {

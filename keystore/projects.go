@@ -134,7 +134,14 @@ func (s *Store) ListProjectsFiltered(ctx context.Context, f ProjectFilter, pg Pa
 // DeleteProject deletes a project record.
 func (s *Store) DeleteProject(ctx context.Context, a Actor, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
+		keys, err := t.ids(ctx, `SELECT deploy_key_id FROM deploy_key_projects WHERE project_id = ?`, id)
+		if err != nil {
+			return err
+		}
 		if err := t.execOne(ctx, "Project", `DELETE FROM projects WHERE id = ?`, id); err != nil {
+			return err
+		}
+		if err := t.settleDeployKeys(ctx, keys, "deploy_key_disabled", map[string]any{"project_id": id, "reason": "project deleted"}); err != nil {
 			return err
 		}
 		return t.record(ctx, "project_deleted", EntityProject, id, "delete", nil)
