@@ -32,7 +32,8 @@ type FeedConfig struct {
 	Listen func(ctx context.Context, wake func()) error
 	// Log receives feed errors; nil discards them.
 	Log *slog.Logger
-	// Now is the clock; nil means time.Now.
+	// Now is the feed's clock for every decision (lag, gap grace, the
+	// listener's backoff); nil means time.Now. Waits run on real time.
 	Now func() time.Time
 }
 
@@ -149,7 +150,7 @@ func (f *Feed) listenLoop(ctx context.Context) {
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := minBackoff
 	for ctx.Err() == nil {
-		started := time.Now()
+		started := f.cfg.Now()
 		// Changes may have been missed while no listener ran.
 		f.Wake()
 		err := f.listen(ctx, f.Wake)
@@ -161,7 +162,7 @@ func (f *Feed) listenLoop(ctx context.Context) {
 		}
 		f.count(func() { f.errors++ })
 		f.cfg.Log.Warn("change notifications interrupted; polling meanwhile", "err", err, "retry_in", backoff)
-		if time.Since(started) > 30*time.Second {
+		if f.cfg.Now().Sub(started) > 30*time.Second {
 			backoff = minBackoff
 		}
 		select {
