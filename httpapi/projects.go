@@ -42,17 +42,17 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := p.str("namespace_id"); !ok {
+	nsID, err := p.int64Ptr("namespace_id")
+	if err != nil {
+		return err
+	}
+	if nsID == nil { // absent or empty
 		return badRequest("namespace_id", "is missing; keygate has no personal namespaces: give the id of a group where you are a maintainer")
 	}
 	if _, ok := p.str("name"); !ok {
 		if _, ok := p.str("path"); !ok {
 			return badRequest("name", "is missing; give name or path")
 		}
-	}
-	nsID, err := p.int64Ptr("namespace_id")
-	if err != nil {
-		return err
 	}
 	g, err := a.maintainedGroup(r, *nsID, "namespace_id", "you need the maintainer role in the namespace to create projects")
 	if err != nil {

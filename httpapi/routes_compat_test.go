@@ -258,6 +258,13 @@ func TestProjectsAndMetadata(t *testing.T) {
 	if !strings.Contains(string(r.Body), "namespace_id") || !strings.Contains(string(r.Body), "personal namespaces") {
 		t.Errorf("project without namespace: %s", r.Body)
 	}
+	// An empty namespace_id is as missing (it once reached a nil pointer).
+	for _, body := range []any{map[string]any{"name": "nowhere", "namespace_id": ""}, map[string]any{"name": "nowhere", "namespace_id": nil}} {
+		r = e.do(t, "POST", "/api/v4/projects", aliceTok, body)
+		expect(t, "project with an empty namespace_id", r, http.StatusBadRequest)
+	}
+	r = e.raw(t, "POST", "/api/v4/projects?namespace_id=&name=nowhere", http.Header{"Private-Token": {aliceTok}}, nil)
+	expect(t, "project with namespace_id= in the query", r, http.StatusBadRequest)
 	r = e.do(t, "GET", "/api/v4/metadata", aliceTok, nil)
 	expect(t, "metadata", r, http.StatusOK)
 	if o := r.Object(t); o["version"] != "test" || o["kas"] == nil {
