@@ -258,6 +258,28 @@ func (s *Store) DisableDeployKey(ctx context.Context, a Actor, id int64, scope D
 	})
 }
 
+// deleteOrphanedDeployKeys deletes the deploy keys, other than instance
+// keys, that are enabled nowhere, as deleting their last project or group
+// now does, and returns them. None can arise any more; this settles those
+// an earlier keygate left.
+func (s *Store) deleteOrphanedDeployKeys(ctx context.Context) ([]*DeployKey, error) {
+	var out []*DeployKey
+	err := s.write(ctx, Actor{}, func(t *tx) error {
+		rows, err := t.query(ctx, `SELECT `+deployKeyCols+` FROM deploy_keys d WHERE instance = 0
+			AND NOT EXISTS (SELECT 1 FROM deploy_key_projects p WHERE p.deploy_key_id = d.id)
+			AND NOT EXISTS (SELECT 1 FROM deploy_key_groups g WHERE g.deploy_key_id = d.id) ORDER BY id`)
+		if out, err = scanRows(rows, err, scanDeployKey); err != nil || len(out) == 0 {
+			return err
+		}
+		ids := make([]int64, len(out))
+		for i, k := range out {
+			ids[i] = k.ID
+		}
+		return t.settleDeployKeys(ctx, ids, "deploy_key_disabled", map[string]any{"reason": "enabled nowhere: its project or group was deleted"})
+	})
+	return out, err
+}
+
 // settleDeployKeys follows the deploy keys ids after grants of theirs went
 // (disabled, or their project or group deleted): a key enabled nowhere
 // that is not an instance key is deleted, as in GitLab; the others are

@@ -198,6 +198,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 			s.log.Info("bastion target kept: an admin made it", "target_id", l.ID, "group_id", l.GroupID, "pattern", l.Pattern)
 		}
 	}
+	// Deploy keys left enabled nowhere by a project or group deleted
+	// before such deletions settled them (keygate 0.2.0).
+	orphans, err := s.deleteOrphanedDeployKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("keystore: migrate: orphaned deploy keys: %w", err)
+	}
+	for _, k := range orphans {
+		s.log.Warn("deploy key deleted: it was enabled nowhere (its project or group was deleted)", "deploy_key_id", k.ID, "title", k.Title, "fingerprint", k.FingerprintSHA256)
+	}
 	return nil
 }
 
