@@ -143,6 +143,33 @@ func (a *API) createInstanceDeployKey(w http.ResponseWriter, r *http.Request) er
 	return respond(w, http.StatusCreated, j)
 }
 
+// getInstanceDeployKey and deleteInstanceDeployKey are keygate's (GitLab
+// has them proposed, gitlab-org/gitlab#525018): an admin reads or deletes
+// any deploy key, an instance key included, wherever it is enabled.
+func (a *API) getInstanceDeployKey(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathInt(r, "key_id", "Deploy Key")
+	if err != nil {
+		return err
+	}
+	k, err := a.store.DeployKey(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	j, err := a.renderInstanceDeployKey(r.Context(), k)
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, j)
+}
+
+func (a *API) deleteInstanceDeployKey(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathInt(r, "key_id", "Deploy Key")
+	if err != nil {
+		return err
+	}
+	return noContent(w, a.store.DeleteDeployKey(r.Context(), actor(r), id))
+}
+
 func deployKeyInput(r *http.Request) (keystore.DeployKeyInput, params, error) {
 	var in keystore.DeployKeyInput
 	p, err := readParams(r, "key", "title")

@@ -198,3 +198,35 @@ func TestGitHubRepoKeys(t *testing.T) {
 	expect(t, "v3 delete", e.raw(t, http.MethodDelete, base+"/"+id, hdr(w.maintTok), nil), http.StatusNoContent)
 	expect(t, "v3 gone", e.raw(t, http.MethodGet, base+"/"+id, hdr(w.maintTok), nil), http.StatusNotFound)
 }
+
+// TestAdminDeleteDeployKey: an admin reads and deletes any deploy key by id
+// (GET/DELETE /deploy_keys/:id), an instance key included, wherever it is
+// enabled; no one else can.
+func TestAdminDeleteDeployKey(t *testing.T) {
+	t.Parallel()
+	w := newDeployWorld(t)
+	e := w.e
+	line, _ := newKey(t, "")
+	r := e.do(t, http.MethodPost, "/api/v4/deploy_keys", adminSecret, map[string]any{"title": "fleet", "key": line})
+	expect(t, "instance key", r, http.StatusCreated)
+	id := itoa(int64(r.Object(t)["id"].(float64)))
+	expect(t, "enable on api", e.do(t, http.MethodPost, "/api/v4/projects/"+itoa(w.api.ID)+"/deploy_keys/"+id+"/enable", w.maintTok, nil), http.StatusCreated)
+
+	r = e.do(t, http.MethodGet, "/api/v4/deploy_keys/"+id, adminSecret, nil)
+	expect(t, "admin get", r, http.StatusOK)
+	if got := r.Object(t); got["title"] != "fleet" || !strings.Contains(string(r.Body), `"projects_with_readonly_access"`) {
+		t.Fatalf("admin get: %s", r.Body)
+	}
+	for _, tok := range []string{w.ownerTok, w.maintTok} {
+		expect(t, "non-admin get", e.do(t, http.MethodGet, "/api/v4/deploy_keys/"+id, tok, nil), http.StatusForbidden)
+		expect(t, "non-admin delete", e.do(t, http.MethodDelete, "/api/v4/deploy_keys/"+id, tok, nil), http.StatusForbidden)
+	}
+	expect(t, "admin delete", e.do(t, http.MethodDelete, "/api/v4/deploy_keys/"+id, adminSecret, nil), http.StatusNoContent)
+	expect(t, "deleted, on the project", e.do(t, http.MethodGet, "/api/v4/projects/"+itoa(w.api.ID)+"/deploy_keys/"+id, w.maintTok, nil), http.StatusNotFound)
+	expect(t, "deleted, by id", e.do(t, http.MethodGet, "/api/v4/deploy_keys/"+id, adminSecret, nil), http.StatusNotFound)
+	expect(t, "delete again", e.do(t, http.MethodDelete, "/api/v4/deploy_keys/"+id, adminSecret, nil), http.StatusNotFound)
+	expect(t, "bad id", e.do(t, http.MethodDelete, "/api/v4/deploy_keys/x", adminSecret, nil), http.StatusNotFound)
+	// The key is usable again, as a person's key.
+	_, tok := e.newUser(t, "reuser")
+	expect(t, "reuse the key", e.do(t, http.MethodPost, "/api/v4/user/keys", tok, map[string]any{"title": "mine", "key": line}), http.StatusCreated)
+}

@@ -89,6 +89,8 @@ var operations = []operation{
 	{"DELETE", "/api/v4/projects/{id}", "Delete a project and its repository", "owner of the namespace", "", false, "202"},
 	{"GET", "/api/v4/deploy_keys", "List every deploy key (public=true: instance keys only), with the projects and groups it reaches", "admin", "InstanceDeployKey", true, ""},
 	{"POST", "/api/v4/deploy_keys", "Add an instance deploy key (key, title, expires_at); maintainers enable it on their projects", "admin", "InstanceDeployKey", false, "201"},
+	{"GET", "/api/v4/deploy_keys/{key_id}", "Get any deploy key with the projects and groups it reaches (keygate; GitLab has it proposed)", "admin", "InstanceDeployKey", false, ""},
+	{"DELETE", "/api/v4/deploy_keys/{key_id}", "Delete any deploy key everywhere, instance keys included (keygate; GitLab has it proposed)", "admin", "", false, "204"},
 	{"GET", "/api/v4/projects/{id}/deploy_keys", "List the project's deploy keys", "maintainer+", "DeployKey", true, ""},
 	{"POST", "/api/v4/projects/{id}/deploy_keys", "Add a deploy key to the project (key, title, can_push, expires_at); an existing deploy key the caller can use is enabled instead", "maintainer+", "DeployKey", false, "201"},
 	{"GET", "/api/v4/projects/{id}/deploy_keys/{key_id}", "Get a deploy key enabled on the project", "maintainer+", "DeployKey", false, ""},

@@ -155,6 +155,8 @@ func (a *API) routes() chi.Router {
 				r.Get("/audit_events", a.v4(a.listAuditEvents))
 				r.Get("/deploy_keys", a.v4(a.listInstanceDeployKeys))
 				r.Post("/deploy_keys", a.v4(a.createInstanceDeployKey))
+				r.Get("/deploy_keys/{key_id}", a.v4(a.getInstanceDeployKey))
+				r.Delete("/deploy_keys/{key_id}", a.v4(a.deleteInstanceDeployKey))
 				r.Post("/groups/{id}/bastion_allowances", a.v4(a.createBastionAllowance))
 				r.Delete("/groups/{id}/bastion_allowances/{allowance_id}", a.v4(a.deleteBastionAllowance))
 			})

@@ -258,6 +258,17 @@ func (s *Store) DisableDeployKey(ctx context.Context, a Actor, id int64, scope D
 	})
 }
 
+// DeleteDeployKey deletes a deploy key everywhere it is enabled, an
+// instance key included (admins).
+func (s *Store) DeleteDeployKey(ctx context.Context, a Actor, id int64) error {
+	return s.write(ctx, a, func(t *tx) error {
+		if err := t.execOne(ctx, "Deploy Key", `DELETE FROM deploy_keys WHERE id = ?`, id); err != nil {
+			return err
+		}
+		return t.record(ctx, "deploy_key_deleted", EntityDeployKey, id, "delete", nil)
+	})
+}
+
 // deleteOrphanedDeployKeys deletes the deploy keys, other than instance
 // keys, that are enabled nowhere, as deleting their last project or group
 // now does, and returns them. None can arise any more; this settles those
