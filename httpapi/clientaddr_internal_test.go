@@ -31,6 +31,10 @@ func TestClientAddr(t *testing.T) {
 			"Forwarded":       {`for=192.0.2.66, for="[2001:db8::7]:4711";proto=https, for=10.1.2.3`},
 			"X-Forwarded-For": {"203.0.113.9"}}, "2001:db8::7"},
 		{"Forwarded unknown", "127.0.0.1:5000", map[string][]string{"Forwarded": {"for=unknown"}}, "127.0.0.1"},
+		{"Forwarded without for= leaves X-Forwarded-For", "127.0.0.1:5000", map[string][]string{
+			"Forwarded": {"proto=https;host=keys.example.com"}, "X-Forwarded-For": {"203.0.113.9"}}, "203.0.113.9"},
+		{"Forwarded hop without for= stops the walk", "127.0.0.1:5000", map[string][]string{
+			"Forwarded": {"for=192.0.2.66, proto=https"}}, "127.0.0.1"},
 		{"v4-mapped peer", "[::ffff:127.0.0.1]:5000", map[string][]string{"X-Forwarded-For": {"203.0.113.9"}}, "203.0.113.9"},
 	}
 	for _, c := range cases {

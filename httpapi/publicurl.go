@@ -98,20 +98,23 @@ func (a *API) clientAddr(r *http.Request) netip.Addr {
 }
 
 // forwardedFor lists the for= addresses of an RFC 7239 Forwarded header,
-// nearest the client first; nil when the header is absent.
+// nearest the client first (an element without one, or with an obfuscated
+// or unknown one, is an invalid address); nil when no element has for=
+// (the header is absent, or carries only proto= and host=).
 func forwardedFor(v string) []netip.Addr {
-	if v == "" {
-		return nil
-	}
 	var out []netip.Addr
+	seen := false
 	for _, elem := range strings.Split(v, ",") {
 		addr := netip.Addr{}
 		for _, pair := range strings.Split(elem, ";") {
-			if k, val, ok := strings.Cut(strings.TrimSpace(pair), "="); ok && strings.EqualFold(k, "for") {
-				addr = parseHop(strings.Trim(strings.TrimSpace(val), `"`))
+			if k, val, ok := strings.Cut(strings.TrimSpace(pair), "="); ok && strings.EqualFold(strings.TrimSpace(k), "for") {
+				addr, seen = parseHop(strings.Trim(strings.TrimSpace(val), `"`)), true
 			}
 		}
 		out = append(out, addr)
+	}
+	if !seen {
+		return nil
 	}
 	return out
 }
