@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/hex"
@@ -217,18 +216,7 @@ func expectBody(t *testing.T, what string, r response, code int, want string) {
 }
 
 // newSigner returns a fresh ed25519 key pair as an ssh.Signer.
-func newSigner(t testing.TB) gossh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newSigner(t testing.TB) gossh.Signer { return testutil.NewSigner(t) }
 
 // authorizedKey renders pub as an authorized_keys line with a comment.
 func authorizedKey(pub gossh.PublicKey, comment string) string {

@@ -296,14 +296,7 @@ func lineFromBlob(t testing.TB, b []byte, comment string) (gossh.PublicKey, stri
 // certLine signs a user certificate for a fresh ed25519 key with a fresh CA.
 func certLine(t testing.TB) string {
 	t.Helper()
-	_, caPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := gossh.NewSignerFromKey(caPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := testutil.NewSigner(t)
 	pub, _ := newEd25519(t, "")
 	cert := &gossh.Certificate{
 		Key:             pub,

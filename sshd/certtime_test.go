@@ -1,11 +1,12 @@
 package sshd
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"math"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/testutil"
 
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -39,7 +40,7 @@ func TestCertWindowFixedClock(t *testing.T) {
 		{"expired-within-skew", 0, now - 30, time.Minute, ""},
 		{"expired-at-skew", 0, now - 60, time.Minute, "certificate expired"},
 	}
-	ca, subject := newTestSigner(t), newTestSigner(t)
+	ca, subject := testutil.NewSigner(t), testutil.NewSigner(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cert := &gossh.Certificate{ValidAfter: c.after, ValidBefore: c.before}
@@ -68,17 +69,4 @@ func TestCertWindowFixedClock(t *testing.T) {
 			}
 		})
 	}
-}
-
-func newTestSigner(t *testing.T) gossh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testutil"
+
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
@@ -67,14 +69,7 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 		"username": "alice", "email": "alice@example.com", "name": "Alice Liddell"}, 201).Object(t))
 	aliceToken := p.must("POST", fmt.Sprintf("/api/v4/users/%d/personal_access_tokens", uid), token, map[string]any{
 		"name": "laptop", "scopes": []string{"api"}}, 201).Object(t)["token"].(string)
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := testutil.NewSigner(t)
 	keyLine := strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey()))) + " alice@laptop"
 	key := p.must("POST", fmt.Sprintf("/api/v4/users/%d/keys", uid), token, map[string]any{
 		"title": "laptop", "key": keyLine, "expires_at": "2099-12-31"}, 201).Object(t)

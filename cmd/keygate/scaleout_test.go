@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -49,14 +48,7 @@ func startCluster(t *testing.T, argsA, argsB []string) (a, b *node) {
 // newSigner returns a fresh ed25519 key as a signer and its authorized_keys line.
 func newSigner(t testing.TB) (gossh.Signer, string) {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testutil.NewSigner(t)
 	return s, strings.TrimSpace(string(gossh.MarshalAuthorizedKey(s.PublicKey())))
 }
 

@@ -1,12 +1,16 @@
 // Package testutil holds the helpers keygate's tests share: test clocks, a
-// goroutine-safe log sink and polling. Only tests import it.
+// goroutine-safe log sink, polling and SSH keys. Only tests import it.
 package testutil
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"sync"
 	"testing"
 	"time"
+
+	gossh "golang.org/x/crypto/ssh"
 )
 
 // Clock is a settable clock that stands still until advanced (for stores
@@ -96,4 +100,18 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		t.Fatalf("after %v: %s", timeout, what)
 	}
 	return time.Since(start)
+}
+
+// NewSigner returns a fresh ed25519 key as an SSH signer.
+func NewSigner(t testing.TB) gossh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
