@@ -133,6 +133,12 @@ func (a *API) createInstanceDeployKey(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	k, err := a.store.CreateDeployKey(r.Context(), actor(r), keystore.DeployScope{}, in)
+	return a.respondInstanceDeployKey(w, r, http.StatusCreated, k, err)
+}
+
+// respondInstanceDeployKey writes k as the instance routes show it, unless
+// err.
+func (a *API) respondInstanceDeployKey(w http.ResponseWriter, r *http.Request, code int, k *keystore.DeployKey, err error) error {
 	if err != nil {
 		return err
 	}
@@ -140,7 +146,7 @@ func (a *API) createInstanceDeployKey(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	return respond(w, http.StatusCreated, j)
+	return respond(w, code, j)
 }
 
 // getInstanceDeployKey and deleteInstanceDeployKey are keygate's (GitLab
@@ -152,14 +158,7 @@ func (a *API) getInstanceDeployKey(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	k, err := a.store.DeployKey(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	j, err := a.renderInstanceDeployKey(r.Context(), k)
-	if err != nil {
-		return err
-	}
-	return respond(w, http.StatusOK, j)
+	return a.respondInstanceDeployKey(w, r, http.StatusOK, k, err)
 }
 
 func (a *API) deleteInstanceDeployKey(w http.ResponseWriter, r *http.Request) error {

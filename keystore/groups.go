@@ -34,18 +34,7 @@ func scanGroup(row rowScanner) (*Group, error) {
 	return &g, nil
 }
 
-func validateGroupPath(p problems, v string) {
-	switch {
-	case v == "":
-		p.add("path", "can't be blank")
-	case len(v) > 255:
-		p.add("path", "is too long (maximum is 255 characters)")
-	case !pathRE.MatchString(v) || strings.HasSuffix(v, ".git") || strings.HasSuffix(v, "."):
-		p.add("path", "can contain only letters, digits, '_', '-' and '.', must start with a letter or digit and cannot end in '.' or '.git'")
-	case allDigits(v):
-		p.add("path", "cannot be only digits (it would be taken for an id)")
-	}
-}
+func validateGroupPath(p problems, v string) { validatePathName(p, "path", v, "an id") }
 
 func deref(s *string) string {
 	if s == nil {

@@ -24,16 +24,20 @@ type UserInput struct {
 	EnterpriseGroupID *int64
 }
 
-func validateUsername(p problems, v string) {
+func validateUsername(p problems, v string) { validatePathName(p, "username", v, "a user id") }
+
+// validatePathName checks a username or a group or project path: GitLab's
+// path rules, and never only digits (it would be taken for idWord).
+func validatePathName(p problems, field, v, idWord string) {
 	switch {
 	case v == "":
-		p.add("username", "can't be blank")
+		p.add(field, "can't be blank")
 	case len(v) > 255:
-		p.add("username", "is too long (maximum is 255 characters)")
+		p.add(field, "is too long (maximum is 255 characters)")
 	case !pathRE.MatchString(v) || strings.HasSuffix(v, ".git") || strings.HasSuffix(v, "."):
-		p.add("username", "can contain only letters, digits, '_', '-' and '.', must start with a letter or digit and cannot end in '.' or '.git'")
+		p.add(field, "can contain only letters, digits, '_', '-' and '.', must start with a letter or digit and cannot end in '.' or '.git'")
 	case allDigits(v):
-		p.add("username", "cannot be only digits (it would be taken for a user id)")
+		p.add(field, "cannot be only digits (it would be taken for "+idWord+")")
 	}
 }
 
