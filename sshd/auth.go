@@ -407,7 +407,8 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 			return "no longer a member of the certificate's group"
 		case u.EnterpriseGroupID != id.CAGroupID:
 			return "no longer an enterprise user of the certificate's group"
-		case !id.CertValidBefore.IsZero() && !now.Before(id.CertValidBefore):
+		case !id.CertValidBefore.IsZero() && !now.Add(-s.cfg.CertClockSkew).Before(id.CertValidBefore):
+			// The same window decideCert accepted (certWindow).
 			return "certificate expired"
 		}
 		return ""

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/testutil"
+	"github.com/keygate/keygate/keystore/authindex"
 
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -68,5 +69,37 @@ func TestCertWindowFixedClock(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// certUserAuth answers what stillValid asks about a certificate login: user
+// 1 is active, a member and an enterprise user of group 5, whose CA 9
+// exists. Anything else panics (nil Authorizer).
+type certUserAuth struct{ Authorizer }
+
+func (certUserAuth) User(id int64) (authindex.User, bool) {
+	return authindex.User{ID: id, Active: true, EnterpriseGroupID: 5}, id == 1
+}
+func (certUserAuth) CAExists(id int64) bool { return id == 9 }
+func (certUserAuth) Revoked([32]byte, uint64, string, string, int64) bool {
+	return false
+}
+func (certUserAuth) AccessLevel(userID, groupID int64) int { return 30 }
+
+// TestStillValidKeepsTheSkew: an open certificate login is cut off when its
+// certificate expires, widened by the same --cert-clock-skew that let it
+// log in; not a second after login.
+func TestStillValidKeepsTheSkew(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_000_000, 0)
+	id := &Identity{UserID: 1, CAID: 9, CAGroupID: 5, CertValidBefore: now.Add(-30 * time.Second)}
+	for _, c := range []struct {
+		skew time.Duration
+		want string
+	}{{0, "certificate expired"}, {time.Minute, ""}, {30 * time.Second, "certificate expired"}} {
+		s := &Server{cfg: Config{Auth: certUserAuth{}, CertClockSkew: c.skew}}
+		if got := s.stillValid(id, now); got != c.want {
+			t.Errorf("skew %v, certificate expired 30s ago: %q, want %q", c.skew, got, c.want)
+		}
 	}
 }
