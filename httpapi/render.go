@@ -207,11 +207,7 @@ func setPageHeaders(w http.ResponseWriter, r *http.Request, p paging, total int)
 
 // writePage renders one page of a list with GitLab's pagination headers.
 func writePage[T, J any](w http.ResponseWriter, r *http.Request, pg paging, total int, items []T, render func(T) J) error {
-	out := make([]J, 0, len(items))
-	for _, it := range items {
-		out = append(out, render(it))
-	}
-	return respondPage(w, r, pg, total, out)
+	return writePageE(w, r, pg, total, items, func(it T) (J, error) { return render(it), nil })
 }
 
 // respond writes v as JSON with code; handlers end with it.
