@@ -126,6 +126,17 @@ func (s *Store) ScanRevocations(ctx context.Context, fn func(*Revocation) error)
 	})
 }
 
+// ScanProjects streams every project's id and group.
+func (s *Store) ScanProjects(ctx context.Context, fn func(id, groupID int64) error) error {
+	return s.forEachRow(ctx, `SELECT id, group_id FROM projects`, func(sc func(...any) error) error {
+		var id, gid int64
+		if err := sc(&id, &gid); err != nil {
+			return err
+		}
+		return fn(id, gid)
+	})
+}
+
 // forEachRow streams a query's rows.
 func (s *Store) forEachRow(ctx context.Context, query string, fn func(scan func(...any) error) error) error {
 	return s.forEachRowArgs(ctx, query, nil, fn)

@@ -41,6 +41,8 @@ type Authorizer interface {
 	// DeployAccess reports whether a deploy key may read and push a
 	// project (enabled on it, or on its group or an ancestor).
 	DeployAccess(id, projectID, groupID int64) (read, push bool)
+	// ProjectGroup returns a project's group (false: no such project).
+	ProjectGroup(id int64) (groupID int64, ok bool)
 }
 
 // Projects finds git projects (on the command path, not the auth path).
@@ -151,6 +153,11 @@ type Config struct {
 	// the bastion never forwards to them, nor to the SSH listener, unless
 	// an admin's target names the exact address.
 	OwnListeners []netip.AddrPort
+	// HostAddrs returns the addresses of this host's interfaces, which the
+	// bastion reaches only through an admin's exact target (default: the
+	// interfaces' addresses, read at every decision; an error fails
+	// closed). Tests replace it to stand in for a host behind the bastion.
+	HostAddrs func() ([]netip.Addr, error)
 
 	// testPanic, when set, is called at the start of every handler with the
 	// handler's name (tests inject panics through it).

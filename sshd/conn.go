@@ -20,6 +20,7 @@ type connection struct {
 	srv       *Server
 	ip        netip.Addr
 	keepalive bool // keepalives started (revalidate loop only)
+	closing   atomic.Bool // revalidation is closing it
 
 	srcTracked bool        // holds a per-source slot
 	graceEnd   time.Time   // the login-grace deadline
@@ -28,14 +29,13 @@ type connection struct {
 	authReqs   atomic.Int32
 
 	// Channel slots, under slotMu: open session channels, open forwards,
-	// and refusals audited so far.
+	// refusals audited so far, and the open git sessions' and forwards'
+	// grants (decide.go).
 	slotMu   sync.Mutex
 	sessions int
 	forwards int
 	refusals int
-
-	// git is the project a deploy key's git command works on (nil: none).
-	git atomic.Pointer[gitTarget]
+	grants   map[*grant]struct{}
 
 	hostKeysSent atomic.Bool  // hostkeys-00@openssh.com announced
 	proofs       atomic.Int32 // hostkeys-prove-00 requests being answered
@@ -240,10 +240,4 @@ func (c *connection) countRefusal() bool {
 	defer c.slotMu.Unlock()
 	c.refusals++
 	return c.refusals <= maxRefusalEventsPerConn
-}
-
-// gitTarget is a running git command's project.
-type gitTarget struct {
-	projectID, groupID int64
-	write              bool
 }

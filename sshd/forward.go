@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,29 +123,10 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 		refuse("permission denied", "identity mismatch")
 		return
 	}
-	if reason := s.stillValid(id, s.cfg.Now()); reason != "" {
-		refuse("permission denied", reason)
-		return
-	}
-	if strings.EqualFold(conn.User(), s.cfg.GitUser) || !s.cfg.Auth.UsernameIs(id.UserID, conn.User()) {
-		refuse("log in with your own username to forward connections", "git user cannot forward")
-		return
-	}
-	if id.IsCertificate() && !id.PermitPortForwarding {
-		refuse("your certificate does not permit port forwarding", "certificate without permit-port-forwarding")
-		return
-	}
-	if d.DestPort == 0 || d.DestPort > 65535 || d.DestAddr == "" || len(d.DestAddr) > 255 {
-		refuse("no bastion target allows "+dest, "invalid destination")
-		return
-	}
-	var scope int64
-	if id.IsCertificate() {
-		scope = id.CAGroupID
-	}
-	matches := s.cfg.Auth.BastionTargets(id.UserID, scope, !id.IsCertificate(), d.DestAddr, d.DestPort)
-	if len(matches) == 0 {
-		refuse("no bastion target allows "+dest, "no matching target")
+	// Decided on the name first (decideForward, the same decision that is
+	// re-run while the forward is open), before any name resolution.
+	if fd := s.decideForward(id, conn.User(), d.DestAddr, d.DestPort, nil, s.cfg.Now()); !fd.allowed() {
+		refuse(fd.msg, fd.reason)
 		return
 	}
 	release, ok := connFromContext(ctx).forwardSlot(s.cfg.MaxForwardsPerConn)
@@ -160,8 +140,8 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 
 	// Decided on the name: now resolve once, decide on every address, and
 	// dial only the addresses checked (never resolving again). Restricted
-	// addresses and keygate's own listeners open only for a matching
-	// admin-made target that names the exact address.
+	// addresses, this host's own addresses and keygate's listeners open
+	// only for a matching admin-made target that names the exact address.
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.ForwardDialTimeout)
 	defer cancel()
 	addrs, err := resolve(dctx, d.DestAddr)
@@ -171,11 +151,10 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 		_ = newChan.Reject(gossh.ConnectionFailed, "cannot resolve "+d.DestAddr)
 		return
 	}
-	for _, a := range addrs {
-		if (restrictedAddr(a) || s.ownListener(a, uint16(d.DestPort))) && !adminNamed(matches, a) {
-			refuse("destination "+dest+" resolves to a restricted address", "restricted address "+a.String())
-			return
-		}
+	fd := s.decideForward(id, conn.User(), d.DestAddr, d.DestPort, addrs, s.cfg.Now())
+	if !fd.allowed() {
+		refuse(fd.msg, fd.reason)
+		return
 	}
 	var tcp *net.TCPConn
 	var dialErr error
@@ -207,26 +186,38 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 	s.metrics.forwardsActive.Inc()
 	defer s.metrics.forwardsActive.Dec()
 	start := time.Now()
-	m := matches[0]
+	connected, _ := netip.ParseAddrPort(tcp.RemoteAddr().String())
+	connectedAddr := connected.Addr().Unmap()
+	var mMu sync.Mutex
+	m := fd.match // the target that allows the address connected to
 	s.log.Info("forwarding opened", "user_id", id.UserID, "login", conn.User(), "fingerprint", id.KeyFingerprint,
 		"cert_key_id", id.CertKeyID, "destination", dest, "address", tcp.RemoteAddr().String(), "target_id", m.TargetID, "remote", remote)
 
-	// Re-checked while the forward is open: a removed member, a lowered
-	// access level or a deleted target ends it within RevalidateInterval
-	// (deleted keys, blocked users and revoked certificates close the whole
-	// connection in revalidate).
-	recheck := func() string {
-		if reason := s.stillValid(id, s.cfg.Now()); reason != "" {
-			return reason
-		}
-		if len(s.cfg.Auth.BastionTargets(id.UserID, scope, !id.IsCertificate(), d.DestAddr, d.DestPort)) == 0 {
-			return "no bastion target allows the destination any more"
-		}
-		return ""
-	}
-	in, out, why := s.proxy(ctx, ch, tcp, recheck)
+	// This forward's own grant: revalidation re-runs decideForward on the
+	// address connected to, and closes the forward once it no longer holds.
+	ended := make(chan string, 1)
+	unregister := connFromContext(ctx).register(&grant{
+		check: func(now time.Time) string {
+			fd := s.decideForward(id, conn.User(), d.DestAddr, d.DestPort, []netip.Addr{connectedAddr}, now)
+			if fd.allowed() {
+				mMu.Lock()
+				m = fd.match
+				mMu.Unlock()
+			}
+			return fd.reason
+		},
+		end: func(reason string) {
+			s.metrics.revoked.WithLabelValues("forward").Inc()
+			ended <- reason
+		},
+	})
+	in, out, why := s.proxy(ctx, ch, tcp, ended)
+	unregister()
+	mMu.Lock() // the target that allowed it last
+	defer mMu.Unlock()
 	if why != "" {
-		s.log.Info("forwarding closed: access revoked", "user_id", id.UserID, "destination", dest, "reason", why, "remote", remote)
+		s.log.Info("forwarding closed: access revoked", "user_id", id.UserID, "destination", dest, "reason", why,
+			"target_id", m.TargetID, "remote", remote)
 	}
 	dur := time.Since(start)
 	s.log.Info("forwarding closed", "user_id", id.UserID, "destination", dest, "bytes_in", in, "bytes_out", out,
@@ -244,9 +235,9 @@ func (s *Server) handleDirectTCPIP(_ *ssh.Server, conn *gossh.ServerConn, newCha
 
 // proxy copies both ways with half-close until both directions end, or the
 // SSH connection ends. in counts client→destination bytes, out the reverse.
-// recheck runs every RevalidateInterval; a non-empty answer closes the
-// forward and is returned as why.
-func (s *Server) proxy(ctx ssh.Context, ch gossh.Channel, tcp *net.TCPConn, recheck func() string) (in, out int64, why string) {
+// A reason received on ended (revalidation: the forward is no longer
+// allowed) closes the forward and is returned as why.
+func (s *Server) proxy(ctx ssh.Context, ch gossh.Channel, tcp *net.TCPConn, ended <-chan string) (in, out int64, why string) {
 	var nIn, nOut atomic.Int64
 	var wg sync.WaitGroup
 	var closeOnce sync.Once
@@ -278,28 +269,23 @@ func (s *Server) proxy(ctx ssh.Context, ch gossh.Channel, tcp *net.TCPConn, rech
 	done := make(chan struct{})
 	watched := make(chan string, 1)
 	go func() {
-		t := time.NewTicker(s.cfg.RevalidateInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done(): // the SSH connection ended (also on revocation)
-				closeBoth()
+		select {
+		case <-ctx.Done(): // the SSH connection ended (also on revocation)
+			closeBoth()
+			select { // a grant ended just before its connection closed
+			case r := <-ended:
+				watched <- r
+			default:
 				watched <- ""
-				return
-			case <-s.done:
-				closeBoth()
-				watched <- ""
-				return
-			case <-t.C:
-				if r := recheck(); r != "" {
-					closeBoth()
-					watched <- r
-					return
-				}
-			case <-done:
-				watched <- ""
-				return
 			}
+		case <-s.done:
+			closeBoth()
+			watched <- ""
+		case r := <-ended:
+			closeBoth()
+			watched <- r
+		case <-done:
+			watched <- ""
 		}
 	}()
 	wg.Wait()

@@ -42,7 +42,8 @@ func TestRestrictedAddressesNeedAdminLiteralTargets(t *testing.T) {
 	}
 	for _, c := range cases {
 		a := netip.MustParseAddr(c.addr)
-		if got := !restrictedAddr(a) || adminNamed(c.ms, a); got != c.allow {
+		_, named := adminNamed(c.ms, a)
+		if got := !restrictedAddr(a) || named; got != c.allow {
 			t.Errorf("%s with %+v: allowed = %v, want %v", c.addr, c.ms, got, c.allow)
 		}
 	}

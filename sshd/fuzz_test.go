@@ -110,6 +110,7 @@ func (a *fzAuth) Key(fp [32]byte) (authindex.Key, bool) {
 }
 func (a *fzAuth) DeployKey(int64) (authindex.DeployKey, bool)   { return authindex.DeployKey{}, false }
 func (a *fzAuth) DeployAccess(int64, int64, int64) (bool, bool) { return false, false }
+func (a *fzAuth) ProjectGroup(int64) (int64, bool)              { return 0, false }
 func (a *fzAuth) BastionTargets(int64, int64, bool, string, uint32) []authindex.BastionMatch {
 	return nil
 }

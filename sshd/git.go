@@ -20,6 +20,7 @@ import (
 )
 
 const (
+	msgDenied         = "keygate: permission denied\n"
 	msgNotFound       = "keygate: ERROR: The project you were looking for could not be found or you don't have permission to view it.\n"
 	msgNoPush         = "keygate: ERROR: You are not allowed to push code to this project.\n"
 	msgDeployReadOnly = "keygate: ERROR: This deploy key is read-only for this project (enable can_push to push).\n"
@@ -77,7 +78,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 		return
 	}
 	if reason := s.stillValid(id, s.cfg.Now()); reason != "" {
-		fmt.Fprint(sess.Stderr(), "keygate: permission denied\n")
+		fmt.Fprint(sess.Stderr(), msgDenied)
 		_ = sess.Exit(1)
 		return
 	}
@@ -113,68 +114,56 @@ func (s *Server) handleSession(sess ssh.Session) {
 	_ = sess.Exit(code)
 }
 
-// authorizeRepo resolves a repository path for an identity, or returns the
-// message to show.
-func (s *Server) authorizeRepo(ctx context.Context, id *Identity, path string, write bool) (*keystore.Project, string) {
+// authorizeRepo resolves a repository path for an identity and decides
+// (decideGit), or returns the message to show and the reason.
+func (s *Server) authorizeRepo(ctx context.Context, id *Identity, path string, write bool) (*keystore.Project, gitDecision) {
 	clean := parseRepoPath(path)
 	if clean == "" {
-		return nil, msgNotFound
+		return nil, gitDecision{msgNotFound, "malformed repository path"}
 	}
 	p, err := s.cfg.Projects.ProjectByPath(ctx, clean)
 	if err != nil {
 		if !errors.Is(err, keystore.ErrNotFound) {
 			s.log.Error("project lookup failed", "path", clean, "err", err)
 		}
-		return nil, msgNotFound
+		return nil, gitDecision{msgNotFound, "no such project"}
 	}
-	g, ok := s.cfg.Auth.Group(p.GroupID)
-	if !ok {
-		return nil, msgNotFound
+	if d := s.decideGit(id, p.ID, p.GroupID, write, s.cfg.Now()); !d.allowed() {
+		return nil, d
 	}
-	if id.IsDeployKey() {
-		// Machines: only where the key is enabled; enforce_ssh_certificates
-		// does not apply (GitLab !136498).
-		read, push := s.cfg.Auth.DeployAccess(id.DeployKeyID, p.ID, p.GroupID)
-		switch {
-		case !read:
-			return nil, msgNotFound
-		case write && !push:
-			return nil, msgDeployReadOnly
-		}
-		return p, ""
-	}
-	u, _ := s.cfg.Auth.User(id.UserID)
-	level := keystore.EffectiveLevel(u.IsAdmin, s.cfg.Auth.AccessLevel(id.UserID, p.GroupID))
-	if level < keystore.Reporter {
-		return nil, msgNotFound
-	}
-	top, _ := s.cfg.Auth.Group(g.TopLevelID)
-	switch {
-	case id.IsCertificate() && g.TopLevelID != id.CAGroupID:
-		return nil, msgCertScope
-	case !id.IsCertificate() && top.EnforceSSHCertificates:
-		return nil, msgCertRequired
-	case write && level < keystore.Developer:
-		return nil, msgNoPush
-	}
-	return p, ""
+	return p, gitDecision{}
 }
 
 // runGit runs one git service for the session and returns its exit status.
 func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, write bool, path string) int {
-	p, msg := s.authorizeRepo(sess.Context(), id, path, write)
+	p, d := s.authorizeRepo(sess.Context(), id, path, write)
 	if p == nil {
 		s.metrics.gitOps.WithLabelValues(command, "denied").Inc()
-		s.log.Info("git command denied", "user_id", id.UserID, "command", command, "path", path)
-		fmt.Fprint(sess.Stderr(), msg)
+		s.log.Info("git command denied", "user_id", id.UserID, "deploy_key_id", id.DeployKeyID, "command", command,
+			"path", path, "reason", d.reason)
+		fmt.Fprint(sess.Stderr(), d.msg)
 		return 1
 	}
-	if c := connFromContext(sess.Context()); c != nil && id.IsDeployKey() {
-		// Revalidation re-checks a deploy key's grant while git runs: a
-		// key disabled on the project is cut off within seconds.
-		c.git.Store(&gitTarget{projectID: p.ID, groupID: p.GroupID, write: write})
-		defer c.git.Store(nil)
-	}
+	// This session's own grant: revalidation re-runs decideGit for it on
+	// every tick and, once it no longer holds, kills git and ends the
+	// session with the reason.
+	gctx, cancel := context.WithCancel(sess.Context())
+	defer cancel()
+	var endedBy atomic.Pointer[gitDecision]
+	unregister := connFromContext(sess.Context()).register(&grant{
+		check: func(now time.Time) string { return s.decideGit(id, p.ID, p.GroupID, write, now).reason },
+		end: func(reason string) {
+			d := s.decideGit(id, p.ID, p.GroupID, write, s.cfg.Now())
+			if d.allowed() { // cannot happen: check said no; never end silently
+				d = gitDecision{msgDenied, reason}
+			}
+			d.reason = reason
+			endedBy.Store(&d)
+			s.metrics.revoked.WithLabelValues("git").Inc()
+			cancel()
+		},
+	})
+	defer unregister()
 	// The one repository-path function, with its escape check.
 	repo := keystore.Repos{Root: s.cfg.ReposDir}.Path(p.FullPath)
 	if fi, err := os.Stat(repo); repo == "" || err != nil || !fi.IsDir() {
@@ -183,7 +172,7 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		fmt.Fprint(sess.Stderr(), msgNotFound)
 		return 1
 	}
-	cmd := exec.CommandContext(sess.Context(), s.cfg.GitBin, sub, repo)
+	cmd := exec.CommandContext(gctx, s.cfg.GitBin, sub, repo)
 	cmd.Env = keystore.GitEnv(s.cfg.GitHome, s.cfg.GitBin)
 	for _, kv := range sess.Environ() {
 		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && validGitProtocol(v) {
@@ -227,6 +216,14 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 	if code != 0 {
 		result = "failed"
 	}
+	ended := endedBy.Load()
+	if ended != nil {
+		result = "revoked"
+		code = 1
+		fmt.Fprintf(sess.Stderr(), "\n%skeygate: this session was ended: %s\n", ended.msg, ended.reason)
+		s.log.Info("git session ended: access revoked", "user_id", id.UserID, "deploy_key_id", id.DeployKeyID,
+			"command", command, "project", p.FullPath, "reason", ended.reason, "remote", sess.RemoteAddr().String())
+	}
 	s.metrics.gitOps.WithLabelValues(command, result).Inc()
 	s.log.Info("git command", "user_id", id.UserID, "command", command, "project", p.FullPath, "exit", code,
 		"cert_key_id", id.CertKeyID, "ca_id", id.CAID)
@@ -237,8 +234,18 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		action = "git_push"
 	}
 	s.recordEventAsync(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(sess.RemoteAddr().String())}, action, "project", p.ID,
-		identityDetails(id, map[string]any{"command": command, "project": p.FullPath, "login": sess.User(), "exit_status": code}))
+		gitEventDetails(id, command, p.FullPath, sess.User(), code, ended))
 	return code
+}
+
+// gitEventDetails are a git operation's audit details; ended, when set, is
+// the change that ended the session.
+func gitEventDetails(id *Identity, command, project, login string, code int, ended *gitDecision) map[string]any {
+	d := identityDetails(id, map[string]any{"command": command, "project": project, "login": login, "exit_status": code})
+	if ended != nil {
+		d["closed_reason"] = ended.reason
+	}
+	return d
 }
 
 var gitProtocolRE = regexp.MustCompile(`^[a-zA-Z0-9=:._-]{1,64}$`)

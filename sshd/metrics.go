@@ -20,6 +20,9 @@ type metrics struct {
 	unauthenticated prometheus.Gauge
 	preauthRefusals *prometheus.CounterVec
 	stalls          prometheus.Counter
+	// revoked counts what revalidation ended, by scope: connection, git
+	// (a git session) or forward.
+	revoked *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -61,8 +64,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		stalls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keygate_ssh_idle_timeouts_total", Help: "Connections closed because their git command moved no data for the idle timeout.",
 		}),
+		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_ssh_access_ended_total", Help: "Open connections, git sessions and forwards ended because a change took their access away, by scope (connection, git, forward).",
+		}, []string{"scope"}),
 	}
-	for _, c := range []prometheus.Collector{m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
+	for _, c := range []prometheus.Collector{m.revoked, m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -64,31 +64,50 @@ func (s *Server) ownAddrs() []netip.AddrPort {
 
 // localAddr reports whether a is an address of this host's interfaces.
 func (s *Server) localAddr(a netip.Addr) bool {
-	addrs, err := net.InterfaceAddrs()
+	hostAddrs := s.cfg.HostAddrs
+	if hostAddrs == nil {
+		hostAddrs = interfaceAddrs
+	}
+	addrs, err := hostAddrs()
 	if err != nil {
 		return true // cannot tell: treat as ours (fail closed)
 	}
-	for _, ia := range addrs {
-		if n, ok := ia.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == a {
-				return true
-			}
+	a = a.Unmap()
+	for _, ip := range addrs {
+		if ip.Unmap().WithZone("") == a.WithZone("") {
+			return true
 		}
 	}
 	return false
 }
 
-// adminNamed reports whether a matching target that an admin made names
-// address a (and, for keygate's own listeners, port) exactly: an IP
-// literal, no wildcard, no name.
-func adminNamed(ms []authindex.BastionMatch, a netip.Addr) bool {
+// interfaceAddrs lists the addresses of this host's interfaces.
+func interfaceAddrs() ([]netip.Addr, error) {
+	ias, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(ias))
+	for _, ia := range ias {
+		if n, ok := ia.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
+}
+
+// adminNamed returns the matching target that an admin made naming address
+// a exactly (an IP literal, no wildcard, no name), if there is one.
+func adminNamed(ms []authindex.BastionMatch, a netip.Addr) (authindex.BastionMatch, bool) {
 	for _, m := range ms {
 		if !m.Admin || !m.Literal() {
 			continue
 		}
 		if p, err := netip.ParseAddr(m.Host); err == nil && p.Unmap() == a.Unmap() {
-			return true
+			return m, true
 		}
 	}
-	return false
+	return authindex.BastionMatch{}, false
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/time/rate"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // Server is keygate's SSH server.
@@ -187,17 +189,30 @@ func (s *Server) revalidate() {
 			continue
 		}
 		if reason := s.stillValid(id, now); reason != "" {
+			if !c.closing.CompareAndSwap(false, true) {
+				continue // being closed
+			}
+			// Every open session and forward ends with the reason (each
+			// writes its own audit event), then the connection.
+			for _, g := range c.openGrants() {
+				g.stop(reason)
+			}
 			s.log.Info("closing connection: identity no longer valid", "user_id", id.UserID,
-				"fingerprint", id.KeyFingerprint, "reason", reason, "remote", c.RemoteAddr().String())
-			c.Close()
+				"deploy_key_id", id.DeployKeyID, "fingerprint", id.KeyFingerprint, "reason", reason, "remote", c.RemoteAddr().String())
+			s.recordEventAsync(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(c.RemoteAddr().String())},
+				"ssh_connection_closed", "user", id.UserID, identityDetails(id, map[string]any{"login": id.Login, "reason": reason}))
+			s.metrics.revoked.WithLabelValues("connection").Inc()
+			go func() {
+				// Let the sessions just ended send their exit status and
+				// message first; the connection goes regardless.
+				time.Sleep(200 * time.Millisecond)
+				c.Close()
+			}()
 			continue
 		}
-		if t := c.git.Load(); t != nil && id.IsDeployKey() {
-			if read, push := s.cfg.Auth.DeployAccess(id.DeployKeyID, t.projectID, t.groupID); !read || (t.write && !push) {
-				s.log.Info("closing connection: deploy key no longer enabled on the project", "deploy_key_id", id.DeployKeyID,
-					"project_id", t.projectID, "remote", c.RemoteAddr().String())
-				c.Close()
-				continue
+		for _, g := range c.openGrants() {
+			if reason := g.check(now); reason != "" {
+				g.stop(reason)
 			}
 		}
 		if !c.keepalive && s.cfg.KeepAliveInterval > 0 {

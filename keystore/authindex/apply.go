@@ -118,6 +118,11 @@ func (ix *Index) Apply(ctx context.Context, c keystore.Change) error {
 						ix.dropMember(k.Group, k.User)
 					}
 				}
+				for id, g := range ix.projects {
+					if g == c.EntityID {
+						delete(ix.projects, id) // deleted with their group
+					}
+				}
 			}
 		case err != nil:
 			return err
@@ -195,7 +200,17 @@ func (ix *Index) Apply(ctx context.Context, c keystore.Change) error {
 		default:
 			apply = func() { ix.putDeployKey(k) }
 		}
-	case keystore.EntityGPGKey, keystore.EntityToken, keystore.EntityProject:
+	case keystore.EntityProject:
+		p, err := s.Project(ctx, c.EntityID)
+		switch {
+		case errors.Is(err, keystore.ErrNotFound):
+			apply = func() { delete(ix.projects, c.EntityID) }
+		case err != nil:
+			return err
+		default:
+			apply = func() { ix.projects[p.ID] = p.GroupID }
+		}
+	case keystore.EntityGPGKey, keystore.EntityToken:
 		apply = func() {} // nothing of these is on the auth path
 	default:
 		// An entity this build does not know (a newer node wrote it): the

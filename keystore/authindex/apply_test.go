@@ -41,6 +41,9 @@ func (goneSource) BastionAllowanceByID(context.Context, int64, int64) (*keystore
 func (goneSource) DeployKey(context.Context, int64) (*keystore.DeployKey, error) {
 	return nil, keystore.ErrNotFound
 }
+func (goneSource) Project(context.Context, int64) (*keystore.Project, error) {
+	return nil, keystore.ErrNotFound
+}
 
 // TestEveryEntityIsApplied fails when an entity is added to
 // keystore.Entities without a case in Apply: Apply is run on a change of
@@ -80,7 +83,7 @@ func TestApplyUnknownEntity(t *testing.T) {
 		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
 	}
 	// Entities with nothing on the auth path need no source.
-	for i, e := range []keystore.Entity{keystore.EntityGPGKey, keystore.EntityToken, keystore.EntityProject} {
+	for i, e := range []keystore.Entity{keystore.EntityGPGKey, keystore.EntityToken} {
 		if err := ix.Apply(ctx, keystore.Change{Seq: int64(4 + i), Entity: e, EntityID: 1}); err != nil {
 			t.Fatal(err)
 		}

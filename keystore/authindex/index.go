@@ -47,7 +47,10 @@ type Index struct {
 	targets map[int64]targetRec // bastion targets: few, so pointers are fine
 	allows  map[int64]allowRec  // bastion allowances, by id
 	deploys map[int64]deployRec // deploy keys, by id (few)
-	applied int64
+	// projects maps a project's id to its group's: an open git session
+	// on a deleted project ends (revalidation asks ProjectGroup).
+	projects map[int64]int64
+	applied  int64
 	loading bool // building a fresh, unpublished index: no entry exists yet
 
 	// applyMu serializes Apply (its database read and its update) and the
@@ -180,6 +183,7 @@ func (ix *Index) reset() {
 	ix.targets = map[int64]targetRec{}
 	ix.allows = map[int64]allowRec{}
 	ix.deploys = map[int64]deployRec{}
+	ix.projects = map[int64]int64{}
 	ix.ahead = map[int64]struct{}{}
 }
 

@@ -95,10 +95,16 @@ func (ix *Index) reload(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if err := s.ScanProjects(ctx, func(id, groupID int64) error {
+		fresh.projects[id] = groupID
+		return nil
+	}); err != nil {
+		return err
+	}
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
 	ix.mu.Lock()
-	ix.targets, ix.allows, ix.deploys = fresh.targets, fresh.allows, fresh.deploys
+	ix.targets, ix.allows, ix.deploys, ix.projects = fresh.targets, fresh.allows, fresh.deploys, fresh.projects
 	ix.setKeys(fresh.keys.Load())
 	ix.keyFP, ix.users = fresh.keyFP, fresh.users
 	ix.blocked.Store(fresh.blocked.Load())

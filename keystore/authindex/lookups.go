@@ -164,3 +164,20 @@ func (ix *Index) Len() int {
 func (ix *Index) OffHeapBytes() int {
 	return ix.keys.Load().offHeap
 }
+
+// ProjectGroup returns the group of project id; false when the index holds
+// no such project (deleted, or not yet created).
+func (ix *Index) ProjectGroup(id int64) (groupID int64, ok bool) {
+	ix.mu.RLock()
+	groupID, ok = ix.projects[id]
+	ix.mu.RUnlock()
+	return groupID, ok
+}
+
+// InsertProject adds a project directly, bypassing the store (for tests and
+// benchmarks, like InsertKey).
+func (ix *Index) InsertProject(id, groupID int64) {
+	ix.mu.Lock()
+	ix.projects[id] = groupID
+	ix.mu.Unlock()
+}

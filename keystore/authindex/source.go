@@ -27,6 +27,7 @@ type Source interface {
 	AllBastionTargets(ctx context.Context) ([]*keystore.BastionTarget, error)
 	AllBastionAllowances(ctx context.Context) ([]*keystore.BastionAllowance, error)
 	ScanDeployKeys(ctx context.Context, fn func(*keystore.DeployKey) error) error
+	ScanProjects(ctx context.Context, fn func(id, groupID int64) error) error
 
 	// One entity, for a change.
 	Key(ctx context.Context, id int64) (*keystore.Key, error)
@@ -38,6 +39,7 @@ type Source interface {
 	BastionTargetByID(ctx context.Context, groupID, id int64) (*keystore.BastionTarget, error)
 	BastionAllowanceByID(ctx context.Context, groupID, id int64) (*keystore.BastionAllowance, error)
 	DeployKey(ctx context.Context, id int64) (*keystore.DeployKey, error)
+	Project(ctx context.Context, id int64) (*keystore.Project, error)
 }
 
 var _ Source = (*keystore.Store)(nil)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -103,12 +104,31 @@ func TestBastionIsNotAnOpenProxy(t *testing.T) {
 	if out, stderr, code := e.sshW(t, key, "localhost:"+strconv.Itoa(port), "hello\n"); code == 0 || !strings.Contains(stderr, "restricted address") {
 		t.Fatalf("owner target resolving to loopback: %q, exit %d: %s", out, code, stderr)
 	}
-	// And towards an ordinary address inside a CIDR allowance it works.
+	// The bastion host's own addresses on every interface are restricted
+	// like loopback: an owner's target inside a CIDR allowance that
+	// contains the host's LAN address does not reach its listeners (its
+	// sshd, its database); an admin's target naming the address does.
 	ip := nonLoopbackIPv4()
 	if ip == "" {
-		t.Log("no non-loopback IPv4 address: the owner's working forward is not exercised")
-		return
+		t.Fatal("no non-loopback IPv4 address on this host")
 	}
+	target := lanEcho(t, ip)
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_allowances", e.adminToken,
+		url.Values{"pattern": {ip + "/32:*"}}, http.StatusCreated, nil)
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_targets", aliceTok,
+		url.Values{"pattern": {target}}, http.StatusCreated, nil)
+	if out, stderr, code := e.sshW(t, key, target, "ping"); code == 0 || !strings.Contains(stderr, "restricted address "+ip) && !strings.Contains(stderr, "resolves to a restricted address") {
+		t.Fatalf("owner target at the host's own LAN address (%s): %q, exit %d: %s", target, out, code, stderr)
+	}
+	e.addTarget(t, mine, target, 0)
+	if out, stderr, code := e.sshW(t, key, target, "ping"); code != 0 || out != "ping" {
+		t.Fatalf("admin's exact target at the host's LAN address (%s): %q, exit %d: %s", target, out, code, stderr)
+	}
+}
+
+// lanEcho runs an echo server on ip and returns its address.
+func lanEcho(t *testing.T, ip string) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +143,29 @@ func TestBastionIsNotAnOpenProxy(t *testing.T) {
 			go func() { defer c.Close(); buf := make([]byte, 64); n, _ := c.Read(buf); _, _ = c.Write(buf[:n]) }()
 		}
 	}()
-	target := ln.Addr().String()
+	return ln.Addr().String()
+}
+
+// TestOwnerTargetInsideAllowanceForwards: an owner's target inside an
+// admin's CIDR allowance forwards to a host behind the bastion. The test
+// has no second host, so the server is told its only addresses are
+// loopback: the LAN address then stands for a machine behind it.
+func TestOwnerTargetInsideAllowanceForwards(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, func(c *sshd.Config) {
+		c.HostAddrs = func() ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}, nil
+		}
+	})
+	aliceID, aliceTok := e.createUser(t, "alice")
+	key, pub := e.sshKeygen(t, "ed25519", 0)
+	e.addKey(t, aliceID, pub, "", "")
+	mine := e.createGroup(t, "alices", aliceTok)
+	ip := nonLoopbackIPv4()
+	if ip == "" {
+		t.Fatal("no non-loopback IPv4 address on this host")
+	}
+	target := lanEcho(t, ip)
 	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_allowances", e.adminToken,
 		url.Values{"pattern": {ip + "/32:*"}}, http.StatusCreated, nil)
 	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_targets", aliceTok,
