@@ -19,7 +19,7 @@ type connection struct {
 	once      sync.Once
 	srv       *Server
 	ip        netip.Addr
-	keepalive bool // keepalives started (revalidate loop only)
+	keepalive bool        // keepalives started (revalidate loop only)
 	closing   atomic.Bool // revalidation is closing it
 
 	srcTracked bool        // holds a per-source slot

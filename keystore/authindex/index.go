@@ -51,7 +51,7 @@ type Index struct {
 	// on a deleted project ends (revalidation asks ProjectGroup).
 	projects map[int64]int64
 	applied  int64
-	loading bool // building a fresh, unpublished index: no entry exists yet
+	loading  bool // building a fresh, unpublished index: no entry exists yet
 
 	// applyMu serializes Apply (its database read and its update) and the
 	// swap of a reload, so an older read never lands after a newer one.
