@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -140,7 +141,7 @@ func lanEcho(t *testing.T, ip string) string {
 			if err != nil {
 				return
 			}
-			go func() { defer c.Close(); buf := make([]byte, 64); n, _ := c.Read(buf); _, _ = c.Write(buf[:n]) }()
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
 		}
 	}()
 	return ln.Addr().String()
