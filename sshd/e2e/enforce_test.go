@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -526,4 +527,47 @@ func enforceEventLogged(t *testing.T, w *enforceWorld, reason string) bool {
 		}
 	}
 	return false
+}
+
+// TestForwardToRestrictedAddressEndsWithTheAdminsTarget (finding 3): a
+// forward to loopback, opened through an admin's exact target, ends when
+// that target is deleted although an owner's wildcard target for the same
+// port still matches the name (an owner's target never reaches a
+// restricted address); and its audit event names the admin's target, the
+// one that allowed it, not the owner's.
+func TestForwardToRestrictedAddressEndsWithTheAdminsTarget(t *testing.T) {
+	t.Parallel()
+	w := newEnforceWorld(t)
+	e := w.e
+	_, port, _ := net.SplitHostPort(w.adminDest)
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(w.eng)+"/bastion_allowances", e.adminToken,
+		url.Values{"pattern": {"*:*"}}, http.StatusCreated, nil)
+	var owner idJSON
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(w.eng)+"/bastion_targets", w.ownerTok,
+		url.Values{"pattern": {"*:" + port}}, http.StatusCreated, &owner)
+	fw := startForward(t, w.dial(t, "key", "alice"), "forward", w.adminDest)
+	w.mustOK(t, http.MethodDelete, "/groups/"+itoa(w.eng)+"/bastion_targets/"+itoa(w.adminTarget), e.adminToken, nil)
+	select {
+	case <-fw.ended:
+	case <-time.After(enforceBound):
+		t.Fatalf("forward to %s still open after the admin's target was deleted", w.adminDest)
+	}
+	var ev map[string]any
+	if !waitFor(5*time.Second, func() bool {
+		for _, d := range e.forwardEvents(t, "bastion_forward") {
+			if d["destination"] == w.adminDest {
+				ev = d
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("no bastion_forward event")
+	}
+	if id, _ := ev["target_id"].(float64); int64(id) != w.adminTarget {
+		t.Errorf("audit event names target %v, want the admin's %d (owner's is %d): %v", ev["target_id"], w.adminTarget, owner.ID, ev)
+	}
+	if r, _ := ev["closed_reason"].(string); !strings.Contains(r, "restricted address") {
+		t.Errorf("closed_reason = %q, want the restricted-address rule", r)
+	}
 }
