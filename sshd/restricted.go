@@ -3,6 +3,7 @@ package sshd
 import (
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/keygate/keygate/keystore/authindex"
 )
@@ -64,11 +65,7 @@ func (s *Server) ownAddrs() []netip.AddrPort {
 
 // localAddr reports whether a is an address of this host's interfaces.
 func (s *Server) localAddr(a netip.Addr) bool {
-	hostAddrs := s.cfg.HostAddrs
-	if hostAddrs == nil {
-		hostAddrs = interfaceAddrs
-	}
-	addrs, err := hostAddrs()
+	addrs, err := s.hostAddrs()
 	if err != nil {
 		return true // cannot tell: treat as ours (fail closed)
 	}
@@ -79,6 +76,23 @@ func (s *Server) localAddr(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// hostAddrs returns this host's addresses (Config.HostAddrs), read at most
+// once a second: every open forward re-checks them on each revalidation.
+func (s *Server) hostAddrs() ([]netip.Addr, error) {
+	read := s.cfg.HostAddrs
+	if read == nil {
+		read = interfaceAddrs
+	}
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
+	if s.hostErr == nil && s.hostList != nil && time.Since(s.hostRead) < time.Second {
+		return s.hostList, nil
+	}
+	s.hostList, s.hostErr = read()
+	s.hostRead = time.Now()
+	return s.hostList, s.hostErr
 }
 
 // interfaceAddrs lists the addresses of this host's interfaces.

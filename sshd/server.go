@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -38,6 +39,12 @@ type Server struct {
 	lnMu     sync.Mutex
 	ln       net.Listener
 	shutdown bool
+
+	// This host's addresses, cached for a second (restricted.go).
+	hostMu   sync.Mutex
+	hostList []netip.Addr
+	hostErr  error
+	hostRead time.Time
 }
 
 // New builds a server.
