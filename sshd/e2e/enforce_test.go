@@ -8,9 +8,9 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
-	"encoding/json"
 	"net"
 	"net/http"
 	"net/netip"
