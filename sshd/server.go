@@ -161,12 +161,20 @@ func (s *Server) waitConnsClosed(ctx context.Context, d time.Duration) {
 	}
 }
 
-// revalidateLoop cuts off connections past the login grace time and closes
-// authenticated connections whose identity is no longer valid (deleted key,
-// blocked user, removed member, deleted CA, revoked certificate).
+// revalidateLoop cuts off connections past the login grace time and
+// re-decides every open connection, git session and forward (decide.go):
+// on every tick — deadlines such as key, certificate and membership expiry
+// pass between changes — and at once when the index signals a change (at
+// most every changeCoalesce).
 func (s *Server) revalidateLoop() {
 	t := time.NewTicker(s.cfg.RevalidateInterval)
 	defer t.Stop()
+	var changed, watch <-chan struct{}
+	if n, ok := s.cfg.Auth.(interface{ Changed() <-chan struct{} }); ok {
+		watch = n.Changed()
+		changed = watch
+	}
+	var cool <-chan time.Time
 	for {
 		select {
 		case <-s.done:
@@ -174,9 +182,18 @@ func (s *Server) revalidateLoop() {
 		case <-t.C:
 			s.revalidate()
 			s.gate.prune(s.cfg.Now())
+		case <-changed:
+			s.revalidate()
+			changed, cool = nil, time.After(changeCoalesce)
+		case <-cool:
+			changed, cool = watch, nil
 		}
 	}
 }
+
+// changeCoalesce is the least time between two revalidations that index
+// changes trigger (a burst of writes costs one pass per interval).
+const changeCoalesce = 50 * time.Millisecond
 
 func (s *Server) revalidate() {
 	now := s.cfg.Now()

@@ -222,6 +222,7 @@ func (ix *Index) Apply(ctx context.Context, c keystore.Change) error {
 	apply()
 	ix.markApplied(c.Seq)
 	ix.mu.Unlock()
+	ix.signal()
 	ix.applyMu.Unlock()
 	locked = false
 	return nil

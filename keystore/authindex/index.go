@@ -62,6 +62,8 @@ type Index struct {
 	ahead map[int64]struct{}
 	// retry, when a Feed runs, asks it to retry a change whose Apply failed.
 	retry func()
+	// changed is signalled after each applied change and reload (Changed).
+	changed chan struct{}
 }
 
 type groupRec struct {
@@ -148,9 +150,23 @@ type Group struct {
 // InsertKey and InsertUser, for benchmarks and tests). Call Load, then
 // Follow.
 func New(src Source) *Index {
-	ix := &Index{src: src, log: slog.New(slog.DiscardHandler)}
+	ix := &Index{src: src, log: slog.New(slog.DiscardHandler), changed: make(chan struct{}, 1)}
 	ix.reset()
 	return ix
+}
+
+// Changed is signalled after every change the index applies and after every
+// reload, coalesced and without blocking the writer: the SSH server
+// re-decides its open sessions and forwards at once instead of at its next
+// tick. It has one reader.
+func (ix *Index) Changed() <-chan struct{} { return ix.changed }
+
+// signal wakes Changed's reader (never blocks).
+func (ix *Index) signal() {
+	select {
+	case ix.changed <- struct{}{}:
+	default:
+	}
 }
 
 // SetLogger sets where the index logs (nil: nowhere).

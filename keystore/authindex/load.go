@@ -113,6 +113,7 @@ func (ix *Index) reload(ctx context.Context) error {
 	ix.applied = seq
 	ix.ahead = map[int64]struct{}{} // applied to the old maps only
 	ix.mu.Unlock()
+	ix.signal()
 	return nil
 }
 
