@@ -14,7 +14,9 @@ import (
 // /projects/:id/deploy_keys, keygate's own per group at
 // /groups/:id/deploy_keys, and GitHub v3's /repos/:owner/:repo/keys.
 // Who manages: a maintainer or more of the project (of the group for group
-// keys); admins everywhere.
+// keys); admins everywhere. A key answers to its owner (user_id: who made
+// it, or whom an admin transferred it to; keystore.DeployKeyAccess), and
+// its title is its owner's: see mayRenameDeployKey.
 
 type deployKeyJSON struct {
 	ID                int64   `json:"id"`
@@ -68,13 +70,21 @@ type instanceDeployKeyJSON struct {
 	ProjectsWithReadonlyAccess []deployKeyProjectJSON `json:"projects_with_readonly_access"`
 	GroupsWithWriteAccess      []deployKeyGroupJSON   `json:"groups_with_write_access"`
 	GroupsWithReadonlyAccess   []deployKeyGroupJSON   `json:"groups_with_readonly_access"`
+	// keygate's: the key's owner and whether they answer for everything
+	// the key is enabled for (keystore.Owner*).
+	UserID      *int64 `json:"user_id"`
+	OwnerStatus string `json:"owner_status"`
 }
 
 func (a *API) renderInstanceDeployKey(ctx context.Context, k *keystore.DeployKey) (instanceDeployKeyJSON, error) {
 	j := instanceDeployKeyJSON{ID: k.ID, Title: k.Title, Key: k.Key, Fingerprint: strings.TrimPrefix(k.FingerprintMD5, "MD5:"),
 		FingerprintSHA256: k.FingerprintSHA256, CreatedAt: fmtTime(k.CreatedAt), ExpiresAt: fmtTimePtr(k.ExpiresAt),
 		ProjectsWithWriteAccess: []deployKeyProjectJSON{}, ProjectsWithReadonlyAccess: []deployKeyProjectJSON{},
-		GroupsWithWriteAccess: []deployKeyGroupJSON{}, GroupsWithReadonlyAccess: []deployKeyGroupJSON{}}
+		GroupsWithWriteAccess: []deployKeyGroupJSON{}, GroupsWithReadonlyAccess: []deployKeyGroupJSON{}, UserID: k.UserID}
+	var err error
+	if j.OwnerStatus, err = a.store.DeployKeyOwnerStatus(ctx, k); err != nil {
+		return j, err
+	}
 	for _, g := range k.Projects {
 		p, err := a.store.Project(ctx, g.ID)
 		if errors.Is(err, keystore.ErrNotFound) {
@@ -118,7 +128,11 @@ func (a *API) listInstanceDeployKeys(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{InstanceOnly: public}, pg.store())
+	orphaned, err := p.flag("orphaned")
+	if err != nil {
+		return err
+	}
+	keys, total, err := a.store.ListDeployKeys(r.Context(), keystore.DeployKeyFilter{InstanceOnly: public, Orphaned: orphaned}, pg.store())
 	if err != nil {
 		return err
 	}
@@ -158,6 +172,30 @@ func (a *API) getInstanceDeployKey(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	k, err := a.store.DeployKey(r.Context(), id)
+	return a.respondInstanceDeployKey(w, r, http.StatusOK, k, err)
+}
+
+// updateInstanceDeployKey: PUT /deploy_keys/:key_id (keygate's, admins):
+// rename any deploy key (title) or transfer it to another owner (user_id),
+// who must answer for everything it does (keystore.DeployKeyEdit).
+func (a *API) updateInstanceDeployKey(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathInt(r, "key_id", "Deploy Key")
+	if err != nil {
+		return err
+	}
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	var in keystore.DeployKeyEdit
+	if in.UserID, err = p.int64Ptr("user_id"); err != nil {
+		return err
+	}
+	in.Title = p.strPtr("title")
+	if in.UserID == nil && in.Title == nil {
+		return badRequest("user_id", "give user_id (the new owner) or title")
+	}
+	k, err := a.store.EditDeployKey(r.Context(), actor(r), id, in)
 	return a.respondInstanceDeployKey(w, r, http.StatusOK, k, err)
 }
 
@@ -311,7 +349,11 @@ func (a *API) scopedDeployKeys(group bool) (list, create, get, update, del, enab
 		if err != nil {
 			return err
 		}
-		k, err = a.store.UpdateDeployKey(r.Context(), actor(r), k.ID, scope, p.strPtr("title"), push)
+		title := p.strPtr("title")
+		if title != nil && strings.TrimSpace(*title) != k.Title && !mayRenameDeployKey(me(r), k, scope) {
+			return errStatus(http.StatusForbidden, "403 Forbidden - title: a deploy key enabled elsewhere is renamed only by its owner or an admin")
+		}
+		k, err = a.store.UpdateDeployKey(r.Context(), actor(r), k.ID, scope, title, push)
 		if err != nil {
 			return err
 		}
@@ -345,6 +387,25 @@ func (a *API) scopedDeployKeys(group bool) (list, create, get, update, del, enab
 		return respond(w, http.StatusCreated, renderDeployKey(k, scope))
 	}
 	return
+}
+
+// mayRenameDeployKey reports whether u (a maintainer or more of scope)
+// may change k's title, which every project and group it is enabled on
+// sees: an admin; else, for a key that is not an instance key, its owner,
+// or anyone when the key is enabled only on scope (GitLab's
+// update_deploy_key_title: a key "almost orphaned"). can_push, which is
+// scope's own, needs no more than the route's access.
+func mayRenameDeployKey(u *keystore.User, k *keystore.DeployKey, scope keystore.DeployScope) bool {
+	switch {
+	case u.IsAdmin:
+		return true
+	case k.Instance:
+		return false
+	case k.UserID != nil && *k.UserID == u.ID:
+		return true
+	}
+	_, here := k.Grant(scope)
+	return here && len(k.Projects)+len(k.Groups) == 1
 }
 
 // scopedDeployKey resolves {key_id} among the keys enabled on the route's

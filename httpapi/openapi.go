@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // operation documents one route of the API. The table is checked against
@@ -87,23 +89,24 @@ var operations = []operation{
 	{"POST", "/api/v4/projects", "Create a project and its bare repository (namespace_id, name, path, description)", "maintainer+ of the namespace", "Project", false, "201"},
 	{"GET", "/api/v4/projects/{id}", "Get a project by id or URL-encoded path", "member", "Project", false, ""},
 	{"DELETE", "/api/v4/projects/{id}", "Delete a project and its repository", "owner of the namespace", "", false, "202"},
-	{"GET", "/api/v4/deploy_keys", "List every deploy key (public=true: instance keys only), with the projects and groups it reaches", "admin", "InstanceDeployKey", true, ""},
+	{"GET", "/api/v4/deploy_keys", "List every deploy key (public=true: instance keys only; orphaned=true: keys whose owner does not answer for everything they are enabled for), with the projects and groups it reaches, its owner (user_id) and owner_status", "admin", "InstanceDeployKey", true, ""},
 	{"POST", "/api/v4/deploy_keys", "Add an instance deploy key (key, title, expires_at); maintainers enable it on their projects", "admin", "InstanceDeployKey", false, "201"},
 	{"GET", "/api/v4/deploy_keys/{key_id}", "Get any deploy key with the projects and groups it reaches (keygate; GitLab has it proposed)", "admin", "InstanceDeployKey", false, ""},
+	{"PUT", "/api/v4/deploy_keys/{key_id}", "Rename any deploy key (title) or transfer it (user_id: an active user who answers for everything it does; an admin for an instance key) (keygate)", "admin", "InstanceDeployKey", false, ""},
 	{"DELETE", "/api/v4/deploy_keys/{key_id}", "Delete any deploy key everywhere, instance keys included (keygate; GitLab has it proposed)", "admin", "", false, "204"},
 	{"GET", "/api/v4/projects/{id}/deploy_keys", "List the project's deploy keys", "maintainer+", "DeployKey", true, ""},
 	{"POST", "/api/v4/projects/{id}/deploy_keys", "Add a deploy key to the project (key, title, can_push, expires_at); an existing deploy key the caller can use is enabled instead", "maintainer+", "DeployKey", false, "201"},
 	{"GET", "/api/v4/projects/{id}/deploy_keys/{key_id}", "Get a deploy key enabled on the project", "maintainer+", "DeployKey", false, ""},
-	{"PUT", "/api/v4/projects/{id}/deploy_keys/{key_id}", "Change a deploy key's title and its can_push on the project", "maintainer+", "DeployKey", false, ""},
+	{"PUT", "/api/v4/projects/{id}/deploy_keys/{key_id}", "Change a deploy key's can_push on the project, and its title (a key enabled elsewhere too, or an instance key: its owner or an admin only)", "maintainer+", "DeployKey", false, ""},
 	{"DELETE", "/api/v4/projects/{id}/deploy_keys/{key_id}", "Disable a deploy key on the project (deleted when enabled nowhere else and not an instance key)", "maintainer+", "", false, "204"},
 	{"POST", "/api/v4/projects/{id}/deploy_keys/{key_id}/enable", "Enable an existing deploy key on the project (read-only)", "maintainer+ (and of a place the key is enabled, unless an instance key)", "DeployKey", false, "201"},
 	{"GET", "/api/v4/groups/{id}/deploy_keys", "List the group's deploy keys (every project of the group and its subgroups)", "maintainer+", "DeployKey", true, ""},
 	{"POST", "/api/v4/groups/{id}/deploy_keys", "Add a deploy key to the group (key, title, can_push, expires_at)", "maintainer+", "DeployKey", false, "201"},
 	{"GET", "/api/v4/groups/{id}/deploy_keys/{key_id}", "Get a deploy key enabled on the group", "maintainer+", "DeployKey", false, ""},
-	{"PUT", "/api/v4/groups/{id}/deploy_keys/{key_id}", "Change a deploy key's title and its can_push on the group", "maintainer+", "DeployKey", false, ""},
+	{"PUT", "/api/v4/groups/{id}/deploy_keys/{key_id}", "Change a deploy key's can_push on the group, and its title (a key enabled elsewhere too, or an instance key: its owner or an admin only)", "maintainer+", "DeployKey", false, ""},
 	{"DELETE", "/api/v4/groups/{id}/deploy_keys/{key_id}", "Disable a deploy key on the group", "maintainer+", "", false, "204"},
 	{"POST", "/api/v4/groups/{id}/deploy_keys/{key_id}/enable", "Enable an existing deploy key on the group (read-only)", "maintainer+", "DeployKey", false, "201"},
-	{"GET", "/api/v4/users/{id}/project_deploy_keys", "List the deploy keys a user made", "the user / admin", "DeployKey", true, ""},
+	{"GET", "/api/v4/users/{id}/project_deploy_keys", "List the deploy keys a user owns (made, or was transferred)", "the user / admin", "DeployKey", true, ""},
 	{"GET", "/api/v3/repos/{owner}/{repo}/keys", "List a repository's deploy keys (owner/repo: the project's full path, a nested owner URL-encoded)", "maintainer+", "", true, ""},
 	{"POST", "/api/v3/repos/{owner}/{repo}/keys", "Add a deploy key (title, key, read_only)", "maintainer+", "", false, "201"},
 	{"GET", "/api/v3/repos/{owner}/{repo}/keys/{id}", "Get a deploy key", "maintainer+", "", false, ""},
@@ -179,7 +182,10 @@ var schemas = map[string]any{
 		"projects_with_write_access":    map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
 		"projects_with_readonly_access": map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
 		"groups_with_write_access":      map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
-		"groups_with_readonly_access":   map[string]any{"type": "array", "items": map[string]any{"type": "object"}}}, "id", "key"),
+		"groups_with_readonly_access":   map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
+		"user_id":                       map[string]any{"type": "integer", "nullable": true},
+		"owner_status": map[string]any{"type": "string", "enum": []string{keystore.OwnerActive, keystore.OwnerInsufficient,
+			keystore.OwnerBlocked, keystore.OwnerDeleted, keystore.OwnerUnknown}}}, "id", "key"),
 	"Project": obj(map[string]any{"id": integer, "name": str, "path": str, "path_with_namespace": str,
 		"ssh_url_to_repo": str, "default_branch": str, "web_url": str, "created_at": tstamp, "namespace": map[string]any{"type": "object"}}, "id", "ssh_url_to_repo"),
 	"BastionTarget": obj(map[string]any{"id": integer, "pattern": str,

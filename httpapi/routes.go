@@ -156,6 +156,7 @@ func (a *API) routes() chi.Router {
 				r.Get("/deploy_keys", a.v4(a.listInstanceDeployKeys))
 				r.Post("/deploy_keys", a.v4(a.createInstanceDeployKey))
 				r.Get("/deploy_keys/{key_id}", a.v4(a.getInstanceDeployKey))
+				r.Put("/deploy_keys/{key_id}", a.v4(a.updateInstanceDeployKey))
 				r.Delete("/deploy_keys/{key_id}", a.v4(a.deleteInstanceDeployKey))
 				r.Post("/groups/{id}/bastion_allowances", a.v4(a.createBastionAllowance))
 				r.Delete("/groups/{id}/bastion_allowances/{allowance_id}", a.v4(a.deleteBastionAllowance))

@@ -23,13 +23,17 @@ type DeployKey struct {
 	FingerprintMD5    string
 	// Instance: made by an admin through /deploy_keys; maintainers may
 	// enable it on their projects.
-	Instance   bool
-	UserID     *int64 // who made it (nil: the user is gone, or the system)
-	ExpiresAt  *time.Time
-	CreatedAt  time.Time
-	LastUsedAt *time.Time
-	Projects   []DeployKeyGrant // where it is enabled, by project
-	Groups     []DeployKeyGrant // and by group
+	Instance bool
+	// UserID is the key's owner, who answers for it (DeployKeyAccess):
+	// who made it, or whom an admin transferred it to. nil: the owner was
+	// deleted (UserRecorded) or never recorded; the key then does nothing.
+	UserID       *int64
+	UserRecorded bool
+	ExpiresAt    *time.Time
+	CreatedAt    time.Time
+	LastUsedAt   *time.Time
+	Projects     []DeployKeyGrant // where it is enabled, by project
+	Groups       []DeployKeyGrant // and by group
 }
 
 // DeployKeyGrant enables a deploy key on one project or group.
@@ -79,18 +83,18 @@ type DeployKeyInput struct {
 	CanPush   bool
 }
 
-const deployKeyCols = `id, title, key, type, bits, fingerprint_sha256, fingerprint_md5, instance, user_id, expires_at, created_at, last_used_at`
+const deployKeyCols = `id, title, key, type, bits, fingerprint_sha256, fingerprint_md5, instance, user_id, user_recorded, expires_at, created_at, last_used_at`
 
 func scanDeployKey(row rowScanner) (*DeployKey, error) {
 	var k DeployKey
-	var instance int
+	var instance, recorded int
 	var user, exp, used sql.NullInt64
 	var created int64
 	if err := row.Scan(&k.ID, &k.Title, &k.Key, &k.Type, &k.Bits, &k.FingerprintSHA256, &k.FingerprintMD5,
-		&instance, &user, &exp, &created, &used); err != nil {
+		&instance, &user, &recorded, &exp, &created, &used); err != nil {
 		return nil, err
 	}
-	k.Instance = instance != 0
+	k.Instance, k.UserRecorded = instance != 0, recorded != 0
 	if user.Valid {
 		k.UserID = &user.Int64
 	}
@@ -122,16 +126,16 @@ func (s *Store) CreateDeployKey(ctx context.Context, a Actor, scope DeployScope,
 		Instance: scope == (DeployScope{}), ExpiresAt: truncMS(in.ExpiresAt)}
 	if a.UserID != 0 {
 		uid := a.UserID
-		k.UserID = &uid
+		k.UserID, k.UserRecorded = &uid, true
 	}
 	err = s.write(ctx, a, func(t *tx) error {
 		if err := t.fingerprintFree(ctx, pk.FingerprintSHA256); err != nil {
 			return err
 		}
 		k.CreatedAt = t.now
-		id, err := t.insert(ctx, `INSERT INTO deploy_keys (title, key, type, bits, fingerprint_sha256, fingerprint_md5, instance, user_id, expires_at, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.Title, k.Key, k.Type, k.Bits, k.FingerprintSHA256, k.FingerprintMD5,
-			boolInt(k.Instance), k.UserID, msPtr(k.ExpiresAt), ms(t.now))
+		id, err := t.insert(ctx, `INSERT INTO deploy_keys (title, key, type, bits, fingerprint_sha256, fingerprint_md5, instance, user_id, user_recorded, expires_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.Title, k.Key, k.Type, k.Bits, k.FingerprintSHA256, k.FingerprintMD5,
+			boolInt(k.Instance), k.UserID, boolInt(k.UserRecorded), msPtr(k.ExpiresAt), ms(t.now))
 		if err != nil {
 			return err
 		}
@@ -350,11 +354,17 @@ func (s *Store) DeployKeyByFingerprint(ctx context.Context, fp string) (*DeployK
 type DeployKeyFilter struct {
 	Scope        DeployScope // keys enabled on this project or group
 	InstanceOnly bool        // only instance keys (GitLab's public=true)
-	UserID       int64       // keys this user made
+	UserID       int64       // keys this user owns
+	// Orphaned: keys whose owner does not answer for everything they are
+	// enabled for (DeployKeyOwnerStatus other than OwnerActive).
+	Orphaned bool
 }
 
 // ListDeployKeys lists deploy keys by id, with their grants.
 func (s *Store) ListDeployKeys(ctx context.Context, f DeployKeyFilter, pg Page) ([]*DeployKey, int, error) {
+	if f.Orphaned {
+		return s.listOrphanedDeployKeys(ctx, f, pg)
+	}
 	where, args := []string{"1=1"}, []any{}
 	if f.Scope != (DeployScope{}) {
 		table, col, target := f.Scope.table()

@@ -34,7 +34,8 @@ func TestDeletingAProjectOrGroupSettlesItsDeployKeys(t *testing.T) {
 	doomed, kept, deep := project(top, "doomed"), project(other, "kept"), project(sub, "deep")
 	deployKey := func(title string, scope keystore.DeployScope) (*keystore.DeployKey, string) {
 		_, line := newEd25519(t, title)
-		k, err := e.s.CreateDeployKey(e.ctx, sys, scope, keystore.DeployKeyInput{Title: title, Key: line})
+		// Made by the groups' owner, who answers for it.
+		k, err := e.s.CreateDeployKey(e.ctx, keystore.Actor{UserID: owner.ID}, scope, keystore.DeployKeyInput{Title: title, Key: line})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -248,7 +248,8 @@ func TestFeedFollowsAnotherStore(t *testing.T) {
 	// and gone once enabled nowhere.
 	dpub, dline := newEd25519(t, "ci")
 	p.keys = append(p.keys, dpub)
-	dk, err := a.CreateDeployKey(e.ctx, sys, keystore.DeployScope{ProjectID: proj.ID}, keystore.DeployKeyInput{Title: "ci", Key: dline})
+	// Made by the group's owner, who answers for it (keystore.DeployKeyAccess).
+	dk, err := a.CreateDeployKey(e.ctx, keystore.Actor{UserID: owner.ID}, keystore.DeployScope{ProjectID: proj.ID}, keystore.DeployKeyInput{Title: "ci", Key: dline})
 	must(err)
 	eventually(t, "deploy key added on A is found on B", func() bool {
 		got, ok := ix.Key(fp(dpub))

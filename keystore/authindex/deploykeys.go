@@ -7,7 +7,13 @@ import (
 // Deploy keys live in the same pointer-free key table as user keys (one
 // lookup on the auth path decides for both): id -ID (so the id spaces
 // never collide), user 0, usage UsageAuth|UsageDeploy. Their grants are
-// small maps beside it.
+// small maps beside it, with the key's owner.
+//
+// A deploy key answers to its owner (keystore.DeployKeyAccess): DeployAccess
+// reads the owner's state and levels from the user and member tables at each
+// call, so a change of the owner, their memberships or the groups (applied
+// as user, member and group changes) changes its answer at once, with no
+// copy to keep in step.
 
 // UsageDeploy marks a deploy key in Key.Usage.
 const UsageDeploy uint8 = 1 << 2
@@ -19,6 +25,8 @@ func (k Key) IsDeployKey() bool { return k.Usage&UsageDeploy != 0 }
 type deployRec struct {
 	title    string
 	fp       [32]byte
+	owner    int64 // user id (0: deleted or never recorded)
+	instance bool
 	projects map[int64]bool // project id -> can_push
 	groups   map[int64]bool // group id -> can_push
 }
@@ -42,7 +50,8 @@ func (ix *Index) putDeployKey(k *keystore.DeployKey) {
 		exp = k.ExpiresAt.UnixMilli()
 	}
 	ix.putKeyFP(-k.ID, 0, &fp, UsageAuth|UsageDeploy, exp, k.ExpiresAt != nil)
-	rec := deployRec{title: k.Title, fp: fp, projects: map[int64]bool{}, groups: map[int64]bool{}}
+	rec := deployRec{title: k.Title, fp: fp, owner: ptrVal(k.UserID), instance: k.Instance,
+		projects: map[int64]bool{}, groups: map[int64]bool{}}
 	for _, g := range k.Projects {
 		rec.projects[g.ID] = g.CanPush
 	}
@@ -75,22 +84,30 @@ func (ix *Index) DeployKey(id int64) (DeployKey, bool) {
 	return DeployKey{ID: id, Title: r.title}, ok
 }
 
-// DeployAccess reports what deploy key id may do in a project: read where
-// it is enabled on the project or on its group or an ancestor group, push
-// where one of those grants has can_push.
+// DeployAccess reports what deploy key id may do in a project: where it is
+// enabled on the project or on its group or an ancestor (push where one of
+// those grants has can_push), what its owner answers for there
+// (keystore.DeployKeyAccess: nothing when the owner is blocked, deleted or
+// unknown, or below Reporter in the project; push only when Maintainer or
+// more, an admin for an instance key). A few map lookups per ancestor.
 func (ix *Index) DeployAccess(id, projectID, groupID int64) (read, push bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	r, ok := ix.deploys[id]
-	if !ok {
+	if !ok || r.owner == 0 {
 		return false, false
 	}
+	owner, ok := ix.users.get(r.owner)
+	if !ok || !owner.active {
+		return false, false
+	}
+	enabled, canPush := false, false
 	if p, ok := r.projects[projectID]; ok {
-		read, push = true, p
+		enabled, canPush = true, p
 	}
 	for g, depth := groupID, 0; g != 0 && depth < 64; depth++ {
 		if p, ok := r.groups[g]; ok {
-			read, push = true, push || p
+			enabled, canPush = true, canPush || p
 		}
 		rec, ok := ix.groups[g]
 		if !ok {
@@ -98,5 +115,12 @@ func (ix *Index) DeployAccess(id, projectID, groupID int64) (read, push bool) {
 		}
 		g = rec.Parent
 	}
-	return read, push
+	if !enabled {
+		return false, false
+	}
+	level := 0
+	if !owner.admin {
+		level = ix.accessLevelLocked(r.owner, groupID)
+	}
+	return keystore.DeployKeyAccess(r.instance, canPush, true, owner.admin, level)
 }
