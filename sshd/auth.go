@@ -229,6 +229,10 @@ func (s *Server) decideDeployKey(login string, k authindex.Key, verdict keyVerdi
 		if login != s.cfg.GitUser {
 			break
 		}
+		if !dk.OwnerActive {
+			return nil, refuseLoudly("deploy key's owner is blocked or deleted",
+				fmt.Sprintf("keygate: deploy key %q answers to no active user (its owner is blocked or deleted); an administrator can transfer it", dk.Title))
+		}
 		return &Identity{Login: login, KeyID: k.ID, KeyFingerprint: printable, keyFP: fp,
 			DeployKeyID: dk.ID, DeployKeyTitle: dk.Title}, nil
 	case keyExpired:
@@ -386,8 +390,10 @@ func verifyCertSignature(cert *gossh.Certificate) error {
 func (s *Server) stillValid(id *Identity, now time.Time) string {
 	var u authindex.User
 	if id.IsDeployKey() {
-		if _, ok := s.cfg.Auth.DeployKey(id.DeployKeyID); !ok {
+		if dk, ok := s.cfg.Auth.DeployKey(id.DeployKeyID); !ok {
 			return "deploy key deleted"
+		} else if !dk.OwnerActive {
+			return "deploy key's owner blocked or deleted"
 		}
 	} else {
 		var ok bool

@@ -36,6 +36,9 @@ type deployRec struct {
 type DeployKey struct {
 	ID    int64
 	Title string
+	// OwnerActive: the key's owner exists and is not blocked (a key that
+	// answers to no one logs in nowhere).
+	OwnerActive bool
 }
 
 // putDeployKey adds or replaces a deploy key (ix.mu held, or unpublished).
@@ -81,7 +84,8 @@ func (ix *Index) DeployKey(id int64) (DeployKey, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	r, ok := ix.deploys[id]
-	return DeployKey{ID: id, Title: r.title}, ok
+	owner, known := ix.users.get(r.owner)
+	return DeployKey{ID: id, Title: r.title, OwnerActive: r.owner != 0 && known && owner.active}, ok
 }
 
 // DeployAccess reports what deploy key id may do in a project: where it is

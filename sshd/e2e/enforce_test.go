@@ -226,11 +226,12 @@ func startForward(t *testing.T, c *gossh.Client, name, dest string) *openThing {
 // enforceWorld is one cell's keygate: alice (developer in eng, an
 // enterprise user of eng) with a plain key and an eng certificate; project
 // eng/api; an admin's exact target and an owner's target inside an
-// allowance, both at min level developer; a deploy key with can_push on
-// eng/api and eng/other.
+// allowance, both at min level developer; a deploy key that maintainer
+// "maint" made, with can_push on eng/api and eng/other.
 type enforceWorld struct {
 	*certWorld
 	projectID, otherID int64
+	maintID            int64 // the maintainer who made the deploy key
 	aliceTok           string
 	aliceKeyID         int64
 	certKey, cert      string
@@ -294,7 +295,14 @@ func newEnforceWorld(t *testing.T) *enforceWorld {
 
 	var pub string
 	w.deployKey, pub = e.sshKeygen(t, "ed25519", 0)
-	w.deployKeyID = e.addDeployKey(t, "projects/"+itoa(w.projectID), "ci", pub, true)
+	// A maintainer makes the deploy key: it answers to them.
+	var maintTok string
+	w.maintID, maintTok = e.createUser(t, "maint")
+	e.addMember(t, w.eng, w.maintID, 40)
+	var dk idJSON
+	e.mustAPI(t, http.MethodPost, "/projects/"+itoa(w.projectID)+"/deploy_keys", maintTok,
+		url.Values{"title": {"ci"}, "key": {pub}, "can_push": {"true"}}, http.StatusCreated, &dk)
+	w.deployKeyID = dk.ID
 	e.mustAPI(t, http.MethodPost, "/projects/"+itoa(w.otherID)+"/deploy_keys/"+itoa(w.deployKeyID)+"/enable",
 		e.adminToken, nil, http.StatusCreated, nil)
 	return w
@@ -400,6 +408,15 @@ func TestEnforcementMatrix(t *testing.T) {
 			reason: "deploy key may not push to the project",
 			apply: func(t *testing.T, w *enforceWorld) {
 				w.mustOK(t, http.MethodPut, "/projects/"+itoa(w.projectID)+"/deploy_keys/"+itoa(w.deployKeyID), w.e.adminToken, url.Values{"can_push": {"false"}})
+			}},
+		{change: "deploy key's owner blocked", principal: "deploy", opens: allGit, reason: "deploy key's owner blocked or deleted",
+			apply: func(t *testing.T, w *enforceWorld) {
+				w.mustOK(t, http.MethodPost, "/users/"+itoa(w.maintID)+"/block", w.e.adminToken, nil)
+			}},
+		{change: "deploy key's owner lowered below maintainer", principal: "deploy", opens: []string{openPush}, stays: []string{openV2},
+			reason: "deploy key may not push to the project",
+			apply: func(t *testing.T, w *enforceWorld) {
+				w.mustOK(t, http.MethodPut, "/groups/"+itoa(w.eng)+"/members/"+itoa(w.maintID), w.e.adminToken, url.Values{"access_level": {"30"}})
 			}},
 		{change: "key deleted", principal: "key", opens: all, reason: "key deleted",
 			apply: func(t *testing.T, w *enforceWorld) {
