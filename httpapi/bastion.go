@@ -29,6 +29,12 @@ func renderBastionTarget(b *keystore.BastionTarget, allowances []*keystore.Basti
 	case b.Origin == keystore.OriginAdmin:
 		j.Active = true
 	case b.Origin == keystore.OriginOwner:
+		// Stored before owners' targets that could never forward were
+		// refused: shown as what they are.
+		if p, _, ok := keystore.ParseBastionPattern(b.Pattern); ok && keystore.NeverForwards(p) != "" {
+			j.DisabledReason = "could never forward: " + keystore.NeverForwards(p)
+			break
+		}
 		j.Active = keystore.InsideAllowances(b.Pattern, allowances)
 		if !j.Active {
 			j.DisabledReason = "outside every current bastion allowance of the group"

@@ -1,7 +1,10 @@
 package httpapi_test
 
 import (
+	"database/sql"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -176,5 +179,101 @@ func TestBastionPolicy(t *testing.T) {
 		if o["pattern"] == "web.lab.example:8080" && o["active"] != true {
 			t.Fatalf("owner target inside an allowance inactive: %v", o)
 		}
+	}
+}
+
+// TestBastionOwnerTargetNeverForwards: an owner's target that covers only
+// restricted addresses (loopback, link-local and cloud metadata,
+// unspecified, multicast, NAT64 forms of those, localhost names) could
+// never forward, since only an admin's target naming the exact address
+// reaches them: it is refused with a 403 that says why, even inside an
+// allowance that covers it, and nothing is stored. Admins' targets are
+// unaffected; a target stored before the rule is listed as inactive.
+func TestBastionOwnerTargetNeverForwards(t *testing.T) {
+	t.Parallel()
+	f := newGroupsFixture(t)
+	top := "/api/v4/groups/" + itoa(f.top)
+	for _, al := range []string{"*:*", "0.0.0.0/0:*", "[::/0]:*"} {
+		expect(t, "allowance "+al, f.do(t, "POST", top+"/bastion_allowances", adminSecret, map[string]any{"pattern": al}), http.StatusCreated)
+	}
+	stored := func() int {
+		_, n, err := f.store.ListBastionTargets(f.ctx, f.top, keystore.Page{PerPage: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, c := range []struct{ pattern, why string }{
+		{"127.0.0.1:22", "loopback"},
+		{"127.9.9.9:*", "loopback"},
+		{"[::1]:22", "loopback"},
+		{"[::ffff:127.0.0.1]:22", "loopback"},
+		{"169.254.169.254:80", "link-local"},
+		{"[fe80::1]:22", "link-local"},
+		{"[fd00:ec2::254]:80", "metadata"},
+		{"[64:ff9b::a9fe:a9fe]:80", "NAT64"},
+		{"0.0.0.0:22", "unspecified"},
+		{"[::]:22", "unspecified"},
+		{"224.0.0.251:5353", "multicast"},
+		{"[ff02::1]:22", "multicast"},
+		{"localhost:22", "localhost"},
+		{"LocalHost:*", "localhost"},
+		{"*.localhost:8080", "localhost"},
+	} {
+		r := f.do(t, "POST", top+"/bastion_targets", f.ownerToken, map[string]any{"pattern": c.pattern})
+		if r.Code != http.StatusForbidden || !strings.Contains(string(r.Body), "could never forward") || !strings.Contains(string(r.Body), c.why) {
+			t.Errorf("owner target %s: %d %s, want 403 saying it could never forward (%s)", c.pattern, r.Code, r.Body, c.why)
+		}
+	}
+	if n := stored(); n != 0 {
+		t.Fatalf("%d targets stored after refusals", n)
+	}
+	// What could reach something else is stored and active, names
+	// included (they are judged on the addresses they resolve to).
+	for _, p := range []string{"10.1.2.3:22", "[fd00:1::5]:443", "db.internal:5432", "*:22", "localhost.example:22", "127.0.0.*:22"} {
+		r := f.do(t, "POST", top+"/bastion_targets", f.ownerToken, map[string]any{"pattern": p})
+		expect(t, "owner target "+p, r, http.StatusCreated)
+		if o := r.Object(t); o["active"] != true {
+			t.Errorf("owner target %s = %v, want active", p, o)
+		}
+	}
+	// An admin's target naming a restricted address is network policy as
+	// written.
+	for _, p := range []string{"127.0.0.1:5432", "169.254.169.254:80", "localhost:22"} {
+		r := f.do(t, "POST", top+"/bastion_targets", adminSecret, map[string]any{"pattern": p})
+		expect(t, "admin target "+p, r, http.StatusCreated)
+		if o := r.Object(t); o["active"] != true || o["origin"] != "admin" {
+			t.Errorf("admin target %s = %v", p, o)
+		}
+	}
+	// A target an owner stored before the rule is listed as inactive,
+	// with the reason.
+	driver, dsn := "sqlite", "file:"+filepath.Join(f.dir, "keygate.db")
+	if f.store.Backend() == "postgres" {
+		driver, dsn = "pgx", f.dsn
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q := `INSERT INTO bastion_targets (group_id, pattern, min_access_level, description, created_at, origin, disabled_reason) VALUES (?, '127.0.0.1:6379', 30, 'old', 0, 'owner', '')`
+	if f.store.Backend() == "postgres" {
+		q = strings.Replace(q, "?", "$1", 1)
+	}
+	if _, err := db.ExecContext(f.ctx, q, f.top); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, o := range f.do(t, "GET", top+"/bastion_targets?per_page=100", f.ownerToken, nil).List(t) {
+		if o["pattern"] == "127.0.0.1:6379" {
+			found = true
+			if o["active"] != false || !strings.Contains(fmt.Sprint(o["disabled_reason"]), "could never forward") {
+				t.Errorf("an owner's old loopback target is listed as %v", o)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the old owner target is not listed")
 	}
 }

@@ -134,6 +134,17 @@ func (a *API) ghKeys(r *http.Request, userID int64, usages []string) ([]*keystor
 	return keys, pg, total, err
 }
 
+// ghPublicKeyPage is a page of u's keys with usages as anyone sees them
+// (GitHub's public routes show the public view to everyone).
+func (a *API) ghPublicKeyPage(r *http.Request, u *keystore.User, usages []string) ([]*keystore.Key, paging, int, error) {
+	pg, err := parsePaging(r, 30)
+	if err != nil {
+		return nil, pg, 0, err
+	}
+	keys, total, err := a.keysOf(r, u, usages, true, pg.store())
+	return keys, pg, total, err
+}
+
 // ghUserKey loads {id} if it is the caller's and has one of usages.
 func (a *API) ghUserKey(r *http.Request, usages []string) (*keystore.Key, error) {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
@@ -252,7 +263,7 @@ func (a *API) ghPublicKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	keys, pg, total, err := a.ghKeys(r, u.ID, authUsages)
+	keys, pg, total, err := a.ghPublicKeyPage(r, u, authUsages)
 	if err != nil {
 		return err
 	}
@@ -268,7 +279,7 @@ func (a *API) ghPublicSigningKeys(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	keys, pg, total, err := a.ghKeys(r, u.ID, signingUsages)
+	keys, pg, total, err := a.ghPublicKeyPage(r, u, signingUsages)
 	if err != nil {
 		return err
 	}

@@ -67,8 +67,9 @@ func (a *API) ghNotFound(w http.ResponseWriter, r *http.Request) {
 // publicKeysText is GET /USERNAME.keys, as GitLab and GitHub serve it:
 // the user's authentication keys, one OpenSSH line each, for
 // `curl https://HOST/alice.keys >> ~/.ssh/authorized_keys`. Signing-only
-// and expired keys are left out (they do not log in), and so is every key
-// of a blocked user. Public, like GitLab's.
+// keys are left out (they do not log in), and so is what is not public
+// (keystore.PublicKey: expired keys, every key of a blocked user). Public,
+// like GitLab's.
 func (a *API) publicKeysText(w http.ResponseWriter, r *http.Request) error {
 	name := pathParam(r, "username")
 	u, err := a.store.UserByUsername(r.Context(), name)
@@ -76,18 +77,13 @@ func (a *API) publicKeysText(w http.ResponseWriter, r *http.Request) error {
 		return err // ErrNotFound is 404
 	}
 	var b strings.Builder
-	if u.Active() {
-		keys, _, err := a.store.ListKeys(r.Context(), keystore.KeyFilter{UserID: u.ID, Usages: authUsages}, keystore.Page{PerPage: 1 << 30})
-		if err != nil {
-			return err
-		}
-		now := a.store.Now()
-		for _, k := range keys {
-			if k.ExpiresAt == nil || k.ExpiresAt.After(now) {
-				b.WriteString(ghKeyText(k))
-				b.WriteByte('\n')
-			}
-		}
+	keys, _, err := a.keysOf(r, u, authUsages, true, keystore.Page{PerPage: 1 << 30})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		b.WriteString(ghKeyText(k))
+		b.WriteByte('\n')
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))

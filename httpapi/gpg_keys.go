@@ -115,11 +115,25 @@ func (a *API) forUser(fn func(http.ResponseWriter, *http.Request, int64) error, 
 }
 
 func (a *API) listUserGPGKeys(w http.ResponseWriter, r *http.Request) error {
-	return a.forUser(a.writeGPGKeys, false)(w, r)
+	u, err := a.lookupUser(r, "id")
+	if err != nil {
+		return err
+	}
+	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.GPGKey, int, error) {
+		return a.gpgKeysOf(r, u, pg)
+	}, renderGPG)
 }
 
 func (a *API) getUserGPGKey(w http.ResponseWriter, r *http.Request) error {
-	return a.forUser(a.getGPG, false)(w, r)
+	u, err := a.lookupUser(r, "id")
+	if err != nil {
+		return err
+	}
+	g, err := a.gpgKeyOf(r, u)
+	if err != nil {
+		return err
+	}
+	return respond(w, http.StatusOK, renderGPG(g))
 }
 
 func (a *API) addUserGPGKey(w http.ResponseWriter, r *http.Request) error {

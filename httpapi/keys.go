@@ -91,7 +91,9 @@ func (a *API) listUserKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.writeKeys(w, r, u.ID)
+	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.Key, int, error) {
+		return a.keysOf(r, u, nil, false, pg)
+	}, renderKey)
 }
 
 func (a *API) getUserKey(w http.ResponseWriter, r *http.Request) error {
@@ -99,7 +101,7 @@ func (a *API) getUserKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	k, err := a.userKey(r, u.ID)
+	k, err := a.keyOf(r, u)
 	if err != nil {
 		return err
 	}

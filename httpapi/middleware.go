@@ -87,6 +87,27 @@ func (s *statusWriter) status() int {
 	return s.code
 }
 
+// methodLabel is the method as a metric label: one of the methods keygate
+// serves, or "other" (a client may send any token as a method).
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+// codeLabel is the status code as a metric label: the code, or "other"
+// outside 100–599 (at most 500 values; keygate's handlers use a dozen).
+func codeLabel(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code)
+}
+
+// routeOf is the request's route for logs and metrics: the chi pattern it
+// matched (never the raw path), or "unmatched".
 func routeOf(r *http.Request) string {
 	if rc := chi.RouteContext(r.Context()); rc != nil {
 		if route := rc.RoutePattern(); route != "" {
@@ -111,14 +132,17 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 }
 
 // countRequests exports each request in keygate_http_requests_total and
-// keygate_http_request_duration_seconds.
+// keygate_http_request_duration_seconds. Every label comes from a closed
+// set, whatever the client sends: the method (methodLabel), chi's route
+// pattern (routeOf: a pattern of the route table, or "unmatched") and the
+// status code keygate answered (codeLabel).
 func (a *API) countRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := statusOf(w)
 		defer func() {
 			route := routeOf(r)
-			a.requests.WithLabelValues(r.Method, route, strconv.Itoa(sw.status())).Inc()
+			a.requests.WithLabelValues(methodLabel(r.Method), route, codeLabel(sw.status())).Inc()
 			a.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}()
 		next.ServeHTTP(sw, r)

@@ -187,8 +187,9 @@ func (s *Store) CreateBastionTarget(ctx context.Context, a Actor, groupID int64,
 
 // CreateOwnerBastionTarget adds a bastion target to a group on behalf of
 // a group owner who is not an admin: the pattern must lie inside an
-// admin's allowance for the group or one of its ancestors, or the write is
-// refused with ErrForbidden and nothing is stored.
+// admin's allowance for the group or one of its ancestors and must be
+// able to forward somewhere (NeverForwards), or the write is refused with
+// ErrForbidden and nothing is stored.
 func (s *Store) CreateOwnerBastionTarget(ctx context.Context, a Actor, groupID int64, in BastionTargetInput) (*BastionTarget, error) {
 	return s.createBastionTarget(ctx, a, groupID, in, OriginOwner)
 }
@@ -216,13 +217,16 @@ func (s *Store) createBastionTarget(ctx context.Context, a Actor, groupID int64,
 			return err
 		}
 		if origin == OriginOwner {
+			target, _, _ := ParseBastionPattern(norm)
 			allowances, err := t.allowancesFor(ctx, groupID)
 			if err != nil {
 				return err
 			}
-			target, _, _ := ParseBastionPattern(norm)
 			if !withinAny(target, allowances) {
 				return forbidden(outsideAllowances(norm, allowances))
+			}
+			if why := NeverForwards(target); why != "" {
+				return forbidden("bastion target " + norm + " could never forward: " + why)
 			}
 		}
 		b.CreatedAt = t.now

@@ -139,6 +139,12 @@ func (s *Store) ListGPGKeys(ctx context.Context, userID int64, pg Page) ([]*GPGK
 	return listPage(ctx, s, gpgCols, `gpg_keys WHERE user_id = ?`, []any{userID}, "id", pg, scanGPG)
 }
 
+// ListPublicGPGKeys lists the GPG keys of a user that anyone may see
+// (PublicGPGKey), ordered by id.
+func (s *Store) ListPublicGPGKeys(ctx context.Context, userID int64, pg Page) ([]*GPGKey, int, error) {
+	return listPage(ctx, s, gpgCols, `gpg_keys WHERE user_id = ? AND `+publicGPGWhere, []any{userID, StateActive}, "id", pg, scanGPG)
+}
+
 // DeleteGPGKey deletes a user's GPG key.
 func (s *Store) DeleteGPGKey(ctx context.Context, a Actor, userID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {

@@ -205,6 +205,9 @@ func (s *Store) KeyByFingerprint(ctx context.Context, fp string) (*Key, error) {
 type KeyFilter struct {
 	UserID int64    // 0: all users
 	Usages []string // empty: any usage
+	// Public leaves out what only the key's owner and admins see
+	// (PublicKey): expired keys, and every key of a user who is not active.
+	Public bool
 }
 
 // ListKeys lists keys ordered by id.
@@ -220,6 +223,10 @@ func (s *Store) ListKeys(ctx context.Context, f KeyFilter, pg Page) ([]*Key, int
 		for _, u := range f.Usages {
 			args = append(args, u)
 		}
+	}
+	if f.Public {
+		where = append(where, publicKeyWhere)
+		args = append(args, ms(s.now()), StateActive)
 	}
 	return listPage(ctx, s, keyCols, `keys WHERE `+strings.Join(where, " AND "), args, "id", pg, scanKey)
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -54,6 +56,13 @@ func (ca *testCA) issue(t *testing.T, cn, certFile, keyFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ca.issueFor(t, key, cn, certFile, keyFile)
+}
+
+// issueFor is issue with the server's key given (an RSA key for the
+// ECDHE_RSA suites).
+func (ca *testCA) issueFor(t *testing.T, key crypto.Signer, cn, certFile, keyFile string) {
+	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(100), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost", "keygate.test"},
@@ -205,5 +214,74 @@ func TestTLSFlagErrors(t *testing.T) {
 		if code := p.wait(30 * time.Second); code == 0 || !strings.Contains(p.Stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want failure naming %s", tc.args, code, p.Stderr, tc.want)
 		}
+	}
+}
+
+// TestTLS12OnlyAEAD: over TLS 1.2, keygate offers only ECDHE with AEAD
+// ciphers (Mozilla's "intermediate"): a client that offers only a CBC
+// suite (or only RSA key exchange) fails the handshake, AES-GCM and
+// ChaCha20-Poly1305 work, and TLS 1.3 is untouched. Checked with Go's TLS
+// client and, when installed, `openssl s_client`.
+func TestTLS12OnlyAEAD(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.issueFor(t, key, "keygate-rsa", certFile, keyFile)
+	p := startServe(t, serveOpts{Args: []string{"--tls-cert", certFile, "--tls-key", keyFile}, TLS: &tls.Config{RootCAs: ca.pool}})
+
+	dial := func(suite uint16) error {
+		c, err := tls.Dial("tcp", p.HTTPAddr, &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+			CipherSuites: []uint16{suite}})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if got := c.ConnectionState().CipherSuite; got != suite {
+			t.Errorf("asked for %s, got %s", tls.CipherSuiteName(suite), tls.CipherSuiteName(got))
+		}
+		return nil
+	}
+	for _, s := range []uint16{
+		tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+		tls.TLS_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA,
+	} {
+		if err := dial(s); err == nil {
+			t.Errorf("TLS 1.2 with %s was accepted", tls.CipherSuiteName(s))
+		}
+	}
+	for _, s := range []uint16{
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	} {
+		if err := dial(s); err != nil {
+			t.Errorf("TLS 1.2 with %s: %v", tls.CipherSuiteName(s), err)
+		}
+	}
+	if c, err := tls.Dial("tcp", p.HTTPAddr, &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS13}); err != nil {
+		t.Errorf("TLS 1.3: %v", err)
+	} else {
+		c.Close()
+	}
+
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Log("openssl not installed: checked with Go's TLS client only")
+		return
+	}
+	sClient := func(cipher string) (string, error) {
+		cmd := exec.Command(openssl, "s_client", "-connect", p.HTTPAddr, "-tls1_2", "-cipher", cipher)
+		cmd.Stdin = strings.NewReader("")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := sClient("ECDHE-RSA-AES128-SHA"); err == nil {
+		t.Errorf("openssl s_client -tls1_2 -cipher ECDHE-RSA-AES128-SHA connected:\n%s", out)
+	}
+	if out, err := sClient("ECDHE-RSA-AES128-GCM-SHA256"); err != nil || !strings.Contains(out, "ECDHE-RSA-AES128-GCM-SHA256") {
+		t.Errorf("openssl s_client -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256: %v\n%s", err, out)
 	}
 }

@@ -96,12 +96,15 @@ func TestBastionIsNotAnOpenProxy(t *testing.T) {
 	if out, stderr, code := e.sshW(t, key, dest(port), "hello\n"); code != 0 || out != "hello\n" {
 		t.Fatalf("admin's exact target: %q, exit %d: %s", out, code, stderr)
 	}
-	// An owner's target inside an admin's allowance: a name allowance whose
-	// name resolves to loopback still never reaches it.
+	// An owner's target inside an admin's allowance: a localhost name could
+	// never forward, so it is refused at creation, and the name still
+	// never reaches loopback.
 	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_allowances", e.adminToken,
 		url.Values{"pattern": {"localhost:*"}}, http.StatusCreated, nil)
-	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_targets", aliceTok,
-		url.Values{"pattern": {"localhost:" + strconv.Itoa(port)}}, http.StatusCreated, nil)
+	if code, body := e.api(t, http.MethodPost, "/groups/"+itoa(mine)+"/bastion_targets", aliceTok,
+		url.Values{"pattern": {"localhost:" + strconv.Itoa(port)}}); code != http.StatusForbidden || !strings.Contains(string(body), "could never forward") {
+		t.Fatalf("owner target localhost:%d: %d %s, want 403 saying it could never forward", port, code, body)
+	}
 	if out, stderr, code := e.sshW(t, key, "localhost:"+strconv.Itoa(port), "hello\n"); code == 0 || !strings.Contains(stderr, "restricted address") {
 		t.Fatalf("owner target resolving to loopback: %q, exit %d: %s", out, code, stderr)
 	}
