@@ -5,34 +5,15 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/authindex"
 )
 
-// Addresses the bastion never reaches unless an admin's target names that
-// exact address: they reach the bastion host itself or its cloud's
-// control plane, not the network behind it.
-
-// awsIMDSv6 is the EC2 instance metadata service on IPv6 (Nitro).
-var awsIMDSv6 = netip.MustParseAddr("fd00:ec2::254")
-
-// nat64 is the well-known NAT64 prefix, through which an IPv6 address can
-// name any IPv4 one (64:ff9b::a9fe:a9fe is 169.254.169.254).
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
-
-// restrictedAddr reports whether a is loopback, link-local (cloud
-// metadata at 169.254.169.254 included), unspecified, multicast, the EC2
-// IPv6 metadata address, or one of those behind NAT64.
-func restrictedAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	if a.Is6() && nat64.Contains(a) {
-		b := a.As16()
-		if restrictedAddr(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})) {
-			return true
-		}
-	}
-	return a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsUnspecified() ||
-		a.IsInterfaceLocalMulticast() || a.IsMulticast() || a == awsIMDSv6
-}
+// restrictedAddr reports whether a is an address the bastion reaches only
+// through an admin's target naming it exactly (keystore.RestrictedAddr:
+// loopback, link-local and cloud metadata, unspecified, multicast, and
+// those behind NAT64); the store judges owners' targets by the same rule.
+func restrictedAddr(a netip.Addr) bool { return keystore.RestrictedAddr(a) }
 
 // ownListener reports whether a:port is one of keygate's own listeners:
 // the SSH listener and Config.OwnListeners. A listener on an unspecified
