@@ -82,8 +82,8 @@ func TestDeployKeysAnswerToTheirOwner(t *testing.T) {
 		}
 	}
 
-	// Removed from the group and blocked: nothing, and an open fetch with
-	// the project key ends.
+	// Removed from the group and blocked: nothing (the keys no longer log
+	// in, and say why), and an open fetch with the project key ends.
 	s := e.startSession(t, []string{keys[0].path}, "git", "git-upload-pack 'eng/api.git'")
 	if !s.waitOutput(" refs/heads/main\n0000", 30*time.Second) {
 		t.Fatalf("no ref advertisement; stderr %q", s.stderr.String())
@@ -95,10 +95,10 @@ func TestDeployKeysAnswerToTheirOwner(t *testing.T) {
 	}
 	for _, k := range keys {
 		if _, stderr, code := e.git(t, "", []string{k.path}, "clone", "--quiet", e.cloneURL("eng/api"), filepath.Join(t.TempDir(), "x")); code == 0 ||
-			!strings.Contains(stderr, "could not be found") {
+			!strings.Contains(stderr, "answers to no active user") {
 			t.Fatalf("%s: clone with alice removed and blocked: exit %d %s", k.name, code, stderr)
 		}
-		if code, stderr := push(k); code == 0 || !strings.Contains(stderr, "could not be found") {
+		if code, stderr := push(k); code == 0 || !strings.Contains(stderr, "answers to no active user") {
 			t.Fatalf("%s: push with alice removed and blocked: exit %d %s", k.name, code, stderr)
 		}
 	}
