@@ -219,7 +219,10 @@ func TestFeedFollowsAnotherStore(t *testing.T) {
 	p.cas = append(p.cas, caPub)
 	ca, err := a.CreateCA(e.ctx, sys, top.ID, keystore.CAInput{Title: "ca", Key: caLine})
 	must(err)
-	eventually(t, "CA added on A", func() bool { got, ok := ix.CA(fp(caPub), top.ID); return ok && got.ID == ca.ID && got.GroupID == top.ID })
+	eventually(t, "CA added on A", func() bool {
+		got, ok := ix.CA(fp(caPub), top.ID)
+		return ok && got.ID == ca.ID && got.GroupID == top.ID
+	})
 
 	p.revs = append(p.revs, revProbe{top.ID, fp(caPub), 42, ""}, revProbe{top.ID, fp(caPub), 7, "alice-laptop"}, revProbe{top.ID, fp(caPub), 8, ""})
 	_, err = a.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42"})
