@@ -52,6 +52,10 @@ func TestCAScopeMigration(t *testing.T) {
 		exec(`INSERT INTO cert_revocations (id, kind, value, reason, created_at, ca_fingerprint, group_id) VALUES (2, 'serial', '7', '', 0, ?, 1)`, caFP)
 		exec(`INSERT INTO cert_revocations (id, kind, value, reason, created_at, ca_fingerprint, group_id) VALUES (3, 'serial', '8', '', 0, ?, 2)`, caFP)
 		exec(`INSERT INTO cert_revocations (id, kind, value, reason, created_at, ca_fingerprint, group_id) VALUES (4, 'serial', '9', 'hr case', 0, ?, 3)`, caFP)
+		// Explicit ids do not move PostgreSQL's sequences.
+		if err := old.dialect.resetSequences(ctx, old.db, []string{"group_cas", "cert_revocations"}); err != nil {
+			t.Fatal(err)
+		}
 		old.Close()
 
 		s, err := Open(ctx, Config{DSN: dsn})
