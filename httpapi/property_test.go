@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -457,28 +458,28 @@ func compareIndexes(t *testing.T, db *sql.DB, followed, fresh *authindex.Index, 
 	}
 	for _, fp := range pool {
 		check(fp)
-		ca, caok := followed.CA(fp)
-		cb, cbok := fresh.CA(fp)
-		if ca != cb || caok != cbok {
-			t.Errorf("CA %x: followed %+v %v, fresh %+v %v", fp[:6], ca, caok, cb, cbok)
+		ca, cb := followed.CAs(fp), fresh.CAs(fp)
+		if !slices.Equal(ca, cb) || followed.CAKnown(fp) != fresh.CAKnown(fp) {
+			t.Errorf("CA %x: followed %+v, fresh %+v", fp[:6], ca, cb)
 		}
 	}
-	query(`SELECT id, fingerprint_sha256 FROM group_cas`, func(r *sql.Rows) error {
-		var id int64
+	query(`SELECT id, group_id, fingerprint_sha256 FROM group_cas`, func(r *sql.Rows) error {
+		var id, gid int64
 		var fp string
-		if err := r.Scan(&id, &fp); err != nil {
+		if err := r.Scan(&id, &gid, &fp); err != nil {
 			return err
 		}
-		a, aok := followed.CA(fpBytes(t, fp))
-		b, bok := fresh.CA(fpBytes(t, fp))
+		a, aok := followed.CA(fpBytes(t, fp), gid)
+		b, bok := fresh.CA(fpBytes(t, fp), gid)
 		if !aok || !bok || a != b || b.ID != id {
 			t.Errorf("CA %d: followed %+v %v, fresh %+v %v", id, a, aok, b, bok)
 		}
 		return nil
 	})
-	query(`SELECT ca_fingerprint, kind, value FROM cert_revocations`, func(r *sql.Rows) error {
+	query(`SELECT group_id, ca_fingerprint, kind, value FROM cert_revocations`, func(r *sql.Rows) error {
+		var gid int64
 		var caFP, kind, value string
-		if err := r.Scan(&caFP, &kind, &value); err != nil {
+		if err := r.Scan(&gid, &caFP, &kind, &value); err != nil {
 			return err
 		}
 		ca := fpBytes(t, caFP)
@@ -494,9 +495,9 @@ func compareIndexes(t *testing.T, db *sql.DB, followed, fresh *authindex.Index, 
 			fp = value
 			serial = 1<<64 - 1
 		}
-		if !followed.Revoked(ca, serial, keyID, fp, 0) || !fresh.Revoked(ca, serial, keyID, fp, 0) {
-			t.Errorf("revocation %s/%s=%s: followed %v, fresh %v", caFP, kind, value,
-				followed.Revoked(ca, serial, keyID, fp, 0), fresh.Revoked(ca, serial, keyID, fp, 0))
+		if !followed.Revoked(gid, ca, serial, keyID, fp, 0) || !fresh.Revoked(gid, ca, serial, keyID, fp, 0) {
+			t.Errorf("revocation %d/%s/%s=%s: followed %v, fresh %v", gid, caFP, kind, value,
+				followed.Revoked(gid, ca, serial, keyID, fp, 0), fresh.Revoked(gid, ca, serial, keyID, fp, 0))
 		}
 		return nil
 	})

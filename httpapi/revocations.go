@@ -44,13 +44,16 @@ func (a *API) caOfGroup(r *http.Request) (*keystore.GroupCA, error) {
 	return a.store.CA(r.Context(), g.ID, id)
 }
 
+// A group's revocations are its own: its owners (and admins, who own every
+// group) list, add and lift those it made of its CA's key; another group
+// holding the same key sees none of them and is refused by none.
 func (a *API) listRevocations(w http.ResponseWriter, r *http.Request) error {
 	ca, err := a.caOfGroup(r)
 	if err != nil {
 		return err
 	}
 	return paged(w, r, 20, func(pg keystore.Page) ([]*keystore.Revocation, int, error) {
-		return a.store.ListRevocations(r.Context(), ca.FingerprintSHA256, pg)
+		return a.store.ListRevocations(r.Context(), ca.GroupID, ca.FingerprintSHA256, pg)
 	}, renderRevocation)
 }
 
@@ -91,5 +94,5 @@ func (a *API) deleteRevocation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return noContent(w, a.store.DeleteRevocation(r.Context(), actor(r), ca, id, me(r).IsAdmin))
+	return noContent(w, a.store.DeleteRevocation(r.Context(), actor(r), ca, id))
 }

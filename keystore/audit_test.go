@@ -116,7 +116,7 @@ func TestWritesAreAuditedAndLogged(t *testing.T) {
 			rev, err = e.s.CreateRevocation(e.ctx, actor, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "5"})
 			must(err)
 		}},
-		{"delete-revocation", func() { must(e.s.DeleteRevocation(e.ctx, actor, ca, rev.ID, true)) }},
+		{"delete-revocation", func() { must(e.s.DeleteRevocation(e.ctx, actor, ca, rev.ID)) }},
 		{"delete-ca", func() { must(e.s.DeleteCA(e.ctx, actor, grp.ID, ca.ID)) }},
 		{"create-gpg-key", func() {
 			var err error

@@ -31,7 +31,9 @@ func scanCA(row rowScanner) (*GroupCA, error) {
 // ErrNotTopLevel is returned when a CA is added to a subgroup.
 var ErrNotTopLevel = errors.New("keystore: only top-level groups can hold SSH certificate authorities")
 
-// CreateCA registers an SSH certificate authority for a top-level group.
+// CreateCA registers an SSH certificate authority for a top-level group. A
+// key is unique within its group only: another group holding the same
+// public key stops no one (a key is its group's own; see Revocation).
 func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput) (*GroupCA, error) {
 	p := problems{}
 	in.Title = strings.TrimSpace(in.Title)
@@ -53,7 +55,7 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 			return ErrNotTopLevel
 		}
 		var one int
-		err = t.queryRow(ctx, `SELECT 1 FROM group_cas WHERE fingerprint_sha256 = ?`, c.FingerprintSHA256).Scan(&one)
+		err = t.queryRow(ctx, `SELECT 1 FROM group_cas WHERE group_id = ? AND fingerprint_sha256 = ?`, groupID, c.FingerprintSHA256).Scan(&one)
 		if err == nil {
 			return invalid("fingerprint_sha256", "has already been taken")
 		} else if !errors.Is(err, sql.ErrNoRows) {
@@ -94,7 +96,8 @@ func (s *Store) ListCAs(ctx context.Context, groupID int64, pg Page) ([]*GroupCA
 }
 
 // DeleteCA deletes a group's CA. Its revocations stay: they belong to the
-// CA's key, and apply again if the key is registered again.
+// group and the CA's key, and apply again if the group registers the key
+// again.
 func (s *Store) DeleteCA(ctx context.Context, a Actor, groupID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
 		if err := t.execOne(ctx, "SSH Certificate", `DELETE FROM group_cas WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
@@ -159,8 +162,8 @@ func CanonicalSHA256Fingerprint(v string) (string, bool) {
 }
 
 // CreateRevocation revokes certificates of CA ca by serial, key id or
-// certificate key fingerprint. The revocation belongs to the CA's key and
-// records ca's group as the one that made it.
+// certificate key fingerprint. The revocation belongs to ca's group and
+// the CA's key: it applies to that group's logins with that key only.
 func (s *Store) CreateRevocation(ctx context.Context, a Actor, ca *GroupCA, in RevocationInput) (*Revocation, error) {
 	p := problems{}
 	in.Value = strings.TrimSpace(in.Value)
@@ -211,11 +214,15 @@ func (s *Store) CreateRevocation(ctx context.Context, a Actor, ca *GroupCA, in R
 	return r, nil
 }
 
-// ListRevocations lists the revocations of a CA key (all when caFP is "").
-func (s *Store) ListRevocations(ctx context.Context, caFP string, pg Page) ([]*Revocation, int, error) {
+// ListRevocations lists the revocations group groupID made of CA key caFP
+// (every group's and every key's when groupID is 0 and caFP "").
+func (s *Store) ListRevocations(ctx context.Context, groupID int64, caFP string, pg Page) ([]*Revocation, int, error) {
 	cond, args := "1=1", []any{}
+	if groupID != 0 {
+		cond, args = cond+" AND group_id = ?", append(args, groupID)
+	}
 	if caFP != "" {
-		cond, args = "ca_fingerprint = ?", []any{caFP}
+		cond, args = cond+" AND ca_fingerprint = ?", append(args, caFP)
 	}
 	return listPage(ctx, s, revocationCols, `cert_revocations WHERE `+cond, args, "id", pg, scanRevocation)
 }
@@ -229,20 +236,16 @@ func (s *Store) RevocationByID(ctx context.Context, id int64) (*Revocation, erro
 	return r, err
 }
 
-// DeleteRevocation lifts a revocation of CA ca's key. Unless anyGroup (an
-// admin), only the group that made the revocation may lift it: an owner
-// who registers a key another group revoked certificates of cannot bring
-// those certificates back.
-func (s *Store) DeleteRevocation(ctx context.Context, a Actor, ca *GroupCA, id int64, anyGroup bool) error {
+// DeleteRevocation lifts a revocation of CA ca's key made by ca's group.
+// Another group's revocation is not found: each group sees only its own.
+func (s *Store) DeleteRevocation(ctx context.Context, a Actor, ca *GroupCA, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
-		r, err := scanRevocation(t.queryRow(ctx, `SELECT `+revocationCols+` FROM cert_revocations WHERE id = ? AND ca_fingerprint = ?`, id, ca.FingerprintSHA256))
+		r, err := scanRevocation(t.queryRow(ctx, `SELECT `+revocationCols+` FROM cert_revocations WHERE id = ? AND group_id = ? AND ca_fingerprint = ?`,
+			id, ca.GroupID, ca.FingerprintSHA256))
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("Revocation")
 		} else if err != nil {
 			return err
-		}
-		if !anyGroup && r.GroupID != ca.GroupID {
-			return forbidden("this revocation was made by another group that held this CA key; only an administrator can lift it")
 		}
 		if _, err := t.exec(ctx, `DELETE FROM cert_revocations WHERE id = ?`, id); err != nil {
 			return err

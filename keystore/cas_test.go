@@ -49,7 +49,9 @@ func TestCreateCA(t *testing.T) {
 		{"rsa-ca-other-group", other.ID, keystore.CAInput{Title: "rsa", Key: rsaLine}, "", "", nil},
 		{"subgroup", sub.ID, keystore.CAInput{Title: "x", Key: line2}, "", "", keystore.ErrNotTopLevel},
 		{"unknown-group", 9999, keystore.CAInput{Title: "x", Key: line2}, "", "", keystore.ErrNotFound},
-		{"same-ca-other-group", other.ID, keystore.CAInput{Title: "dup", Key: line}, "fingerprint_sha256", "has already been taken", nil},
+		// A key is its group's own: another group registering it first
+		// stops no one.
+		{"same-ca-other-group", other.ID, keystore.CAInput{Title: "dup", Key: line}, "", "", nil},
 		{"same-ca-same-group-other-comment", top.ID, keystore.CAInput{Title: "dup", Key: strings.TrimSuffix(line, " acme-ca")}, "fingerprint_sha256", "has already been taken", nil},
 		{"certificate-as-ca", other.ID, keystore.CAInput{Title: "cert", Key: certLine(t)}, "key", "not a certificate", nil},
 		{"blank-key", other.ID, keystore.CAInput{Title: "x"}, "key", "can't be blank", nil},
@@ -74,8 +76,8 @@ func TestCreateCA(t *testing.T) {
 	if _, n, _ := e.s.ListCAs(e.ctx, sub.ID, keystore.Page{}); n != 0 {
 		t.Fatalf("subgroup CAs = %d", n)
 	}
-	if _, n, _ := e.s.ListCAs(e.ctx, 0, keystore.Page{}); n != 3 {
-		t.Fatalf("all CAs = %d, want 3", n)
+	if _, n, _ := e.s.ListCAs(e.ctx, 0, keystore.Page{}); n != 4 {
+		t.Fatalf("all CAs = %d, want 4", n)
 	}
 }
 
@@ -102,24 +104,36 @@ func TestDeleteCA(t *testing.T) {
 	}
 	_, err = e.s.CA(e.ctx, 0, ca.ID)
 	wantIs(t, err, keystore.ErrNotFound)
-	// The revocation belongs to the CA's key: it outlives the row, and
-	// applies again when the key is registered again, in any group.
-	if rs, n, _ := e.s.ListRevocations(e.ctx, "", keystore.Page{}); n != 1 || rs[0].ID != r.ID {
+	// The revocation belongs to group a and the CA's key: it outlives the
+	// row, and applies again when a registers the key again.
+	if rs, n, _ := e.s.ListRevocations(e.ctx, 0, "", keystore.Page{}); n != 1 || rs[0].ID != r.ID {
 		t.Fatalf("revocation %d did not outlive its CA row: %d listed", r.ID, n)
 	}
-	again, err := e.s.CreateCA(e.ctx, sys, b.ID, keystore.CAInput{Title: "same key", Key: line})
+	again, err := e.s.CreateCA(e.ctx, sys, a.ID, keystore.CAInput{Title: "same key", Key: line})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs, n, _ := e.s.ListRevocations(e.ctx, again.FingerprintSHA256, keystore.Page{}); n != 1 || rs[0].ID != r.ID {
+	if rs, n, _ := e.s.ListRevocations(e.ctx, a.ID, again.FingerprintSHA256, keystore.Page{}); n != 1 || rs[0].ID != r.ID {
 		t.Fatalf("the re-added key lists %d revocations, want revocation %d", n, r.ID)
 	}
-	// Group b did not make it, so its owner cannot lift it; an admin can.
-	wantIs(t, e.s.DeleteRevocation(e.ctx, sys, again, r.ID, false), keystore.ErrForbidden)
-	if err := e.s.DeleteRevocation(e.ctx, sys, again, r.ID, true); err != nil {
+	// Group b registering the same key sees none of a's revocations and
+	// cannot lift them: to b they do not exist.
+	inB, err := e.s.CreateCA(e.ctx, sys, b.ID, keystore.CAInput{Title: "same key", Key: line})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.s.DeleteCA(e.ctx, sys, b.ID, again.ID); err != nil {
+	if _, n, _ := e.s.ListRevocations(e.ctx, b.ID, inB.FingerprintSHA256, keystore.Page{}); n != 0 {
+		t.Fatalf("group b lists %d of group a's revocations", n)
+	}
+	// b makes its own, with the same value, without touching a's.
+	if _, err := e.s.CreateRevocation(e.ctx, sys, inB, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "alice"}); err != nil {
+		t.Fatalf("group b revoking key id alice too: %v", err)
+	}
+	wantIs(t, e.s.DeleteRevocation(e.ctx, sys, inB, r.ID), keystore.ErrNotFound)
+	if err := e.s.DeleteRevocation(e.ctx, sys, again, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.DeleteCA(e.ctx, sys, a.ID, again.ID); err != nil {
 		t.Fatal(err)
 	}
 	wantIs(t, e.s.DeleteCA(e.ctx, sys, a.ID, ca.ID), keystore.ErrNotFound)
@@ -200,15 +214,15 @@ func TestRevocations(t *testing.T) {
 			}
 		})
 	}
-	rs, n, err := e.s.ListRevocations(e.ctx, ca.FingerprintSHA256, keystore.Page{})
+	rs, n, err := e.s.ListRevocations(e.ctx, g.ID, ca.FingerprintSHA256, keystore.Page{})
 	if err != nil || n != 8 {
 		t.Fatalf("ListRevocations(ca) = %d, %v; want 8", n, err)
 	}
-	wantIs(t, e.s.DeleteRevocation(e.ctx, sys, ca2, rs[0].ID, true), keystore.ErrNotFound)
-	if err := e.s.DeleteRevocation(e.ctx, sys, ca, rs[0].ID, false); err != nil {
+	wantIs(t, e.s.DeleteRevocation(e.ctx, sys, ca2, rs[0].ID), keystore.ErrNotFound)
+	if err := e.s.DeleteRevocation(e.ctx, sys, ca, rs[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, n, _ := e.s.ListRevocations(e.ctx, ca.FingerprintSHA256, keystore.Page{}); n != 7 {
+	if _, n, _ := e.s.ListRevocations(e.ctx, g.ID, ca.FingerprintSHA256, keystore.Page{}); n != 7 {
 		t.Fatalf("after delete: %d", n)
 	}
 }
@@ -244,7 +258,7 @@ func TestDuplicateRevocation(t *testing.T) {
 			if !errors.Is(err, keystore.ErrInvalid) && !errors.Is(err, keystore.ErrConflict) {
 				t.Fatalf("duplicate revocation: err = %v, want ErrInvalid or ErrConflict", err)
 			}
-			if _, n, _ := e.s.ListRevocations(e.ctx, ca.FingerprintSHA256, keystore.Page{}); n != 1 {
+			if _, n, _ := e.s.ListRevocations(e.ctx, g.ID, ca.FingerprintSHA256, keystore.Page{}); n != 1 {
 				t.Fatalf("%d revocations, want 1", n)
 			}
 		})

@@ -88,7 +88,7 @@ var uniqueFields = map[string]string{
 	"users_email_unique":                   "email",
 	"groups_full_path_unique":              "path",
 	"keys_fingerprint_sha256_unique":       "fingerprint_sha256",
-	"group_cas_fingerprint_sha256_unique":  "fingerprint_sha256",
+	"group_cas_group_fingerprint_unique":   "fingerprint_sha256",
 	"gpg_keys_fingerprint_unique":          "fingerprint",
 	"cert_revocations_unique":              "value",
 	"personal_access_tokens_digest_unique": "token",

@@ -71,6 +71,7 @@ type probes struct {
 }
 
 type revProbe struct {
+	group  int64
 	ca     [32]byte
 	serial uint64
 	keyID  string
@@ -93,9 +94,11 @@ func sameAnswers(t *testing.T, want, got *authindex.Index, p *probes) {
 		diff("Key "+gossh.FingerprintSHA256(k), fmt.Sprint(w, wok, w.CanAuthenticate()), fmt.Sprint(g, gok, g.CanAuthenticate()))
 	}
 	for _, k := range p.cas {
-		w, wok := want.CA(fp(k))
-		g, gok := got.CA(fp(k))
-		diff("CA "+gossh.FingerprintSHA256(k), fmt.Sprint(w, wok, want.CAExists(w.ID)), fmt.Sprint(g, gok, got.CAExists(g.ID)))
+		w, g := want.CAs(fp(k)), got.CAs(fp(k))
+		diff("CA "+gossh.FingerprintSHA256(k), fmt.Sprint(w, want.CAKnown(fp(k))), fmt.Sprint(g, got.CAKnown(fp(k))))
+		for _, c := range w {
+			diff(fmt.Sprintf("CAExists(%d)", c.ID), want.CAExists(c.ID), got.CAExists(c.ID))
+		}
 	}
 	for _, u := range p.users {
 		w, wok := want.User(u)
@@ -124,7 +127,7 @@ func sameAnswers(t *testing.T, want, got *authindex.Index, p *probes) {
 		diff(fmt.Sprintf("Group %d", gid), fmt.Sprint(w, wok), fmt.Sprint(g, gok))
 	}
 	for _, r := range p.revs {
-		diff(fmt.Sprintf("Revoked %+v", r), want.Revoked(r.ca, r.serial, r.keyID, "", 0), got.Revoked(r.ca, r.serial, r.keyID, "", 0))
+		diff(fmt.Sprintf("Revoked %+v", r), want.Revoked(r.group, r.ca, r.serial, r.keyID, "", 0), got.Revoked(r.group, r.ca, r.serial, r.keyID, "", 0))
 	}
 }
 
@@ -216,15 +219,18 @@ func TestFeedFollowsAnotherStore(t *testing.T) {
 	p.cas = append(p.cas, caPub)
 	ca, err := a.CreateCA(e.ctx, sys, top.ID, keystore.CAInput{Title: "ca", Key: caLine})
 	must(err)
-	eventually(t, "CA added on A", func() bool { got, ok := ix.CA(fp(caPub)); return ok && got.ID == ca.ID && got.GroupID == top.ID })
+	eventually(t, "CA added on A", func() bool {
+		got, ok := ix.CA(fp(caPub), top.ID)
+		return ok && got.ID == ca.ID && got.GroupID == top.ID
+	})
 
-	p.revs = append(p.revs, revProbe{fp(caPub), 42, ""}, revProbe{fp(caPub), 7, "alice-laptop"}, revProbe{fp(caPub), 8, ""})
+	p.revs = append(p.revs, revProbe{top.ID, fp(caPub), 42, ""}, revProbe{top.ID, fp(caPub), 7, "alice-laptop"}, revProbe{top.ID, fp(caPub), 8, ""})
 	_, err = a.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42"})
 	must(err)
 	_, err = a.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeKeyID, Value: "alice-laptop"})
 	must(err)
 	eventually(t, "revocations added on A", func() bool {
-		return ix.Revoked(fp(caPub), 42, "", "", 0) && ix.Revoked(fp(caPub), 7, "Alice-Laptop", "", 0) && !ix.Revoked(fp(caPub), 8, "", "", 0)
+		return ix.Revoked(top.ID, fp(caPub), 42, "", "", 0) && ix.Revoked(top.ID, fp(caPub), 7, "Alice-Laptop", "", 0) && !ix.Revoked(top.ID, fp(caPub), 8, "", "", 0)
 	})
 
 	_, err = a.AddMember(e.ctx, sys, sub.ID, alice.ID, keystore.Reporter)
@@ -270,9 +276,9 @@ func TestFeedFollowsAnotherStore(t *testing.T) {
 
 	must(a.DeleteCA(e.ctx, sys, top.ID, ca.ID))
 	eventually(t, "CA deleted on A", func() bool {
-		_, ok := ix.CA(fp(caPub))
-		// Its revocations stay in force for the key.
-		return !ok && !ix.CAExists(ca.ID) && ix.Revoked(fp(caPub), 42, "", "", 0)
+		_, ok := ix.CA(fp(caPub), top.ID)
+		// Its revocations stay in force for the group and key.
+		return !ok && !ix.CAKnown(fp(caPub)) && !ix.CAExists(ca.ID) && ix.Revoked(top.ID, fp(caPub), 42, "", "", 0)
 	})
 
 	must(a.DeleteKey(e.ctx, sys, alice.ID, k.ID))

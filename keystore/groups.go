@@ -173,7 +173,8 @@ func (s *Store) UpdateGroup(ctx context.Context, a Actor, id int64, in GroupInpu
 	return out, err
 }
 
-// DeleteGroup deletes a group with its subgroups, memberships and CAs.
+// DeleteGroup deletes a group with its subgroups, memberships, CAs and
+// certificate revocations.
 func (s *Store) DeleteGroup(ctx context.Context, a Actor, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
 		g, err := scanGroup(t.queryRow(ctx, `SELECT `+groupCols+` FROM groups WHERE id = ?`, id))
@@ -188,6 +189,16 @@ func (s *Store) DeleteGroup(ctx context.Context, a Actor, id int64) error {
 		}
 		cas, err := t.ids(ctx, `SELECT id FROM group_cas WHERE group_id = ?`, id)
 		if err != nil {
+			return err
+		}
+		// Its revocations go too: they refuse no other group's logins, and
+		// a group that gets its id again (an import reuses ids past the
+		// highest) must not read them.
+		revs, err := t.ids(ctx, `SELECT id FROM cert_revocations WHERE group_id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `DELETE FROM cert_revocations WHERE group_id = ?`, id); err != nil {
 			return err
 		}
 		// Its enterprise users lose their enterprise group (the foreign key
@@ -218,6 +229,11 @@ func (s *Store) DeleteGroup(ctx context.Context, a Actor, id int64) error {
 		}
 		for _, c := range cas {
 			if err := t.change(ctx, EntityCA, c, "delete"); err != nil {
+				return err
+			}
+		}
+		for _, r := range revs {
+			if err := t.change(ctx, EntityRevocation, r, "delete"); err != nil {
 				return err
 			}
 		}

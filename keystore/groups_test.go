@@ -337,7 +337,8 @@ func TestDeleteGroupCascades(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "1"}); err != nil {
+	rev, err := e.s.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "1"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	_, sibLine := newEd25519(t, "ca-ab")
@@ -360,9 +361,9 @@ func TestDeleteGroupCascades(t *testing.T) {
 	}
 	_, err = e.s.CA(e.ctx, 0, ca.ID)
 	wantIs(t, err, keystore.ErrNotFound)
-	// Revocations belong to the CA key and outlive its group.
-	if _, n, _ := e.s.ListRevocations(e.ctx, ca.FingerprintSHA256, keystore.Page{}); n != 1 {
-		t.Errorf("%d revocations of the deleted group's CA key remain, want 1", n)
+	// Revocations belong to their group and go with it.
+	if _, n, _ := e.s.ListRevocations(e.ctx, 0, ca.FingerprintSHA256, keystore.Page{}); n != 0 {
+		t.Errorf("%d revocations of the deleted group's CA key remain, want 0", n)
 	}
 	// The prefix sibling and its CA are untouched.
 	if _, err := e.s.Group(e.ctx, g.abSibling.ID); err != nil {
@@ -383,7 +384,7 @@ func TestDeleteGroupCascades(t *testing.T) {
 	for _, c := range chs {
 		want[string(c.Entity)+"/"+itoa64(c.EntityID)+"/"+c.Op] = true
 	}
-	for _, w := range []string{"ca/" + itoa64(ca.ID) + "/delete", "group/" + itoa64(g.a.ID) + "/delete",
+	for _, w := range []string{"ca/" + itoa64(ca.ID) + "/delete", "revocation/" + itoa64(rev.ID) + "/delete", "group/" + itoa64(g.a.ID) + "/delete",
 		"group/" + itoa64(g.ab.ID) + "/delete", "group/" + itoa64(g.abc.ID) + "/delete"} {
 		if !want[w] {
 			t.Errorf("change log lacks %s: %+v", w, chs)

@@ -80,22 +80,22 @@ func TestIndexReadYourWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, ok := ix.CA(fp(caPub)); !ok || c.GroupID != g.ID {
+	if c, ok := ix.CA(fp(caPub), g.ID); !ok || c.GroupID != g.ID || c.ID != ca.ID || !ix.CAKnown(fp(caPub)) {
 		t.Fatalf("CA = %+v, %v", c, ok)
 	}
 	if _, err := e.s.CreateRevocation(e.ctx, sys, ca, keystore.RevocationInput{Kind: keystore.RevokeSerial, Value: "42"}); err != nil {
 		t.Fatal(err)
 	}
-	if !ix.Revoked(fp(caPub), 42, "", "", 0) || ix.Revoked(fp(caPub), 43, "", "", 0) {
+	if !ix.Revoked(g.ID, fp(caPub), 42, "", "", 0) || ix.Revoked(g.ID, fp(caPub), 43, "", "", 0) {
 		t.Fatal("serial revocation not reflected")
 	}
 	if err := e.s.DeleteCA(e.ctx, sys, g.ID, ca.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := ix.CA(fp(caPub)); ok || ix.CAExists(ca.ID) {
+	if _, ok := ix.CA(fp(caPub), g.ID); ok || ix.CAKnown(fp(caPub)) || ix.CAExists(ca.ID) {
 		t.Fatal("deleted CA still in the index")
 	}
-	if !ix.Revoked(fp(caPub), 42, "", "", 0) {
+	if !ix.Revoked(g.ID, fp(caPub), 42, "", "", 0) {
 		t.Fatal("the revocation of a deleted CA's key was dropped from the index")
 	}
 
@@ -216,5 +216,57 @@ func TestIndexConcurrentLookupsAndWrites(t *testing.T) {
 	wg.Wait()
 	if misses.Load() != 0 {
 		t.Fatalf("a stable key went missing %d times during unrelated writes", misses.Load())
+	}
+}
+
+// TestIndexCAScopedToGroup: two top-level groups register the same CA key;
+// each has its own CA in the index, and one group's revocations refuse
+// nothing of the other's. Deleting one group's CA leaves the other's.
+func TestIndexCAScopedToGroup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ix := followingIndex(t, e)
+	a := e.group(t, "a", nil, 0)
+	b := e.group(t, "b", nil, 0)
+	caPub, caLine := newEd25519(t, "ca")
+	inA, err := e.s.CreateCA(e.ctx, sys, a.ID, keystore.CAInput{Title: "a's", Key: caLine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inB, err := e.s.CreateCA(e.ctx, sys, b.ID, keystore.CAInput{Title: "b's", Key: caLine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := ix.CA(fp(caPub), a.ID); !ok || c.ID != inA.ID {
+		t.Fatalf("CA in a = %+v, %v; want %d", c, ok, inA.ID)
+	}
+	if c, ok := ix.CA(fp(caPub), b.ID); !ok || c.ID != inB.ID {
+		t.Fatalf("CA in b = %+v, %v; want %d", c, ok, inB.ID)
+	}
+	if got := ix.CAs(fp(caPub)); len(got) != 2 || got[0].ID != inA.ID || got[1].ID != inB.ID {
+		t.Fatalf("CAs = %+v", got)
+	}
+	for _, in := range []keystore.RevocationInput{{Kind: keystore.RevokeSerial, Value: "42"}, {Kind: keystore.RevokeKeyID, Value: "alice"}} {
+		if _, err := e.s.CreateRevocation(e.ctx, sys, inA, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !ix.Revoked(a.ID, fp(caPub), 42, "", "", 0) || !ix.Revoked(a.ID, fp(caPub), 1, "Alice", "", 0) {
+		t.Fatal("a's revocations do not refuse a's certificates")
+	}
+	if ix.Revoked(b.ID, fp(caPub), 42, "", "", 0) || ix.Revoked(b.ID, fp(caPub), 1, "alice", "", 0) {
+		t.Fatal("a's revocations refuse b's certificates")
+	}
+	if err := e.s.DeleteCA(e.ctx, sys, a.ID, inA.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ix.CA(fp(caPub), a.ID); ok || !ix.CAKnown(fp(caPub)) {
+		t.Fatal("after a deleted its CA: a's still found, or b's lost")
+	}
+	if c, ok := ix.CA(fp(caPub), b.ID); !ok || c.ID != inB.ID {
+		t.Fatalf("b's CA after a deleted its own: %+v, %v", c, ok)
+	}
+	if !ix.Revoked(a.ID, fp(caPub), 42, "", "", 0) {
+		t.Fatal("a's revocation left the index with a's CA row")
 	}
 }

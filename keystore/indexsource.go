@@ -117,9 +117,9 @@ func (s *Store) ScanCAs(ctx context.Context, fn func(id, groupID int64, fingerpr
 
 // ScanRevocations streams every certificate revocation.
 func (s *Store) ScanRevocations(ctx context.Context, fn func(*Revocation) error) error {
-	return s.forEachRow(ctx, `SELECT id, ca_fingerprint, kind, value FROM cert_revocations`, func(sc func(...any) error) error {
+	return s.forEachRow(ctx, `SELECT id, group_id, ca_fingerprint, kind, value FROM cert_revocations`, func(sc func(...any) error) error {
 		var r Revocation
-		if err := sc(&r.ID, &r.CAFingerprint, &r.Kind, &r.Value); err != nil {
+		if err := sc(&r.ID, &r.GroupID, &r.CAFingerprint, &r.Kind, &r.Value); err != nil {
 			return err
 		}
 		return fn(&r)

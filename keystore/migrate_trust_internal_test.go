@@ -75,7 +75,7 @@ func TestTrustMigration(t *testing.T) {
 			t.Errorf("the disabled target is not logged:\n%s", logs.String())
 		}
 
-		rs, n, err := s.ListRevocations(ctx, caFP, Page{PerPage: 10})
+		rs, n, err := s.ListRevocations(ctx, 1, caFP, Page{PerPage: 10})
 		if err != nil || n != 3 {
 			t.Fatalf("revocations after migration: %d, %v; want 3 (007 and 7 are one)", n, err)
 		}
@@ -92,7 +92,7 @@ func TestTrustMigration(t *testing.T) {
 		if err := s.DeleteCA(ctx, Actor{}, 1, 1); err != nil {
 			t.Fatal(err)
 		}
-		if _, n, _ := s.ListRevocations(ctx, caFP, Page{}); n != 3 {
+		if _, n, _ := s.ListRevocations(ctx, 1, caFP, Page{}); n != 3 {
 			t.Errorf("%d revocations after the CA row was deleted, want 3", n)
 		}
 	})

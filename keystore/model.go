@@ -195,14 +195,16 @@ const (
 	RevokeFingerprint = "fingerprint"
 )
 
-// Revocation revokes certificates issued by one CA key. It belongs to the
-// key (CAFingerprint), not to a CA row: deleting the CA and registering the
-// same key again, in any group, keeps it in force.
+// Revocation revokes certificates issued by one CA key in one top-level
+// group. It belongs to the group and the key (CAFingerprint), not to a CA
+// row: deleting the CA and registering the same key again in the same
+// group keeps it in force. It refuses no other group's logins, and only
+// its group's owners (and admins) read or lift it.
 type Revocation struct {
 	ID            int64
 	CAFingerprint string // "SHA256:…" of the CA's public key
-	// GroupID is the group whose owner made the revocation; only that
-	// group's owners (and admins) may lift it.
+	// GroupID is the top-level group whose owner made the revocation, the
+	// only group whose certificate logins it refuses.
 	GroupID   int64
 	Kind      string
 	Value     string

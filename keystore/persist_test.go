@@ -76,7 +76,7 @@ func TestPersistence(t *testing.T) {
 		mustOK(t, err)
 		sn.CA, err = s.CA(ctx, grp.ID, ca.ID)
 		mustOK(t, err)
-		sn.Revs, _, err = s.ListRevocations(ctx, ca.FingerprintSHA256, keystore.Page{})
+		sn.Revs, _, err = s.ListRevocations(ctx, grp.ID, ca.FingerprintSHA256, keystore.Page{})
 		mustOK(t, err)
 		sn.GPG, err = s.GPGKey(ctx, alice.ID, gk.ID)
 		mustOK(t, err)

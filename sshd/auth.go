@@ -87,8 +87,7 @@ func (s *Server) offeredKey(ctx ssh.Context, key ssh.PublicKey) bool {
 		if cert.SignatureKey == nil {
 			return false
 		}
-		_, known := s.cfg.Auth.CA(fingerprint(cert.SignatureKey))
-		return known
+		return s.cfg.Auth.CAKnown(fingerprint(cert.SignatureKey))
 	}
 	_, known := s.cfg.Auth.Key(fingerprint(key))
 	if !known && ctx != nil && s.refusalLog.Allow() {
@@ -255,8 +254,7 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 		return nil, refuse("certificate signed by a certificate")
 	}
 	caFP := fingerprint(cert.SignatureKey)
-	ca, ok := s.cfg.Auth.CA(caFP)
-	if !ok {
+	if !s.cfg.Auth.CAKnown(caFP) {
 		return nil, refuse("certificate authority not registered")
 	}
 	// The CA's signature comes before any check whose refusal says
@@ -278,27 +276,40 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	if v, ok := cert.Extensions["login@"+s.cfg.Hostname]; ok && s.cfg.Hostname != "" {
 		identity = v
 	}
+	// A CA vouches only for the users its group is entitled to: those an
+	// admin made enterprise users of it (membership alone, which any owner
+	// can grant without consent, is never enough). The CA is the one the
+	// user's enterprise group registered with this key: a key is its
+	// group's own, and only that group's revocations apply.
+	//
+	// Whoever holds the CA key (a group owner) chooses the identity, so
+	// every refusal about it (no such user, not an enterprise user of a
+	// group holding this key, not a member) reads the same, and "blocked"
+	// or "revoked" only once the user is proven the CA group's enterprise
+	// user: no banner confirms an account or e-mail the holder could not
+	// see through the API. The log tells them apart.
 	u, ok := s.cfg.Auth.UserByLogin(identity)
+	var ca authindex.CA
+	found := false
+	if ok && u.EnterpriseGroupID != 0 {
+		ca, found = s.cfg.Auth.CA(caFP, u.EnterpriseGroupID)
+	}
+	switch {
+	case !ok:
+		return nil, refuseIdentity("certificate identity names no user", identity)
+	case !found:
+		return nil, refuseIdentity("certificate user is not an enterprise user of a group with this CA", identity)
+	}
 	// Revoked by serial, fingerprint or key id, or by a key-id revocation
 	// naming the user the certificate logs in as.
-	if s.cfg.Auth.Revoked(caFP, cert.Serial, cert.KeyId, certKeyFP, u.ID) {
+	if s.cfg.Auth.Revoked(ca.GroupID, caFP, cert.Serial, cert.KeyId, certKeyFP, u.ID) {
 		return nil, refuseLoudly("certificate revoked", "keygate: your certificate has been revoked")
-	}
-	if !ok {
-		return nil, refuse("certificate identity names no user")
 	}
 	if !u.Active {
 		return nil, refuseLoudly("blocked user", "keygate: your account is blocked")
 	}
 	if s.cfg.Auth.AccessLevel(u.ID, ca.GroupID) == 0 {
-		return nil, refuse("certificate user is not a member of the CA's group")
-	}
-	// A CA vouches only for the users its group is entitled to: those an
-	// admin made enterprise users of it. Membership alone (which any owner
-	// can grant, without consent) is never enough.
-	if u.EnterpriseGroupID != ca.GroupID {
-		return nil, refuseLoudly("certificate user is not an enterprise user of the CA's group",
-			"keygate: this certificate authority may not vouch for "+identity+": the account is not an enterprise user of the CA's group (an administrator sets enterprise_group_id)")
+		return nil, refuseIdentity("certificate user is not a member of the CA's group", identity)
 	}
 	// Principals are keygate's check, not x/crypto's (whose CheckCert
 	// refuses certificates without principals since v0.59): an empty list
@@ -328,6 +339,15 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 		CertValidBefore:      before,
 		PermitPortForwarding: hasKey(cert.Extensions, "permit-port-forwarding"),
 	}, nil
+}
+
+// refuseIdentity refuses a certificate whose identity (Key ID or
+// login@HOST) the CA may not vouch for, with one banner whatever the
+// reason, which goes to the log only.
+func refuseIdentity(reason, identity string) error {
+	return refuseLoudly(reason, fmt.Sprintf("keygate: this certificate authority may not vouch for %q: "+
+		"it must name, by username or e-mail, a member of a group that registered the certificate authority "+
+		"who is an enterprise user of that group (an administrator sets enterprise_group_id)", identity))
 }
 
 // certWindow checks the certificate's validity window at now, widened by
@@ -407,7 +427,7 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 		switch {
 		case !s.cfg.Auth.CAExists(id.CAID):
 			return "certificate authority deleted"
-		case s.cfg.Auth.Revoked(id.CAFingerprint, id.CertSerial, id.CertKeyID, id.KeyFingerprint, id.UserID):
+		case s.cfg.Auth.Revoked(id.CAGroupID, id.CAFingerprint, id.CertSerial, id.CertKeyID, id.KeyFingerprint, id.UserID):
 			return "certificate revoked"
 		case s.cfg.Auth.AccessLevel(id.UserID, id.CAGroupID) == 0:
 			return "no longer a member of the certificate's group"

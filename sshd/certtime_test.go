@@ -81,7 +81,7 @@ func (certUserAuth) User(id int64) (authindex.User, bool) {
 	return authindex.User{ID: id, Active: true, EnterpriseGroupID: 5}, id == 1
 }
 func (certUserAuth) CAExists(id int64) bool { return id == 9 }
-func (certUserAuth) Revoked([32]byte, uint64, string, string, int64) bool {
+func (certUserAuth) Revoked(int64, [32]byte, uint64, string, string, int64) bool {
 	return false
 }
 func (certUserAuth) AccessLevel(userID, groupID int64) int { return 30 }

@@ -26,11 +26,16 @@ type Authorizer interface {
 	UsernameIs(id int64, name string) bool
 	Username(id int64) string
 	UserByLogin(login string) (authindex.User, bool)
-	CA(fp [32]byte) (authindex.CA, bool)
+	// CAKnown reports whether some group registered the CA key fp.
+	CAKnown(fp [32]byte) bool
+	// CA returns the CA with the key fp that top-level group groupID
+	// registered (a key is its group's own; other groups may hold it too).
+	CA(fp [32]byte, groupID int64) (authindex.CA, bool)
 	CAExists(id int64) bool
-	// Revoked reports whether CA key caFP revoked a certificate by serial,
-	// key id (also when it names userID) or certificate key fingerprint.
-	Revoked(caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool
+	// Revoked reports whether top-level group groupID revoked a certificate
+	// of its CA key caFP by serial, key id (also when it names userID) or
+	// certificate key fingerprint.
+	Revoked(groupID int64, caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool
 	Group(id int64) (authindex.Group, bool)
 	AccessLevel(userID, groupID int64) int
 	// BastionTargets returns the targets that let userID forward to

@@ -135,13 +135,21 @@ func (a *fzAuth) UserByLogin(login string) (authindex.User, bool) {
 	}
 	return authindex.User{}, false
 }
-func (a *fzAuth) CA(fp [32]byte) (authindex.CA, bool) {
+func (a *fzAuth) CAKnown(fp [32]byte) bool {
+	_, ok := a.cas[fp]
+	return ok
+}
+func (a *fzAuth) CA(fp [32]byte, groupID int64) (authindex.CA, bool) {
 	c, ok := a.cas[fp]
-	return c, ok
+	return c, ok && c.GroupID == groupID
 }
 func (a *fzAuth) CAExists(id int64) bool { return a.caIDs[id] }
-func (a *fzAuth) Revoked(caFP [32]byte, serial uint64, keyID, _ string, _ int64) bool {
-	caID := a.cas[caFP].ID
+func (a *fzAuth) Revoked(groupID int64, caFP [32]byte, serial uint64, keyID, _ string, _ int64) bool {
+	ca, ok := a.CA(caFP, groupID)
+	if !ok {
+		return false
+	}
+	caID := ca.ID
 	return a.serials[[2]uint64{uint64(caID), serial}] || (a.keyIDRv[caID] != "" && a.keyIDRv[caID] == keyID)
 }
 func (a *fzAuth) Group(id int64) (authindex.Group, bool) {
@@ -356,7 +364,7 @@ func FuzzDecide(f *testing.F) {
 		if now < cert.ValidAfter || (cert.ValidBefore != gossh.CertTimeInfinity && now >= cert.ValidBefore) {
 			t.Fatalf("decideCert accepted a certificate outside its window [%d, %d) at %d", cert.ValidAfter, cert.ValidBefore, now)
 		}
-		if auth.Revoked(fingerprint(cert.SignatureKey), cert.Serial, cert.KeyId, "", 0) {
+		if auth.Revoked(ca.GroupID, fingerprint(cert.SignatureKey), cert.Serial, cert.KeyId, "", 0) {
 			t.Fatal("decideCert accepted a revoked certificate")
 		}
 		who := cert.KeyId

@@ -281,7 +281,7 @@ func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 		}
 	}
 	for c, line := range acked.cas {
-		if ca, ok := ix.CA(keyFP(t, line)); !ok || ca.ID != c[1] || ca.GroupID != c[0] {
+		if ca, ok := ix.CA(keyFP(t, line), c[0]); !ok || ca.ID != c[1] || ca.GroupID != c[0] {
 			t.Errorf("acknowledged CA %d of group %d: reloaded index has %+v, %v", c[1], c[0], ca, ok)
 		}
 	}

@@ -116,14 +116,15 @@ func requireIndexMatchesDB(t *testing.T, path string) *authindex.Index {
 		if err := r.Scan(&id, &gid, &f); err != nil {
 			return err
 		}
-		if ca, ok := ix.CA(fp(f)); !ok || ca.ID != id || ca.GroupID != gid || !ix.CAExists(id) {
+		if ca, ok := ix.CA(fp(f), gid); !ok || ca.ID != id || ca.GroupID != gid || !ix.CAExists(id) {
 			fail("CA %d (group %d): index has %+v, %v", id, gid, ca, ok)
 		}
 		return nil
 	})
-	nrevs := each(`SELECT ca_fingerprint, kind, value FROM cert_revocations`, func(r *sql.Rows) error {
+	nrevs := each(`SELECT group_id, ca_fingerprint, kind, value FROM cert_revocations`, func(r *sql.Rows) error {
+		var gid int64
 		var ca, kind, value string
-		if err := r.Scan(&ca, &kind, &value); err != nil {
+		if err := r.Scan(&gid, &ca, &kind, &value); err != nil {
 			return err
 		}
 		serial := uint64(1<<64 - 1)
@@ -136,8 +137,8 @@ func requireIndexMatchesDB(t *testing.T, path string) *authindex.Index {
 		case "fingerprint":
 			certFP = value
 		}
-		if !ix.Revoked(fp(ca), serial, keyID, certFP, 0) {
-			fail("revocation %s=%s of CA %s not in the index", kind, value, ca)
+		if !ix.Revoked(gid, fp(ca), serial, keyID, certFP, 0) {
+			fail("revocation %s=%s of CA %s (group %d) not in the index", kind, value, ca, gid)
 		}
 		return nil
 	})

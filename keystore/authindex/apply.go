@@ -148,7 +148,7 @@ func (ix *Index) Apply(ctx context.Context, c keystore.Change) error {
 		ca, err := s.CA(ctx, 0, c.EntityID)
 		switch {
 		case errors.Is(err, keystore.ErrNotFound):
-			// Its revocations stay: they belong to the key.
+			// Its revocations stay: they belong to its group and key.
 			apply = func() { ix.dropCA(c.EntityID) }
 		case err != nil:
 			return err

@@ -39,9 +39,10 @@ type Index struct {
 	blocked atomic.Pointer[map[int64]struct{}]
 	groups  map[int64]groupRec
 	members map[memberKey]uint8
-	byUser  map[int64][]int64 // user id -> group ids (rarely large)
-	cas     map[[32]byte]caRec
-	caFP    map[int64][32]byte
+	byUser  map[int64][]int64  // user id -> group ids (rarely large)
+	cas     map[caKey]int64    // (CA key, top-level group) -> CA id
+	caFP    map[int64]caKey    // CA id -> its key and group
+	caKnown map[[32]byte]int32 // CA key -> how many groups registered it
 	revs    map[revKey]struct{}
 	revByID map[int64]revKey
 	targets map[int64]targetRec // bastion targets: few, so pointers are fine
@@ -86,14 +87,21 @@ type allowRec struct {
 	parsed  keystore.Allowance
 }
 
-type caRec struct{ ID, GroupID int64 }
+// caKey is a CA: its key's fingerprint and its (top-level) group. A key
+// is unique within a group only; each group's CA with it is its own.
+type caKey struct {
+	FP    [32]byte
+	Group int64
+}
 
-// revKey is a revocation: the CA key's fingerprint, the kind and the
-// SHA-256 of the canonical value (key ids lower-cased).
+// revKey is a revocation: the group that made it, the CA key's
+// fingerprint, the kind and the SHA-256 of the canonical value (key ids
+// lower-cased).
 type revKey struct {
-	CA   [32]byte
-	Kind uint8
-	Hash [32]byte
+	Group int64
+	CA    [32]byte
+	Kind  uint8
+	Hash  [32]byte
 }
 
 const (
@@ -192,8 +200,9 @@ func (ix *Index) reset() {
 	ix.groups = map[int64]groupRec{}
 	ix.members = map[memberKey]uint8{}
 	ix.byUser = map[int64][]int64{}
-	ix.cas = map[[32]byte]caRec{}
-	ix.caFP = map[int64][32]byte{}
+	ix.cas = map[caKey]int64{}
+	ix.caFP = map[int64]caKey{}
+	ix.caKnown = map[[32]byte]int32{}
 	ix.revs = map[revKey]struct{}{}
 	ix.revByID = map[int64]revKey{}
 	ix.targets = map[int64]targetRec{}
@@ -427,14 +436,23 @@ func (ix *Index) putCA(c *keystore.GroupCA) {
 		return
 	}
 	ix.dropCA(c.ID)
-	ix.cas[b] = caRec{ID: c.ID, GroupID: c.GroupID}
-	ix.caFP[c.ID] = b
+	k := caKey{FP: b, Group: c.GroupID}
+	ix.cas[k] = c.ID
+	ix.caFP[c.ID] = k
+	ix.caKnown[b]++
 }
 
 func (ix *Index) dropCA(id int64) {
-	if b, ok := ix.caFP[id]; ok {
-		delete(ix.cas, b)
-		delete(ix.caFP, id)
+	k, ok := ix.caFP[id]
+	if !ok {
+		return
+	}
+	if ix.cas[k] == id {
+		delete(ix.cas, k)
+	}
+	delete(ix.caFP, id)
+	if ix.caKnown[k.FP]--; ix.caKnown[k.FP] <= 0 {
+		delete(ix.caKnown, k.FP)
 	}
 }
 
@@ -447,7 +465,7 @@ func (ix *Index) putRevocation(r *keystore.Revocation) {
 		delete(ix.revs, old)
 	}
 	k := revHash(revKind(r.Kind), r.Value)
-	k.CA = ca
+	k.Group, k.CA = r.GroupID, ca
 	ix.revs[k] = struct{}{}
 	ix.revByID[r.ID] = k
 }

@@ -109,7 +109,7 @@ func (ix *Index) reload(ctx context.Context) error {
 	ix.keyFP, ix.users = fresh.keyFP, fresh.users
 	ix.blocked.Store(fresh.blocked.Load())
 	ix.groups, ix.members, ix.byUser = fresh.groups, fresh.members, fresh.byUser
-	ix.cas, ix.caFP, ix.revs, ix.revByID = fresh.cas, fresh.caFP, fresh.revs, fresh.revByID
+	ix.cas, ix.caFP, ix.caKnown, ix.revs, ix.revByID = fresh.cas, fresh.caFP, fresh.caKnown, fresh.revs, fresh.revByID
 	ix.applied = seq
 	ix.ahead = map[int64]struct{}{} // applied to the old maps only
 	ix.mu.Unlock()

@@ -1,11 +1,14 @@
 package authindex
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// Lookups. All are safe for concurrent use with writes and allocation-free.
+// Lookups. All are safe for concurrent use with writes and allocation-free
+// (but CAs, which is not on the auth path).
 
 // Key looks up a user key by SHA-256 fingerprint.
 func (ix *Index) Key(fp [32]byte) (Key, bool) {
@@ -69,12 +72,40 @@ func (ix *Index) UserByLogin(login string) (User, bool) {
 	return User{}, false
 }
 
-// CA looks up a group CA by the SHA-256 fingerprint of its public key.
-func (ix *Index) CA(fp [32]byte) (CA, bool) {
+// CAKnown reports whether some group registered the CA key fp.
+func (ix *Index) CAKnown(fp [32]byte) bool {
 	ix.mu.RLock()
-	r, ok := ix.cas[fp]
+	_, ok := ix.caKnown[fp]
 	ix.mu.RUnlock()
-	return CA(r), ok
+	return ok
+}
+
+// CA looks up the CA with the key fp (SHA-256 fingerprint of its public
+// key) that top-level group groupID registered. Other groups may hold the
+// same key; their CAs are theirs.
+func (ix *Index) CA(fp [32]byte, groupID int64) (CA, bool) {
+	ix.mu.RLock()
+	id, ok := ix.cas[caKey{FP: fp, Group: groupID}]
+	ix.mu.RUnlock()
+	return CA{ID: id, GroupID: groupID}, ok
+}
+
+// CAs lists the CAs of every group that registered the key fp, by id (for
+// checks and tests; the auth path asks CA).
+func (ix *Index) CAs(fp [32]byte) []CA {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []CA
+	if ix.caKnown[fp] == 0 {
+		return out
+	}
+	for id, k := range ix.caFP {
+		if k.FP == fp {
+			out = append(out, CA{ID: id, GroupID: k.Group})
+		}
+	}
+	slices.SortFunc(out, func(a, b CA) int { return cmp.Compare(a.ID, b.ID) })
+	return out
 }
 
 // CAExists reports whether a CA id is still registered.
@@ -85,12 +116,14 @@ func (ix *Index) CAExists(id int64) bool {
 	return ok
 }
 
-// Revoked reports whether the CA key caFP revoked a certificate: by serial,
-// by certificate key fingerprint ("SHA256:…"), or by key id. Key ids match
-// as identities do: case-insensitively, and a key-id revocation that names
-// a user (username or email) also revokes every certificate that logs in
-// as userID, whatever its key id says.
-func (ix *Index) Revoked(caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool {
+// Revoked reports whether top-level group groupID revoked a certificate
+// of its CA key caFP: by serial, by certificate key fingerprint
+// ("SHA256:…"), or by key id. Key ids match as identities do:
+// case-insensitively, and a key-id revocation that names a user (username
+// or email) also revokes every certificate that logs in as userID, whatever
+// its key id says. Another group's revocations of the same key never
+// count.
+func (ix *Index) Revoked(groupID int64, caFP [32]byte, serial uint64, keyID, certKeyFP string, userID int64) bool {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if len(ix.revs) == 0 {
@@ -105,7 +138,7 @@ func (ix *Index) Revoked(caFP [32]byte, serial uint64, keyID, certKeyFP string, 
 		keys = append(keys, revHash(revKindKeyID, string(ix.users.name(r))), revHash(revKindKeyID, string(ix.users.email(r))))
 	}
 	for _, k := range keys {
-		k.CA = caFP
+		k.Group, k.CA = groupID, caFP
 		if _, ok := ix.revs[k]; ok {
 			return true
 		}

@@ -338,11 +338,16 @@ func TestCertRefused(t *testing.T) {
 			"-O", "force-command=/bin/true"),
 			reason: "unsupported critical option force-command"},
 		{name: "key id names no user", issue: std("-I", "nobody-by-this-name", "-n", "git,alice", "-V", "-5m:+1h", "-z", "42"),
-			reason: "certificate identity names no user"},
-		{name: "user not a member of the CA's group", issue: func(t *testing.T, w *certWorld) (string, string) {
+			reason: "certificate identity names no user", banner: `may not vouch for "nobody-by-this-name"`},
+		{name: "user not an enterprise user of the CA's group", issue: func(t *testing.T, w *certWorld) (string, string) {
 			w.e.createUser(t, "bob")
 			return w.certIssue(t, w.caKey, "-I", "bob", "-n", "git,bob", "-V", "-5m:+1h", "-z", "42")
-		}, reason: "certificate user is not a member of the CA's group"},
+		}, reason: "certificate user is not an enterprise user of a group with this CA", banner: `may not vouch for "bob"`},
+		{name: "enterprise user not a member of the CA's group", issue: func(t *testing.T, w *certWorld) (string, string) {
+			bob, _ := w.e.createUser(t, "bob")
+			w.e.mustAPI(t, http.MethodPut, "/users/"+itoa(bob), w.e.adminToken, url.Values{"enterprise_group_id": {itoa(w.eng)}}, http.StatusOK, nil)
+			return w.certIssue(t, w.caKey, "-I", "bob", "-n", "git,bob", "-V", "-5m:+1h", "-z", "42")
+		}, reason: "certificate user is not a member of the CA's group", banner: `may not vouch for "bob"`},
 		{name: "blocked user", issue: std(certStdArgs...),
 			after:  func(t *testing.T, w *certWorld, _, _ string) { certBlockAlice(t, w) },
 			reason: "blocked user", banner: "keygate: your account is blocked"},

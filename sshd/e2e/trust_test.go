@@ -202,7 +202,7 @@ func TestCAVouchesOnlyForEnterpriseUsers(t *testing.T) {
 	key, cert := w.certIssue(t, caKey, "-I", "alice", "-n", "git,alice", "-V", "-5m:+1h", "-z", "99")
 
 	stderr := w.certRequireRefused(t, key, cert, "alice")
-	if !strings.Contains(stderr, "may not vouch for alice") || !strings.Contains(stderr, "not an enterprise user") {
+	if !strings.Contains(stderr, `may not vouch for "alice"`) || !strings.Contains(stderr, "enterprise user") {
 		t.Fatalf("refusal banner = %q", stderr)
 	}
 	w.certRequireRefused(t, key, cert, "git")
@@ -251,8 +251,9 @@ func TestCAVouchesOnlyForEnterpriseUsers(t *testing.T) {
 // is accepted, a malformed fingerprint is refused (400) and a padded one
 // matches; key_id=bob revokes certificates with key id "Bob" and
 // "bob@example.com" that log in as bob. Deleting the CA and registering
-// the same key again, in another group, keeps every revocation listed and
-// in force.
+// the same key again in the same group keeps every revocation listed and
+// in force; another group registering the key sees none of them, and they
+// refuse none of its logins.
 func TestRevocationsMatchWhatTheySay(t *testing.T) {
 	t.Parallel()
 	w := certSetup(t)
@@ -306,31 +307,46 @@ func TestRevocationsMatchWhatTheySay(t *testing.T) {
 		}
 	}
 
-	// The CA row goes; the same key comes back in another group that
-	// alice is an enterprise user of: the revocations still hold.
+	// The CA row goes; the same key comes back in the same group: the
+	// revocations still hold, and only eng's owner can lift them.
 	w.certDeleteCA(t)
 	caPub := readFile(t, w.caKey+".pub")
-	e.mustAPI(t, http.MethodPut, "/users/"+itoa(w.aliceID), e.adminToken, url.Values{"enterprise_group_id": {itoa(w.ops)}}, http.StatusOK, nil)
-	var again idJSON
-	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(w.ops)+"/ssh_certificates", w.ownerTok,
-		url.Values{"title": {"same key"}, "key": {caPub}}, http.StatusCreated, &again)
+	again := w.certAddCA(t, w.eng, caPub)
 	var relisted []map[string]any
-	e.mustAPI(t, http.MethodGet, "/groups/"+itoa(w.ops)+"/ssh_certificates/"+itoa(again.ID)+"/revocations", w.ownerTok, nil, http.StatusOK, &relisted)
+	e.mustAPI(t, http.MethodGet, "/groups/"+itoa(w.eng)+"/ssh_certificates/"+itoa(again)+"/revocations", w.ownerTok, nil, http.StatusOK, &relisted)
 	if len(relisted) != len(listed) {
 		t.Fatalf("the re-added key lists %d revocations, want %d", len(relisted), len(listed))
 	}
 	if stderr := w.certRequireRefused(t, k7, c7, "git"); !strings.Contains(stderr, "revoked") {
 		t.Fatalf("serial 7 under the re-added key: %s", stderr)
 	}
-	// ops did not make them, so its owner cannot lift them.
-	code, body := e.api(t, http.MethodDelete, "/groups/"+itoa(w.ops)+"/ssh_certificates/"+itoa(again.ID)+"/revocations/"+
-		strconv.FormatInt(int64(relisted[0]["id"].(float64)), 10), w.ownerTok, nil)
-	if code != http.StatusForbidden {
+
+	// ops registers the same key: eng's revocations are not ops's. They
+	// are not listed there, cannot be lifted from there, and do not
+	// refuse ops's logins (alice, now an enterprise user of ops).
+	var inOps idJSON
+	_, opsTok := e.createUser(t, "ops-owner")
+	opsOwned := e.createGroup(t, "ops2", opsTok)
+	e.addMember(t, opsOwned, w.aliceID, 30)
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(opsOwned)+"/ssh_certificates", opsTok,
+		url.Values{"title": {"same key"}, "key": {caPub}}, http.StatusCreated, &inOps)
+	var opsList []map[string]any
+	e.mustAPI(t, http.MethodGet, "/groups/"+itoa(opsOwned)+"/ssh_certificates/"+itoa(inOps.ID)+"/revocations", opsTok, nil, http.StatusOK, &opsList)
+	if len(opsList) != 0 {
+		t.Fatalf("another group registering the key reads %d of eng's revocations: %v", len(opsList), opsList)
+	}
+	code, body := e.api(t, http.MethodDelete, "/groups/"+itoa(opsOwned)+"/ssh_certificates/"+itoa(inOps.ID)+"/revocations/"+
+		strconv.FormatInt(int64(relisted[0]["id"].(float64)), 10), opsTok, nil)
+	if code != http.StatusNotFound {
 		t.Fatalf("another group lifted a revocation: %d %s", code, body)
 	}
-	// A fresh certificate under the re-added key works (scope: ops).
-	k9, c9 := w.certIssue(t, w.caKey, "-I", "alice", "-n", "git,alice", "-V", "-5m:+1h", "-z", "9")
-	w.certRequireGreeting(t, k9, c9, "git")
+	e.mustAPI(t, http.MethodPut, "/users/"+itoa(w.aliceID), e.adminToken, url.Values{"enterprise_group_id": {itoa(opsOwned)}}, http.StatusOK, nil)
+	w.certRequireGreeting(t, k7, c7, "git")
+	// Back in eng, they hold again.
+	e.mustAPI(t, http.MethodPut, "/users/"+itoa(w.aliceID), e.adminToken, url.Values{"enterprise_group_id": {itoa(w.eng)}}, http.StatusOK, nil)
+	if stderr := w.certRequireRefused(t, k7, c7, "git"); !strings.Contains(stderr, "revoked") {
+		t.Fatalf("serial 7 in eng after ops's login: %s", stderr)
+	}
 }
 
 func readFile(t *testing.T, path string) string {
