@@ -588,3 +588,40 @@ func TestForwardToRestrictedAddressEndsWithTheAdminsTarget(t *testing.T) {
 		t.Errorf("closed_reason = %q, want the restricted-address rule", r)
 	}
 }
+
+// TestAnotherGroupsRevocationEndsNothing: another group registers the same
+// CA public key (public keys are public) and revokes alice's certificate
+// by key id and serial: alice's open session and forward through her own
+// group's CA stay open, and new logins work; her group's own revocation
+// then ends them.
+func TestAnotherGroupsRevocationEndsNothing(t *testing.T) {
+	t.Parallel()
+	w := newEnforceWorld(t)
+	e := w.e
+	_, squatTok := e.createUser(t, "squatter")
+	squat := e.createGroup(t, "squat", squatTok)
+	var ca idJSON
+	e.mustAPI(t, http.MethodPost, "/groups/"+itoa(squat)+"/ssh_certificates", squatTok,
+		url.Values{"title": {"not mine"}, "key": {readFile(t, w.caKey+".pub")}}, http.StatusCreated, &ca)
+	v2 := startV2(t, w.dial(t, "cert", "alice"), openV2, "eng/api.git")
+	fw := startForward(t, w.dial(t, "cert", "alice"), openForward, w.adminDest)
+	for kind, value := range map[string]string{"key_id": "alice", "serial": "42"} {
+		e.mustAPI(t, http.MethodPost, "/groups/"+itoa(squat)+"/ssh_certificates/"+itoa(ca.ID)+"/revocations", squatTok,
+			url.Values{kind: {value}, "reason": {"squatting"}}, http.StatusCreated, nil)
+	}
+	time.Sleep(2 * time.Second) // two revalidation ticks
+	for _, o := range []*openThing{v2, fw} {
+		if err := o.alive(); err != nil {
+			t.Fatalf("%s ended by another group's revocation: %v (%s)", o.name, err, o.stderr)
+		}
+	}
+	w.dial(t, "cert", "alice").Close() // a new login works too
+	w.certRevoke(t, "key_id", "alice")
+	for _, o := range []*openThing{v2, fw} {
+		select {
+		case <-o.ended:
+		case <-time.After(enforceBound):
+			t.Fatalf("%s still open after its own group revoked the certificate", o.name)
+		}
+	}
+}
