@@ -107,6 +107,11 @@ func (p params) fromJSON(body []byte) error {
 			}
 			p.v[k] = vs
 		case map[string]any:
+			// Only the parameters that are objects take one: elsewhere an
+			// object (an operator like {"$ne":""}) is refused, not ignored.
+			if !objectParams[k] {
+				return badRequest(k, "must be a string, number or boolean")
+			}
 			// An object is its fields as k[name], as a form sends them
 			// (claims[ref]=…); see object.
 			for name, e := range x {
@@ -144,6 +149,9 @@ func (p params) strPtr(name string) *string {
 	}
 	return &v
 }
+
+// objectParams are the parameters whose value is an object.
+var objectParams = map[string]bool{"claims": true, "required_claims": true}
 
 // object returns the fields name[key]=value of an object parameter (a
 // JSON object, or form fields name[key]); nil when there are none.

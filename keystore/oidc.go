@@ -395,3 +395,13 @@ func MatchTrustRules(rules []*TrustRule, claims map[string]any) (*TrustRule, *Ru
 	}
 	return nil, best
 }
+
+// UserByEmail returns a user by e-mail address (case-insensitive, as
+// e-mails are unique).
+func (s *Store) UserByEmail(ctx context.Context, email string) (*User, error) {
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE lower(email) = ?`, asciiLower(email)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("User")
+	}
+	return u, err
+}
