@@ -144,3 +144,40 @@ func (t *tx) newestManagedCA(ctx context.Context, groupID int64) (int64, error) 
 	err := t.queryRow(ctx, `SELECT MAX(id) FROM group_cas WHERE group_id = ? AND managed = 1`, groupID).Scan(&id)
 	return id.Int64, err
 }
+
+// SealedElsewhere is a managed CA whose private key is sealed under
+// another key than the one a node holds.
+type SealedElsewhere struct {
+	CAID, GroupID int64
+	Fingerprint   string
+	KeyID         string // the id of the key it is sealed under
+}
+
+// ManagedCAsSealedElsewhere lists the managed CAs whose private key was not
+// sealed under the key with id keyID (see sealed.Key.ID).
+func (s *Store) ManagedCAsSealedElsewhere(ctx context.Context, keyID string) ([]SealedElsewhere, error) {
+	var out []SealedElsewhere
+	err := s.forEachRow(ctx, `SELECT id, group_id, fingerprint_sha256, COALESCE(sealed_private_key, '') FROM group_cas WHERE managed = 1 ORDER BY id`,
+		func(sc func(...any) error) error {
+			var c SealedElsewhere
+			var v string
+			if err := sc(&c.CAID, &c.GroupID, &c.Fingerprint, &v); err != nil {
+				return err
+			}
+			if id, ok := sealedKeyID(v); !ok || id != keyID {
+				c.KeyID = id
+				out = append(out, c)
+			}
+			return nil
+		})
+	return out, err
+}
+
+// sealedKeyID reads the key id of a sealed value ("kgsealed1:ID:…").
+func sealedKeyID(v string) (string, bool) {
+	parts := strings.SplitN(v, ":", 3)
+	if len(parts) != 3 || parts[0] != "kgsealed1" {
+		return "", false
+	}
+	return parts[1], true
+}
