@@ -68,6 +68,9 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 			return err
 		}
 		c.ID = id
+		if err := t.krlChanged(ctx, groupID); err != nil {
+			return err
+		}
 		return t.record(ctx, "ssh_certificate_authority_created", EntityCA, id, "create",
 			map[string]any{"group_id": groupID, "fingerprint": c.FingerprintSHA256, "title": c.Title})
 	})
@@ -101,6 +104,9 @@ func (s *Store) ListCAs(ctx context.Context, groupID int64, pg Page) ([]*GroupCA
 func (s *Store) DeleteCA(ctx context.Context, a Actor, groupID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
 		if err := t.execOne(ctx, "SSH Certificate", `DELETE FROM group_cas WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
+			return err
+		}
+		if err := t.krlChanged(ctx, groupID); err != nil {
 			return err
 		}
 		return t.record(ctx, "ssh_certificate_authority_deleted", EntityCA, id, "delete", map[string]any{"group_id": groupID})
@@ -205,6 +211,9 @@ func (s *Store) CreateRevocation(ctx context.Context, a Actor, ca *GroupCA, in R
 			return err
 		}
 		r.ID = id
+		if err := t.krlChanged(ctx, r.GroupID); err != nil {
+			return err
+		}
 		return t.record(ctx, "ssh_certificate_revoked", EntityRevocation, id, "create",
 			map[string]any{"ca_id": ca.ID, "ca_fingerprint": r.CAFingerprint, "group_id": r.GroupID, "kind": r.Kind, "value": r.Value})
 	})
@@ -248,6 +257,9 @@ func (s *Store) DeleteRevocation(ctx context.Context, a Actor, ca *GroupCA, id i
 			return err
 		}
 		if _, err := t.exec(ctx, `DELETE FROM cert_revocations WHERE id = ?`, id); err != nil {
+			return err
+		}
+		if err := t.krlChanged(ctx, ca.GroupID); err != nil {
 			return err
 		}
 		return t.record(ctx, "ssh_certificate_revocation_deleted", EntityRevocation, id, "delete",
