@@ -60,6 +60,10 @@ func (a *API) routes() chi.Router {
 
 		// Public reads.
 		r.Get("/users/{id}/gpg_keys", a.v4(a.listUserGPGKeys))
+		// A group's KRL and CA keys: its owners and maintainers, or anyone
+		// once an admin made them public (fleet.go).
+		r.Get("/groups/{id}/ssh_certificates/krl", a.v4(a.groupKRL))
+		r.Get("/groups/{id}/ssh_certificates/trusted_user_ca_keys", a.v4(a.trustedUserCAKeys))
 		r.Get("/users/{id}/gpg_keys/{key_id}", a.v4(a.getUserGPGKey))
 
 		r.Group(func(r chi.Router) {
@@ -108,6 +112,7 @@ func (a *API) routes() chi.Router {
 			r.Delete("/groups/{id}/ssh_certificates/{cert_id}", a.v4(a.deleteCA))
 			r.Delete("/groups/{id}/ssh_certificate/{cert_id}", a.v4(a.deleteCA))
 			r.Get("/groups/{id}/audit_events", a.v4(a.listGroupAuditEvents))
+			r.Get("/groups/{id}/ssh_certificates/principals", a.v4(a.sshPrincipals))
 			r.Get("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.listRevocations))
 			r.Post("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.createRevocation))
 			r.Delete("/groups/{id}/ssh_certificates/{cert_id}/revocations/{revocation_id}", a.v4(a.deleteRevocation))
