@@ -330,6 +330,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	for _, k := range hostKeys {
 		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", gossh.FingerprintSHA256(k.PublicKey()))
 	}
+	hostCerts, err := sshd.LoadHostCertificates(c.DataDir, c.HostCertificates, hostKeys)
+	if err != nil {
+		return err
+	}
+	logHostCertificates(log, hostCerts, c.Hostname, time.Now())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories"), Home: filepath.Join(c.DataDir, "git-home")}
@@ -346,6 +351,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	// sshd.Config.Check); serve adds what only a running node has.
 	sc := c.Config
 	sc.Addr, sc.HostKeys, sc.ReposDir, sc.GitHome = c.SSHAddr, hostKeys, repos.Root, repos.Home
+	sc.HostCertificates = hostCerts
 	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
 	sc.OwnListeners = ownListeners(httpLn, metricsLn)
 	sshSrv, err := sshd.New(sc)
