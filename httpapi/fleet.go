@@ -170,16 +170,20 @@ func (c *krlCache) put(st keystore.KRLState, data []byte) {
 // every CA key the group holds, one authorized_keys line each with a
 // comment naming the group and the CA, as sshd's TrustedUserCAKeys reads
 // them. A group without CAs is an empty file (no certificate logs in).
-// The ETag is a digest of the text.
+// The ETag is a digest of the text; X-KRL-Version names the KRL that
+// goes with it.
 func (a *API) trustedUserCAKeys(w http.ResponseWriter, r *http.Request) error {
 	g, err := a.fleetGroup(r)
 	if err != nil {
 		return err
 	}
-	cas, err := a.store.GroupCAKeys(r.Context(), g.ID)
+	cas, st, err := a.store.GroupCAKeys(r.Context(), g.ID)
 	if err != nil {
 		return err
 	}
+	// The KRL version of the same snapshot: keygate fleet-sync installs a
+	// CA file and a KRL only when they name one version.
+	w.Header().Set("X-KRL-Version", strconv.FormatUint(st.Version, 10))
 	var b strings.Builder
 	for _, c := range cas {
 		fmt.Fprintf(&b, "%s keygate %s CA %d: %s\n", c.Key, g.FullPath, c.ID, oneLine(c.Title))

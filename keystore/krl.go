@@ -139,10 +139,24 @@ func (s *Store) GroupKRL(ctx context.Context, groupID int64) (*krl.KRL, KRLState
 }
 
 // GroupCAKeys lists every CA a top-level group holds, ordered by id (what
-// a TrustedUserCAKeys file holds).
-func (s *Store) GroupCAKeys(ctx context.Context, groupID int64) ([]*GroupCA, error) {
+// a TrustedUserCAKeys file holds), with the KRL state of the same
+// snapshot: a CA file and a KRL of one version belong together.
+func (s *Store) GroupCAKeys(ctx context.Context, groupID int64) ([]*GroupCA, KRLState, error) {
+	opts := &sql.TxOptions{ReadOnly: true, Isolation: s.dialect.snapshotIsolation()}
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, KRLState{}, s.readErr(s.dialect.mapErr(err))
+	}
+	defer tx.Rollback()
+	st, top, err := scanKRLState(tx.QueryRowContext(ctx, s.dialect.rebind(krlStateQuery), groupID), groupID)
+	if err != nil {
+		return nil, st, s.readErr(err)
+	}
+	if !top {
+		return nil, st, ErrNotTopLevel
+	}
 	var out []*GroupCA
-	err := s.forEachRowArgs(ctx, `SELECT `+caCols+` FROM group_cas WHERE group_id = ? ORDER BY id`, []any{groupID},
+	err = forEachTxRow(ctx, s, tx, `SELECT `+caCols+` FROM group_cas WHERE group_id = ? ORDER BY id`, []any{groupID},
 		func(scan func(...any) error) error {
 			c, err := scanCA(scanFunc(scan))
 			if err != nil {
@@ -151,7 +165,7 @@ func (s *Store) GroupCAKeys(ctx context.Context, groupID int64) ([]*GroupCA, err
 			out = append(out, c)
 			return nil
 		})
-	return out, err
+	return out, st, err
 }
 
 func forEachTxRow(ctx context.Context, s *Store, tx *sql.Tx, query string, args []any, fn func(scan func(...any) error) error) error {

@@ -139,9 +139,9 @@ func TestGroupKRL(t *testing.T) {
 	_, _, err = e.s.GroupKRL(e.ctx, 999999)
 	wantIs(t, err, keystore.ErrNotFound)
 
-	cas, err := e.s.GroupCAKeys(e.ctx, g.ID)
-	if err != nil || len(cas) != 2 || cas[0].ID != ca1.ID || cas[1].Title != "two again" {
-		t.Errorf("GroupCAKeys = %v, %v", cas, err)
+	cas, cst, err := e.s.GroupCAKeys(e.ctx, g.ID)
+	if err != nil || len(cas) != 2 || cas[0].ID != ca1.ID || cas[1].Title != "two again" || cst.Version != 14 {
+		t.Errorf("GroupCAKeys = %v, version %d, %v", cas, cst.Version, err)
 	}
 }
 

@@ -106,6 +106,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runEnterpriseUsers(args[1:], stdout, stderr)
 	case "hostkeys":
 		return runHostKeys(args[1:], stdout, stderr)
+	case "fleet-sync":
+		return runFleetSync(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -131,8 +133,12 @@ func usage(w io.Writer) {
                             (not enterprise users of the CA's group); --assign makes each user
                             who is a member of exactly one CA-bearing top-level group its
                             enterprise user, printing every assignment
-  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR]
-                            print the host key fingerprints and known_hosts lines
+  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR] [--host-certificate FILE]
+                            print the host key fingerprints and known_hosts lines, and the
+                            @cert-authority line of the host certificates' CA
+  keygate fleet-sync --url URL --group ID|PATH [--dir DIR] [--token-file F] [--once] [--principals]
+                            keep an OpenSSH server's RevokedKeys KRL, TrustedUserCAKeys file and
+                            principals in step with a group (docs/openssh-fleet.md)
   keygate version           print the version, the commit and the Go version
 The database flags of migrate, export, import and enterprise-users are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
