@@ -196,7 +196,7 @@ var schemas = map[string]any{
 		"id", "group_id", "pattern"),
 	"Version":          obj(map[string]any{"version": str, "revision": str}),
 	"GitHubKey":        obj(map[string]any{"id": integer, "key": str, "url": str, "title": str, "created_at": tstamp, "verified": boolean, "read_only": boolean}, "id", "key"),
-	"GitHubSigningKey": obj(map[string]any{"id": integer, "key": str, "title": str, "created_at": tstamp}, "id", "key"),
+	"GitHubSigningKey": obj(map[string]any{"id": integer, "key": str, "url": str, "title": str, "created_at": tstamp}, "id", "key", "url"),
 	"GitHubPublicKey":  obj(map[string]any{"id": integer, "key": str}, "id", "key"),
 	"Error": obj(map[string]any{"message": map[string]any{
 		"description": "a string such as \"404 Key Not Found\", or for validation errors an object of field -> reasons"}}),
