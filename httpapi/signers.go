@@ -96,4 +96,3 @@ func (a *API) revokeUserKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	return a.revokeKey(w, r, u.ID)
 }
-

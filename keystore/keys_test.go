@@ -419,4 +419,3 @@ func TestDropKeyUsage(t *testing.T) {
 
 // errRefused stands for "ErrInvalid or ErrNotFound".
 var errRefused = errors.New("refused")
-
