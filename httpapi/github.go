@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -16,6 +17,10 @@ import (
 // of the one key table: a signing key is a key whose usage includes signing.
 
 const ghDocs = "https://docs.github.com/rest"
+
+// ghTime is GitHub's timestamp: RFC 3339, UTC, whole seconds
+// ("2020-06-11T21:31:57Z"), where GitLab's has milliseconds.
+func ghTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 type ghFieldError struct {
 	Resource string `json:"resource"`
@@ -114,7 +119,7 @@ func ghKeyText(k *keystore.Key) string {
 
 func renderGHKey(r *http.Request, k *keystore.Key) ghKeyJSON {
 	return ghKeyJSON{ID: k.ID, Key: ghKeyText(k), URL: baseURL(r) + "/api/v3/user/keys/" + strconv.FormatInt(k.ID, 10),
-		Title: k.Title, CreatedAt: fmtTime(k.CreatedAt), Verified: true}
+		Title: k.Title, CreatedAt: ghTime(k.CreatedAt), Verified: true}
 }
 
 // renderGHSigningKey is GitHub's ssh-signing-key: its url is where this
@@ -122,7 +127,7 @@ func renderGHKey(r *http.Request, k *keystore.Key) ghKeyJSON {
 // answers only for keys that can also log in).
 func renderGHSigningKey(r *http.Request, k *keystore.Key) ghSigningKeyJSON {
 	return ghSigningKeyJSON{ID: k.ID, Key: ghKeyText(k), URL: baseURL(r) + "/api/v3/user/ssh_signing_keys/" + strconv.FormatInt(k.ID, 10),
-		Title: k.Title, CreatedAt: fmtTime(k.CreatedAt)}
+		Title: k.Title, CreatedAt: ghTime(k.CreatedAt)}
 }
 
 var (
