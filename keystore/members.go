@@ -100,7 +100,7 @@ func (t *tx) keepAnOwner(ctx context.Context, groupID, userID int64) error {
 	var parent, expires sql.NullInt64
 	var level int
 	err := t.queryRow(ctx, `SELECT g.parent_id, m.access_level, m.expires_at FROM members m JOIN groups g ON g.id = m.group_id
-		WHERE m.group_id = ? AND m.user_id = ?`, groupID, userID).Scan(&parent, &level, &expires)
+		WHERE m.group_id = ? AND m.user_id = ? AND `+currentMember(t.now), groupID, userID).Scan(&parent, &level, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return notFound("Member")
 	} else if err != nil {
@@ -124,11 +124,18 @@ func (t *tx) keepAnOwner(ctx context.Context, groupID, userID int64) error {
 // whether expiresAt replaces the stored expiry.
 func (t *tx) upsertMember(ctx context.Context, groupID, userID int64, level int, create bool, expiresAt *time.Time, setExpiry bool) error {
 	if create {
-		var one int
-		err := t.queryRow(ctx, `SELECT 1 FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID).Scan(&one)
-		if err == nil {
+		var old sql.NullInt64
+		err := t.queryRow(ctx, `SELECT expires_at FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID).Scan(&old)
+		switch {
+		case err == nil && (!old.Valid || old.Int64 > ms(t.now)):
 			return &ConflictError{Msg: "Member already exists"}
-		} else if !errors.Is(err, sql.ErrNoRows) {
+		case err == nil:
+			// An expired membership is gone (as GitLab deletes it): the
+			// new one replaces it.
+			if _, err := t.exec(ctx, `DELETE FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID); err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
 		if _, err := t.exec(ctx, `INSERT INTO members (group_id, user_id, access_level, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
@@ -136,12 +143,13 @@ func (t *tx) upsertMember(ctx context.Context, groupID, userID int64, level int,
 			return err
 		}
 	} else if setExpiry {
-		if err := t.execOne(ctx, "Member", `UPDATE members SET access_level = ?, expires_at = ? WHERE group_id = ? AND user_id = ?`,
-			level, msPtr(expiresAt), groupID, userID); err != nil {
+		if err := t.execOne(ctx, "Member", `UPDATE members SET access_level = ?, expires_at = ? WHERE group_id = ? AND user_id = ? AND `+
+			notExpired("expires_at", t.now), level, msPtr(expiresAt), groupID, userID); err != nil {
 			return err
 		}
 	} else {
-		if err := t.execOne(ctx, "Member", `UPDATE members SET access_level = ? WHERE group_id = ? AND user_id = ?`, level, groupID, userID); err != nil {
+		if err := t.execOne(ctx, "Member", `UPDATE members SET access_level = ? WHERE group_id = ? AND user_id = ? AND `+notExpired("expires_at", t.now),
+			level, groupID, userID); err != nil {
 			return err
 		}
 	}
@@ -180,10 +188,11 @@ func scanMember(row rowScanner) (*Member, error) {
 	return &m, nil
 }
 
-// Member returns a direct membership.
+// Member returns a direct membership. An expired one is gone ("not
+// found"), as in GitLab, though its row stays until replaced.
 func (s *Store) Member(ctx context.Context, groupID, userID int64) (*Member, error) {
 	m, err := scanMember(s.queryRow(ctx, `SELECT `+memberCols+` FROM members m JOIN users u ON u.id = m.user_id
-		WHERE m.group_id = ? AND m.user_id = ?`, groupID, userID))
+		WHERE m.group_id = ? AND m.user_id = ? AND `+currentMember(s.now()), groupID, userID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("Member")
 	}
@@ -201,10 +210,11 @@ func (s *Store) ListMembers(ctx context.Context, groupID int64, pg Page) ([]*Mem
 	return s.ListMembersFiltered(ctx, groupID, MemberFilter{}, pg)
 }
 
-// ListMembersFiltered is ListMembers narrowed by f.
+// ListMembersFiltered is ListMembers narrowed by f. Expired memberships
+// are gone and not listed.
 func (s *Store) ListMembersFiltered(ctx context.Context, groupID int64, f MemberFilter, pg Page) ([]*Member, int, error) {
 	where, args := s.memberFilter(f)
-	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ?`+where,
+	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? AND `+currentMember(s.now())+where,
 		append([]any{groupID}, args...), "u.id", pg, scanMember)
 }
 
@@ -232,8 +242,11 @@ const groupOrAncestorOf = `(mg.id = ? OR substr(?, 1, length(mg.full_path) + 1) 
 
 // currentMember holds for a membership m that has not expired at now: the
 // condition every read that grants access through members applies.
-func currentMember(now time.Time) string {
-	return `(m.expires_at IS NULL OR m.expires_at > ` + strconv.FormatInt(ms(now), 10) + `)`
+func currentMember(now time.Time) string { return notExpired("m.expires_at", now) }
+
+// notExpired holds when the expiry column col is NULL (never) or after now.
+func notExpired(col string, now time.Time) string {
+	return `(` + col + ` IS NULL OR ` + col + ` > ` + strconv.FormatInt(ms(now), 10) + `)`
 }
 
 // memberOfGroupOrAncestor, with arguments (user id, minimum level), holds
