@@ -127,7 +127,8 @@ type Config struct {
 	// source IP (default 10; negative: no cap).
 	PerSourceMaxStartups int
 	// PerSourceMaxAuthFailures is how many failed logins (connections that
-	// ended unauthenticated after a refused key, or ran out of login grace
+	// ended unauthenticated after a refused key, or after finishing key
+	// exchange without offering a public key, or ran out of login grace
 	// time) a source IP may have per PerSourcePenaltyWindow before its new
 	// connections are refused (default 10; negative: no penalty). Successful
 	// logins never count.
