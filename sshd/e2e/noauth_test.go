@@ -42,9 +42,10 @@ func TestScannerWithoutKeyIsCutOff(t *testing.T) {
 	}
 	t.Logf("ssh without a key: refused before key exchange from attempt %d: %q", refusedAt, last)
 	// The 10 keyscans spent nothing, the 10 keyless logins the budget: the
-	// 11th is refused (12: slack for the server's close racing the client).
-	if refusedAt < 11 || refusedAt > 12 {
-		t.Fatalf("ssh without a key first refused before key exchange at attempt %d (0: never in 20), want 11 or 12; last stderr %q", refusedAt, last)
+	// 11th is refused (up to the 13th: the server counts a connection when
+	// it closes it, which may come after the client's next one).
+	if refusedAt < 11 || refusedAt > 13 {
+		t.Fatalf("ssh without a key first refused before key exchange at attempt %d (0: never in 20), want the 11th; last stderr %q", refusedAt, last)
 	}
 	if _, stderr, code := e.ssh(t, []string{key}, "git"); code == 0 || strings.Contains(stderr, "Welcome") {
 		t.Fatalf("a registered key from the penalised source logged in: %q", stderr)
