@@ -127,7 +127,8 @@ type Config struct {
 	// source IP (default 10; negative: no cap).
 	PerSourceMaxStartups int
 	// PerSourceMaxAuthFailures is how many failed logins (connections that
-	// ended unauthenticated after a refused key, or ran out of login grace
+	// ended unauthenticated after a refused key, or after finishing key
+	// exchange without offering a public key, or ran out of login grace
 	// time) a source IP may have per PerSourcePenaltyWindow before its new
 	// connections are refused (default 10; negative: no penalty). Successful
 	// logins never count.
@@ -143,6 +144,16 @@ type Config struct {
 	// PerSourceExempt lists sources never penalised for failures (NATs,
 	// load balancers), like OpenSSH's PerSourcePenaltyExemptList.
 	PerSourceExempt []netip.Prefix
+	// MaxConnectionsPerPrincipal caps the authenticated connections one
+	// user (by user id: keys and certificates alike) or one deploy key may
+	// have open (default 100; negative: no cap). A login past it is refused
+	// with a banner naming the limit.
+	MaxConnectionsPerPrincipal int
+	// MaxGitProcessesPerPrincipal caps the git processes one user or one
+	// deploy key may have running, over all its connections (default 50;
+	// negative: no cap). A git command past it exits 1 with a message
+	// naming the limit.
+	MaxGitProcessesPerPrincipal int
 	// MaxAuthRequests caps the public-key requests (queries and signed
 	// attempts) a connection may make before it is closed (default 20).
 	MaxAuthRequests int
@@ -167,6 +178,8 @@ type Config struct {
 	// testPanic, when set, is called at the start of every handler with the
 	// handler's name (tests inject panics through it).
 	testPanic func(where string)
+	// testSession, when set, sees every session before handleSession.
+	testSession func(ssh.Session)
 }
 
 // ConfigError is a Config value that Check refuses.
@@ -291,7 +304,8 @@ func (c *Config) fillDefaults() {
 		def int
 	}{{&c.MaxAuthTries, 6}, {&c.MaxForwardsPerConn, defaultMaxForwards}, {&c.MaxSessions, defaultMaxSessions},
 		{&c.KeepAliveCountMax, 3}, {&c.PerSourceMaxStartups, 10}, {&c.PerSourceMaxAuthFailures, 10},
-		{&c.MaxAuthRequests, defaultMaxAuthRequest}} {
+		{&c.MaxAuthRequests, defaultMaxAuthRequest}, {&c.MaxConnectionsPerPrincipal, defaultMaxConnsPerPrincipal},
+		{&c.MaxGitProcessesPerPrincipal, defaultMaxGitPerPrincipal}} {
 		if *n.v == 0 {
 			*n.v = n.def
 		}
@@ -359,11 +373,17 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 				return nil, refuse("too many authentication requests")
 			}
 			perms, err = s.verifiedKey(conn, key)
+			if err == nil {
+				perms, err = s.admitPrincipal(tc, conn, perms)
+			}
 			if tc != nil {
-				if err != nil {
-					tc.authFailed.Store(true)
-				} else {
+				switch {
+				case err == nil:
 					tc.authenticated()
+				case errors.Is(err, errPrincipalCap):
+					tc.capped.Store(true) // a good credential: no failure
+				default:
+					tc.authFailed.Store(true)
 				}
 			}
 			return perms, err

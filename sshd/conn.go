@@ -27,6 +27,10 @@ type connection struct {
 	authed     atomic.Bool // authenticated, or closed: pre-auth slots released
 	authFailed atomic.Bool
 	authReqs   atomic.Int32
+	kexScan    kexScanner    // the client's cleartext, until kexDone (noauth.go)
+	kexDone    atomic.Bool   // the client finished a key exchange
+	capped     atomic.Bool   // a login refused at a per-principal cap
+	principal  principalHold // its per-principal slot, under Server.caps.mu
 
 	// Channel slots, under slotMu: open session channels, open forwards,
 	// refusals audited so far, and the open git sessions' and forwards'
@@ -55,6 +59,7 @@ func (c *connection) Close() error {
 		delete(c.srv.conns, c)
 		c.srv.mu.Unlock()
 		c.srv.metrics.connections.Dec()
+		c.srv.caps.releaseConn(c)
 		if c.authed.CompareAndSwap(false, true) { // slots released once
 			c.srv.releasePreauth(c)
 			now := c.srv.cfg.Now()
@@ -62,7 +67,7 @@ func (c *connection) Close() error {
 			if graceOver {
 				c.srv.log.Info("login grace time exceeded", "remote", c.Conn.RemoteAddr().String())
 			}
-			if graceOver || c.authFailed.Load() {
+			if graceOver || c.authFailed.Load() || c.noauth() {
 				c.srv.gate.failed(c.ip, now)
 			}
 		}
@@ -83,9 +88,13 @@ func (c *connection) authenticated() {
 
 func (c *connection) isAuthed() bool { return c.authed.Load() }
 
-// Read records the client's version line on the way through.
+// Read records the client's version line, and whether it finished a key
+// exchange, on the way through.
 func (c *connection) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if n > 0 && !c.kexDone.Load() {
+		c.scanKex(p[:n])
+	}
 	if n > 0 && !c.versionDone.Load() {
 		c.versionMu.Lock()
 		for _, b := range p[:n] {

@@ -23,6 +23,8 @@ type metrics struct {
 	// revoked counts what revalidation ended, by scope: connection, git
 	// (a git session) or forward.
 	revoked *prometheus.CounterVec
+
+	principalRefusals *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -67,8 +69,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_ssh_access_ended_total", Help: "Open connections, git sessions and forwards ended because a change took their access away, by scope (connection, git, forward).",
 		}, []string{"scope"}),
+		principalRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_ssh_principal_limit_refusals_total", Help: "Logins and git commands refused at a per-principal cap, by limit (connections, git_processes).",
+		}, []string{"limit"}),
 	}
-	for _, c := range []prometheus.Collector{m.revoked, m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
+	for _, l := range []string{limitConnections, limitGitProcesses} {
+		m.principalRefusals.WithLabelValues(l) // both series from the start
+	}
+	for _, c := range []prometheus.Collector{m.principalRefusals, m.revoked, m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

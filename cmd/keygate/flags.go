@@ -52,6 +52,7 @@ var sshFlags = map[string]string{
 	"PerSourceTrustWindow": "per-source-trust-window", "PerSourceExempt": "per-source-exempt",
 	"CertClockSkew": "cert-clock-skew", "CertRequirePrincipals": "cert-require-principals", "IdleTimeout": "idle-timeout",
 	"ProxyProtocol": "proxy-protocol", "ProxyTrusted": "proxy-protocol-trusted", "Hostname": "hostname", "GitUser": "git-user",
+	"MaxConnectionsPerPrincipal": "max-connections-per-principal", "MaxGitProcessesPerPrincipal": "max-git-processes-per-principal",
 }
 
 // sshFlagError names the flag behind a value sshd.Config.Check refused.
@@ -178,6 +179,10 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.PerSourceMaxStartups, "per-source-max-startups", "KEYGATE_PER_SOURCE_MAX_STARTUPS", 10, "unauthenticated SSH connections in flight per source IP (negative: no cap)"},
 		{&c.PerSourceMaxAuthFailures, "per-source-max-auth-failures", "KEYGATE_PER_SOURCE_MAX_AUTH_FAILURES", 10, "failed SSH logins per source IP per penalty window before it is refused (negative: no penalty)"},
 		{&c.MaxAuthRequests, "max-auth-requests", "KEYGATE_MAX_AUTH_REQUESTS", 20, "public-key requests (queries and attempts) per SSH connection"},
+		{&c.MaxConnectionsPerPrincipal, "max-connections-per-principal", "KEYGATE_MAX_CONNECTIONS_PER_PRINCIPAL", 100,
+			"authenticated SSH connections one user or deploy key may have open (negative: no cap)"},
+		{&c.MaxGitProcessesPerPrincipal, "max-git-processes-per-principal", "KEYGATE_MAX_GIT_PROCESSES_PER_PRINCIPAL", 50,
+			"git commands one user or deploy key may have running at once (negative: no cap)"},
 	}
 	for _, n := range ints {
 		def, err := envInt(n.env, n.def)
