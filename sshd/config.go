@@ -121,10 +121,12 @@ type Config struct {
 	KeepAliveCountMax int
 
 	// MaxStartups caps unauthenticated connections in flight with random
-	// early drop (default 10:30:100, like OpenSSH).
+	// early drop (default 20:30:100; OpenSSH's is 10:30:100).
 	MaxStartups MaxStartups
 	// PerSourceMaxStartups caps unauthenticated connections in flight per
-	// source IP (default 10; negative: no cap).
+	// source IP (default half of MaxStartups.Start, 10 with the default;
+	// negative: no cap). At most half of Start, so that one address alone
+	// never pushes the server into random early drop.
 	PerSourceMaxStartups int
 	// PerSourceMaxAuthFailures is how many failed logins (connections that
 	// ended unauthenticated after a refused key, or after finishing key
@@ -139,7 +141,11 @@ type Config struct {
 	// PerSourceTrustWindow: after a successful login from a source, its
 	// failures do not get it refused for this long (default 1h; negative:
 	// successes earn no trust). Many people share one address behind a NAT
-	// or a CI pool: one failing client must not lock out the others.
+	// or a CI pool: one failing client must not lock out the others. For as
+	// long, and while fewer than PerSourceMaxAuthFailures (10 when the
+	// penalty is off) failures follow its last success, the source is
+	// spared MaxStartups' random early drop and may use a reserve of a
+	// tenth of Full above Full.
 	PerSourceTrustWindow time.Duration
 	// PerSourceExempt lists sources never penalised for failures (NATs,
 	// load balancers), like OpenSSH's PerSourcePenaltyExemptList.
@@ -243,6 +249,9 @@ func (c *Config) check() error {
 		return bad("ProxyTrusted", "must list the CIDRs of the proxies when the PROXY protocol is used or required")
 	case c.CertClockSkew < 0 || c.CertClockSkew > MaxCertClockSkew:
 		return bad("CertClockSkew", "must be between 0 and 24h")
+	case c.PerSourceMaxStartups > 0 && 2*c.PerSourceMaxStartups > c.MaxStartups.Start:
+		return bad("PerSourceMaxStartups", fmt.Sprintf("%d is more than half of start in max-startups %s: one address could push the server into random early drop by itself; lower it, raise start, or make it negative for no per-source cap",
+			c.PerSourceMaxStartups, c.MaxStartups))
 	}
 	for _, d := range []struct {
 		field string
@@ -286,6 +295,9 @@ func (c *Config) fillDefaults() {
 	if c.MaxStartups == (MaxStartups{}) {
 		c.MaxStartups = DefaultMaxStartups
 	}
+	if c.PerSourceMaxStartups == 0 {
+		c.PerSourceMaxStartups = defaultPerSource(c.MaxStartups)
+	}
 	if c.ProxyProtocol == "" {
 		c.ProxyProtocol = ProxyReject
 	}
@@ -303,7 +315,7 @@ func (c *Config) fillDefaults() {
 		v   *int
 		def int
 	}{{&c.MaxAuthTries, 6}, {&c.MaxForwardsPerConn, defaultMaxForwards}, {&c.MaxSessions, defaultMaxSessions},
-		{&c.KeepAliveCountMax, 3}, {&c.PerSourceMaxStartups, 10}, {&c.PerSourceMaxAuthFailures, 10},
+		{&c.KeepAliveCountMax, 3}, {&c.PerSourceMaxAuthFailures, defaultFailBudget},
 		{&c.MaxAuthRequests, defaultMaxAuthRequest}, {&c.MaxConnectionsPerPrincipal, defaultMaxConnsPerPrincipal},
 		{&c.MaxGitProcessesPerPrincipal, defaultMaxGitPerPrincipal}} {
 		if *n.v == 0 {
