@@ -108,6 +108,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runHostKeys(args[1:], stdout, stderr)
 	case "fleet-sync":
 		return runFleetSync(args[1:], stdout, stderr)
+	case "reset-admin-token":
+		return runResetAdminToken(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -139,8 +141,12 @@ func usage(w io.Writer) {
   keygate fleet-sync --url URL --group ID|PATH [--dir DIR] [--token-file F] [--once] [--principals]
                             keep an OpenSSH server's RevokedKeys KRL, TrustedUserCAKeys file and
                             principals in step with a group (docs/openssh-fleet.md)
+  keygate reset-admin-token [flags]
+                            make root an active admin holding a valid api token: KEYGATE_ADMIN_TOKEN
+                            if set, else a new one (printed once, saved in DATA_DIR/admin-token);
+                            KEYGATE_ADMIN_TOKEN alone applies only to a keystore without an admin
   keygate version           print the version, the commit and the Go version
-The database flags of migrate, export, import and enterprise-users are serve's: --db (env KEYGATE_DB)
+The database flags of migrate, export, import, enterprise-users and reset-admin-token are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
 `)
 }
