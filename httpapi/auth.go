@@ -73,9 +73,9 @@ func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
 					a.fail(v3, w, r, err)
 					return
 				}
-				if !v3 && looksLikeJWT(secret) {
-					// Maybe an OpenID Connect ID token: the routes that take
-					// one verify it; every other route sees no user (401).
+				if !v3 && looksLikeJWT(secret) && takesIDToken(r) {
+					// Maybe an OpenID Connect ID token: the two issuing
+					// routes verify it. Anywhere else it is a bad token.
 					next.ServeHTTP(w, r.WithContext(withIDToken(r.Context(), secret)))
 					return
 				}

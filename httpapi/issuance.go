@@ -30,6 +30,18 @@ func withIDToken(ctx context.Context, raw string) context.Context {
 	return context.WithValue(ctx, idTokenKey, raw)
 }
 
+// takesIDToken reports whether r is for one of the routes that take an
+// OpenID Connect ID token: POST /api/v4/user/ssh_certificates and POST
+// /api/v4/projects/:id/ssh_certificates.
+func takesIDToken(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	p := strings.TrimRight(r.URL.Path, "/")
+	return p == "/api/v4/user/ssh_certificates" ||
+		(strings.HasPrefix(p, "/api/v4/projects/") && strings.HasSuffix(p, "/ssh_certificates"))
+}
+
 func bearerIDToken(r *http.Request) string {
 	v, _ := r.Context().Value(idTokenKey).(string)
 	return v
@@ -114,6 +126,9 @@ func (a *API) issueMyCertificate(w http.ResponseWriter, r *http.Request) error {
 	}
 	key, _ := p.str("key")
 	req.UserID, req.PublicKey, req.RequestedBy = u.ID, key, ac.UserID
+	if ac.SudoBy != 0 {
+		req.RequestedBy = ac.SudoBy // an admin acting as the user asked
+	}
 	if gid, err := p.int64Ptr("group_id"); err != nil {
 		return err
 	} else if gid != nil {

@@ -390,6 +390,8 @@ func TestPeopleCertificatesWithIDToken(t *testing.T) {
 	// An ID token is no API credential elsewhere.
 	hdr := http.Header{"Authorization": {"Bearer " + idp.Sign(alice)}}
 	expect(t, "ID token on GET /user", f.raw(t, "GET", "/api/v4/user", hdr, nil), http.StatusUnauthorized)
+	expect(t, "ID token on a public route", f.raw(t, "GET", "/api/v4/users/"+itoa(f.alice.ID)+"/gpg_keys", hdr, nil), http.StatusUnauthorized)
+	expect(t, "ID token on GET /user/ssh_certificates", f.raw(t, "GET", "/api/v4/user/ssh_certificates", hdr, nil), http.StatusUnauthorized)
 	// An issuer for CI only takes no people's tokens.
 	ci := oidcprovider.Start(t.Cleanup)
 	trustIssuer(t, f.env, ci, "", "", nil)
