@@ -31,6 +31,7 @@ var exportTables = func() []struct{ name, order string } {
 				struct{ name, order string }{"deploy_key_groups", "deploy_key_id, group_id"})
 		}
 	}
+	out = append(out, struct{ name, order string }{"lfs_locks", "id"})
 	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"})
 }()
 

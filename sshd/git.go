@@ -100,9 +100,20 @@ func (s *Server) handleSession(sess ssh.Session) {
 		_ = sess.Exit(0)
 		return
 	}
+	switch args[0] { // Git LFS over SSH (lfs.go)
+	case "git-lfs-transfer":
+		s.gitOps.add()
+		defer s.gitOps.done()
+		_ = sess.Exit(s.runLFS(sess, id, args))
+		return
+	case "git-lfs-authenticate":
+		s.refuseLFSAuthenticate(sess, id, args)
+		_ = sess.Exit(1)
+		return
+	}
 	svc, ok := gitServices[args[0]]
 	if !ok || len(args) != 2 {
-		fmt.Fprintf(sess.Stderr(), "keygate: ERROR: unknown command %q; only git-upload-pack, git-receive-pack and git-upload-archive are served\n", args[0])
+		fmt.Fprintf(sess.Stderr(), "keygate: ERROR: unknown command %q; only git-upload-pack, git-receive-pack, git-upload-archive and git-lfs-transfer are served\n", args[0])
 		_ = sess.Exit(1)
 		return
 	}

@@ -359,7 +359,7 @@ func TestUnknownCommandsAreRefused(t *testing.T) {
 				t.Errorf("exit %d, stdout %q; want exit 1 and no output", code, stdout)
 			}
 			if !strings.HasPrefix(stderr, "keygate: ERROR: unknown command") ||
-				!strings.Contains(stderr, "only git-upload-pack, git-receive-pack and git-upload-archive are served") {
+				!strings.Contains(stderr, "only git-upload-pack, git-receive-pack, git-upload-archive and git-lfs-transfer are served") {
 				t.Errorf("stderr = %q, want keygate's unknown-command message", stderr)
 			}
 		})
