@@ -325,3 +325,24 @@ func TestGoGitPushIsASuccess(t *testing.T) {
 		}
 	}
 }
+
+// TestShallowClone: --depth and --deepen over v0 and v2 (git's own
+// capabilities, listed in docs/git.md).
+func TestShallowClone(t *testing.T) {
+	t.Parallel()
+	w := newProtoWorld(t)
+	for _, version := range []string{"0", "2"} {
+		t.Run("v"+version, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "shallow")
+			w.mustGit(t, "", []string{w.rita}, "-c", "protocol.version="+version, "clone", "--quiet", "--depth", "1", w.cloneURL("eng/api"), dir)
+			if got := strings.TrimSpace(w.mustGit(t, dir, nil, "rev-list", "--count", "HEAD")); got != "1" {
+				t.Fatalf("a --depth 1 clone has %s commits", got)
+			}
+			w.mustGit(t, dir, []string{w.rita}, "-c", "protocol.version="+version, "fetch", "--quiet", "--deepen", "1")
+			if got := strings.TrimSpace(w.mustGit(t, dir, nil, "rev-list", "--count", "HEAD")); got != "2" {
+				t.Fatalf("after --deepen 1: %s commits, want 2", got)
+			}
+		})
+	}
+}
