@@ -37,10 +37,10 @@ type lfsWorld struct {
 	limitBytes       int64
 }
 
-func newLFSWorld(t *testing.T, limit int64) *lfsWorld {
+func newLFSWorld(t *testing.T, limit int64, idle time.Duration) *lfsWorld {
 	t.Helper()
 	requireBinaries(t, "git-lfs")
-	e := newEnvWith(t, func(c *sshd.Config) { c.LFSMaxObjectSize = limit })
+	e := newEnvWith(t, func(c *sshd.Config) { c.LFSMaxObjectSize, c.IdleTimeout = limit, idle })
 	w := &lfsWorld{env: e, ids: map[string]int64{}, keys: map[string]string{}, limitBytes: limit}
 	w.eng = e.createGroup(t, "eng", e.adminToken)
 	w.media = e.createProject(t, w.eng, "media")
@@ -135,7 +135,7 @@ func (w *lfsWorld) stored(t *testing.T, oid string) bool {
 
 func TestGitLFSOverSSH(t *testing.T) {
 	t.Parallel()
-	w := newLFSWorld(t, 0)
+	w := newLFSWorld(t, 0, 0)
 	const size = 20 << 20
 	var bigOID string
 
@@ -342,7 +342,7 @@ func (w *lfsWorld) transferScript(t *testing.T, key, op string, lines ...string)
 func TestGitLFSRefusals(t *testing.T) {
 	t.Parallel()
 	const limit = 1 << 20
-	w := newLFSWorld(t, limit)
+	w := newLFSWorld(t, limit, 2*time.Second)
 	content := []byte("the real content\n")
 	sum := sha256.Sum256(content)
 	oid := hex.EncodeToString(sum[:])
@@ -456,6 +456,22 @@ func TestGitLFSRefusals(t *testing.T) {
 		_, stderr, code = w.ssh(t, []string{w.keys["rita"]}, "git", "git-lfs-authenticate eng/media.git upload")
 		if code != 1 || stderr != msgNoPush {
 			t.Errorf("git-lfs-authenticate upload by a reporter: exit %d, stderr %q", code, stderr)
+		}
+	})
+
+	t.Run("waiting-is-no-stall", func(t *testing.T) {
+		// git-lfs keeps idle sessions in its pool: one that waits longer
+		// than the idle timeout (2s here) between commands still answers.
+		s := w.startSession(t, []string{w.keys["rita"]}, "git", "git-lfs-transfer eng/media.git download")
+		if !s.waitOutput("locking", 10*time.Second) {
+			t.Fatalf("no capabilities: %q", s.stdout.String())
+		}
+		time.Sleep(5 * time.Second)
+		if _, err := io.WriteString(s.stdin, lfsPkt("version 1\n")+"0000"+lfsPkt("quit\n")); err != nil {
+			t.Fatalf("session closed while waiting: %v", err)
+		}
+		if !s.waitExit(10*time.Second) || strings.Count(s.stdout.String(), "status 200") != 2 {
+			t.Fatalf("after waiting: stdout %q, stderr %q", s.stdout.String(), s.stderr.String())
 		}
 	})
 
