@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/sshd"
 )
 
 // The messages keygate writes on stderr (sshd/git.go); tests compare them
@@ -40,7 +41,14 @@ type gitWorld struct {
 
 func newGitWorld(t *testing.T) *gitWorld {
 	t.Helper()
-	e := newEnv(t)
+	return newGitWorldWith(t, nil)
+}
+
+// newGitWorldWith is newGitWorld with the SSH server's configuration
+// adjusted by tune.
+func newGitWorldWith(t *testing.T, tune func(*sshd.Config)) *gitWorld {
+	t.Helper()
+	e := newEnvWith(t, tune)
 	w := &gitWorld{env: e, ids: map[string]int64{}, keys: map[string]string{}}
 	w.engID = e.createGroup(t, "eng", e.adminToken)
 	e.createProject(t, w.engID, "api")

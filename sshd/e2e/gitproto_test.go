@@ -15,9 +15,12 @@ import (
 	gogitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	gogitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/sshd"
 )
 
 // The git protocol as GitLab serves it (issue 22 §1): partial clone and
@@ -271,7 +274,8 @@ func TestPushOptionsAreRecorded(t *testing.T) {
 // not by how git died afterwards.
 func TestGoGitPushIsASuccess(t *testing.T) {
 	t.Parallel()
-	w := newGitWorld(t)
+	reg := prometheus.NewRegistry()
+	w := newGitWorldWith(t, func(c *sshd.Config) { c.Registry = reg })
 	keyPEM, err := os.ReadFile(w.alice)
 	if err != nil {
 		t.Fatal(err)
@@ -324,6 +328,13 @@ func TestGoGitPushIsASuccess(t *testing.T) {
 			t.Errorf("go-git push logged as %s", l)
 		}
 	}
+	// And in the metrics: three pushes, all ok.
+	push := func(result string) float64 {
+		return counterValue(t, reg, "keygate_git_operations_total", "git-receive-pack", result)
+	}
+	if push("ok") != 3 || push("failed") != 0 {
+		t.Errorf("keygate_git_operations_total{git-receive-pack}: ok %v, failed %v; want 3 and 0", push("ok"), push("failed"))
+	}
 }
 
 // TestShallowClone: --depth and --deepen over v0 and v2 (git's own
@@ -345,4 +356,35 @@ func TestShallowClone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// counterValue reads a counter with labels service and result from reg (0
+// when it was never counted).
+func counterValue(t *testing.T, reg *prometheus.Registry, name, service, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if labelsAre(m, map[string]string{"service": service, "result": result}) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func labelsAre(m *dto.Metric, want map[string]string) bool {
+	n := 0
+	for _, l := range m.GetLabel() {
+		if v, ok := want[l.GetName()]; ok && v == l.GetValue() {
+			n++
+		}
+	}
+	return n == len(want)
 }
