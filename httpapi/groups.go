@@ -120,6 +120,15 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	u := me(r)
 	owner := u.ID
+	if in.ParentID == nil && !u.MayCreateTopLevelGroup() {
+		// GitLab's can_create_group (false for external users). Subgroups
+		// follow the parent group's role, as in GitLab.
+		why := "your account cannot create top-level groups (can_create_group is false); ask an administrator"
+		if u.External {
+			why = "external users cannot create top-level groups; ask an administrator"
+		}
+		return errStatus(http.StatusForbidden, "403 Forbidden - "+why)
+	}
 	if in.ParentID != nil {
 		if _, err := a.maintainedGroup(r, *in.ParentID, "parent_id", "you need the maintainer role in the parent group to create subgroups"); err != nil {
 			return err

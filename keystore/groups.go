@@ -102,7 +102,7 @@ func (s *Store) CreateGroup(ctx context.Context, a Actor, in GroupInput, ownerID
 			return err
 		}
 		if ownerID != 0 {
-			return t.upsertMember(ctx, id, ownerID, Owner, true)
+			return t.upsertMember(ctx, id, ownerID, Owner, true, nil, false)
 		}
 		return nil
 	})
@@ -283,7 +283,7 @@ func (s *Store) ListGroups(ctx context.Context, f GroupFilter, pg Page) ([]*Grou
 	where := []string{"1=1"}
 	var args []any
 	if f.VisibleTo != 0 {
-		where = append(where, memberOfGroupOrAncestor("g"))
+		where = append(where, memberOfGroupOrAncestor("g", s.now()))
 		args = append(args, f.VisibleTo, max(f.MinAccessLevel, Guest))
 	}
 	if f.TopLevelOnly {
@@ -334,11 +334,12 @@ func (s *Store) Ancestors(ctx context.Context, g *Group) ([]*Group, error) {
 }
 
 // AccessLevel reports a user's effective access level in a group: the
-// highest of their memberships in the group and its ancestors.
+// highest of their memberships in the group and its ancestors that have
+// not expired.
 func (s *Store) AccessLevel(ctx context.Context, userID int64, g *Group) (int, error) {
 	var level sql.NullInt64
 	err := s.queryRow(ctx, `SELECT MAX(m.access_level) FROM members m JOIN groups mg ON mg.id = m.group_id
-		WHERE m.user_id = ? AND `+groupOrAncestorOf, userID, g.ID, g.FullPath).Scan(&level)
+		WHERE m.user_id = ? AND `+currentMember(s.now())+` AND `+groupOrAncestorOf, userID, g.ID, g.FullPath).Scan(&level)
 	if err != nil {
 		return 0, err
 	}

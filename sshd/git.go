@@ -155,6 +155,13 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		fmt.Fprint(sess.Stderr(), d.msg)
 		return 1
 	}
+	// Per-principal cap on running git processes (principal.go).
+	release, capMsg := s.gitSlot(id)
+	if release == nil {
+		fmt.Fprint(sess.Stderr(), capMsg)
+		return 1
+	}
+	defer release()
 	// This session's own grant: revalidation re-runs decideGit for it on
 	// every tick and, once it no longer holds, kills git and ends the
 	// session with the reason.
@@ -371,5 +378,6 @@ func (s *Server) sessionChannel(srv *ssh.Server, conn *gossh.ServerConn, newChan
 	}
 	defer release()
 	// Returns when the channel's requests end, i.e. the channel is closed.
-	ssh.DefaultSessionHandler(srv, conn, newChan, ctx)
+	// Env requests keygate does not use never reach it (envreq.go).
+	ssh.DefaultSessionHandler(srv, conn, envFilter{newChan}, ctx)
 }

@@ -77,6 +77,14 @@ func (s *Server) runLFS(sess ssh.Session, id *Identity, args []string) int {
 		fmt.Fprint(sess.Stderr(), d.msg)
 		return 1
 	}
+	// An LFS session counts as a git command against the per-principal
+	// cap (principal.go): git-lfs runs up to lfs.concurrenttransfers (8).
+	release, capMsg := s.gitSlot(id)
+	if release == nil {
+		fmt.Fprint(sess.Stderr(), capMsg)
+		return 1
+	}
+	defer release()
 	repo := keystore.Repos{Root: s.cfg.ReposDir}
 	if fi, err := os.Stat(repo.Path(p.FullPath)); err != nil || !fi.IsDir() {
 		s.log.Error("repository missing on disk", "project", p.FullPath)

@@ -106,6 +106,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runEnterpriseUsers(args[1:], stdout, stderr)
 	case "hostkeys":
 		return runHostKeys(args[1:], stdout, stderr)
+	case "reset-admin-token":
+		return runResetAdminToken(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -133,8 +135,12 @@ func usage(w io.Writer) {
                             enterprise user, printing every assignment
   keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR]
                             print the host key fingerprints and known_hosts lines
+  keygate reset-admin-token [flags]
+                            make root an active admin holding a valid api token: KEYGATE_ADMIN_TOKEN
+                            if set, else a new one (printed once, saved in DATA_DIR/admin-token);
+                            KEYGATE_ADMIN_TOKEN alone applies only to a keystore without an admin
   keygate version           print the version, the commit and the Go version
-The database flags of migrate, export, import and enterprise-users are serve's: --db (env KEYGATE_DB)
+The database flags of migrate, export, import, enterprise-users and reset-admin-token are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
 `)
 }

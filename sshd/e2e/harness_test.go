@@ -132,6 +132,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 	e.adminID = root.ID
 
 	e.index = authindex.New(store)
+	e.index.SetClock(e.clock.Now) // membership expiry by the SSH server's clock
 	if err := e.index.Load(ctx); err != nil {
 		t.Fatalf("index.Load: %v", err)
 	}
