@@ -73,6 +73,9 @@ type UsageRecorder interface {
 type Config struct {
 	Addr     string
 	HostKeys []gossh.Signer
+	// HostCertificates are certificate signers (LoadHostCertificates) for
+	// some of HostKeys, presented besides the plain keys.
+	HostCertificates []gossh.Signer
 	// Hostname names this server in the login@HOSTNAME certificate extension.
 	Hostname string
 	// GitUser is the SSH login name for git (default "git").
@@ -234,6 +237,9 @@ func (c Config) Check() error {
 func (c *Config) Validate() error {
 	if len(c.HostKeys) == 0 {
 		return errors.New("sshd: no host keys")
+	}
+	if err := checkHostCertificates(c.HostCertificates, c.HostKeys); err != nil {
+		return err
 	}
 	if c.Auth == nil || c.Projects == nil {
 		return errors.New("sshd: Auth and Projects are required")

@@ -41,6 +41,9 @@ type serveConfig struct {
 	TrustedProxies []netip.Prefix
 	TLSCert        string
 	TLSKey         string
+	// HostCertificates are OpenSSH host certificate files besides
+	// DATA_DIR/<host key>-cert.pub (--host-certificate, comma-separated).
+	HostCertificates []string
 }
 
 // sshFlags names the flag of each sshd.Config field a flag sets.
@@ -233,6 +236,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		"comma-separated CIDRs of HTTP proxies whose Forwarded and X-Forwarded-Proto/-Host/-For headers are believed: the links' scheme and host, the client's address (env KEYGATE_TRUSTED_PROXIES)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("KEYGATE_TLS_CERT", ""), "serve the REST API over HTTPS with this PEM certificate chain; reloaded on change or SIGHUP (env KEYGATE_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("KEYGATE_TLS_KEY", ""), "PEM private key for --tls-cert (env KEYGATE_TLS_KEY)")
+	hostCerts := fs.String("host-certificate", env("KEYGATE_HOST_CERTIFICATE", ""),
+		"comma-separated OpenSSH host certificate files for the host keys, presented besides DATA_DIR/<host key>-cert.pub (env KEYGATE_HOST_CERTIFICATE)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stderr, "usage: keygate serve [flags]")
@@ -262,6 +267,11 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	for _, f := range strings.Split(*hostCerts, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			c.HostCertificates = append(c.HostCertificates, f)
+		}
 	}
 	if c.PerSourceExempt, err = sshd.ParseCIDRs(*exempt); err != nil {
 		return nil, fmt.Errorf("--per-source-exempt: %w", err)
