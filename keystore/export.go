@@ -35,6 +35,7 @@ var exportTables = func() []struct{ name, order string } {
 				struct{ name, order string }{"deploy_key_groups", "deploy_key_id, group_id"})
 		}
 	}
+	out = append(out, struct{ name, order string }{"lfs_locks", "id"})
 	// Issuance (no entity of the auth index): trusted issuers, trust
 	// rules, issued certificates.
 	out = append(out, struct{ name, order string }{"oidc_issuers", "id"},

@@ -57,6 +57,8 @@ func seedAll(t *testing.T, e *env) {
 	mustOK(t, err)
 	_, err = e.s.EnableDeployKey(e.ctx, sys, dk.ID, keystore.DeployScope{GroupID: g.ID})
 	mustOK(t, err)
+	_, err = e.s.CreateLFSLock(e.ctx, sys, proj.ID, bob.ID, "assets/logo.psd", "refs/heads/main")
+	mustOK(t, err)
 	_, err = e.s.CreateBastionTarget(e.ctx, sys, g.ID, keystore.BastionTargetInput{Pattern: "*.internal:22", Description: "hosts"})
 	mustOK(t, err)
 	_, err = e.s.CreateBastionAllowance(e.ctx, sys, g.ID, keystore.BastionAllowanceInput{Pattern: "10.20.0.0/16:*", Description: "lab"})
@@ -112,7 +114,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if doc.Format != keystore.ExportFormat || doc.SchemaVersion < 3 || doc.Backend != src.s.Backend() {
 		t.Fatalf("header: %+v", doc)
 	}
-	if len(doc.Tables) != 21 {
+	if len(doc.Tables) != 22 {
 		t.Fatalf("%d tables exported", len(doc.Tables))
 	}
 	for _, tbl := range doc.Tables {

@@ -58,6 +58,15 @@ type Projects interface {
 	ProjectByPath(ctx context.Context, fullPath string) (*keystore.Project, error)
 }
 
+// LFSLocks stores Git LFS locks (keystore.Store implements it).
+type LFSLocks interface {
+	CreateLFSLock(ctx context.Context, a keystore.Actor, projectID, userID int64, path, refName string) (*keystore.LFSLock, error)
+	LFSLock(ctx context.Context, projectID, id int64) (*keystore.LFSLock, error)
+	LFSLockByPath(ctx context.Context, projectID int64, path string) (*keystore.LFSLock, error)
+	LFSLocks(ctx context.Context, projectID, after int64, limit int) ([]keystore.LFSLock, error)
+	DeleteLFSLock(ctx context.Context, a keystore.Actor, projectID, id int64) (*keystore.LFSLock, error)
+}
+
 // UsageRecorder records key use, in batches, off the auth path.
 type UsageRecorder interface {
 	TouchKeys(ctx context.Context, used map[int64]time.Time) ([]int64, error)
@@ -85,7 +94,13 @@ type Config struct {
 
 	Auth     Authorizer
 	Projects Projects
-	Usage    UsageRecorder
+	// LFSLocks holds Git LFS locks (nil: git-lfs-transfer refuses the
+	// locking commands).
+	LFSLocks LFSLocks
+	// LFSMaxObjectSize is the largest Git LFS object a client may upload,
+	// in bytes (default 5 GiB; negative: Git LFS is off).
+	LFSMaxObjectSize int64
+	Usage            UsageRecorder
 	// Events records audit events of forwarded connections (optional).
 	Events   EventRecorder
 	Log      *slog.Logger
@@ -194,6 +209,12 @@ type Config struct {
 	testSession func(ssh.Session)
 }
 
+// Git LFS object size limits.
+const (
+	DefaultLFSMaxObjectSize = 5 << 30
+	MaxLFSObjectSize        = 1 << 40
+)
+
 // ConfigError is a Config value that Check refuses.
 type ConfigError struct {
 	Field  string // the Config field, e.g. "CertClockSkew"
@@ -271,6 +292,9 @@ func (c *Config) check() error {
 			return bad(d.field, "must be positive")
 		}
 	}
+	if c.LFSMaxObjectSize > MaxLFSObjectSize {
+		return bad("LFSMaxObjectSize", fmt.Sprintf("must be at most %d (1 TiB)", int64(MaxLFSObjectSize)))
+	}
 	for _, n := range []struct {
 		field string
 		v     int
@@ -309,6 +333,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.ProxyProtocol == "" {
 		c.ProxyProtocol = ProxyReject
+	}
+	if c.LFSMaxObjectSize == 0 {
+		c.LFSMaxObjectSize = DefaultLFSMaxObjectSize
 	}
 	for _, d := range []struct {
 		v   *time.Duration

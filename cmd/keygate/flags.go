@@ -62,6 +62,7 @@ var sshFlags = map[string]string{
 	"CertClockSkew": "cert-clock-skew", "CertRequirePrincipals": "cert-require-principals", "IdleTimeout": "idle-timeout",
 	"ProxyProtocol": "proxy-protocol", "ProxyTrusted": "proxy-protocol-trusted", "Hostname": "hostname", "GitUser": "git-user",
 	"MaxConnectionsPerPrincipal": "max-connections-per-principal", "MaxGitProcessesPerPrincipal": "max-git-processes-per-principal",
+	"LFSMaxObjectSize": "lfs-max-object-size",
 }
 
 // sshFlagError names the flag behind a value sshd.Config.Check refused.
@@ -102,6 +103,19 @@ func envInt(name string, def int) (int, error) {
 		return def, nil
 	}
 	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return n, nil
+}
+
+// envInt64 is a 64-bit integer from the environment, or def.
+func envInt64(name string, def int64) (int64, error) {
+	v := env(name, "")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", name, err)
 	}
@@ -202,6 +216,12 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		}
 		fs.IntVar(n.dst, n.flag, def, n.help+" (env "+n.env+")")
 	}
+	lfsMax, err := envInt64("KEYGATE_LFS_MAX_OBJECT_SIZE", sshd.DefaultLFSMaxObjectSize)
+	if err != nil {
+		return nil, err
+	}
+	fs.Int64Var(&c.LFSMaxObjectSize, "lfs-max-object-size", lfsMax,
+		"largest Git LFS object a client may upload over SSH, in bytes (negative: Git LFS off) (env KEYGATE_LFS_MAX_OBJECT_SIZE)")
 	maxStartups := fs.String("max-startups", env("KEYGATE_MAX_STARTUPS", sshd.DefaultMaxStartups.String()),
 		"unauthenticated SSH connections in flight, start:rate:full with random early drop like OpenSSH MaxStartups (OpenSSH's default is 10:30:100); sources with a successful login in --per-source-trust-window are spared the random drop and may go a tenth of full past full (env KEYGATE_MAX_STARTUPS)")
 	fs.StringVar(&c.ProxyProtocol, "proxy-protocol", env("KEYGATE_PROXY_PROTOCOL", sshd.ProxyReject),
@@ -285,6 +305,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		if err := checkRule(n.flag, int64(*n.dst), notZero, n.help); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkRule("lfs-max-object-size", c.LFSMaxObjectSize, notZero, "(negative"); err != nil {
+		return nil, err
 	}
 	if err := c.Config.Check(); err != nil {
 		return nil, sshFlagError(err)

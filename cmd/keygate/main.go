@@ -381,6 +381,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	sc.Addr, sc.HostKeys, sc.ReposDir, sc.GitHome = c.SSHAddr, hostKeys, repos.Root, repos.Home
 	sc.HostCertificates = hostCerts
 	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
+	sc.LFSLocks = store
 	sc.OwnListeners = ownListeners(httpLn, metricsLn)
 	sshSrv, err := sshd.New(sc)
 	if err != nil {
