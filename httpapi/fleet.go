@@ -214,12 +214,19 @@ func oneLine(s string) string {
 
 // sshPrincipals answers GET /groups/:id/ssh_certificates/principals: the
 // usernames of the group's active effective members (inherited ones
-// included) at min_access_level or more (default 30, developer), one a
-// line — with username=NAME only that user's line, or nothing. It is what
-// sshd's AuthorizedPrincipalsCommand prints for a local account (%u),
-// so a server admits a certificate for that account only when it names
-// the user as a principal and the user is such a member. Membership is
-// not public: owners and maintainers of the group (admins everywhere).
+// included) at min_access_level or more (default 30, developer) who are
+// enterprise users of the group's top-level group, one a line — with
+// username=NAME only that user's line, or nothing. It is what sshd's
+// AuthorizedPrincipalsCommand prints for a local account (%u), so a server
+// admits a certificate for that account only when it names the user as a
+// principal and the user is such a member.
+//
+// The enterprise rule is keygate's own for certificates (decideCert): a
+// group CA vouches only for the users an admin made enterprise users of its
+// group. Membership alone is not enough: any owner can add any user (root,
+// another group's people) as a member without their consent, register a CA
+// of their own and sign a certificate naming them. Membership is not
+// public: owners and maintainers of the group (admins everywhere).
 func (a *API) sshPrincipals(w http.ResponseWriter, r *http.Request) error {
 	g, level, err := a.visibleGroup(r)
 	if err != nil {
@@ -241,22 +248,35 @@ func (a *API) sshPrincipals(w http.ResponseWriter, r *http.Request) error {
 		}
 		min = v
 	}
+	chain, err := a.store.Ancestors(r.Context(), g)
+	if err != nil {
+		return err
+	}
+	top := chain[len(chain)-1]
 	var names []string
 	eligible := func(m *keystore.Member) bool { return m.AccessLevel >= min && m.User.Active() }
 	if name, ok := p.str("username"); ok {
 		u, err := a.store.UserByUsername(r.Context(), name)
-		if err == nil {
-			if m, err := a.store.EffectiveMember(r.Context(), g, u.ID); err == nil && eligible(m) {
-				names = append(names, m.User.Username)
-			} else if err != nil && !errors.Is(err, keystore.ErrNotFound) {
+		switch {
+		case errors.Is(err, keystore.ErrNotFound):
+		case err != nil:
+			return err
+		case u.EnterpriseGroupID == nil || *u.EnterpriseGroupID != top.ID:
+			// Not an enterprise user of the group: no line, as for a
+			// user who is no member.
+		default:
+			m, err := a.store.EffectiveMember(r.Context(), g, u.ID)
+			if err != nil && !errors.Is(err, keystore.ErrNotFound) {
 				return err
 			}
-		} else if !errors.Is(err, keystore.ErrNotFound) {
-			return err
+			if err == nil && eligible(m) {
+				names = append(names, m.User.Username)
+			}
 		}
 	} else {
 		for page := 1; ; page++ {
-			ms, _, err := a.store.ListEffectiveMembers(r.Context(), g, keystore.MemberFilter{}, keystore.Page{Page: page, PerPage: 100})
+			ms, _, err := a.store.ListEffectiveMembers(r.Context(), g, keystore.MemberFilter{EnterpriseGroupID: top.ID},
+				keystore.Page{Page: page, PerPage: 100})
 			if err != nil {
 				return err
 			}

@@ -250,25 +250,53 @@ func TestTrustedUserCAKeysEndpoint(t *testing.T) {
 }
 
 // TestSSHPrincipalsEndpoint: active effective members at the level asked
-// (developer by default), one username a line; username= narrows to one
-// user or nothing.
+// (developer by default) who are enterprise users of the group's top-level
+// group, one username a line; username= narrows to one user or nothing.
+// Membership alone lists no one: an owner who adds root, another group's
+// enterprise user or a user of no enterprise group as a developer (and
+// could sign certificates for them with a CA of their own) does not make
+// them principals of a fleet server.
 func TestSSHPrincipalsEndpoint(t *testing.T) {
 	t.Parallel()
 	f := newGroupsFixture(t)
-	add := func(name string, group int64, level int) *keystore.User {
-		u, _ := f.newUser(t, name)
-		if _, err := f.store.AddMember(f.ctx, keystore.Actor{}, group, u.ID, level); err != nil {
+	r := f.do(t, "POST", "/api/v4/groups", adminSecret, map[string]any{"name": "Globex", "path": "globex"})
+	expect(t, "create globex", r, 201)
+	globex := int64(r.Object(t)["id"].(float64))
+	enterprise := func(u *keystore.User, group int64) {
+		t.Helper()
+		expect(t, "enterprise user "+u.Username, f.do(t, "PUT", "/api/v4/users/"+itoa(u.ID), adminSecret,
+			map[string]any{"enterprise_group_id": group}), 200)
+	}
+	for _, name := range []string{"owner", "maint"} {
+		u, err := f.store.UserByUsername(f.ctx, name)
+		if err != nil {
 			t.Fatal(err)
 		}
+		enterprise(u, f.top)
+	}
+	// The owner adds people through the API, as anyone owning a group can.
+	add := func(name string, group int64, level int, enterpriseOf int64) *keystore.User {
+		t.Helper()
+		u, _ := f.newUser(t, name)
+		if enterpriseOf != 0 {
+			enterprise(u, enterpriseOf)
+		}
+		expect(t, "add "+name, f.do(t, "POST", "/api/v4/groups/"+itoa(group)+"/members", f.ownerToken,
+			map[string]any{"user_id": u.ID, "access_level": level}), 201)
 		return u
 	}
-	add("dev", f.top, keystore.Developer)
-	add("guest", f.top, keystore.Guest)
-	blocked := add("blocked", f.top, keystore.Developer)
+	add("dev", f.top, keystore.Developer, f.top)
+	add("guest", f.top, keystore.Guest, f.top)
+	blocked := add("blocked", f.top, keystore.Developer, f.top)
 	if _, err := f.store.SetUserState(f.ctx, keystore.Actor{}, blocked.ID, keystore.StateBlocked); err != nil {
 		t.Fatal(err)
 	}
-	add("subdev", f.sub, keystore.Developer)
+	add("subdev", f.sub, keystore.Developer, f.top)
+	add("rival", f.top, keystore.Maintainer, globex) // another group's enterprise user
+	add("plain", f.top, keystore.Developer, 0)       // no enterprise group
+	add("subrival", f.sub, keystore.Developer, globex)
+	expect(t, "owner adds root", f.do(t, "POST", "/api/v4/groups/"+itoa(f.top)+"/members", f.ownerToken,
+		map[string]any{"user_id": f.admin.ID, "access_level": keystore.Developer}), 201)
 	for _, c := range []struct {
 		group int64
 		query string
@@ -283,13 +311,32 @@ func TestSSHPrincipalsEndpoint(t *testing.T) {
 		{f.top, "?username=guest", ""},
 		{f.top, "?username=blocked", ""},
 		{f.top, "?username=subdev", ""},
+		{f.sub, "?username=subdev", "subdev\n"},
 		{f.top, "?username=nobody", ""},
+		{f.top, "?username=root", ""},
+		{f.top, "?username=rival", ""},
+		{f.top, "?username=plain", ""},
+		{f.sub, "?username=subrival", ""},
+		{f.sub, "?username=root", ""},
 	} {
 		r := f.do(t, "GET", "/api/v4/groups/"+itoa(c.group)+"/ssh_certificates/principals"+c.query, f.maintToken, nil)
 		expect(t, "principals"+c.query, r, 200)
 		if string(r.Body) != c.want {
 			t.Errorf("group %d%s: %q, want %q", c.group, c.query, r.Body, c.want)
 		}
+	}
+	// globex's own list has its enterprise user (a member there) and no
+	// one of acme's.
+	rival, err := f.store.UserByUsername(f.ctx, "rival")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.AddMember(f.ctx, keystore.Actor{}, globex, rival.ID, keystore.Developer); err != nil {
+		t.Fatal(err)
+	}
+	r = f.do(t, "GET", "/api/v4/groups/"+itoa(globex)+"/ssh_certificates/principals", adminSecret, nil)
+	if expect(t, "globex principals", r, 200); string(r.Body) != "rival\n" {
+		t.Errorf("globex principals: %q, want %q", r.Body, "rival\n")
 	}
 	expect(t, "bad level", f.do(t, "GET", "/api/v4/groups/"+itoa(f.top)+"/ssh_certificates/principals?min_access_level=35", f.maintToken, nil), 400)
 }

@@ -203,6 +203,9 @@ func (s *Store) Member(ctx context.Context, groupID, userID int64) (*Member, err
 type MemberFilter struct {
 	Query   string  // substring of username or name, any case
 	UserIDs []int64 // only these users
+	// EnterpriseGroupID, when not 0: only users whose enterprise group
+	// (the top-level group whose CAs may vouch for them) is this one.
+	EnterpriseGroupID int64
 }
 
 // ListMembers lists a group's direct members ordered by user id.
@@ -232,6 +235,10 @@ func (s *Store) memberFilter(f MemberFilter) (string, []any) {
 		for _, id := range f.UserIDs {
 			args = append(args, id)
 		}
+	}
+	if f.EnterpriseGroupID != 0 {
+		where += " AND u.enterprise_group_id = ?"
+		args = append(args, f.EnterpriseGroupID)
 	}
 	return where, args
 }

@@ -24,7 +24,8 @@ import (
 // reading the files `keygate fleet-sync --once` (the real binary) fetched
 // from a running `keygate serve`. Two certificates from the group's CA
 // log in as the local account; after a revocation of one serial and one
-// refresh, exactly that one is refused; a membership level the user no
+// refresh, exactly that one is refused; members who are no enterprise
+// users of the group get no principals file; a membership level the user no
 // longer meets removes their principals file (refused), restoring it
 // admits them; with keygate stopped a refresh fails (exit 1) and leaves
 // every file as it was, still enforced.
@@ -83,6 +84,12 @@ func TestFleetRecipe(t *testing.T) {
 	}
 	member := "/api/v4/groups/" + gid + "/members"
 	p.must("POST", member, ownerTok, map[string]any{"user_id": localID, "access_level": 30}, 201)
+	// The group's CAs vouch for its enterprise users only (an admin's
+	// word), and so do the principals files.
+	p.must("PUT", "/api/v4/users/"+strconv.FormatInt(localID, 10), admin, map[string]any{"enterprise_group_id": gid}, 200)
+	// A developer the owner added who is no enterprise user of the group.
+	outsiderID, _ := newUser("fleet-outsider")
+	p.must("POST", member, ownerTok, map[string]any{"user_id": outsiderID, "access_level": 30}, 201)
 
 	// The group's CA (ssh-keygen), two certificates for the local account.
 	ca := filepath.Join(dir, "user_ca")
@@ -123,6 +130,11 @@ func TestFleetRecipe(t *testing.T) {
 	}
 	if out, code := sync(); code != 0 {
 		t.Fatalf("first sync: exit %d\n%s", code, out)
+	}
+	for _, name := range []string{"fleet-outsider", "fleet-bot"} {
+		if _, err := os.Stat(filepath.Join(fleet, "principals", name)); !os.IsNotExist(err) {
+			t.Errorf("principals/%s of a member who is no enterprise user of the group: %v", name, err)
+		}
 	}
 
 	// sshd_config: the page's block as written (paths moved into the

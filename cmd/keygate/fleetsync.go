@@ -89,7 +89,7 @@ func parseFleetSync(args []string, stderr io.Writer, c *fleetConfig) error {
 		return fmt.Errorf("KEYGATE_FLEET_PRINCIPALS: %w", err)
 	}
 	fs.BoolVar(&c.Principals, "principals", principals,
-		"also write DIR/principals/USERNAME for the group's members, for AuthorizedPrincipalsFile DIR/principals/%u (env KEYGATE_FLEET_PRINCIPALS)")
+		"also write DIR/principals/USERNAME for the group's enterprise users among its members, for AuthorizedPrincipalsFile DIR/principals/%u (env KEYGATE_FLEET_PRINCIPALS)")
 	minLevel, err := envInt("KEYGATE_FLEET_MIN_ACCESS_LEVEL", 30)
 	if err != nil {
 		return err
@@ -297,7 +297,8 @@ func commonLines(old, new []byte) []byte {
 }
 
 // syncPrincipals writes DIR/principals/USERNAME (the username, one line)
-// for every member the group names, and removes the others' files.
+// for every user the principals route names (the group's enterprise users
+// among its members at the level), and removes the others' files.
 func syncPrincipals(c fleetConfig, get func(string, string) (*http.Response, []byte, error), log *slog.Logger) error {
 	_, body, err := get("principals?min_access_level="+strconv.Itoa(c.MinAccessLevel), "")
 	if err != nil {
