@@ -97,14 +97,17 @@ func (ls *lfsSession) lock() (transfer.Status, error) {
 	return transfer.NewStatusWithArgs(transfer.StatusCreated, nil, l.AsArguments()...), nil
 }
 
-// mayLock refuses locking outside an upload session and to deploy keys (a
-// lock belongs to a person).
+// mayLock refuses locking outside an upload session, and to deploy keys
+// and CI job certificates (a lock belongs to a person: neither names a
+// keygate user to own it).
 func (ls *lfsSession) mayLock() error {
 	switch {
 	case ls.op != transfer.UploadOperation:
 		return fmt.Errorf("%w: locking needs an upload session", transfer.ErrForbidden)
 	case ls.id.IsDeployKey():
 		return fmt.Errorf("%w: a deploy key cannot lock files: a lock belongs to a person", transfer.ErrForbidden)
+	case ls.id.IsJob():
+		return fmt.Errorf("%w: a CI job's certificate cannot lock files: a lock belongs to a person", transfer.ErrForbidden)
 	case ls.s.cfg.LFSLocks == nil:
 		return fmt.Errorf("%w: file locking is not available on this server", transfer.ErrNotAllowed)
 	}
@@ -217,7 +220,7 @@ func (l *lfsLock) AsLockSpec(ownerID bool) ([]string, error) {
 		"ownername " + id + " " + l.OwnerName()}
 	if ownerID {
 		who := "theirs"
-		if !l.ls.id.IsDeployKey() && l.l.UserID == l.ls.id.UserID {
+		if !l.ls.id.IsDeployKey() && !l.ls.id.IsJob() && l.l.UserID == l.ls.id.UserID {
 			who = "ours"
 		}
 		spec = append(spec, "owner "+id+" "+who)

@@ -13,9 +13,11 @@ import (
 // MaxConnectionsPerPrincipal authenticated connections and
 // MaxGitProcessesPerPrincipal running git processes for it. A principal is
 // a user — by user id, whether they logged in with a key or a certificate,
-// so certificates issued by several CAs for one person share one budget —
-// or a deploy key, by its id (one key shared by a CI pool is one
-// principal).
+// so certificates issued by several CAs for one person share one budget —,
+// a deploy key, by its id (one key shared by a CI pool is one principal),
+// or the CI jobs of one project, by the project's id (a job certificate
+// names no user or key of keygate's: every job of a project shares one
+// budget, and no project's jobs touch another's).
 
 // Default caps, far above what a person or an honest machine uses: a person
 // has a handful of connections open and git commands running; the most
@@ -38,17 +40,29 @@ const (
 // the credential was good, so it is not a failure of the source.
 var errPrincipalCap = errors.New("keygate: per-principal connection limit reached")
 
+// principalKind tells the ids of principalKey apart.
+type principalKind uint8
+
+const (
+	principalUser principalKind = iota
+	principalDeployKey
+	principalJobProject // the CI jobs of a project (job certificates)
+)
+
 // principalKey is what the caps count by.
 type principalKey struct {
-	deployKey bool
-	id        int64
+	kind principalKind
+	id   int64
 }
 
 func principalOf(id *Identity) principalKey {
-	if id.IsDeployKey() {
-		return principalKey{deployKey: true, id: id.DeployKeyID}
+	switch {
+	case id.IsJob():
+		return principalKey{kind: principalJobProject, id: id.JobProjectID}
+	case id.IsDeployKey():
+		return principalKey{kind: principalDeployKey, id: id.DeployKeyID}
 	}
-	return principalKey{id: id.UserID}
+	return principalKey{kind: principalUser, id: id.UserID}
 }
 
 // principalUse is one principal's count; it is dropped when both are 0, so
@@ -158,12 +172,16 @@ func (p *principalCaps) tracked() int {
 	return len(p.use)
 }
 
-// principalName is how a refusal names the principal to its holder.
-func (s *Server) principalName(id *Identity) (who, kind string) {
-	if id.IsDeployKey() {
-		return fmt.Sprintf("deploy key %q", id.DeployKeyTitle), "deploy key"
+// principalName is how a refusal names the principal to its holder: who
+// "already has" (or, plural, "have") so many, "the most one" kind may.
+func (s *Server) principalName(id *Identity) (who, has, kind string) {
+	switch {
+	case id.IsJob():
+		return fmt.Sprintf("the CI jobs of project %d", id.JobProjectID), "have", "project's CI jobs together"
+	case id.IsDeployKey():
+		return fmt.Sprintf("deploy key %q", id.DeployKeyTitle), "has", "deploy key"
 	}
-	return "@" + s.cfg.Auth.Username(id.UserID), "account"
+	return "@" + s.cfg.Auth.Username(id.UserID), "has", "account"
 }
 
 // admitPrincipal takes the authenticated connection's slot of its
@@ -180,11 +198,11 @@ func (s *Server) admitPrincipal(tc *connection, conn gossh.ConnMetadata, perms *
 	s.metrics.principalRefusals.WithLabelValues(limitConnections).Inc()
 	if s.refusalLog.Allow() {
 		s.log.Info("ssh login refused: per-principal connection limit", "user_id", id.UserID, "deploy_key_id", id.DeployKeyID,
-			"fingerprint", id.KeyFingerprint, "limit", s.caps.maxConns, "remote", conn.RemoteAddr().String())
+			"ci_project_id", id.JobProjectID, "fingerprint", id.KeyFingerprint, "limit", s.caps.maxConns, "remote", conn.RemoteAddr().String())
 	}
-	who, kind := s.principalName(id)
-	msg := fmt.Sprintf("keygate: connection limit reached: %s already has %d SSH connections open, the most one %s may have; close some and try again",
-		who, s.caps.maxConns, kind)
+	who, has, kind := s.principalName(id)
+	msg := fmt.Sprintf("keygate: connection limit reached: %s already %s %d SSH connections open, the most one %s may have; close some and try again",
+		who, has, s.caps.maxConns, kind)
 	return nil, &gossh.BannerError{Err: errPrincipalCap, Message: msg + "\r\n"}
 }
 
@@ -197,9 +215,13 @@ func (s *Server) gitSlot(id *Identity) (release func(), msg string) {
 	s.metrics.principalRefusals.WithLabelValues(limitGitProcesses).Inc()
 	if s.refusalLog.Allow() {
 		s.log.Info("git command refused: per-principal git process limit", "user_id", id.UserID, "deploy_key_id", id.DeployKeyID,
-			"limit", s.caps.maxGit)
+			"ci_project_id", id.JobProjectID, "limit", s.caps.maxGit)
 	}
-	who, kind := s.principalName(id)
-	return nil, fmt.Sprintf("keygate: ERROR: git process limit reached: %s is already running %d git commands, the most one %s may run at once; try again when one has finished\n",
-		who, s.caps.maxGit, kind)
+	who, has, kind := s.principalName(id)
+	running := "is"
+	if has == "have" {
+		running = "are"
+	}
+	return nil, fmt.Sprintf("keygate: ERROR: git process limit reached: %s %s already running %d git commands, the most one %s may run at once; try again when one has finished\n",
+		who, running, s.caps.maxGit, kind)
 }

@@ -166,3 +166,30 @@ func TestPrincipalCapsUnit(t *testing.T) {
 		}
 	}
 }
+
+// TestPrincipalOfKinds: users, deploy keys and the CI jobs of a project
+// are principals of their own, by id: the same number in two kinds is two
+// principals, and job certificates (no user, no deploy key) count by their
+// project, not as one shared "user 0".
+func TestPrincipalOfKinds(t *testing.T) {
+	t.Parallel()
+	distinct := []*Identity{
+		{UserID: 1},
+		{UserID: 2},
+		{DeployKeyID: 1, UserID: 1},
+		{DeployKeyID: 2},
+		{JobProjectID: 1, CAID: 9},
+		{JobProjectID: 2, CAID: 9},
+	}
+	seen := map[principalKey]int{}
+	for i, id := range distinct {
+		k := principalOf(id)
+		if j, dup := seen[k]; dup {
+			t.Errorf("identities %d and %d are one principal %+v", j, i, k)
+		}
+		seen[k] = i
+	}
+	if principalOf(&Identity{JobProjectID: 1, CAID: 9}) != principalOf(&Identity{JobProjectID: 1, CAID: 10, CertSerial: 7}) {
+		t.Error("two jobs of one project are two principals")
+	}
+}
