@@ -108,6 +108,9 @@ func (a *API) issueMyCertificate(w http.ResponseWriter, r *http.Request) error {
 		if raw == "" {
 			return a.refuseUnauthenticated(r, errUnauthorized)
 		}
+		if err := a.failureBudgetLeft(r); err != nil {
+			return err
+		}
 		var tok *idToken
 		var err error
 		if u, tok, err = a.personFromIDToken(r.Context(), raw); err != nil {
@@ -155,9 +158,23 @@ func (a *API) issueMyCertificate(w http.ResponseWriter, r *http.Request) error {
 // address like a bad personal access token.
 func (a *API) refuseUnauthenticated(r *http.Request, err error) error {
 	if !a.failed.allow(remoteIP(r)) {
-		return errStatus(http.StatusTooManyRequests, "429 Too Many Requests - too many failed authentications from your address")
+		return errTooManyFailures
 	}
 	return err
+}
+
+var errTooManyFailures = errStatus(http.StatusTooManyRequests, "429 Too Many Requests - too many failed authentications from your address")
+
+// failureBudgetLeft refuses, before an ID token is looked at, a client
+// whose failed-authentication budget is spent: verifying costs keygate
+// work (and may fetch the issuer's keys), and a token such a client sends
+// would be answered 429 after a failure anyway. It takes nothing from the
+// budget: a good token from a client that still has one goes through.
+func (a *API) failureBudgetLeft(r *http.Request) error {
+	if a.failed.exhausted(remoteIP(r)) {
+		return errTooManyFailures
+	}
+	return nil
 }
 
 // listMyCertificates is GET /user/ssh_certificates: what was issued to the
@@ -364,10 +381,26 @@ func (a *API) deleteTrustRule(w http.ResponseWriter, r *http.Request) error {
 var jobClaims = []string{"project_path", "repository", "ref", "environment", "pipeline_id", "job_id",
 	"run_id", "run_attempt", "workflow", "job_workflow_ref"}
 
+// errNoTrustRule is the one answer to a CI job's token that no trust rule
+// of the project was written for: the project does not exist, or has no
+// rule for the token's issuer, or none for its audience. It says nothing
+// about the project's rules or whether the project exists (the log has the
+// detail).
+var errNoTrustRule = errStatus(http.StatusForbidden,
+	"403 Forbidden - no trust rule of this project admits this token (its issuer and audience must be a rule's; the project's maintainers list them)")
+
 // issueJobCertificate is POST /projects/:id/ssh_certificates with a CI
 // job's ID token (Authorization: Bearer): a trust rule of the project whose
 // issuer, audience and claims the token matches gives a certificate that
 // reads (or pushes to) this project only, like a deploy key.
+//
+// What a refusal says depends on whom it is said to. A token minted for
+// this project (its audience is one a rule of the project names for its
+// issuer) learns which rule came closest and the claim that differed: its
+// job is the project's own, misconfigured. Any other token of a trusted
+// issuer — on a shared issuer such as GitHub's, anyone's — gets
+// errNoTrustRule. Every refusal counts against the client's address in
+// the failed-authentication limit, as a bad token does.
 func (a *API) issueJobCertificate(w http.ResponseWriter, r *http.Request) error {
 	raw := bearerIDToken(r)
 	if raw == "" {
@@ -375,6 +408,9 @@ func (a *API) issueJobCertificate(w http.ResponseWriter, r *http.Request) error 
 			return errStatus(http.StatusUnauthorized, "401 Unauthorized - this route takes a CI job's ID token (Authorization: Bearer), not a personal access token; people use POST /api/v4/user/ssh_certificates")
 		}
 		return a.refuseUnauthenticated(r, errUnauthorized)
+	}
+	if err := a.failureBudgetLeft(r); err != nil {
+		return err
 	}
 	tok, err := a.verifyIDToken(r.Context(), raw, "")
 	if err != nil {
@@ -384,8 +420,15 @@ func (a *API) issueJobCertificate(w http.ResponseWriter, r *http.Request) error 
 		}
 		return err
 	}
+	refuse := func(reason string, args ...any) error {
+		a.log.Info("CI job certificate refused", append([]any{"project", pathParam(r, "id"), "issuer", tok.issuer.Issuer,
+			"subject", truncate(tok.token.Subject, 300), "audience", audienceOf(raw), "reason", reason}, args...)...)
+		return a.refuseUnauthenticated(r, errNoTrustRule)
+	}
 	proj, err := a.projectByParam(r)
-	if err != nil {
+	if errors.Is(err, keystore.ErrNotFound) {
+		return refuse("no such project")
+	} else if err != nil {
 		return err
 	}
 	rules, err := a.store.TrustRulesFor(r.Context(), proj.ID, tok.issuer.ID)
@@ -393,19 +436,23 @@ func (a *API) issueJobCertificate(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	if len(rules) == 0 {
-		// No rule for this issuer: the project's existence is not for
-		// every holder of the issuer's tokens to learn.
-		return notFound("Project")
+		return refuse("no trust rule of the project names the token's issuer", "project_id", proj.ID)
 	}
 	var forAudience []*keystore.TrustRule
 	for _, rule := range rules {
-		if slices.Contains(tok.audience, rule.Audience) {
+		switch {
+		case !slices.Contains(tok.audience, rule.Audience):
+		case !keystore.BindsOneProject(rule.Claims):
+			// Written before rules had to name one repository: it would
+			// admit every repository of the issuer that matches it.
+			a.log.Warn("CI trust rule ignored: it names no single repository or project; replace it", "project_id", proj.ID,
+				"trust_rule_id", rule.ID, "binding_claims", keystore.ProjectBindingClaims)
+		default:
 			forAudience = append(forAudience, rule)
 		}
 	}
 	if len(forAudience) == 0 {
-		return a.refuseUnauthenticated(r, unauthorizedToken("the ID token is for audience %s, which no trust rule of this project names for issuer %q",
-			audienceOf(raw), tok.issuer.Issuer))
+		return refuse("no trust rule of the project names the token's audience", "project_id", proj.ID)
 	}
 	rule, miss := keystore.MatchTrustRules(forAudience, tok.claims)
 	if rule == nil {
@@ -413,8 +460,11 @@ func (a *API) issueJobCertificate(w http.ResponseWriter, r *http.Request) error 
 		if miss.Missing {
 			got = "the token has no such claim"
 		}
-		return errStatus(http.StatusForbidden, fmt.Sprintf("403 Forbidden - no trust rule admits this token: rule %d came closest (%d of %d claims matched); claim %q differs: %s",
-			miss.Rule.ID, miss.Matched, len(miss.Rule.Claims), miss.Claim, got))
+		a.log.Info("CI job certificate refused", "project_id", proj.ID, "issuer", tok.issuer.Issuer,
+			"subject", truncate(tok.token.Subject, 300), "reason", "no trust rule matches the token's claims",
+			"closest_rule_id", miss.Rule.ID, "claim", miss.Claim)
+		return a.refuseUnauthenticated(r, errStatus(http.StatusForbidden, fmt.Sprintf("403 Forbidden - no trust rule admits this token: rule %d came closest (%d of %d claims matched); claim %q differs: %s",
+			miss.Rule.ID, miss.Matched, len(miss.Rule.Claims), miss.Claim, got)))
 	}
 	p, err := readParams(r, "key")
 	if err != nil {

@@ -365,7 +365,7 @@ func TestPeopleCertificatesWithIDToken(t *testing.T) {
 	untrusted := oidcprovider.Start(t.Cleanup)
 	foreignKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	now := time.Now()
-	for _, c := range []struct {
+	for i, c := range []struct {
 		name  string
 		token string
 		code  int
@@ -381,8 +381,18 @@ func TestPeopleCertificatesWithIDToken(t *testing.T) {
 		{"required-claim", idp.Sign(with("hd", "evil.example")), 403, `claim "hd"`},
 		{"no-such-user", idp.Sign(with("email", "nobody@example.com")), 403, "no keygate user"},
 		{"not-a-jwt-shape", "eyJhbGciOiJFUzI1NiJ9.e30.sig", 401, "401"},
+		// A CI job chooses its token's audience; a token with CI claims is
+		// never a person's.
+		{"gitlab-ci-job_id", idp.Sign(with("job_id", "1234")), 401, `CI job's ID token (it carries "job_id")`},
+		{"gitlab-ci-pipeline_id", idp.Sign(with("pipeline_id", 55)), 401, "trust rules"},
+		{"gitlab-ci-runner_id", idp.Sign(with("runner_id", 7)), 401, "trust rules"},
+		{"github-run_id", idp.Sign(with("run_id", "99")), 401, "trust rules"},
+		{"github-job_workflow_ref", idp.Sign(with("job_workflow_ref", "acme/wf/.github/workflows/x.yml@refs/heads/main")), 401, "trust rules"},
+		{"github-runner_environment", idp.Sign(with("runner_environment", "github-hosted")), 401, `it carries "runner_environment"`},
 	} {
-		r := f.issue(t, "/api/v4/user/ssh_certificates", c.token, map[string]any{"key": key})
+		// Each case from an address of its own: the refusals would
+		// otherwise spend the address's failed-authentication budget.
+		r := f.issueFrom(t, "203.0.113."+itoa(int64(i+1)), "/api/v4/user/ssh_certificates", c.token, map[string]any{"key": key})
 		if r.Code != c.code || !strings.Contains(message(r), c.says) {
 			t.Errorf("%s: %d %s, want %d saying %q", c.name, r.Code, r.Body, c.code, c.says)
 		}
@@ -457,6 +467,29 @@ func TestCITrustRulesAndJobCertificates(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d", c.name, r.Code, r.Body, c.code)
 		}
 	}
+	// A rule must name one repository or project: one weak claim would
+	// admit every repository of a shared issuer that has it.
+	for name, claims := range map[string]map[string]any{
+		"ref-only":              {"ref": "refs/heads/main"},
+		"environment-only":      {"environment": "production"},
+		"owner-only":            {"repository_owner": "acme"},
+		"several-weak":          {"ref": "refs/heads/main", "ref_protected": "true", "namespace_path": "acme"},
+		"empty-binding-value":   {"project_path": "", "ref": "refs/heads/main"},
+		"binding-name-any-case": {"Repository": "acme/api"},
+	} {
+		r := f.do(t, "POST", "/api/v4/projects/"+proj+"/ssh_certificate_trust", maintToken,
+			map[string]any{"issuer": ci.Issuer, "audience": "a", "access": "read", "claims": claims})
+		if r.Code != 400 || !strings.Contains(string(r.Body), "sub, repository, repository_id, project_path, project_id") {
+			t.Errorf("%s: %d %s, want 400 naming the binding claims", name, r.Code, r.Body)
+		}
+	}
+	for _, claim := range []string{"sub", "repository", "repository_id", "project_path", "project_id"} {
+		r := f.do(t, "POST", "/api/v4/projects/"+proj+"/ssh_certificate_trust", maintToken,
+			map[string]any{"issuer": ci.Issuer, "audience": "binding-" + claim, "access": "read", "claims": map[string]any{claim: "x", "ref": "refs/heads/main"}})
+		expect(t, "rule bound by "+claim, r, http.StatusCreated)
+		expect(t, "remove it", f.do(t, "DELETE", "/api/v4/projects/"+proj+"/ssh_certificate_trust/"+itoa(int64(r.Object(t)["id"].(float64))), maintToken, nil),
+			http.StatusNoContent)
+	}
 	groupRules := f.do(t, "GET", "/api/v4/groups/"+itoa(f.group)+"/ssh_certificate_trust", f.ownerToken, nil)
 	expect(t, "group rules", groupRules, http.StatusOK)
 	if len(groupRules.List(t)) != 2 {
@@ -503,6 +536,17 @@ func TestCITrustRulesAndJobCertificates(t *testing.T) {
 		t.Errorf("read job: %v, window %d (the rule's 300 s)", c.CriticalOptions, c.ValidBefore-c.ValidAfter)
 	}
 	untrusted := oidcprovider.Start(t.Cleanup)
+	other := oidcprovider.Start(t.Cleanup) // trusted, but no rule of the project names it
+	trustIssuer(t, f.env, other, "", "", nil)
+	r = f.do(t, "POST", "/api/v4/projects", adminSecret, map[string]any{"namespace_id": f.group, "path": "norules", "name": "norules"})
+	expect(t, "project without rules", r, http.StatusCreated)
+	noRules := itoa(int64(r.Object(t)["id"].(float64)))
+	// A token minted for this project (a rule's audience) learns which rule
+	// came closest; any other gets one answer that tells nothing about the
+	// project, its rules, or whether it exists.
+	const generic = "403 Forbidden - no trust rule of this project admits this token"
+	foreignWrongRef := with("aud", "https://elsewhere.example")
+	foreignWrongRef["ref"] = "refs/heads/dev"
 	for _, c := range []struct {
 		name, path, token string
 		code              int
@@ -511,9 +555,13 @@ func TestCITrustRulesAndJobCertificates(t *testing.T) {
 		{"wrong-ref", path, ci.Sign(with("ref", "refs/heads/dev")), 403, `rule ` + itoa(ruleID) + ` came closest (2 of 3 claims matched); claim "ref" differs: the token's is "refs/heads/dev"`},
 		{"missing-claim", path, ci.Sign(with("ref_protected", nil)), 403, `claim "ref_protected" differs: the token has no such claim`},
 		{"expired", path, ci.Sign(with("exp", time.Now().Add(-time.Minute).Unix())), 401, "expired"},
-		{"foreign-audience", path, ci.Sign(with("aud", "https://elsewhere.example")), 401, `audience "https://elsewhere.example", which no trust rule`},
+		{"foreign-audience", path, ci.Sign(with("aud", "https://elsewhere.example")), 403, generic},
+		{"foreign-audience-wrong-ref", path, ci.Sign(foreignWrongRef), 403, generic},
+		{"issuer-without-rule", path, other.Sign(job), 403, generic},
+		{"project-without-rules", "/api/v4/projects/" + noRules + "/ssh_certificates", ci.Sign(job), 403, generic},
+		{"no-such-project", "/api/v4/projects/999/ssh_certificates", ci.Sign(job), 403, generic},
+		{"no-such-project-by-path", "/api/v4/projects/acme%2Fnope/ssh_certificates", ci.Sign(job), 403, generic},
 		{"untrusted-issuer", path, untrusted.Sign(job), 401, "not trusted"},
-		{"no-rule-for-project", "/api/v4/projects/999/ssh_certificates", ci.Sign(job), 404, "Project Not Found"},
 		{"personal-access-token", path, f.aliceToken, 401, "CI job's ID token"},
 		{"no-token", path, "", 401, "401"},
 	} {
@@ -521,6 +569,13 @@ func TestCITrustRulesAndJobCertificates(t *testing.T) {
 		if r.Code != c.code || !strings.Contains(message(r), c.says) {
 			t.Errorf("%s: %d %s, want %d saying %q", c.name, r.Code, r.Body, c.code, c.says)
 		}
+		if c.says == generic && (message(r) != generic+" (its issuer and audience must be a rule's; the project's maintainers list them)" ||
+			strings.Contains(string(r.Body), "rule "+itoa(ruleID))) {
+			t.Errorf("%s: the generic refusal says more: %s", c.name, r.Body)
+		}
+	}
+	if !strings.Contains(f.logs.String(), "no trust rule of the project names the token's audience") {
+		t.Errorf("the log lacks the detail of a generic refusal:\n%s", f.logs.String())
 	}
 	// Owners see CI certificates among the CA's issued ones.
 	issued := f.do(t, "GET", "/api/v4/groups/"+itoa(f.group)+"/ssh_certificates/"+itoa(f.caID)+"/issued", f.ownerToken, nil)
@@ -529,11 +584,154 @@ func TestCITrustRulesAndJobCertificates(t *testing.T) {
 	}
 	expect(t, "delete rule", f.do(t, "DELETE", "/api/v4/projects/"+proj+"/ssh_certificate_trust/"+itoa(ruleID), maintToken, nil), http.StatusNoContent)
 	r = f.issue(t, path, ci.Sign(job), map[string]any{"key": key})
-	if r.Code != 401 || !strings.Contains(string(r.Body), "no trust rule") {
+	if r.Code != 403 || message(r) != generic+" (its issuer and audience must be a rule's; the project's maintainers list them)" {
 		t.Errorf("after the rule went: %d %s", r.Code, r.Body)
 	}
 	rules := f.do(t, "GET", "/api/v4/projects/"+proj+"/ssh_certificate_trust", maintToken, nil)
 	if expect(t, "rules", rules, http.StatusOK); len(rules.List(t)) != 1 {
 		t.Errorf("rules after delete: %s", rules.Body)
+	}
+}
+
+// issueFrom is issue from a client address (X-Forwarded-For, believed
+// from the loopback proxy the tests connect through).
+func (f *issuanceFixture) issueFrom(t *testing.T, addr, path, bearer string, body map[string]any) response {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + bearer}, "X-Forwarded-For": {addr}}
+	return f.raw(t, "POST", path, hdr, bytes.NewReader(b))
+}
+
+// TestIDTokenKeyFetchesAreLimited: a forged ID token costs its sender
+// nothing to write (iss, kid, exp are its to choose), and go-oidc fetches
+// the issuer's keys again whenever a signature does not verify with the
+// keys it holds. 200 forged tokens — unknown kids and the real kid with a
+// foreign signature, on both issuing routes, each from an address of its
+// own so that no address runs out of failures — make keygate fetch the
+// issuer's JWKS at most twice in all (the first fetch and one refresh),
+// and a good token still verifies after them.
+func TestIDTokenKeyFetchesAreLimited(t *testing.T) {
+	t.Parallel()
+	f := newIssuanceFixture(t)
+	idp := oidcprovider.Start(t.Cleanup)
+	trustIssuer(t, f.env, idp, "keygate", "email", nil)
+	expect(t, "rule", f.do(t, "POST", "/api/v4/projects/"+itoa(f.project)+"/ssh_certificate_trust", adminSecret, map[string]any{
+		"issuer": idp.Issuer, "audience": "keygate-ci", "claims": map[string]any{"project_path": "acme/api"}, "access": "read"}), http.StatusCreated)
+	key := authorizedKey(newSigner(t).PublicKey(), "")
+	alice := map[string]any{"sub": "u-alice", "aud": "keygate", "email": "alice@example.com", "email_verified": true}
+	people, jobs := "/api/v4/user/ssh_certificates", "/api/v4/projects/"+itoa(f.project)+"/ssh_certificates"
+	expect(t, "a good token", f.issueFrom(t, "198.51.100.1", people, idp.Sign(alice), map[string]any{"key": key}), http.StatusCreated)
+	before := idp.JWKSFetches()
+	if before != 1 {
+		t.Fatalf("JWKS fetched %d times for the first token", before)
+	}
+	forger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for i := range 200 {
+		claims := map[string]any{"iss": idp.Issuer, "sub": "x", "aud": "keygate", "email": "alice@example.com", "email_verified": true,
+			"project_path": "acme/api", "exp": time.Now().Add(time.Hour).Unix()}
+		kid := idp.KeyID() // a real kid, a foreign signature
+		if i%2 == 0 {
+			kid = "forged-" + itoa(int64(i)) // a kid keygate has not seen
+		}
+		path := people
+		if i%4 >= 2 {
+			path, claims["aud"] = jobs, "keygate-ci"
+		}
+		addr := "10.1." + itoa(int64(i/250)) + "." + itoa(int64(i%250+1))
+		r := f.issueFrom(t, addr, path, oidcprovider.SignWith(jose.ES256, forger, kid, claims), map[string]any{"key": key})
+		if r.Code != http.StatusUnauthorized || !strings.Contains(message(r), "does not verify") {
+			t.Fatalf("forged token %d on %s: %d %s", i, path, r.Code, r.Body)
+		}
+	}
+	if n := idp.JWKSFetches(); n > 2 {
+		t.Errorf("200 forged tokens made keygate fetch the issuer's keys %d times in all, want at most 2", n)
+	}
+	expect(t, "a good token after them", f.issueFrom(t, "198.51.100.2", people, idp.Sign(alice), map[string]any{"key": key}), http.StatusCreated)
+	expect(t, "a good CI token after them", f.issueFrom(t, "198.51.100.3", jobs, idp.Sign(map[string]any{"sub": "job", "aud": "keygate-ci",
+		"project_path": "acme/api"}), map[string]any{"key": key}), http.StatusCreated)
+}
+
+// TestIDTokenRoutesConsultTheFailureLimitFirst: an address that has spent
+// its failed-authentication budget is answered 429 before its ID token is
+// looked at — even a good one, and without a key fetch — while another
+// address is unaffected; refusals of CI tokens (generic or detailed) count
+// against that budget like bad tokens.
+func TestIDTokenRoutesConsultTheFailureLimitFirst(t *testing.T) {
+	t.Parallel()
+	f := newIssuanceFixture(t)
+	idp := oidcprovider.Start(t.Cleanup)
+	trustIssuer(t, f.env, idp, "keygate", "email", nil)
+	expect(t, "rule", f.do(t, "POST", "/api/v4/projects/"+itoa(f.project)+"/ssh_certificate_trust", adminSecret, map[string]any{
+		"issuer": idp.Issuer, "audience": "keygate-ci", "claims": map[string]any{"project_path": "acme/api", "ref": "refs/heads/main"}, "access": "read"}),
+		http.StatusCreated)
+	key := authorizedKey(newSigner(t).PublicKey(), "")
+	alice := idp.Sign(map[string]any{"sub": "u-alice", "aud": "keygate", "email": "alice@example.com", "email_verified": true})
+	people, jobs := "/api/v4/user/ssh_certificates", "/api/v4/projects/"+itoa(f.project)+"/ssh_certificates"
+	expect(t, "a good token", f.issueFrom(t, "198.51.100.1", people, alice, map[string]any{"key": key}), http.StatusCreated)
+
+	// Refusals of CI tokens from one address: a wrong ref (the detailed
+	// 403) and a foreign audience (the generic one), until 429.
+	const addr = "192.0.2.7"
+	codes := map[int]int{}
+	for i := range 40 {
+		claims := map[string]any{"sub": "job", "aud": "keygate-ci", "project_path": "acme/api", "ref": "refs/heads/dev"}
+		if i%2 == 1 {
+			claims["aud"] = "elsewhere"
+		}
+		codes[f.issueFrom(t, addr, jobs, idp.Sign(claims), map[string]any{"key": key}).Code]++
+	}
+	if codes[http.StatusForbidden] == 0 || codes[http.StatusTooManyRequests] == 0 {
+		t.Fatalf("answers to 40 refused CI tokens from one address: %v, want 403s and then 429s", codes)
+	}
+	fetches := idp.JWKSFetches()
+	for _, c := range []struct{ name, path, token string }{
+		{"a good person's token", people, alice},
+		{"a good CI token", jobs, idp.Sign(map[string]any{"sub": "job", "aud": "keygate-ci", "project_path": "acme/api", "ref": "refs/heads/main"})},
+	} {
+		if r := f.issueFrom(t, addr, c.path, c.token, map[string]any{"key": key}); r.Code != http.StatusTooManyRequests {
+			t.Errorf("%s from an address out of failures: %d %s, want 429", c.name, r.Code, r.Body)
+		}
+	}
+	if idp.JWKSFetches() != fetches {
+		t.Errorf("the JWKS was fetched for an address out of failures")
+	}
+	expect(t, "another address", f.issueFrom(t, "198.51.100.9", people, alice, map[string]any{"key": key}), http.StatusCreated)
+}
+
+// TestWeakTrustRuleIgnored: a rule that names no single repository or
+// project (possible only in a database written before rules had to) admits
+// nothing: a token matching its claims gets the generic refusal, and the
+// log names the rule to replace.
+func TestWeakTrustRuleIgnored(t *testing.T) {
+	if os.Getenv("KEYGATE_TEST_BACKEND") == "postgres" {
+		t.Skip("rewrites a row through SQLite")
+	}
+	t.Parallel()
+	f := newIssuanceFixture(t)
+	ci := oidcprovider.Start(t.Cleanup)
+	trustIssuer(t, f.env, ci, "", "", nil)
+	r := f.do(t, "POST", "/api/v4/projects/"+itoa(f.project)+"/ssh_certificate_trust", adminSecret, map[string]any{
+		"issuer": ci.Issuer, "audience": "keygate-ci", "claims": map[string]any{"project_path": "acme/api"}, "access": "write"})
+	expect(t, "rule", r, http.StatusCreated)
+	ruleID := int64(r.Object(t)["id"].(float64))
+	db, err := sql.Open("sqlite", "file:"+f.dir+"/keygate.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE ssh_certificate_trust_rules SET claims = ? WHERE id = ?`, `{"ref":"refs/heads/main"}`, ruleID); err != nil {
+		t.Fatal(err)
+	}
+	key := authorizedKey(newSigner(t).PublicKey(), "")
+	r = f.issue(t, "/api/v4/projects/"+itoa(f.project)+"/ssh_certificates",
+		ci.Sign(map[string]any{"sub": "repo:someone/else", "aud": "keygate-ci", "ref": "refs/heads/main"}), map[string]any{"key": key})
+	if r.Code != http.StatusForbidden || !strings.Contains(message(r), "no trust rule of this project admits this token") {
+		t.Fatalf("a token matching a weak rule: %d %s", r.Code, r.Body)
+	}
+	if !strings.Contains(f.logs.String(), "CI trust rule ignored") || !strings.Contains(f.logs.String(), "trust_rule_id="+itoa(ruleID)) {
+		t.Errorf("the log does not name the ignored rule:\n%s", f.logs.String())
 	}
 }

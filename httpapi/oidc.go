@@ -20,7 +20,8 @@ import (
 // exchanged for a certificate, and a CI job's (audience: a trust rule's)
 // exchanged for a project certificate. Discovery and keys go through
 // coreos/go-oidc: the provider's JWKS is fetched on first use and again
-// whenever a token names a key it does not hold (the provider rotated), and
+// whenever a token names a key it does not hold (the provider rotated) —
+// at most once per keyRefreshInterval per issuer (oidc_keys.go) — and
 // every token is checked for issuer, expiry, not-before, signature and
 // algorithm (asymmetric only: no HS256, no "none"); the audience against
 // the client_id or the rule.
@@ -29,18 +30,19 @@ import (
 var signingAlgs = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512,
 	oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA}
 
-// oidcProviders caches discovered providers by issuer URL. A failed
-// discovery is retried after failedDiscoveryTTL.
+// oidcProviders caches discovered providers, and their key sets, by
+// issuer URL. A failed discovery is retried after failedDiscoveryTTL.
 type oidcProviders struct {
 	client *http.Client
+	now    func() time.Time // the key fetch limit's clock
 	mu     sync.Mutex
 	byURL  map[string]*providerEntry
 }
 
 type providerEntry struct {
-	p   *oidc.Provider
-	err error
-	at  time.Time
+	keys oidc.KeySet // the issuer's JWKS, fetched through a keysThrottle
+	err  error
+	at   time.Time
 }
 
 const failedDiscoveryTTL = 10 * time.Second
@@ -49,25 +51,50 @@ func newOIDCProviders(client *http.Client) *oidcProviders {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &oidcProviders{client: client, byURL: map[string]*providerEntry{}}
+	return &oidcProviders{client: client, now: time.Now, byURL: map[string]*providerEntry{}}
 }
 
-func (o *oidcProviders) provider(ctx context.Context, issuer string) (*oidc.Provider, error) {
+// verifier returns a verifier of issuer's tokens under cfg, discovering
+// the issuer on first use.
+func (o *oidcProviders) verifier(ctx context.Context, issuer string, cfg *oidc.Config) (*oidc.IDTokenVerifier, error) {
 	o.mu.Lock()
 	e, ok := o.byURL[issuer]
 	o.mu.Unlock()
-	if ok && (e.err == nil || time.Since(e.at) < failedDiscoveryTTL) {
-		return e.p, e.err
+	if !ok || (e.err != nil && time.Since(e.at) >= failedDiscoveryTTL) {
+		e = o.discover(ctx, issuer)
+		o.mu.Lock()
+		o.byURL[issuer] = e
+		o.mu.Unlock()
 	}
-	// The provider keeps the HTTP client (not the context) for its key
-	// set, which outlives this request.
+	if e.err != nil {
+		return nil, e.err
+	}
+	return oidc.NewVerifier(issuer, e.keys, cfg), nil
+}
+
+// discover reads issuer's discovery document and sets up its key set: a
+// go-oidc remote key set whose fetches go through the issuer's own
+// keysThrottle. The key set keeps the HTTP client (not the request's
+// context), as it outlives the request.
+func (o *oidcProviders) discover(ctx context.Context, issuer string) *providerEntry {
 	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, o.client), 15*time.Second)
 	defer cancel()
+	e := &providerEntry{at: time.Now()}
 	p, err := oidc.NewProvider(dctx, issuer)
-	o.mu.Lock()
-	o.byURL[issuer] = &providerEntry{p: p, err: err, at: time.Now()}
-	o.mu.Unlock()
-	return p, err
+	if err != nil {
+		e.err = err
+		return e
+	}
+	var doc struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&doc); err != nil || doc.JWKSURI == "" {
+		e.err = fmt.Errorf("httpapi: the discovery document of %s names no jwks_uri", issuer)
+		return e
+	}
+	keysClient := &http.Client{Transport: newKeysThrottle(o.client.Transport, o.now), Timeout: o.client.Timeout}
+	e.keys = oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), keysClient), doc.JWKSURI)
+	return e
 }
 
 // forget drops issuer's provider (an admin removed or re-added it).
@@ -134,13 +161,14 @@ func (a *API) verifyIDToken(ctx context.Context, raw, audience string) (*idToken
 	} else if err != nil {
 		return nil, err
 	}
-	p, err := a.oidc.provider(ctx, issuer.Issuer)
+	unreachable := errStatus(http.StatusBadGateway, "502 Bad Gateway - the ID token's issuer could not be reached for its keys; try again later")
+	cfg := &oidc.Config{ClientID: audience, SkipClientIDCheck: audience == "", SupportedSigningAlgs: signingAlgs}
+	v, err := a.oidc.verifier(ctx, issuer.Issuer, cfg)
 	if err != nil {
 		a.log.Warn("OpenID Connect discovery failed", "issuer", issuer.Issuer, "err", err)
-		return nil, errStatus(http.StatusBadGateway, "502 Bad Gateway - the ID token's issuer could not be reached for its keys; try again later")
+		return nil, unreachable
 	}
-	cfg := &oidc.Config{ClientID: audience, SkipClientIDCheck: audience == "", SupportedSigningAlgs: signingAlgs}
-	tok, err := p.Verifier(cfg).Verify(ctx, raw)
+	tok, err := v.Verify(ctx, raw)
 	if err != nil {
 		var expired *oidc.TokenExpiredError
 		switch {
@@ -148,6 +176,11 @@ func (a *API) verifyIDToken(ctx context.Context, raw, audience string) (*idToken
 			return nil, unauthorizedToken("the ID token expired at %s", expired.Expiry.UTC().Format(time.RFC3339))
 		case strings.Contains(err.Error(), "expected audience"):
 			return nil, unauthorizedToken("the ID token is for audience %s, not %q", audienceOf(raw), audience)
+		case strings.Contains(err.Error(), "fetching keys"):
+			// go-oidc could not get the issuer's keys (it says so in
+			// words only): nothing was verified either way.
+			a.log.Warn("OpenID Connect keys could not be fetched", "issuer", issuer.Issuer, "err", err)
+			return nil, unreachable
 		}
 		a.log.Debug("ID token refused", "issuer", issuer.Issuer, "err", err)
 		return nil, unauthorizedToken("the ID token does not verify: %s", strings.TrimPrefix(err.Error(), "oidc: "))
@@ -181,8 +214,16 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// ciClaims are claims that only a CI system's ID token carries: GitLab
+// CI's (pipeline_id, job_id, runner_id) and GitHub Actions'
+// (run_id, job_workflow_ref, runner_environment). A job chooses its token's
+// audience, so a job could ask for a token for a person's client_id; a
+// token carrying any of these is never taken as a person's.
+var ciClaims = []string{"pipeline_id", "job_id", "runner_id", "run_id", "job_workflow_ref", "runner_environment"}
+
 // personFromIDToken verifies a person's ID token (audience: the issuer's
 // client_id) and maps it to a keygate user by the issuer's username_claim.
+// A CI job's token is refused (ciClaims).
 func (a *API) personFromIDToken(ctx context.Context, raw string) (*keystore.User, *idToken, error) {
 	iss, ok := peekIssuer(raw)
 	if !ok {
@@ -200,6 +241,11 @@ func (a *API) personFromIDToken(ctx context.Context, raw string) (*keystore.User
 	}())
 	if err != nil {
 		return nil, nil, err
+	}
+	for _, name := range ciClaims {
+		if _, ok := tok.claims[name]; ok {
+			return nil, nil, unauthorizedToken("this is a CI job's ID token (it carries %q): CI jobs get certificates through a project's trust rules (POST /api/v4/projects/:id/ssh_certificates), not as a person", name)
+		}
 	}
 	for name, want := range tok.issuer.RequiredClaims {
 		got, ok := keystore.ClaimString(tok.claims[name])

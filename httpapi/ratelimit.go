@@ -64,3 +64,14 @@ func (l *ipLimiter) allow(ip string) bool {
 	b.seen = now
 	return b.lim.AllowN(now, 1)
 }
+
+// exhausted reports whether ip's bucket is empty now, without taking a
+// token: a request that would be refused after a failure is refused before
+// it costs keygate anything (an ID token's verification may fetch keys).
+func (l *ipLimiter) exhausted(ip string) bool {
+	ip = limiterKey(ip)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[ip]
+	return ok && b.lim.TokensAt(time.Now()) < 1
+}

@@ -101,6 +101,26 @@ func validateClaims(p problems, field string, claims map[string]string, required
 	}
 }
 
+// ProjectBindingClaims are the claims that name one repository or project
+// in a CI job's ID token: GitLab CI's project_path and project_id, GitHub
+// Actions' repository and repository_id, and sub, which both build from
+// the repository (GitLab: "project_path:GROUP/PROJECT:ref_type:…", GitHub
+// by default "repo:OWNER/REPO:…"). A trust rule must name at least one:
+// a shared issuer mints tokens for every repository on it, and a rule of
+// ref, environment or owner alone would admit all of theirs that match.
+var ProjectBindingClaims = []string{"sub", "repository", "repository_id", "project_path", "project_id"}
+
+// BindsOneProject reports whether a trust rule's claims include one of
+// ProjectBindingClaims with a value.
+func BindsOneProject(claims map[string]string) bool {
+	for _, name := range ProjectBindingClaims {
+		if claims[name] != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // ClaimString is a token claim's value as trust rules and required claims
 // compare it: strings as they are, booleans as true/false, numbers in
 // their shortest decimal form; anything else does not compare.
@@ -276,6 +296,10 @@ func (s *Store) CreateTrustRule(ctx context.Context, a Actor, projectID int64, i
 		p.add("audience", "must be 1 to 255 characters (the aud of the job's ID token)")
 	}
 	validateClaims(p, "claims", in.Claims, true)
+	if len(in.Claims) > 0 && !BindsOneProject(in.Claims) {
+		p.add("claims", "must include a claim that names one repository or project: "+strings.Join(ProjectBindingClaims, ", ")+
+			" (a rule of other claims alone, such as ref, environment or repository_owner, admits every repository of the issuer that has them)")
+	}
 	if in.Access != AccessRead && in.Access != AccessWrite {
 		p.add("access", "must be read or write")
 	}

@@ -99,6 +99,14 @@ func (p *Provider) Rotate(dropOld bool) string {
 	return kid
 }
 
+// KeyID is the kid of the key that signs now (for forging a token that
+// names a real key but is signed by another).
+func (p *Provider) KeyID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keys[len(p.keys)-1].kid
+}
+
 // JWKSFetches reports how many times the JWKS was fetched.
 func (p *Provider) JWKSFetches() int64 { return p.jwksFetches.Load() }
 

@@ -244,18 +244,25 @@ func TestCIJobCertificateE2E(t *testing.T) {
 		!strings.Contains(string(body), `rule `+itoa(rule.ID)+` came closest`) || !strings.Contains(string(body), `claim \"ref\" differs`) {
 		t.Fatalf("wrong ref: %d %s", code, body)
 	}
-	expired := map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}
-	foreign := map[string]any{"aud": "someone-else"}
-	for name, change := range map[string]map[string]any{"expired": expired, "foreign-audience": foreign} {
+	// An expired token is a 401; one for an audience no rule of the
+	// project names (not minted for it) the one generic 403.
+	for name, c := range map[string]struct {
+		change map[string]any
+		code   int
+		says   string
+	}{
+		"expired":          {map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}, http.StatusUnauthorized, "expired"},
+		"foreign-audience": {map[string]any{"aud": "someone-else"}, http.StatusForbidden, "no trust rule of this project admits this token"},
+	} {
 		claims := map[string]any{}
 		for k, v := range job {
 			claims[k] = v
 		}
-		for k, v := range change {
+		for k, v := range c.change {
 			claims[k] = v
 		}
-		if code, body := e.requestCert(t, path, ci.Sign(claims), pub, 0); code != http.StatusUnauthorized {
-			t.Fatalf("%s: %d %s", name, code, body)
+		if code, body := e.requestCert(t, path, ci.Sign(claims), pub, 0); code != c.code || !strings.Contains(string(body), c.says) {
+			t.Fatalf("%s: %d %s, want %d saying %q", name, code, body, c.code, c.says)
 		}
 	}
 
