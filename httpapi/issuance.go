@@ -426,7 +426,8 @@ func (a *API) issueJobCertificate(w http.ResponseWriter, r *http.Request) error 
 		return a.refuseUnauthenticated(r, errNoTrustRule)
 	}
 	proj, err := a.projectByParam(r)
-	if errors.Is(err, keystore.ErrNotFound) {
+	var he *httpError
+	if errors.Is(err, keystore.ErrNotFound) || (errors.As(err, &he) && he.Code == http.StatusNotFound) {
 		return refuse("no such project")
 	} else if err != nil {
 		return err

@@ -40,9 +40,10 @@ type oidcProviders struct {
 }
 
 type providerEntry struct {
-	keys oidc.KeySet // the issuer's JWKS, fetched through a keysThrottle
-	err  error
-	at   time.Time
+	ready chan struct{} // closed when discovery has finished
+	keys  oidc.KeySet   // the issuer's JWKS, fetched through a keysThrottle
+	err   error
+	at    time.Time
 }
 
 const failedDiscoveryTTL = 10 * time.Second
@@ -55,16 +56,30 @@ func newOIDCProviders(client *http.Client) *oidcProviders {
 }
 
 // verifier returns a verifier of issuer's tokens under cfg, discovering
-// the issuer on first use.
+// the issuer on first use. Concurrent first uses wait for one discovery
+// (and share one key set, so one key fetch limit).
 func (o *oidcProviders) verifier(ctx context.Context, issuer string, cfg *oidc.Config) (*oidc.IDTokenVerifier, error) {
 	o.mu.Lock()
 	e, ok := o.byURL[issuer]
-	o.mu.Unlock()
-	if !ok || (e.err != nil && time.Since(e.at) >= failedDiscoveryTTL) {
-		e = o.discover(ctx, issuer)
-		o.mu.Lock()
+	if ok {
+		select {
+		case <-e.ready:
+			ok = e.err == nil || time.Since(e.at) < failedDiscoveryTTL
+		default: // being discovered
+		}
+	}
+	if !ok {
+		e = &providerEntry{ready: make(chan struct{})}
 		o.byURL[issuer] = e
 		o.mu.Unlock()
+		o.discover(ctx, issuer, e)
+	} else {
+		o.mu.Unlock()
+	}
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -72,29 +87,29 @@ func (o *oidcProviders) verifier(ctx context.Context, issuer string, cfg *oidc.C
 	return oidc.NewVerifier(issuer, e.keys, cfg), nil
 }
 
-// discover reads issuer's discovery document and sets up its key set: a
-// go-oidc remote key set whose fetches go through the issuer's own
-// keysThrottle. The key set keeps the HTTP client (not the request's
-// context), as it outlives the request.
-func (o *oidcProviders) discover(ctx context.Context, issuer string) *providerEntry {
-	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, o.client), 15*time.Second)
+// discover reads issuer's discovery document and sets up its key set in
+// e: a go-oidc remote key set whose fetches go through the issuer's own
+// keysThrottle. Neither depends on the request that asked first (others
+// wait for the answer; the key set outlives them all).
+func (o *oidcProviders) discover(ctx context.Context, issuer string, e *providerEntry) {
+	defer close(e.ready)
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), o.client), 15*time.Second)
 	defer cancel()
-	e := &providerEntry{at: time.Now()}
+	defer func() { e.at = time.Now() }()
 	p, err := oidc.NewProvider(dctx, issuer)
 	if err != nil {
 		e.err = err
-		return e
+		return
 	}
 	var doc struct {
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := p.Claims(&doc); err != nil || doc.JWKSURI == "" {
 		e.err = fmt.Errorf("httpapi: the discovery document of %s names no jwks_uri", issuer)
-		return e
+		return
 	}
 	keysClient := &http.Client{Transport: newKeysThrottle(o.client.Transport, o.now), Timeout: o.client.Timeout}
 	e.keys = oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), keysClient), doc.JWKSURI)
-	return e
 }
 
 // forget drops issuer's provider (an admin removed or re-added it).

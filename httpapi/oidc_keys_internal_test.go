@@ -87,3 +87,34 @@ func TestKeyFetchLimitStillFollowsRotation(t *testing.T) {
 		t.Fatalf("JWKS fetched %d times, want 3", n)
 	}
 }
+
+// TestKeyFetchLimitColdStart: forged tokens arriving together at an issuer
+// keygate has not used yet wait for one discovery and share one key set,
+// so they too fetch its keys at most keyFetchBurst times.
+func TestKeyFetchLimitColdStart(t *testing.T) {
+	t.Parallel()
+	idp := oidcprovider.Start(t.Cleanup)
+	o := newOIDCProviders(nil)
+	forger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	forged := oidcprovider.SignWith(jose.ES256, forger, "nope",
+		map[string]any{"iss": idp.Issuer, "sub": "s", "aud": "a", "exp": time.Now().Add(time.Hour).Unix()})
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := o.verifier(context.Background(), idp.Issuer, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: signingAlgs})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := v.Verify(context.Background(), forged); err == nil {
+				t.Error("a forged token verified")
+			}
+		}()
+	}
+	wg.Wait()
+	if n := idp.JWKSFetches(); n > keyFetchBurst {
+		t.Errorf("50 forged tokens at a cold start fetched the JWKS %d times, want at most %d", n, keyFetchBurst)
+	}
+}
