@@ -54,6 +54,11 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 		if parent.Valid {
 			return ErrNotTopLevel
 		}
+		if p, err := t.keyPolicy(ctx); err != nil {
+			return err
+		} else if err := p.checkKindAdd(pk); err != nil {
+			return err
+		}
 		var one int
 		err = t.queryRow(ctx, `SELECT 1 FROM group_cas WHERE group_id = ? AND fingerprint_sha256 = ?`, groupID, c.FingerprintSHA256).Scan(&one)
 		if err == nil {

@@ -31,7 +31,9 @@ var exportTables = func() []struct{ name, order string } {
 				struct{ name, order string }{"deploy_key_groups", "deploy_key_id, group_id"})
 		}
 	}
-	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"})
+	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"},
+		struct{ name, order string }{"audit_stream_destinations", "id"}, struct{ name, order string }{"audit_stream_sinks", "name"},
+		struct{ name, order string }{"audit_outbox", "seq"})
 }()
 
 // Export is one keystore as a JSON document: every row of every table, with

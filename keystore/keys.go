@@ -74,6 +74,9 @@ func (s *Store) CreateKey(ctx context.Context, a Actor, userID int64, in KeyInpu
 		if err := t.fingerprintFree(ctx, pk.FingerprintSHA256); err != nil {
 			return err
 		}
+		if err := t.checkKeyPolicy(ctx, pk, k.ExpiresAt); err != nil {
+			return err
+		}
 		k.CreatedAt = t.now
 		id, err := t.insert(ctx, `INSERT INTO keys (user_id, title, key, type, bits, fingerprint_sha256, fingerprint_md5, usage_type, expires_at, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, userID, k.Title, k.Key, k.Type, k.Bits, k.FingerprintSHA256, k.FingerprintMD5,

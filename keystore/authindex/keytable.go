@@ -15,7 +15,8 @@ import (
 //	w4      key id
 //	w5      user id
 //	w6      expiry, Unix ms (0: never)
-//	w7      slotUsed | usage bits << 8 (0: empty slot)
+//	w7      slotUsed | usage bits << 8 | kind << 16 | bits << 24 |
+//	        lifetime in minutes << 40 (0: empty slot)
 //
 // A fingerprint is uniformly random, so its first word is the hash: the home
 // slot is that word scaled to the table size (no hashing, no power-of-two
@@ -53,6 +54,26 @@ type keySlot struct {
 	fp                  [4]uint64
 	id, userID, expires int64
 	usage               uint8
+	kind                uint8  // keystore.KeyKind
+	bits                uint16 // the key's size
+	life                uint32 // minutes from added to expiry, rounded up; at most maxLife
+}
+
+// maxLife is the largest lifetime a slot holds (24 bits of minutes, about
+// 31 years); longer ones are held as maxLife.
+const maxLife = 1<<24 - 1
+
+// flags packs a slot's last word.
+func (k *keySlot) flags() uint64 {
+	return slotUsed | uint64(k.usage)<<8 | uint64(k.kind)<<16 | uint64(k.bits)<<24 | uint64(k.life&maxLife)<<40
+}
+
+// unpackFlags fills k's fields from a slot's last word.
+func unpackFlags(flags uint64, k *Key) {
+	k.Usage = uint8(flags >> 8)
+	k.Kind = uint8(flags >> 16)
+	k.Bits = uint16(flags >> 24)
+	k.LifetimeMin = uint32(flags>>40) & maxLife
 }
 
 func fpWords(fp *[32]byte) [4]uint64 {
@@ -105,7 +126,7 @@ func (t *keyTable) lookup(fp *[4]uint64, k *Key) bool {
 			k.ID = int64(atomic.LoadUint64(&s[4]))
 			k.UserID = int64(atomic.LoadUint64(&s[5]))
 			k.ExpiresMS = int64(atomic.LoadUint64(&s[6]))
-			k.Usage = uint8(flags >> 8)
+			unpackFlags(flags, k)
 			return true
 		}
 		i = t.next(i)
@@ -150,7 +171,7 @@ func (t *keyTable) store(i uint64, k *keySlot) {
 	atomic.StoreUint64(&s[4], uint64(k.id))
 	atomic.StoreUint64(&s[5], uint64(k.userID))
 	atomic.StoreUint64(&s[6], uint64(k.expires))
-	atomic.StoreUint64(&s[7], slotUsed|uint64(k.usage)<<8)
+	atomic.StoreUint64(&s[7], k.flags())
 }
 
 func (t *keyTable) copySlot(dst, src uint64) {
@@ -240,9 +261,11 @@ func (t *keyTable) grown() *keyTable {
 			continue
 		}
 		s := t.slot(i)
+		var k Key
+		unpackFlags(s[7], &k)
 		n.put(&keySlot{
 			fp: [4]uint64{s[0], s[1], s[2], s[3]}, id: int64(s[4]), userID: int64(s[5]), expires: int64(s[6]),
-			usage: uint8(s[7] >> 8),
+			usage: k.Usage, kind: k.Kind, bits: k.Bits, life: k.LifetimeMin,
 		})
 	}
 	return n

@@ -80,8 +80,12 @@ func TestKeyTableRandomizedAgainstMap(t *testing.T) {
 			if had && byID[id] != fp {
 				delete(model, byID[id])
 			}
-			rec := Key{ID: id, UserID: id * 10, ExpiresMS: int64(rng.IntN(3)), Usage: uint8(rng.IntN(4))}
-			ix.putKeyFP(id, rec.UserID, &fp, rec.Usage, rec.ExpiresMS, rec.ExpiresMS != 0)
+			// The policy fields share the flags word with usage: every bit
+			// of each must come back as it went in.
+			rec := Key{ID: id, UserID: id * 10, ExpiresMS: int64(rng.IntN(3)), Usage: uint8(rng.IntN(4)),
+				Kind: uint8(rng.IntN(256)), Bits: uint16(rng.IntN(1 << 16)), LifetimeMin: uint32(rng.IntN(maxLife + 1))}
+			ix.putKeyFP(id, rec.UserID, &fp, rec.Usage, rec.ExpiresMS, rec.ExpiresMS != 0,
+				keyShape{kind: rec.Kind, bits: rec.Bits, life: rec.LifetimeMin})
 			model[fp] = rec
 			byID[id] = fp
 		default: // delete key id
