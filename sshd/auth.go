@@ -39,6 +39,7 @@ type Identity struct {
 	// Deploy-key logins (UserID is 0; KeyID is -DeployKeyID):
 	DeployKeyID    int64
 	DeployKeyTitle string
+	cert           certShape // certificate logins: what the key policy judges
 }
 
 // IsDeployKey reports whether the login used a deploy key.
@@ -63,8 +64,9 @@ func identityFromContext(ctx ssh.Context) *Identity {
 // authError is a refusal. Public refusals carry a banner sent only to a
 // client that proved it holds the key.
 type authError struct {
-	reason string // for logs and metrics
-	banner string // for the client; "" for none
+	reason string     // for logs and metrics
+	banner string     // for the client; "" for none
+	audit  *auditNote // an audit event to record (nil: none)
 }
 
 func (e *authError) Error() string { return "keygate: " + e.reason }
@@ -126,6 +128,11 @@ func (s *Server) verifiedKey(conn gossh.ConnMetadata, key gossh.PublicKey) (*gos
 		s.metrics.authAttempts.WithLabelValues(method, "rejected").Inc()
 		s.log.Info("ssh auth rejected", "method", method, "login", conn.User(), "remote", remote,
 			"fingerprint", gossh.FingerprintSHA256(key), "reason", reason)
+		if ae != nil && ae.audit != nil {
+			n := ae.audit
+			n.details["login"] = conn.User()
+			s.recordEventAsync(keystore.Actor{UserID: n.userID, RemoteIP: hostOnly(remote)}, n.action, n.targetType, n.targetID, n.details)
+		}
 		if ae != nil && ae.banner != "" {
 			return nil, &gossh.BannerError{Err: err, Message: ae.banner + "\r\n"}
 		}
@@ -158,6 +165,7 @@ const (
 	keyUnknown
 	keySigningOnly
 	keyExpired
+	keyPolicy // refused by the instance's key policy
 	keyUserBlocked
 	keyBadLogin
 )
@@ -174,6 +182,9 @@ func (s *Server) checkKey(fp [32]byte, login string, nowMS int64) (authindex.Key
 	}
 	if k.Expired(nowMS) {
 		return k, keyExpired
+	}
+	if k.Policy(s.cfg.Auth.KeyPolicy()) != keystore.RuleNone {
+		return k, keyPolicy
 	}
 	if s.cfg.Auth.UserBlocked(k.UserID) {
 		return k, keyUserBlocked
@@ -210,6 +221,8 @@ func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error)
 	case keyExpired:
 		return nil, refuseLoudly("expired key",
 			fmt.Sprintf("keygate: key %s expired on %s", printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
+	case keyPolicy:
+		return nil, s.refuseKeyByPolicy(k, printable)
 	case keyUserBlocked:
 		return nil, refuseLoudly("blocked user", "keygate: your account is blocked")
 	}
@@ -237,6 +250,8 @@ func (s *Server) decideDeployKey(login string, k authindex.Key, verdict keyVerdi
 	case keyExpired:
 		return nil, refuseLoudly("expired deploy key",
 			fmt.Sprintf("keygate: deploy key %q (%s) expired on %s", dk.Title, printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
+	case keyPolicy:
+		return nil, s.refuseKeyByPolicy(k, printable)
 	}
 	return nil, refuseLoudly("deploy key with a login other than the git user",
 		fmt.Sprintf("keygate: deploy key %q logs in only as %s@", dk.Title, s.cfg.GitUser))
@@ -270,6 +285,9 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	before, reason, banner := certWindow(cert, s.cfg.Now(), s.cfg.CertClockSkew)
 	if reason != "" {
 		return nil, refuseLoudly(reason, banner)
+	}
+	if err := s.refuseCertByPolicy(cert); err != nil {
+		return nil, err
 	}
 	certKeyFP := gossh.FingerprintSHA256(cert.Key)
 	identity := cert.KeyId
@@ -338,6 +356,7 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 		CAID: ca.ID, CAGroupID: ca.GroupID, CAFingerprint: caFP, CertKeyID: cert.KeyId, CertSerial: cert.Serial,
 		CertValidBefore:      before,
 		PermitPortForwarding: hasKey(cert.Extensions, "permit-port-forwarding"),
+		cert:                 certShapeOf(cert),
 	}, nil
 }
 
@@ -437,7 +456,7 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 			// The same window decideCert accepted (certWindow).
 			return "certificate expired"
 		}
-		return ""
+		return s.instancePolicyReason(id, now)
 	}
 	k, ok := s.cfg.Auth.Key(id.keyFP)
 	switch {
@@ -447,6 +466,8 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 		return "key no longer allowed to log in"
 	case k.Expired(now.UnixMilli()):
 		return "key expired"
+	case k.Policy(s.cfg.Auth.KeyPolicy()) != keystore.RuleNone:
+		return keyVerdictOf(s.cfg.Auth.KeyPolicy(), k).reason("instance")
 	}
 	return ""
 }

@@ -48,6 +48,11 @@ type Authorizer interface {
 	DeployAccess(id, projectID, groupID int64) (read, push bool)
 	// ProjectGroup returns a project's group (false: no such project).
 	ProjectGroup(id int64) (groupID int64, ok bool)
+	// KeyPolicy returns the instance's key policy (never nil; read on
+	// every login, without a lock or an allocation).
+	KeyPolicy() *keystore.KeyPolicy
+	// GroupKeyPolicy returns a top-level group's own, stricter key policy.
+	GroupKeyPolicy(groupID int64) (keystore.KeyPolicy, bool)
 }
 
 // Projects finds git projects (on the command path, not the auth path).

@@ -96,7 +96,7 @@ func (s *Server) decideGit(id *Identity, projectID, groupID int64, write bool, n
 		case write && !push:
 			return gitDecision{msgDeployReadOnly, "deploy key may not push to the project"}
 		}
-		return gitDecision{}
+		return s.groupPolicy(id, g.TopLevelID)
 	}
 	u, _ := s.cfg.Auth.User(id.UserID)
 	level := keystore.EffectiveLevel(u.IsAdmin, s.cfg.Auth.AccessLevel(id.UserID, groupID))
@@ -112,7 +112,7 @@ func (s *Server) decideGit(id *Identity, projectID, groupID int64, write bool, n
 	case write && level < keystore.Developer:
 		return gitDecision{msgNoPush, "access level below developer"}
 	}
-	return gitDecision{}
+	return s.groupPolicy(id, g.TopLevelID)
 }
 
 // forwardDecision is decideForward's answer: the target that allows the

@@ -2,6 +2,8 @@ package sshd
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 type metrics struct {
@@ -23,6 +25,9 @@ type metrics struct {
 	// revoked counts what revalidation ended, by scope: connection, git
 	// (a git session) or forward.
 	revoked *prometheus.CounterVec
+	// policyRefusals counts logins and git commands refused by a key
+	// policy, by rule and scope (instance, group).
+	policyRefusals *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -67,8 +72,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_ssh_access_ended_total", Help: "Open connections, git sessions and forwards ended because a change took their access away, by scope (connection, git, forward).",
 		}, []string{"scope"}),
+		policyRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_ssh_key_policy_refusals_total", Help: "Logins (scope instance) and git commands (scope group) refused by a key policy, by the rule broken.",
+		}, []string{"rule", "scope"}),
 	}
-	for _, c := range []prometheus.Collector{m.revoked, m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
+	for _, r := range keystore.PolicyRules() {
+		for _, scope := range []string{"instance", "group"} {
+			m.policyRefusals.WithLabelValues(r.Label(), scope)
+		}
+	}
+	for _, c := range []prometheus.Collector{m.policyRefusals, m.revoked, m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
