@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"slices"
+	"strconv"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -112,10 +113,14 @@ func policyParams(r *http.Request, base keystore.KeyPolicy) (keystore.KeyPolicy,
 			continue
 		}
 		v, _ := p.str(name)
-		switch _, gitlab := gitlabSettingDefaults[name]; {
+		switch def, gitlab := gitlabSettingDefaults[name]; {
 		case slices.Contains(keystore.KeyPolicySettings, name):
 			given[name] = v
-		case gitlab || name == "created_at" || name == "updated_at":
+		case name == "created_at" || name == "updated_at":
+			// Read-only; clients that save what they read send them back.
+		case gitlab && sameSetting(def, p.v[name]):
+			// Unchanged (python-gitlab's save() sends back every list it read).
+		case gitlab:
 			problems[name] = []string{"is a GitLab setting keygate does not support changing; keygate changes only the key settings"}
 		default:
 			problems[name] = []string{"is not a setting keygate knows"}
@@ -126,6 +131,34 @@ func policyParams(r *http.Request, base keystore.KeyPolicy) (keystore.KeyPolicy,
 	}
 	out, err := keystore.ParseKeyPolicy(base, given)
 	return out, len(given) > 0, err
+}
+
+// sameSetting reports whether request values vs equal a setting's value
+// as keygate reports it.
+func sameSetting(def any, vs []string) bool {
+	switch d := def.(type) {
+	case nil:
+		return len(vs) == 0 || (len(vs) == 1 && vs[0] == "")
+	case []string:
+		return slices.Equal(d, vs) || (len(d) == 0 && len(vs) == 1 && vs[0] == "")
+	}
+	if len(vs) != 1 {
+		return false
+	}
+	switch d := def.(type) {
+	case string:
+		return vs[0] == d
+	case bool:
+		b, ok := gitlabBool(vs[0])
+		return ok && b == d
+	case int:
+		n, err := strconv.Atoi(vs[0])
+		return err == nil && n == d
+	case float64:
+		f, err := strconv.ParseFloat(vs[0], 64)
+		return err == nil && f == d
+	}
+	return false
 }
 
 func (a *API) updateSettings(w http.ResponseWriter, r *http.Request) error {
