@@ -33,7 +33,7 @@ var exportTables = func() []struct{ name, order string } {
 	}
 	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"},
 		struct{ name, order string }{"audit_stream_destinations", "id"}, struct{ name, order string }{"audit_stream_sinks", "name"},
-		struct{ name, order string }{"audit_outbox", "seq"})
+		struct{ name, order string }{"audit_outbox", "id"})
 }()
 
 // Export is one keystore as a JSON document: every row of every table, with

@@ -41,6 +41,12 @@ type serveConfig struct {
 	TrustedProxies []netip.Prefix
 	TLSCert        string
 	TLSKey         string
+
+	// Audit event streaming (docs/audit-streaming.md).
+	AuditStreamFile       string
+	AuditStreamDropAfter  time.Duration
+	AuditStreamMaxBackoff time.Duration
+	AuditStreamPoll       time.Duration
 }
 
 // sshFlags names the flag of each sshd.Config field a flag sets.
@@ -115,6 +121,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.GitUser, "git-user", env("KEYGATE_GIT_USER", "git"), "SSH login name for git (env KEYGATE_GIT_USER)")
 	fs.StringVar(&c.LogFormat, "log-format", env("KEYGATE_LOG_FORMAT", "text"), "log format: text or json (env KEYGATE_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("KEYGATE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env KEYGATE_LOG_LEVEL)")
+	fs.StringVar(&c.AuditStreamFile, "audit-stream-file", env("KEYGATE_AUDIT_STREAM_FILE", ""), "append every audit event to this JSON lines file, for log shippers (env KEYGATE_AUDIT_STREAM_FILE)")
 	grace, err := time.ParseDuration(env("KEYGATE_SHUTDOWN_GRACE", "10s"))
 	if err != nil {
 		return nil, fmt.Errorf("KEYGATE_SHUTDOWN_GRACE: %w", err)
@@ -147,6 +154,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools; negative: off)", notZero},
 		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)", zeroOK},
 		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)", notZero},
+		{&c.AuditStreamDropAfter, "audit-stream-drop-after", "KEYGATE_AUDIT_STREAM_DROP_AFTER", 24 * time.Hour, "a streaming destination failing for longer than this has its audit events dropped (each counted and logged) until it answers again", positive},
+		{&c.AuditStreamMaxBackoff, "audit-stream-max-backoff", "KEYGATE_AUDIT_STREAM_MAX_BACKOFF", 30 * time.Second, "longest wait between attempts to deliver an audit event to a failing destination", positive},
+		{&c.AuditStreamPoll, "audit-stream-poll-interval", "KEYGATE_AUDIT_STREAM_POLL_INTERVAL", time.Second, "read the audit event outbox and the streaming destinations this often", positive},
 	}
 	for _, d := range durations {
 		def, err := envDuration(d.env, d.def)

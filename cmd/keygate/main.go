@@ -45,6 +45,12 @@ var version = "0.2.0"
 // it was built from (from the build's VCS stamp; "unknown" for go run or a
 // build outside a checkout) and the Go version.
 func versionLine() string {
+	return fmt.Sprintf("keygate %s (commit %s, %s %s/%s)", version, buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// buildCommit is the commit keygate was built from ("unknown" outside a
+// checkout; "+dirty" with uncommitted changes).
+func buildCommit() string {
 	commit, dirty := "unknown", false
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
@@ -62,7 +68,7 @@ func versionLine() string {
 	if dirty {
 		commit += "+dirty"
 	}
-	return fmt.Sprintf("keygate %s (commit %s, %s %s/%s)", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return commit
 }
 
 func main() {
@@ -331,7 +337,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", gossh.FingerprintSHA256(k.PublicKey()))
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
+	streamer, err := newStreamer(c, store, reg, log)
+	if err != nil {
+		return err
+	}
 	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories"), Home: filepath.Join(c.DataDir, "git-home")}
 	if err := os.MkdirAll(repos.Root, 0o750); err != nil {
 		return err
@@ -388,6 +398,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return feed.Run(gctx) })
+	g.Go(func() error { return streamer.Run(gctx) })
 	if metricsSrv != nil {
 		g.Go(func() error {
 			if err := metricsSrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {

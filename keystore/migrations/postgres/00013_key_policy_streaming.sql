@@ -20,7 +20,7 @@ CREATE UNIQUE INDEX key_policies_scope ON key_policies ((COALESCE(group_id, 0)))
 -- Audit event streaming: destinations (HTTPS endpoints an admin added),
 -- local sinks (a node's JSON lines file), and the outbox, written in the
 -- same transaction as each audit event while anything consumes it. Each
--- consumer's delivered_seq is the last outbox seq it delivered; rows below
+-- consumer's delivered_seq is the last outbox id it delivered; rows below
 -- every consumer's are deleted.
 CREATE TABLE audit_stream_destinations (
     id                 BIGSERIAL PRIMARY KEY,
@@ -40,10 +40,11 @@ CREATE TABLE audit_stream_sinks (
     seen_at       BIGINT NOT NULL
 );
 
--- seq is MAX(seq)+1 under a transaction-scoped advisory lock (as the change
--- log's), so it follows commit order across nodes.
+-- Rows are numbered under a transaction-scoped advisory lock held to commit,
+-- so ids follow commit order across nodes (gaps from rollbacks are harmless:
+-- consumers only need "every id below a committed one is committed").
 CREATE TABLE audit_outbox (
-    seq      BIGINT PRIMARY KEY,
+    id       BIGSERIAL PRIMARY KEY,
     event_id BIGINT NOT NULL,
     at       BIGINT NOT NULL
 );

@@ -20,7 +20,7 @@ CREATE UNIQUE INDEX key_policies_scope ON key_policies (COALESCE(group_id, 0));
 -- Audit event streaming: destinations (HTTPS endpoints an admin added),
 -- local sinks (a node's JSON lines file), and the outbox, written in the
 -- same transaction as each audit event while anything consumes it. Each
--- consumer's delivered_seq is the last outbox seq it delivered; rows below
+-- consumer's delivered_seq is the last outbox id it delivered; rows below
 -- every consumer's are deleted.
 CREATE TABLE audit_stream_destinations (
     id                 INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,9 +40,10 @@ CREATE TABLE audit_stream_sinks (
     seen_at       INTEGER NOT NULL
 );
 
--- SQLite has one writer at a time: AUTOINCREMENT numbers rows in commit order.
+-- SQLite has one writer at a time: AUTOINCREMENT numbers rows in commit
+-- order, and never reuses a number.
 CREATE TABLE audit_outbox (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id INTEGER NOT NULL,
     at       INTEGER NOT NULL
 );
