@@ -63,7 +63,10 @@ func (s *Streamer) runFile(ctx context.Context) {
 		s.m.delivered.WithLabelValues(label).Add(float64(len(evs)))
 		s.m.lastDelivery.WithLabelValues(label).Set(float64(s.cfg.Now().Unix()))
 		cursor = evs[len(evs)-1].Seq
-		if err := s.cfg.Store.AdvanceSink(ctx, name, cursor); err != nil && ctx.Err() == nil {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = s.cfg.Store.AdvanceSink(actx, name, cursor)
+		cancel()
+		if err != nil {
 			s.log.Warn("audit streaming: recording the file sink's place", "err", err)
 		} else {
 			lastSeen = s.cfg.Now()

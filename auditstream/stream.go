@@ -55,7 +55,7 @@ type Config struct {
 	// Poll is how often the outbox and the destinations are read (default 1s).
 	Poll time.Duration
 	// MinBackoff and MaxBackoff bound the wait between attempts (defaults
-	// 500ms and 30s).
+	// 30s, and 500ms or a quarter of MaxBackoff if less).
 	MinBackoff, MaxBackoff time.Duration
 	// DropAfter: a destination failing for longer than this has its events
 	// dropped (counted and logged) until it answers again (default 24h).
@@ -93,11 +93,11 @@ func New(cfg Config) (*Streamer, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
 	}
-	if cfg.MinBackoff <= 0 {
-		cfg.MinBackoff = 500 * time.Millisecond
-	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = min(500*time.Millisecond, cfg.MaxBackoff/4)
 	}
 	if cfg.DropAfter <= 0 {
 		cfg.DropAfter = 24 * time.Hour
@@ -252,9 +252,14 @@ func (s *Streamer) deliverLoop(ctx context.Context, w *worker) {
 				}
 			}
 			cursor = ev.Seq
-			if err := s.cfg.Store.AdvanceStream(ctx, d.ID, cursor); errors.Is(err, keystore.ErrNotFound) {
+			// Recorded even when ctx just ended (a node stopping): the next
+			// leader must not send it again.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := s.cfg.Store.AdvanceStream(actx, d.ID, cursor)
+			cancel()
+			if errors.Is(err, keystore.ErrNotFound) {
 				return // deleted
-			} else if err != nil && ctx.Err() == nil {
+			} else if err != nil {
 				// Delivered but not recorded: at worst sent again.
 				s.log.Warn("audit streaming: recording delivery", "destination_id", d.ID, "seq", cursor, "err", err)
 			}
