@@ -179,7 +179,7 @@ func TestAuditStreamingAtLeastOnce(t *testing.T) {
 	token := randomToken("kgadmin-")
 	jsonl := filepath.Join(dir, "audit.jsonl")
 	opts := serveOpts{DataDir: filepath.Join(dir, "data"),
-		Env: []string{"KEYGATE_ADMIN_TOKEN=" + token, "SSL_CERT_FILE=" + caFile},
+		Env:  []string{"KEYGATE_ADMIN_TOKEN=" + token, "SSL_CERT_FILE=" + caFile},
 		Args: []string{"--audit-stream-max-backoff", "400ms", "--audit-stream-poll-interval", "100ms", "--audit-stream-file", jsonl}}
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		t.Fatal(err)
