@@ -338,6 +338,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
+	if certs != nil {
+		reg.MustRegister(certificateExpiry(certs))
+	}
 	streamer, err := newStreamer(c, store, reg, log)
 	if err != nil {
 		return err

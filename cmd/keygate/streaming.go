@@ -40,3 +40,21 @@ func buildInfo() prometheus.Collector {
 	g.Set(1)
 	return g
 }
+
+// certificateExpiry exports when the HTTPS certificate keygate presents
+// (--tls-cert, as reloaded) expires: keygate_certificate_not_after_timestamp_seconds
+// {kind="tls"}. contrib/prometheus/keygate-alerts.yml warns before it does;
+// other certificates keygate presents use the same metric with their kind.
+func certificateExpiry(r *certReloader) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keygate_certificate_not_after_timestamp_seconds", Help: "When a certificate keygate presents expires (Unix seconds), by kind (tls: --tls-cert).",
+		ConstLabels: prometheus.Labels{"kind": "tls"},
+	}, func() float64 {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.cert == nil || r.cert.Leaf == nil {
+			return 0
+		}
+		return float64(r.cert.Leaf.NotAfter.Unix())
+	})
+}
