@@ -162,10 +162,10 @@ func TestKeyPolicyStoreIndexAndViolations(t *testing.T) {
 	keys = append(keys, made{pub: dpub, id: dk.ID, deploy: true})
 
 	// The index holds each key's shape.
-	if k, _ := ix.Key(fp(keys[1].pub)); k.Kind != keystore.KindRSA || k.Bits != 3072 || k.LifetimeMin != 20*24*60 {
+	if k, _ := ix.Key(fp(keys[1].pub)); k.Kind() != keystore.KindRSA || k.Bits() != 3072 || k.LifetimeMin() != 20*24*60 {
 		t.Fatalf("RSA 3072 in the index: %+v", k)
 	}
-	if k, _ := ix.Key(fp(keys[3].pub)); k.Kind != keystore.KindECDSA || k.Bits != 384 || k.LifetimeMin != 0 {
+	if k, _ := ix.Key(fp(keys[3].pub)); k.Kind() != keystore.KindECDSA || k.Bits() != 384 || k.LifetimeMin() != 0 {
 		t.Fatalf("ECDSA 384 in the index: %+v", k)
 	}
 

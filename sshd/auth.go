@@ -183,7 +183,7 @@ func (s *Server) checkKey(fp [32]byte, login string, nowMS int64) (authindex.Key
 	if k.Expired(nowMS) {
 		return k, keyExpired
 	}
-	if k.Policy(s.cfg.Auth.KeyPolicy()) != keystore.RuleNone {
+	if p := s.cfg.Auth.KeyPolicy(); p != keystore.NoKeyPolicy && k.Policy(p) != keystore.RuleNone {
 		return k, keyPolicy
 	}
 	if s.cfg.Auth.UserBlocked(k.UserID) {

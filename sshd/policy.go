@@ -68,7 +68,7 @@ func keyVerdictOf(p *keystore.KeyPolicy, k authindex.Key) policyVerdict {
 	if r == keystore.RuleNone {
 		return policyVerdict{}
 	}
-	return policyVerdict{rule: r, kind: k.Kind, bits: int(k.Bits), what: "key"}
+	return policyVerdict{rule: r, kind: k.Kind(), bits: int(k.Bits()), what: "key"}
 }
 
 // policyOf applies p to identity id as it stands in the index now.
@@ -132,7 +132,7 @@ func (s *Server) refuseKeyByPolicy(k authindex.Key, printable string) error {
 	p := s.cfg.Auth.KeyPolicy()
 	v := keyVerdictOf(p, k)
 	subject := "key " + printable
-	details := map[string]any{"key_fingerprint": printable, "key_type": keystore.KindName(k.Kind), "key_bits": int(k.Bits)}
+	details := map[string]any{"key_fingerprint": printable, "key_type": keystore.KindName(k.Kind()), "key_bits": int(k.Bits())}
 	if k.IsDeployKey() {
 		dk, _ := s.cfg.Auth.DeployKey(-k.ID)
 		subject = fmt.Sprintf("deploy key %q (%s)", dk.Title, printable)

@@ -71,9 +71,7 @@ func (k *keySlot) flags() uint64 {
 // unpackFlags fills k's fields from a slot's last word.
 func unpackFlags(flags uint64, k *Key) {
 	k.Usage = uint8(flags >> 8)
-	k.Kind = uint8(flags >> 16)
-	k.Bits = uint16(flags >> 24)
-	k.LifetimeMin = uint32(flags>>40) & maxLife
+	k.shape = flags >> 16
 }
 
 func fpWords(fp *[32]byte) [4]uint64 {
@@ -265,7 +263,7 @@ func (t *keyTable) grown() *keyTable {
 		unpackFlags(s[7], &k)
 		n.put(&keySlot{
 			fp: [4]uint64{s[0], s[1], s[2], s[3]}, id: int64(s[4]), userID: int64(s[5]), expires: int64(s[6]),
-			usage: k.Usage, kind: k.Kind, bits: k.Bits, life: k.LifetimeMin,
+			usage: k.Usage, kind: k.Kind(), bits: k.Bits(), life: k.LifetimeMin(),
 		})
 	}
 	return n

@@ -82,10 +82,13 @@ func TestKeyTableRandomizedAgainstMap(t *testing.T) {
 			}
 			// The policy fields share the flags word with usage: every bit
 			// of each must come back as it went in.
+			sh := keyShape{kind: uint8(rng.IntN(256)), bits: uint16(rng.IntN(1 << 16)), life: uint32(rng.IntN(maxLife + 1))}
 			rec := Key{ID: id, UserID: id * 10, ExpiresMS: int64(rng.IntN(3)), Usage: uint8(rng.IntN(4)),
-				Kind: uint8(rng.IntN(256)), Bits: uint16(rng.IntN(1 << 16)), LifetimeMin: uint32(rng.IntN(maxLife + 1))}
-			ix.putKeyFP(id, rec.UserID, &fp, rec.Usage, rec.ExpiresMS, rec.ExpiresMS != 0,
-				keyShape{kind: rec.Kind, bits: rec.Bits, life: rec.LifetimeMin})
+				shape: uint64(sh.kind) | uint64(sh.bits)<<8 | uint64(sh.life)<<24}
+			ix.putKeyFP(id, rec.UserID, &fp, rec.Usage, rec.ExpiresMS, rec.ExpiresMS != 0, sh)
+			if rec.Kind() != sh.kind || rec.Bits() != sh.bits || rec.LifetimeMin() != sh.life {
+				t.Fatalf("shape %+v reads back as %d %d %d", sh, rec.Kind(), rec.Bits(), rec.LifetimeMin())
+			}
 			model[fp] = rec
 			byID[id] = fp
 		default: // delete key id

@@ -17,15 +17,14 @@ type policies struct {
 	group map[int64]keystore.KeyPolicy
 }
 
-var noPolicy = &keystore.KeyPolicy{}
-
-// KeyPolicy returns the instance's key policy (never nil; the zero policy
-// when none is set). It takes no lock and does not allocate.
+// KeyPolicy returns the instance's key policy (never nil;
+// keystore.NoKeyPolicy when none restricts anything). It takes no lock and
+// does not allocate.
 func (ix *Index) KeyPolicy() *keystore.KeyPolicy {
 	if p := ix.policy.Load(); p != nil {
 		return p
 	}
-	return noPolicy
+	return keystore.NoKeyPolicy
 }
 
 // GroupKeyPolicy returns top-level group groupID's own key policy, if it
@@ -42,6 +41,10 @@ func (ix *Index) putPolicy(r *keystore.KeyPolicyRow) {
 	ix.dropPolicy(r.ID)
 	ix.policies.rows[r.ID] = r.GroupID
 	if r.GroupID == 0 {
+		if r.Policy.IsZero() {
+			ix.policy.Store(nil)
+			return
+		}
 		p := r.Policy
 		ix.policy.Store(&p)
 		return
@@ -79,5 +82,9 @@ func (ix *Index) loadPolicies(ctx context.Context) error {
 func (ix *Index) SetKeyPolicy(p keystore.KeyPolicy) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	if p.IsZero() {
+		ix.policy.Store(nil)
+		return
+	}
 	ix.policy.Store(&p)
 }
