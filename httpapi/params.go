@@ -17,6 +17,9 @@ import (
 // JSON body (GitLab clients use all three); body values win.
 type params struct {
 	v url.Values
+	// null holds the names a JSON body set to null (absent from v): a
+	// parameter that can be cleared reads it (isNull).
+	null map[string]bool
 }
 
 // readParams parses r's parameters and checks that the required ones are
@@ -30,7 +33,7 @@ func readParams(r *http.Request, required ...string) (params, error) {
 }
 
 func parseParams(r *http.Request) (params, error) {
-	p := params{v: url.Values{}}
+	p := params{v: url.Values{}, null: map[string]bool{}}
 	for k, vs := range r.URL.Query() {
 		p.v[strings.TrimSuffix(k, "[]")] = vs
 	}
@@ -46,8 +49,12 @@ func parseParams(r *http.Request) (params, error) {
 	}
 	ct := r.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
+	looksJSON := bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
 	switch {
-	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (ct == "" && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))):
+	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (ct == "" && looksJSON),
+		// GitHub reads every body as JSON whatever its content type, and
+		// its own examples (`curl -d '{"key":…}'`) send JSON as a form.
+		looksJSON && strings.HasPrefix(r.URL.Path, "/api/v3/"):
 		return p, p.fromJSON(body)
 	case mt == "application/x-www-form-urlencoded" || ct == "":
 		vals, err := url.ParseQuery(string(body))
@@ -87,6 +94,7 @@ func (p params) fromJSON(body []byte) error {
 		switch x := v.(type) {
 		case nil:
 			delete(p.v, k)
+			p.null[k] = true
 		case string:
 			p.v[k] = []string{x}
 		case json.Number:
@@ -106,12 +114,35 @@ func (p params) fromJSON(body []byte) error {
 				}
 			}
 			p.v[k] = vs
+		case map[string]any:
+			// Only the parameters that are objects take one: elsewhere an
+			// object (an operator like {"$ne":""}) is refused, not ignored.
+			if !objectParams[k] {
+				return badRequest(k, "must be a string, number or boolean")
+			}
+			// An object is its fields as k[name], as a form sends them
+			// (claims[ref]=…); see object.
+			for name, e := range x {
+				switch y := e.(type) {
+				case string:
+					p.v[k+"["+name+"]"] = []string{y}
+				case json.Number:
+					p.v[k+"["+name+"]"] = []string{y.String()}
+				case bool:
+					p.v[k+"["+name+"]"] = []string{strconv.FormatBool(y)}
+				default:
+					return badRequest(k, "must be an object of strings, numbers or booleans")
+				}
+			}
 		default:
 			return badRequest(k, "must be a string, number or boolean")
 		}
 	}
 	return nil
 }
+
+// isNull reports whether a JSON body gave name as null.
+func (p params) isNull(name string) bool { return p.null[name] }
 
 // str returns a parameter and whether it was given.
 func (p params) str(name string) (string, bool) {
@@ -128,6 +159,26 @@ func (p params) strPtr(name string) *string {
 		return nil
 	}
 	return &v
+}
+
+// objectParams are the parameters whose value is an object.
+var objectParams = map[string]bool{"claims": true, "required_claims": true}
+
+// object returns the fields name[key]=value of an object parameter (a
+// JSON object, or form fields name[key]); nil when there are none.
+func (p params) object(name string) map[string]string {
+	var out map[string]string
+	for k, vs := range p.v {
+		key, ok := strings.CutPrefix(k, name+"[")
+		if !ok || !strings.HasSuffix(key, "]") || len(vs) == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[strings.TrimSuffix(key, "]")] = vs[0]
+	}
+	return out
 }
 
 // list returns a list parameter; a single value may be comma-separated.

@@ -49,7 +49,9 @@ func (a *API) routes() chi.Router {
 	r.Get("/{username}.keys", a.v4(a.publicKeysText))
 	r.Get("/-/health", a.health)
 	r.Get("/-/readiness", a.readiness)
+	r.Get("/-/oidc_issuers", a.v4(a.loginIssuers))
 	r.With(a.authenticate(false), a.requireUser(false)).Get("/-/allowed_signers", a.v4(a.allowedSigners))
+	r.With(a.authenticate(false), a.requireUser(false)).Get("/-/allowed_signers/revoked", a.v4(a.revokedSigners))
 	if !a.separateMetrics {
 		r.Method(http.MethodGet, "/metrics", a.metricsHandler())
 	}
@@ -58,8 +60,17 @@ func (a *API) routes() chi.Router {
 		r.Use(a.authenticate(false))
 		r.Get("/openapi.json", a.openAPI)
 
+		// Certificates from identity: a personal access token or an ID
+		// token (people), a CI job's ID token (projects).
+		r.Post("/user/ssh_certificates", a.v4(a.issueMyCertificate))
+		r.Post("/projects/{id}/ssh_certificates", a.v4(a.issueJobCertificate))
+
 		// Public reads.
 		r.Get("/users/{id}/gpg_keys", a.v4(a.listUserGPGKeys))
+		// A group's KRL and CA keys: its owners and maintainers, or anyone
+		// once an admin made them public (fleet.go).
+		r.Get("/groups/{id}/ssh_certificates/krl", a.v4(a.groupKRL))
+		r.Get("/groups/{id}/ssh_certificates/trusted_user_ca_keys", a.v4(a.trustedUserCAKeys))
 		r.Get("/users/{id}/gpg_keys/{key_id}", a.v4(a.getUserGPGKey))
 
 		r.Group(func(r chi.Router) {
@@ -72,6 +83,8 @@ func (a *API) routes() chi.Router {
 			r.Post("/user/keys", a.v4(a.addMyKey))
 			r.Get("/user/keys/{key_id}", a.v4(a.getMyKey))
 			r.Delete("/user/keys/{key_id}", a.v4(a.deleteMyKey))
+			r.Get("/user/ssh_certificates", a.v4(a.listMyCertificates))
+			r.Post("/user/keys/{key_id}/revoke", a.v4(a.revokeMyKey))
 			r.Get("/user/gpg_keys", a.v4(a.listMyGPGKeys))
 			r.Post("/user/gpg_keys", a.v4(a.addMyGPGKey))
 			r.Get("/user/gpg_keys/{key_id}", a.v4(a.getMyGPGKey))
@@ -108,9 +121,15 @@ func (a *API) routes() chi.Router {
 			r.Delete("/groups/{id}/ssh_certificates/{cert_id}", a.v4(a.deleteCA))
 			r.Delete("/groups/{id}/ssh_certificate/{cert_id}", a.v4(a.deleteCA))
 			r.Get("/groups/{id}/audit_events", a.v4(a.listGroupAuditEvents))
+			r.Get("/groups/{id}/ssh_certificates/principals", a.v4(a.sshPrincipals))
 			r.Get("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.listRevocations))
 			r.Post("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.createRevocation))
 			r.Delete("/groups/{id}/ssh_certificates/{cert_id}/revocations/{revocation_id}", a.v4(a.deleteRevocation))
+			r.Get("/groups/{id}/ssh_certificates/{cert_id}/issued", a.v4(a.listIssued))
+			r.Get("/groups/{id}/ssh_certificate_trust", a.v4(a.listGroupTrustRules))
+			r.Get("/projects/{id}/ssh_certificate_trust", a.v4(a.listTrustRules))
+			r.Post("/projects/{id}/ssh_certificate_trust", a.v4(a.createTrustRule))
+			r.Delete("/projects/{id}/ssh_certificate_trust/{rule_id}", a.v4(a.deleteTrustRule))
 			r.Get("/groups/{id}/bastion_targets", a.v4(a.listBastionTargets))
 			r.Post("/groups/{id}/bastion_targets", a.v4(a.createBastionTarget))
 			r.Delete("/groups/{id}/bastion_targets/{target_id}", a.v4(a.deleteBastionTarget))
@@ -149,6 +168,7 @@ func (a *API) routes() chi.Router {
 				r.Post("/users/{id}/personal_access_tokens", a.v4(a.createToken))
 				r.Post("/users/{id}/keys", a.v4(a.addUserKey))
 				r.Delete("/users/{id}/keys/{key_id}", a.v4(a.deleteUserKey))
+				r.Post("/users/{id}/keys/{key_id}/revoke", a.v4(a.revokeUserKey))
 				r.Post("/users/{id}/gpg_keys", a.v4(a.addUserGPGKey))
 				r.Delete("/users/{id}/gpg_keys/{key_id}", a.v4(a.deleteUserGPGKey))
 				r.Post("/users/{id}/gpg_keys/{key_id}/revoke", a.v4(a.revokeUserGPGKey))
@@ -168,6 +188,10 @@ func (a *API) routes() chi.Router {
 				r.Get("/application/settings", a.v4(a.getSettings))
 				r.Put("/application/settings", a.v4(a.updateSettings))
 				r.Get("/application/settings/key_policy_violations", a.v4(a.listPolicyViolations))
+				r.Get("/admin/oidc_issuers", a.v4(a.listOIDCIssuers))
+				r.Post("/admin/oidc_issuers", a.v4(a.createOIDCIssuer))
+				r.Get("/admin/oidc_issuers/{issuer_id}", a.v4(a.getOIDCIssuer))
+				r.Delete("/admin/oidc_issuers/{issuer_id}", a.v4(a.deleteOIDCIssuer))
 				r.Post("/groups/{id}/bastion_allowances", a.v4(a.createBastionAllowance))
 				r.Delete("/groups/{id}/bastion_allowances/{allowance_id}", a.v4(a.deleteBastionAllowance))
 			})

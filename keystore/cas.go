@@ -3,7 +3,6 @@ package keystore
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"strconv"
 	"strings"
@@ -16,15 +15,17 @@ type CAInput struct {
 	Key   string
 }
 
-const caCols = `id, group_id, title, key, fingerprint_sha256, created_at`
+const caCols = `id, group_id, title, key, fingerprint_sha256, created_at, managed`
 
 func scanCA(row rowScanner) (*GroupCA, error) {
 	var c GroupCA
 	var created int64
-	if err := row.Scan(&c.ID, &c.GroupID, &c.Title, &c.Key, &c.FingerprintSHA256, &created); err != nil {
+	var managed int
+	if err := row.Scan(&c.ID, &c.GroupID, &c.Title, &c.Key, &c.FingerprintSHA256, &created, &managed); err != nil {
 		return nil, err
 	}
 	c.CreatedAt = fromMS(created)
+	c.Managed = managed != 0
 	return &c, nil
 }
 
@@ -43,7 +44,13 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 		return nil, err
 	}
 	c := &GroupCA{GroupID: groupID, Title: in.Title, Key: pk.Normalized, FingerprintSHA256: pk.FingerprintSHA256}
-	err = s.write(ctx, a, func(t *tx) error {
+	return s.insertCA(ctx, a, groupID, c, "", "")
+}
+
+// insertCA stores a CA for top-level group groupID; sealedKey is a
+// managed CA's sealed private key ("" for an uploaded CA).
+func (s *Store) insertCA(ctx context.Context, a Actor, groupID int64, c *GroupCA, sealedKey, keyType string) (*GroupCA, error) {
+	err := s.write(ctx, a, func(t *tx) error {
 		var parent sql.NullInt64
 		err := t.queryRow(ctx, `SELECT parent_id FROM groups WHERE id = ?`, groupID).Scan(&parent)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -54,7 +61,11 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 		if parent.Valid {
 			return ErrNotTopLevel
 		}
-		if p, err := t.keyPolicy(ctx); err != nil {
+		// The key policy's kind restrictions hold for CA keys too,
+		// uploaded or managed (c.Key is the public key, already valid).
+		if pk, err := ParseCAKey(c.Key); err != nil {
+			return err
+		} else if p, err := t.keyPolicy(ctx); err != nil {
 			return err
 		} else if err := p.checkKindAdd(pk); err != nil {
 			return err
@@ -67,14 +78,25 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 			return err
 		}
 		c.CreatedAt = t.now
-		id, err := t.insert(ctx, `INSERT INTO group_cas (group_id, title, key, fingerprint_sha256, created_at) VALUES (?, ?, ?, ?, ?)`,
-			groupID, c.Title, c.Key, c.FingerprintSHA256, ms(t.now))
+		var sealedArg any
+		if sealedKey != "" {
+			sealedArg = sealedKey
+		}
+		id, err := t.insert(ctx, `INSERT INTO group_cas (group_id, title, key, fingerprint_sha256, created_at, managed, sealed_private_key) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			groupID, c.Title, c.Key, c.FingerprintSHA256, ms(t.now), boolInt(c.Managed), sealedArg)
 		if err != nil {
 			return err
 		}
 		c.ID = id
-		return t.record(ctx, "ssh_certificate_authority_created", EntityCA, id, "create",
-			map[string]any{"group_id": groupID, "fingerprint": c.FingerprintSHA256, "title": c.Title})
+		if err := t.krlChanged(ctx, groupID); err != nil {
+			return err
+		}
+		details := map[string]any{"group_id": groupID, "fingerprint": c.FingerprintSHA256, "title": c.Title}
+		if c.Managed {
+			details["managed"] = true
+			details["key_type"] = keyType
+		}
+		return t.record(ctx, "ssh_certificate_authority_created", EntityCA, id, "create", details)
 	})
 	if err != nil {
 		return nil, err
@@ -102,10 +124,17 @@ func (s *Store) ListCAs(ctx context.Context, groupID int64, pg Page) ([]*GroupCA
 
 // DeleteCA deletes a group's CA. Its revocations stay: they belong to the
 // group and the CA's key, and apply again if the group registers the key
-// again.
+// again. A managed CA's private key is destroyed with it (overwritten,
+// then deleted with its row), and so are the records of what it issued.
 func (s *Store) DeleteCA(ctx context.Context, a Actor, groupID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
+		if _, err := t.exec(ctx, `UPDATE group_cas SET sealed_private_key = NULL WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
+			return err
+		}
 		if err := t.execOne(ctx, "SSH Certificate", `DELETE FROM group_cas WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
+			return err
+		}
+		if err := t.krlChanged(ctx, groupID); err != nil {
 			return err
 		}
 		return t.record(ctx, "ssh_certificate_authority_deleted", EntityCA, id, "delete", map[string]any{"group_id": groupID})
@@ -150,20 +179,13 @@ func CanonicalSerial(v string) (string, bool) {
 	return strconv.FormatUint(n, 10), true
 }
 
-// CanonicalSHA256Fingerprint accepts "SHA256:" plus the base64 of 32
-// bytes, padded or not, and returns it unpadded (OpenSSH's form); anything
-// else is refused.
+// CanonicalSHA256Fingerprint accepts a SHA-256 fingerprint in any form
+// NormalizeFingerprint reads (padded or not, "+" turned into a space, the
+// prefix left out, a whole ssh-keygen -l line) and returns OpenSSH's form;
+// anything else, an MD5 fingerprint included, is refused.
 func CanonicalSHA256Fingerprint(v string) (string, bool) {
-	b64, ok := strings.CutPrefix(strings.TrimSpace(v), "SHA256:")
-	if !ok {
-		return "", false
-	}
-	b64 = strings.TrimRight(b64, "=")
-	raw, err := base64.RawStdEncoding.Strict().DecodeString(b64)
-	if err != nil || len(raw) != 32 {
-		return "", false
-	}
-	return "SHA256:" + b64, true
+	kind, fp, ok := NormalizeFingerprint(v)
+	return fp, ok && kind == FingerprintSHA256
 }
 
 // CreateRevocation revokes certificates of CA ca by serial, key id or
@@ -187,7 +209,7 @@ func (s *Store) CreateRevocation(ctx context.Context, a Actor, ca *GroupCA, in R
 		if v, ok := CanonicalSHA256Fingerprint(in.Value); ok {
 			in.Value = v
 		} else {
-			p.add("fingerprint", `must be "SHA256:" and the base64 of 32 bytes, as ssh-keygen -l prints it`)
+			p.add("fingerprint", `must be a SHA-256 fingerprint ("SHA256:" and the base64 of 32 bytes), as ssh-keygen -l prints it`)
 		}
 	default:
 		p.add("kind", "must be one of serial, key_id, fingerprint")
@@ -210,6 +232,9 @@ func (s *Store) CreateRevocation(ctx context.Context, a Actor, ca *GroupCA, in R
 			return err
 		}
 		r.ID = id
+		if err := t.krlChanged(ctx, r.GroupID); err != nil {
+			return err
+		}
 		return t.record(ctx, "ssh_certificate_revoked", EntityRevocation, id, "create",
 			map[string]any{"ca_id": ca.ID, "ca_fingerprint": r.CAFingerprint, "group_id": r.GroupID, "kind": r.Kind, "value": r.Value})
 	})
@@ -253,6 +278,9 @@ func (s *Store) DeleteRevocation(ctx context.Context, a Actor, ca *GroupCA, id i
 			return err
 		}
 		if _, err := t.exec(ctx, `DELETE FROM cert_revocations WHERE id = ?`, id); err != nil {
+			return err
+		}
+		if err := t.krlChanged(ctx, ca.GroupID); err != nil {
 			return err
 		}
 		return t.record(ctx, "ssh_certificate_revocation_deleted", EntityRevocation, id, "delete",

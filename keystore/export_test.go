@@ -35,6 +35,9 @@ func seedAll(t *testing.T, e *env) {
 	_, l3 := newEd25519(t, "gone")
 	gone := e.key(t, alice.ID, l3, "")
 	mustOK(t, e.s.DeleteKey(e.ctx, sys, alice.ID, gone.ID))
+	_, l4 := newEd25519(t, "stolen")
+	stolen := e.key(t, bob.ID, l4, "")
+	mustOK(t, e.s.RevokeKey(e.ctx, sys, bob.ID, stolen.ID))
 	e.clock.Advance(1234567 * time.Microsecond)
 	_, err = e.s.CreateGPGKey(e.ctx, sys, alice.ID, armorEntity(t, newGPG(t, "Alice", "alice@example.com", false), false))
 	mustOK(t, err)
@@ -54,6 +57,8 @@ func seedAll(t *testing.T, e *env) {
 	mustOK(t, err)
 	_, err = e.s.EnableDeployKey(e.ctx, sys, dk.ID, keystore.DeployScope{GroupID: g.ID})
 	mustOK(t, err)
+	_, err = e.s.CreateLFSLock(e.ctx, sys, proj.ID, bob.ID, "assets/logo.psd", "refs/heads/main")
+	mustOK(t, err)
 	_, err = e.s.CreateBastionTarget(e.ctx, sys, g.ID, keystore.BastionTargetInput{Pattern: "*.internal:22", Description: "hosts"})
 	mustOK(t, err)
 	_, err = e.s.CreateBastionAllowance(e.ctx, sys, g.ID, keystore.BastionAllowanceInput{Pattern: "10.20.0.0/16:*", Description: "lab"})
@@ -72,6 +77,18 @@ func seedAll(t *testing.T, e *env) {
 	_, err = e.s.RegisterSink(e.ctx, "file:node1:/var/log/keygate-audit.jsonl")
 	mustOK(t, err)
 	mustOK(t, e.s.RecordEvent(e.ctx, keystore.Actor{UserID: alice.ID, RemoteIP: "192.0.2.1"}, "key_first_use", "key", k1.ID, map[string]any{"via": "ssh"}))
+	// Issuance: a managed CA, a trusted issuer, a trust rule, a certificate.
+	_, err = e.s.GenerateCA(e.ctx, sys, g.ID, "managed", "")
+	mustOK(t, err)
+	_, err = e.s.CreateOIDCIssuer(e.ctx, sys, keystore.OIDCIssuerInput{Issuer: "https://idp.example.com", ClientID: "keygate"})
+	mustOK(t, err)
+	_, err = e.s.CreateTrustRule(e.ctx, sys, proj.ID, keystore.TrustRuleInput{Issuer: "https://idp.example.com", Audience: "keygate-ci",
+		Claims: map[string]string{"project_path": "platform/infra/repo"}, Access: keystore.AccessRead})
+	mustOK(t, err)
+	_, err = e.s.AddMember(e.ctx, sys, g.ID, bob.ID, keystore.Reporter)
+	mustOK(t, err)
+	_, err = e.s.IssueUserCertificate(e.ctx, sys, keystore.UserCertRequest{UserID: bob.ID, PublicKey: l2, GitUser: "git", Source: keystore.CertSourceToken})
+	mustOK(t, err)
 }
 
 func exportDoc(t *testing.T, s *keystore.Store) (*keystore.Export, []byte) {
@@ -108,7 +125,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if doc.Format != keystore.ExportFormat || doc.SchemaVersion < 3 || doc.Backend != src.s.Backend() {
 		t.Fatalf("header: %+v", doc)
 	}
-	if len(doc.Tables) != 20 {
+	if len(doc.Tables) != 26 {
 		t.Fatalf("%d tables exported", len(doc.Tables))
 	}
 	for _, tbl := range doc.Tables {

@@ -40,7 +40,14 @@ type Identity struct {
 	DeployKeyID    int64
 	DeployKeyTitle string
 	cert           certShape // certificate logins: what the key policy judges
+	// CI job certificates (a managed CA's, with keystore.JobCertOption;
+	// UserID is 0): the one project they reach, and whether they push.
+	JobProjectID int64
+	JobWrite     bool
 }
+
+// IsJob reports whether the login used a CI job's certificate.
+func (id *Identity) IsJob() bool { return id.JobProjectID != 0 }
 
 // IsDeployKey reports whether the login used a deploy key.
 func (id *Identity) IsDeployKey() bool { return id.DeployKeyID != 0 }
@@ -289,6 +296,13 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	if err := s.refuseCertByPolicy(cert); err != nil {
 		return nil, err
 	}
+	if _, ok := cert.CriticalOptions[keystore.JobCertOption]; ok {
+		id, err := s.decideJobCert(login, remote, cert, caFP, before)
+		if id != nil {
+			id.cert = certShapeOf(cert) // the key policy on open sessions
+		}
+		return id, err
+	}
 	certKeyFP := gossh.FingerprintSHA256(cert.Key)
 	identity := cert.KeyId
 	if v, ok := cert.Extensions["login@"+s.cfg.Hostname]; ok && s.cfg.Hostname != "" {
@@ -340,16 +354,21 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	} else if !contains(cert.ValidPrincipals, login) {
 		return nil, refuseLoudly("login name not among the certificate's principals", principalsBanner(cert.ValidPrincipals, login, s.cfg.GitUser))
 	}
+	// From here the certificate is genuine and its identity proven: every
+	// refusal says why.
 	for opt, val := range cert.CriticalOptions {
 		if opt != "source-address" {
-			return nil, refuse("unsupported critical option " + opt)
+			return nil, refuseLoudly("unsupported critical option "+opt, fmt.Sprintf("keygate: your certificate has the critical option %q, "+
+				"which this server does not support (it runs git commands and forwards only); ask for a certificate without it", clip(opt)))
 		}
 		if err := checkSourceAddress(remote, val); err != nil {
-			return nil, refuse(err.Error())
+			return nil, refuseLoudly(err.Error(), fmt.Sprintf("keygate: your certificate may be used only from source-address %q, "+
+				"and this connection comes from %s", clip(val), hostOnly(remote.String())))
 		}
 	}
 	if !s.loginAllowed(login, u.ID) {
-		return nil, refuse("login name is neither the git user nor the certificate's user")
+		return nil, refuseLoudly("login name is neither the git user nor the certificate's user",
+			fmt.Sprintf("keygate: this certificate logs in only as %s or %s, not as %q", s.cfg.GitUser, s.cfg.Auth.Username(u.ID), clip(login)))
 	}
 	return &Identity{
 		UserID: u.ID, Login: login, KeyFingerprint: certKeyFP,
@@ -427,6 +446,9 @@ func verifyCertSignature(cert *gossh.Certificate) error {
 // stillValid re-checks an authenticated identity against the index; it
 // returns "" when valid or the reason it is not.
 func (s *Server) stillValid(id *Identity, now time.Time) string {
+	if id.IsJob() {
+		return s.jobStillValid(id, now)
+	}
 	var u authindex.User
 	if id.IsDeployKey() {
 		if dk, ok := s.cfg.Auth.DeployKey(id.DeployKeyID); !ok {
@@ -470,6 +492,14 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 		return keyVerdictOf(s.cfg.Auth.KeyPolicy(), k).reason("instance")
 	}
 	return ""
+}
+
+// clip shortens what a client chose before it goes into a banner.
+func clip(s string) string {
+	if len(s) > 200 {
+		return strings.ToValidUTF8(s[:200], "") + "…"
+	}
+	return s
 }
 
 func contains(list []string, v string) bool {

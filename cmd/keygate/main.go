@@ -112,6 +112,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runEnterpriseUsers(args[1:], stdout, stderr)
 	case "hostkeys":
 		return runHostKeys(args[1:], stdout, stderr)
+	case "fleet-sync":
+		return runFleetSync(args[1:], stdout, stderr)
+	case "reset-admin-token":
+		return runResetAdminToken(args[1:], stdout, stderr)
+	case "login":
+		return runLogin(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -137,10 +143,22 @@ func usage(w io.Writer) {
                             (not enterprise users of the CA's group); --assign makes each user
                             who is a member of exactly one CA-bearing top-level group its
                             enterprise user, printing every assignment
-  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR]
-                            print the host key fingerprints and known_hosts lines
+  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR] [--host-certificate FILE]
+                            print the host key fingerprints and known_hosts lines, and the
+                            @cert-authority line of the host certificates' CA
+  keygate fleet-sync --url URL --group ID|PATH [--dir DIR] [--token-file F] [--once] [--principals]
+                            keep an OpenSSH server's RevokedKeys KRL, TrustedUserCAKeys file and
+                            principals in step with a group (docs/openssh-fleet.md)
+  keygate reset-admin-token [flags]
+                            make root an active admin holding a valid api token: KEYGATE_ADMIN_TOKEN
+                            if set, else a new one (printed once, saved in DATA_DIR/admin-token);
+                            KEYGATE_ADMIN_TOKEN alone applies only to a keystore without an admin
+  keygate login --server URL [--token PAT] [--key PATH] [--create-key] [--ttl D]
+                            get a short-lived SSH certificate: sign in with the OpenID Connect issuer keygate
+                            trusts (device flow: open the URL it prints) or with a personal access token; the
+                            certificate goes beside the key (KEY-cert.pub) and, with the key, into ssh-agent
   keygate version           print the version, the commit and the Go version
-The database flags of migrate, export, import and enterprise-users are serve's: --db (env KEYGATE_DB)
+The database flags of migrate, export, import, enterprise-users and reset-admin-token are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
 `)
 }
@@ -305,11 +323,21 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log})
+	caKey, caKeyFrom, err := loadCAKey(c)
+	if errors.Is(err, errNoCAKeyFile) {
+		log.Warn("managed SSH certificate authorities can neither be generated nor sign", "reason", err.Error())
+	} else if err != nil {
+		return err
+	}
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log, CAKey: caKey, CertMaxTTL: c.CertMaxTTL})
 	if err != nil {
 		return fmt.Errorf("--db: %w", err)
 	}
 	defer store.Close()
+	if caKey != nil {
+		log.Info("CA encryption key loaded", "from", caKeyFrom, "key_id", caKey.ID())
+		warnSealedCAs(ctx, store, caKey, log)
+	}
 	log.Info("preflight passed", "git", gitBin, "git_version", gitVersion, "backend", store.Backend())
 
 	if err := bootstrapAdmin(ctx, store, c.DataDir, log, stderr, c.LogFormat == "json"); err != nil {
@@ -336,11 +364,14 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	for _, k := range hostKeys {
 		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", gossh.FingerprintSHA256(k.PublicKey()))
 	}
+	hostCerts, err := sshd.LoadHostCertificates(c.DataDir, c.HostCertificates, hostKeys)
+	if err != nil {
+		return err
+	}
+	logHostCertificates(log, hostCerts, c.Hostname, time.Now())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
-	if certs != nil {
-		reg.MustRegister(certificateExpiry(certs))
-	}
+	reg.MustRegister(certificateExpiry(certs, hostCerts))
 	streamer, err := newStreamer(c, store, reg, log)
 	if err != nil {
 		return err
@@ -359,7 +390,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	// sshd.Config.Check); serve adds what only a running node has.
 	sc := c.Config
 	sc.Addr, sc.HostKeys, sc.ReposDir, sc.GitHome = c.SSHAddr, hostKeys, repos.Root, repos.Home
+	sc.HostCertificates = hostCerts
 	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
+	sc.LFSLocks = store
 	sc.OwnListeners = ownListeners(httpLn, metricsLn)
 	sshSrv, err := sshd.New(sc)
 	if err != nil {

@@ -2,9 +2,12 @@ package main
 
 import (
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -41,20 +44,40 @@ func buildInfo() prometheus.Collector {
 	return g
 }
 
-// certificateExpiry exports when the HTTPS certificate keygate presents
-// (--tls-cert, as reloaded) expires: keygate_certificate_not_after_timestamp_seconds
-// {kind="tls"}. contrib/prometheus/keygate-alerts.yml warns before it does;
-// other certificates keygate presents use the same metric with their kind.
-func certificateExpiry(r *certReloader) prometheus.Collector {
-	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "keygate_certificate_not_after_timestamp_seconds", Help: "When a certificate keygate presents expires (Unix seconds), by kind (tls: --tls-cert).",
-		ConstLabels: prometheus.Labels{"kind": "tls"},
-	}, func() float64 {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.cert == nil || r.cert.Leaf == nil {
-			return 0
+// certificateExpiry exports when the certificates keygate presents
+// expire: keygate_certificate_not_after_timestamp_seconds{kind,name} —
+// kind "tls" for --tls-cert (as reloaded; name: the file), "ssh_host" for
+// each SSH host certificate (name: the host key's type). Certificates
+// valid forever are not exported. contrib/prometheus/keygate-alerts.yml
+// warns before one expires.
+func certificateExpiry(tlsCerts *certReloader, hostCerts []gossh.Signer) prometheus.Collector {
+	return &certExpiry{tls: tlsCerts, host: hostCerts, desc: prometheus.NewDesc("keygate_certificate_not_after_timestamp_seconds",
+		"When a certificate keygate presents expires (Unix seconds), by kind (tls: --tls-cert; ssh_host: an SSH host certificate) and name.",
+		[]string{"kind", "name"}, nil)}
+}
+
+type certExpiry struct {
+	tls  *certReloader
+	host []gossh.Signer
+	desc *prometheus.Desc
+}
+
+func (c *certExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *certExpiry) Collect(ch chan<- prometheus.Metric) {
+	if c.tls != nil {
+		c.tls.mu.Lock()
+		cert := c.tls.cert
+		c.tls.mu.Unlock()
+		if cert != nil && cert.Leaf != nil {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(cert.Leaf.NotAfter.Unix()), "tls", filepath.Base(c.tls.certFile))
 		}
-		return float64(r.cert.Leaf.NotAfter.Unix())
-	})
+	}
+	for _, s := range c.host {
+		hc, ok := s.PublicKey().(*gossh.Certificate)
+		if !ok || hc.ValidBefore == gossh.CertTimeInfinity || hc.ValidBefore > math.MaxInt64 {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(hc.ValidBefore), "ssh_host", hc.Key.Type())
+	}
 }

@@ -25,7 +25,7 @@ func (ix *Index) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fresh := &Index{src: s, log: ix.log, loading: true}
+	fresh := &Index{src: s, log: ix.log, now: ix.now, loading: true}
 	fresh.reset()
 	// Pre-size the big maps: growing them one insert at a time dominates
 	// the load of a million keys.
@@ -62,8 +62,8 @@ func (ix *Index) reload(ctx context.Context) error {
 		}
 		return usersErr
 	}
-	if err := s.ScanCAs(ctx, func(id, groupID int64, fp string) error {
-		fresh.putCA(&keystore.GroupCA{ID: id, GroupID: groupID, FingerprintSHA256: fp})
+	if err := s.ScanCAs(ctx, func(id, groupID int64, fp string, managed bool) error {
+		fresh.putCA(&keystore.GroupCA{ID: id, GroupID: groupID, FingerprintSHA256: fp, Managed: managed})
 		return nil
 	}); err != nil {
 		return err
@@ -144,8 +144,8 @@ func (ix *Index) loadUsersAndGroups(ctx context.Context) error {
 	for _, g := range groups {
 		ix.groups[g.ID] = ix.groupRecFor(g)
 	}
-	return s.ScanMembers(ctx, func(gid, uid int64, level int) error {
-		ix.putMember(gid, uid, level)
+	return s.ScanMembers(ctx, func(gid int64, m keystore.MemberLevel) error {
+		ix.putMember(gid, m)
 		return nil
 	})
 }

@@ -116,7 +116,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 		}
 	})
 
-	store, err := keystore.Open(ctx, keystore.Config{DSN: filepath.Join(dir, "keygate.db")})
+	store, err := keystore.Open(ctx, keystore.Config{DSN: filepath.Join(dir, "keygate.db"), CAKey: e2eCAKey})
 	if err != nil {
 		t.Fatalf("keystore.Open: %v", err)
 	}
@@ -132,6 +132,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 	e.adminID = root.ID
 
 	e.index = authindex.New(store)
+	e.index.SetClock(e.clock.Now) // membership expiry by the SSH server's clock
 	if err := e.index.Load(ctx); err != nil {
 		t.Fatalf("index.Load: %v", err)
 	}
@@ -150,7 +151,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 	e.sshPort = ln.Addr().(*net.TCPAddr).Port
 	scfg := sshd.Config{
 		Addr: e.sshAddr, HostKeys: hostKeys, Hostname: "localhost", GitUser: "git",
-		ReposDir: e.repos.Root, Auth: e.index, Projects: store, Usage: store, Events: store, Log: log,
+		ReposDir: e.repos.Root, Auth: e.index, Projects: store, LFSLocks: store, Usage: store, Events: store, Log: log,
 		Now: e.clock.Now, RevalidateInterval: 200 * time.Millisecond,
 	}
 	if tune != nil {
