@@ -191,15 +191,36 @@ func TestOneNodeDelivers(t *testing.T) {
 		return auditstream.Config{Store: st, Poll: 20 * time.Millisecond, Registry: prometheus.NewRegistry(),
 			Client: &http.Client{Transport: uaTransport(name)}}
 	}
-	sa, err := auditstream.New(cfg(a, "node-a"))
+	ca := cfg(a, "node-a")
+	regA := prometheus.NewRegistry()
+	ca.Registry = regA
+	sa, err := auditstream.New(ca)
 	if err != nil {
 		t.Fatal(err)
 	}
 	actx, stopA := context.WithCancel(ctx)
 	doneA := make(chan struct{})
 	go func() { defer close(doneA); sa.Run(actx) }()
-	time.Sleep(200 * time.Millisecond) // a leads
-	run(t, cfg(b, "node-b"))
+	leads := func(reg *prometheus.Registry) bool {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "keygate_audit_stream_leader" {
+				return mf.GetMetric()[0].GetGauge().GetValue() == 1
+			}
+		}
+		return false
+	}
+	if !wait(10*time.Second, func() bool { return leads(regA) }) {
+		t.Fatal("node a never took the streaming lock")
+	}
+	cb := cfg(b, "node-b")
+	regB := prometheus.NewRegistry()
+	cb.Registry = regB
+	run(t, cb)
+	time.Sleep(100 * time.Millisecond)
+	if leads(regB) {
+		t.Fatal("node b leads while node a holds the lock")
+	}
 	// Both nodes write events.
 	for i := 0; i < 20; i++ {
 		st := a
