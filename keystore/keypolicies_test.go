@@ -9,6 +9,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/authindex"
 )
 
 func policyWith(t *testing.T, settings map[string]string) keystore.KeyPolicy {
@@ -162,10 +163,10 @@ func TestKeyPolicyStoreIndexAndViolations(t *testing.T) {
 	keys = append(keys, made{pub: dpub, id: dk.ID, deploy: true})
 
 	// The index holds each key's shape.
-	if k, _ := ix.Key(fp(keys[1].pub)); k.Kind() != keystore.KindRSA || k.Bits() != 3072 || k.LifetimeMin() != 20*24*60 {
+	if k, _ := ix.KeyShape(fp(keys[1].pub)); k != (authindex.KeyShape{Kind: keystore.KindRSA, Bits: 3072, LifetimeMin: 20 * 24 * 60}) {
 		t.Fatalf("RSA 3072 in the index: %+v", k)
 	}
-	if k, _ := ix.Key(fp(keys[3].pub)); k.Kind() != keystore.KindECDSA || k.Bits() != 384 || k.LifetimeMin() != 0 {
+	if k, _ := ix.KeyShape(fp(keys[3].pub)); k != (authindex.KeyShape{Kind: keystore.KindECDSA, Bits: 384}) {
 		t.Fatalf("ECDSA 384 in the index: %+v", k)
 	}
 
@@ -204,7 +205,8 @@ func TestKeyPolicyStoreIndexAndViolations(t *testing.T) {
 			if !ok {
 				t.Fatalf("key %d not in the index", k.id)
 			}
-			want := ik.Policy(ix.KeyPolicy())
+			sh, _ := ix.KeyShape(fp(k.pub))
+			want := sh.Policy(ix.KeyPolicy(), ik.ExpiresMS != 0)
 			kind := int64(0)
 			if k.deploy {
 				kind = 1

@@ -190,8 +190,10 @@ func (s *Server) checkKey(fp [32]byte, login string, nowMS int64) (authindex.Key
 	if k.Expired(nowMS) {
 		return k, keyExpired
 	}
-	if p := s.cfg.Auth.KeyPolicy(); p != keystore.NoKeyPolicy && k.Policy(p) != keystore.RuleNone {
-		return k, keyPolicy
+	if p := s.cfg.Auth.KeyPolicy(); p != keystore.NoKeyPolicy {
+		if sh, ok := s.cfg.Auth.KeyShape(fp); ok && sh.Policy(p, k.ExpiresMS != 0) != keystore.RuleNone {
+			return k, keyPolicy
+		}
 	}
 	if s.cfg.Auth.UserBlocked(k.UserID) {
 		return k, keyUserBlocked
@@ -229,7 +231,7 @@ func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error)
 		return nil, refuseLoudly("expired key",
 			fmt.Sprintf("keygate: key %s expired on %s", printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
 	case keyPolicy:
-		return nil, s.refuseKeyByPolicy(k, printable)
+		return nil, s.refuseKeyByPolicy(k, fp, printable)
 	case keyUserBlocked:
 		return nil, refuseLoudly("blocked user", "keygate: your account is blocked")
 	}
@@ -258,7 +260,7 @@ func (s *Server) decideDeployKey(login string, k authindex.Key, verdict keyVerdi
 		return nil, refuseLoudly("expired deploy key",
 			fmt.Sprintf("keygate: deploy key %q (%s) expired on %s", dk.Title, printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
 	case keyPolicy:
-		return nil, s.refuseKeyByPolicy(k, printable)
+		return nil, s.refuseKeyByPolicy(k, fp, printable)
 	}
 	return nil, refuseLoudly("deploy key with a login other than the git user",
 		fmt.Sprintf("keygate: deploy key %q logs in only as %s@", dk.Title, s.cfg.GitUser))
@@ -488,10 +490,8 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 		return "key no longer allowed to log in"
 	case k.Expired(now.UnixMilli()):
 		return "key expired"
-	case k.Policy(s.cfg.Auth.KeyPolicy()) != keystore.RuleNone:
-		return keyVerdictOf(s.cfg.Auth.KeyPolicy(), k).reason("instance")
 	}
-	return ""
+	return s.instancePolicyReason(id, now)
 }
 
 // clip shortens what a client chose before it goes into a banner.

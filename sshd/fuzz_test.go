@@ -113,6 +113,7 @@ func (a *fzAuth) DeployAccess(int64, int64, int64) (bool, bool)   { return false
 func (a *fzAuth) ProjectGroup(int64) (int64, bool)                { return 0, false }
 func (a *fzAuth) KeyPolicy() *keystore.KeyPolicy                  { return &keystore.KeyPolicy{} }
 func (a *fzAuth) GroupKeyPolicy(int64) (keystore.KeyPolicy, bool) { return keystore.KeyPolicy{}, false }
+func (a *fzAuth) KeyShape([32]byte) (authindex.KeyShape, bool)    { return authindex.KeyShape{}, false }
 func (a *fzAuth) BastionTargets(int64, int64, bool, string, uint32) []authindex.BastionMatch {
 	return nil
 }

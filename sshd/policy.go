@@ -63,12 +63,16 @@ func (c certShape) check(p *keystore.KeyPolicy) policyVerdict {
 }
 
 // keyVerdictOf applies p to a plain or deploy key from the index.
-func keyVerdictOf(p *keystore.KeyPolicy, k authindex.Key) policyVerdict {
-	r := k.Policy(p)
+func (s *Server) keyVerdictOf(p *keystore.KeyPolicy, k authindex.Key, fp [32]byte) policyVerdict {
+	sh, ok := s.cfg.Auth.KeyShape(fp)
+	if !ok {
+		return policyVerdict{}
+	}
+	r := sh.Policy(p, k.ExpiresMS != 0)
 	if r == keystore.RuleNone {
 		return policyVerdict{}
 	}
-	return policyVerdict{rule: r, kind: k.Kind(), bits: int(k.Bits()), what: "key"}
+	return policyVerdict{rule: r, kind: sh.Kind, bits: int(sh.Bits), what: "key"}
 }
 
 // policyOf applies p to identity id as it stands in the index now.
@@ -80,7 +84,7 @@ func (s *Server) policyOf(p *keystore.KeyPolicy, id *Identity) policyVerdict {
 	if !ok {
 		return policyVerdict{}
 	}
-	return keyVerdictOf(p, k)
+	return s.keyVerdictOf(p, k, id.keyFP)
 }
 
 // reason is the verdict for logs and revalidation ("key policy: …").
@@ -128,11 +132,11 @@ func (s *Server) refuseByPolicy(p *keystore.KeyPolicy, v policyVerdict, subject 
 
 // refuseKeyByPolicy refuses a plain or deploy key that breaks the
 // instance's key policy.
-func (s *Server) refuseKeyByPolicy(k authindex.Key, printable string) error {
+func (s *Server) refuseKeyByPolicy(k authindex.Key, fp [32]byte, printable string) error {
 	p := s.cfg.Auth.KeyPolicy()
-	v := keyVerdictOf(p, k)
+	v := s.keyVerdictOf(p, k, fp)
 	subject := "key " + printable
-	details := map[string]any{"key_fingerprint": printable, "key_type": keystore.KindName(k.Kind()), "key_bits": int(k.Bits())}
+	details := map[string]any{"key_fingerprint": printable, "key_type": keystore.KindName(v.kind), "key_bits": v.bits}
 	if k.IsDeployKey() {
 		dk, _ := s.cfg.Auth.DeployKey(-k.ID)
 		subject = fmt.Sprintf("deploy key %q (%s)", dk.Title, printable)
@@ -147,7 +151,7 @@ func (s *Server) refuseKeyByPolicy(k authindex.Key, printable string) error {
 // key policy (checked once its CA's signature is verified).
 func (s *Server) refuseCertByPolicy(cert *gossh.Certificate) error {
 	p := s.cfg.Auth.KeyPolicy()
-	if p.IsZero() {
+	if p == keystore.NoKeyPolicy || p.IsZero() {
 		return nil
 	}
 	v := certShapeOf(cert).check(p)
@@ -183,7 +187,7 @@ func (s *Server) groupPolicy(id *Identity, topID int64) gitDecision {
 // policy now refuses identity id.
 func (s *Server) instancePolicyReason(id *Identity, _ time.Time) string {
 	p := s.cfg.Auth.KeyPolicy()
-	if p.IsZero() {
+	if p == keystore.NoKeyPolicy || p.IsZero() {
 		return ""
 	}
 	if v := s.policyOf(p, id); !v.ok() {

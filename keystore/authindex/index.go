@@ -145,26 +145,25 @@ type Key struct {
 	ID, UserID int64
 	ExpiresMS  int64 // Unix milliseconds; 0: never expires
 	Usage      uint8 // UsageAuth, UsageSigning or both
-	// shape is what the key policy judges, without parsing the key, as
-	// the key table holds it (its flags word >> 16): Kind, Bits and
-	// LifetimeMin unpack it only when a policy is read.
-	shape uint64
+	// Key stays at four fields: the compiler keeps such a struct in
+	// registers on the auth path. What the key policy reads of a key is
+	// KeyShape, looked up only while a policy is in force.
 }
 
-// Kind is the key's kind (keystore.KeyKind).
-func (k Key) Kind() uint8 { return uint8(k.shape) }
+// KeyShape is what the key policy judges of a key, without parsing it:
+// its kind (keystore.KeyKind), size and lifetime (minutes from when it
+// was added to its expiry, rounded up: keystore.LifetimeMinutes; 0
+// without one).
+type KeyShape struct {
+	Kind        uint8
+	Bits        uint16
+	LifetimeMin uint32
+}
 
-// Bits is the key's size.
-func (k Key) Bits() uint16 { return uint16(k.shape >> 8) }
-
-// LifetimeMin is the key's lifetime: minutes from when it was added to
-// its expiry, rounded up (keystore.LifetimeMinutes); 0 without one.
-func (k Key) LifetimeMin() uint32 { return uint32(k.shape>>24) & maxLife }
-
-// Policy applies key policy p to the key (keystore.KeyPolicy.CheckKey).
-// It does not allocate.
-func (k Key) Policy(p *keystore.KeyPolicy) keystore.PolicyRule {
-	return p.CheckKey(k.Kind(), int(k.Bits()), k.ExpiresMS != 0, int64(k.LifetimeMin()))
+// Policy applies key policy p to a key of this shape that expires (or
+// not). It does not allocate.
+func (sh KeyShape) Policy(p *keystore.KeyPolicy, expires bool) keystore.PolicyRule {
+	return p.CheckKey(sh.Kind, int(sh.Bits), expires, int64(sh.LifetimeMin))
 }
 
 // CanAuthenticate reports whether the key's usage allows logins.

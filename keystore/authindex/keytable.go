@@ -68,10 +68,9 @@ func (k *keySlot) flags() uint64 {
 	return slotUsed | uint64(k.usage)<<8 | uint64(k.kind)<<16 | uint64(k.bits)<<24 | uint64(k.life&maxLife)<<40
 }
 
-// unpackFlags fills k's fields from a slot's last word.
-func unpackFlags(flags uint64, k *Key) {
-	k.Usage = uint8(flags >> 8)
-	k.shape = flags >> 16
+// shapeOfFlags unpacks a slot's last word's key shape.
+func shapeOfFlags(flags uint64) KeyShape {
+	return KeyShape{Kind: uint8(flags >> 16), Bits: uint16(flags >> 24), LifetimeMin: uint32(flags>>40) & maxLife}
 }
 
 func fpWords(fp *[32]byte) [4]uint64 {
@@ -124,12 +123,51 @@ func (t *keyTable) lookup(fp *[4]uint64, k *Key) bool {
 			k.ID = int64(atomic.LoadUint64(&s[4]))
 			k.UserID = int64(atomic.LoadUint64(&s[5]))
 			k.ExpiresMS = int64(atomic.LoadUint64(&s[6]))
-			unpackFlags(flags, k)
+			k.Usage = uint8(flags >> 8)
 			return true
 		}
 		i = t.next(i)
 	}
 	return false
+}
+
+// lookupFlags probes for fp and returns its slot's last word (0: none).
+// The caller checks seq around it.
+func (t *keyTable) lookupFlags(fp *[4]uint64) uint64 {
+	w := t.w
+	i := t.home(fp[0])
+	for range t.slots {
+		o := i * slotWords
+		s := w[o : o+slotWords : o+slotWords]
+		flags := atomic.LoadUint64(&s[7])
+		if flags == 0 {
+			break
+		}
+		if atomic.LoadUint64(&s[0])^fp[0]|atomic.LoadUint64(&s[1])^fp[1]|
+			atomic.LoadUint64(&s[2])^fp[2]|atomic.LoadUint64(&s[3])^fp[3] == 0 {
+			return flags
+		}
+		i = t.next(i)
+	}
+	return 0
+}
+
+// getFlags is a consistent, lock-free lookupFlags in the current table of p.
+func getFlags(p *atomic.Pointer[keyTable], fp *[4]uint64) uint64 {
+	for spins := 0; ; spins++ {
+		t := p.Load()
+		s := t.seq.Load()
+		if s&1 == 0 {
+			f := t.lookupFlags(fp)
+			if t.seq.Load() == s {
+				runtime.KeepAlive(t)
+				return f
+			}
+		}
+		if spins >= 8 {
+			runtime.Gosched()
+		}
+	}
 }
 
 // getKey is a consistent, lock-free lookup in the current table of p.
@@ -259,11 +297,10 @@ func (t *keyTable) grown() *keyTable {
 			continue
 		}
 		s := t.slot(i)
-		var k Key
-		unpackFlags(s[7], &k)
+		sh := shapeOfFlags(s[7])
 		n.put(&keySlot{
 			fp: [4]uint64{s[0], s[1], s[2], s[3]}, id: int64(s[4]), userID: int64(s[5]), expires: int64(s[6]),
-			usage: k.Usage, kind: k.Kind(), bits: k.Bits(), life: k.LifetimeMin(),
+			usage: uint8(s[7] >> 8), kind: sh.Kind, bits: sh.Bits, life: sh.LifetimeMin,
 		})
 	}
 	return n
