@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,4 +172,52 @@ func waitFor(cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return cond()
+}
+
+// hookCall sends one pack-objects request as the hook does, for the
+// session whose environment env is (from Attach), and returns the answer.
+func hookCall(t *testing.T, env []string, args []string, stdin string) (stdout, stderr []byte, code int) {
+	t.Helper()
+	conn := dialSession(t, env)
+	defer conn.Close()
+	if err := sendRequest(conn, envValue(env, envToken), args, strings.NewReader(stdin)); err != nil {
+		t.Fatalf("sending: %v", err)
+	}
+	var out, errb bytes.Buffer
+	code = relay(conn, &out, &errb)
+	return out.Bytes(), errb.Bytes(), code
+}
+
+func dialSession(t *testing.T, env []string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("unix", envValue(env, envSocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func envValue(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// packArgs is what upload-pack asks of pack-objects for a clone.
+var packArgs = []string{"git", "pack-objects", "--revs", "--thin", "--stdout", "--delta-base-offset"}
+
+// verifyPack checks a pack with git index-pack (in a scratch repository)
+// (checksums, every object whole, --strict).
+func (f *fixture) verifyPack(t *testing.T, pack []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	mustRun(t, dir, f.env, "git", "init", "--quiet", "--bare", ".")
+	path := filepath.Join(dir, "in.pack")
+	if err := os.WriteFile(path, pack, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, f.env, "git", "index-pack", "--strict", path)
 }
