@@ -294,9 +294,9 @@ EOF
 
 # --- handshakes ---
 ME=$(id -un)
-[[ $STORM_ONLY == 1 ]] && BIG=1000 BIG_FILE=0
-for n in 1000 "$BIG"; do
-	[[ $STORM_ONLY == 1 && $n != 1000 ]] && continue
+HS_SIZES="1000 $BIG"
+[[ $STORM_ONLY == 1 ]] && HS_SIZES=1000
+for n in $HS_SIZES; do
 	d=$(seed_dir "$n")
 	if [[ $n == 1000 ]]; then
 		# A fresh copy: this one also gets the clone project.
