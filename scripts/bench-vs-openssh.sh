@@ -388,14 +388,15 @@ fi
 # --- clone storms (keygate restarted per run: an empty pack cache) ---
 STORM_ROWS=()
 if [[ $STORM == 1 ]]; then
-	# gen_history DIR: REPO_MB commits, each adding a 512 KiB random file and
+	# gen_history DIR: REPO_MB commits, each adding a 1 MiB random file and
 	# editing 200 lines of a 2 MiB text file (deltas against the others).
 	gen_history() {
 		local r=$1 i
 		git -C "$r" init -q -b main
+		git -C "$r" config gc.auto 0
 		seq -f "line %06g: the quick brown fox jumps over the lazy dog, again and again" 1 26000 >"$r/base.txt"
 		for i in $(seq 1 "$REPO_MB"); do
-			head -c 524288 /dev/urandom >"$r/bin-$i.bin"
+			head -c 1048576 /dev/urandom >"$r/bin-$i.bin"
 			awk -v c="$i" 'NR>=(c%130)*200 && NR<(c%130)*200+200 {print "commit " c ": " $0; next} {print}' "$r/base.txt" >"$r/text.txt"
 			git -C "$r" add -A
 			git -C "$r" -c user.name=bench -c user.email=bench@example.com commit -q -m "commit $i"
@@ -406,6 +407,7 @@ if [[ $STORM == 1 ]]; then
 	gen_small() {
 		local r=$1 i
 		git -C "$r" init -q -b main
+		git -C "$r" config gc.auto 0
 		awk -v r="$r" 'BEGIN{ for (f = 0; f < 20000; f++) { d = r "/d" (f % 100); if (f < 100) system("mkdir -p " d);
 			p = d "/f" f ".txt"; for (l = 0; l < 20 + f % 40; l++) printf "file %d line %d: some words that repeat, %d\n", f, l, (f * l) % 97 > p; close(p) } }'
 		git -C "$r" add -A
@@ -438,7 +440,7 @@ if [[ $STORM == 1 ]]; then
 	}
 	# The projects, the same bare repositories served by both.
 	for repo in history small; do
-		src=$CACHE/storm-$repo-${REPO_MB}
+		src=$CACHE/storm2-$repo-${REPO_MB}
 		if [[ ! -f $src/.done ]]; then
 			log "generating the $repo repository"
 			rm -rf "$src"
@@ -452,6 +454,9 @@ if [[ $STORM == 1 ]]; then
 		log "bench/$repo: $(du -sh "$D1K/repositories/bench/$repo.git/objects" | cut -f1), $(git -C "$src" rev-list --all --objects | wc -l) objects"
 	done
 	stop "$KG1K"
+	# N clients from one address at once: lift the per-source limits (as
+	# the handshake runs' concurrency never needed).
+	STORM_KG=(--max-startups 1000 --per-source-max-startups 1000 --per-source-max-auth-failures -1)
 	saved_pin=("${SERVER_PIN[@]}")
 	SERVER_PIN=() # the clients and the servers share every CPU
 	for repo in history small; do
@@ -459,10 +464,10 @@ if [[ $STORM == 1 ]]; then
 			start_sshd "AuthorizedKeysFile $(authorized_keys 1000 "$D1K")"
 			storm_run "OpenSSH sshd+git-upload-pack" "$repo" "$n" "$SSHD" clone --url "ssh://$ME@127.0.0.1:$SPORT$D1K/repositories/bench/$repo.git" --dir "$W"
 			stop "$SSHD"
-			start_keygate "$D1K" "$KPORT" "$HPORT" --pack-cache-max-bytes 0
+			start_keygate "$D1K" "$KPORT" "$HPORT" "${STORM_KG[@]}" --pack-cache-max-bytes 0
 			storm_run "keygate, no pack cache" "$repo" "$n" "$KG" clone --url "ssh://git@127.0.0.1:$KPORT/bench/$repo.git" --dir "$W"
 			stop "$KG"
-			start_keygate "$D1K" "$KPORT" "$HPORT"
+			start_keygate "$D1K" "$KPORT" "$HPORT" "${STORM_KG[@]}"
 			storm_run "keygate" "$repo" "$n" "$KG" clone --url "ssh://git@127.0.0.1:$KPORT/bench/$repo.git" --dir "$W"
 			curl -sf "http://127.0.0.1:$HPORT/metrics" | grep '^keygate_pack_cache_requests_total' | tr '\n' ' ' >&2
 			echo >&2
@@ -473,7 +478,7 @@ if [[ $STORM == 1 ]]; then
 			storm_run "OpenSSH sshd+git-upload-pack" "$repo" "$STORM_PROTO_N" "$SSHD" upload-pack --addr "127.0.0.1:$SPORT" --user "$ME" \
 				--path "$D1K/repositories/bench/$repo.git"
 			stop "$SSHD"
-			start_keygate "$D1K" "$KPORT" "$HPORT"
+			start_keygate "$D1K" "$KPORT" "$HPORT" "${STORM_KG[@]}"
 			storm_run "keygate" "$repo" "$STORM_PROTO_N" "$KG" upload-pack --addr "127.0.0.1:$KPORT" --path "bench/$repo.git"
 			stop "$KG"
 		fi
