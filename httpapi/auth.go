@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -89,8 +91,30 @@ func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
 				a.fail(v3, w, r, errStatus(http.StatusForbidden, "403 Forbidden - Your account has been blocked."))
 				return
 			}
+			if !tk.HasScope(keystore.ScopeAPI) && !tk.HasScope(keystore.ScopeReadAPI) {
+				// A token whose only scope is sudo reads and writes nothing
+				// (GitLab needs api or read_api beside it).
+				if v3 {
+					writeJSON(w, http.StatusForbidden, map[string]any{
+						"message":           "Resource not accessible by personal access token: it has neither the api nor the read_api scope",
+						"documentation_url": ghDocs,
+					})
+					return
+				}
+				writeJSON(w, http.StatusForbidden, map[string]string{
+					"error":             "insufficient_scope",
+					"error_description": "The request requires higher privileges than provided by the access token.",
+					"scope":             "api read_api",
+				})
+				return
+			}
+			ident, err := sudoIdentifier(r)
+			if err != nil {
+				a.fail(v3, w, r, err)
+				return
+			}
 			pr := &principal{user: u, token: tk}
-			if ident := sudoIdentifier(r); ident != "" {
+			if ident != "" {
 				target, err := a.sudo(r, u, tk, ident)
 				if err != nil {
 					a.fail(v3, w, r, err)
@@ -182,13 +206,61 @@ func actor(r *http.Request) keystore.Actor {
 	return ac
 }
 
-// sudoIdentifier is the user a request asks to act as: the Sudo header or
-// the sudo query parameter (GitLab reads both).
-func sudoIdentifier(r *http.Request) string {
+// sudoIdentifier is the user a request asks to act as: the Sudo header, or
+// the sudo parameter in the query string or a form or JSON body (GitLab
+// reads them all; a body's sudo must never be ignored and the request
+// performed as the token's own user). Different values in two places are
+// refused. The body stays readable for the handler.
+func sudoIdentifier(r *http.Request) (string, error) {
+	var found []string
 	if v := strings.TrimSpace(r.Header.Get("Sudo")); v != "" {
-		return v
+		found = append(found, v)
 	}
-	return strings.TrimSpace(r.URL.Query().Get("sudo"))
+	if v := strings.TrimSpace(r.URL.Query().Get("sudo")); v != "" {
+		found = append(found, v)
+	}
+	v, err := bodySudo(r)
+	if err != nil {
+		return "", err
+	}
+	if v != "" {
+		found = append(found, v)
+	}
+	for _, f := range found[min(1, len(found)):] {
+		if f != found[0] {
+			return "", badRequest("sudo", "is given more than once with different values (Sudo header, query string, body)")
+		}
+	}
+	if len(found) == 0 {
+		return "", nil
+	}
+	return found[0], nil
+}
+
+// bodySudo reads the sudo parameter of a form or JSON body, and puts the
+// body back for the handler. A body that does not parse has none (the
+// handler reports it).
+func bodySudo(r *http.Request) (string, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return "", nil
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return "", err // too large: the body limit's 413
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "", nil
+	}
+	peek := r.Clone(r.Context())
+	peek.URL.RawQuery = ""
+	peek.Body = io.NopCloser(bytes.NewReader(body))
+	p, err := parseParams(peek)
+	if err != nil {
+		return "", nil
+	}
+	v, _ := p.str("sudo")
+	return strings.TrimSpace(v), nil
 }
 
 // sudo resolves a Sudo request exactly as GitLab does: only an

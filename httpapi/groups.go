@@ -19,6 +19,7 @@ type groupJSON struct {
 	CreatedAt              string `json:"created_at"`
 	WebURL                 string `json:"web_url"`
 	EnforceSSHCertificates bool   `json:"enforce_ssh_certificates"`
+	KRLPublic              bool   `json:"krl_public"`
 }
 
 func (a *API) renderGroup(r *http.Request, g *keystore.Group) (groupJSON, error) {
@@ -33,7 +34,7 @@ func (a *API) renderGroup(r *http.Request, g *keystore.Group) (groupJSON, error)
 	return groupJSON{ID: g.ID, Name: g.Name, Path: g.Path, Description: g.Description, Visibility: "private",
 		FullName: strings.Join(names, " / "), FullPath: g.FullPath, ParentID: g.ParentID,
 		CreatedAt: fmtTime(g.CreatedAt), WebURL: baseURL(r) + "/groups/" + g.FullPath,
-		EnforceSSHCertificates: g.EnforceSSHCertificates}, nil
+		EnforceSSHCertificates: g.EnforceSSHCertificates, KRLPublic: g.KRLPublic}, nil
 }
 
 func (a *API) writeGroups(w http.ResponseWriter, r *http.Request, f keystore.GroupFilter) error {
@@ -120,6 +121,15 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	u := me(r)
 	owner := u.ID
+	if in.ParentID == nil && !u.MayCreateTopLevelGroup() {
+		// GitLab's can_create_group (false for external users). Subgroups
+		// follow the parent group's role, as in GitLab.
+		why := "your account cannot create top-level groups (can_create_group is false); ask an administrator"
+		if u.External {
+			why = "external users cannot create top-level groups; ask an administrator"
+		}
+		return errStatus(http.StatusForbidden, "403 Forbidden - "+why)
+	}
 	if in.ParentID != nil {
 		if _, err := a.maintainedGroup(r, *in.ParentID, "parent_id", "you need the maintainer role in the parent group to create subgroups"); err != nil {
 			return err
@@ -138,9 +148,17 @@ func (a *API) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	in, _, err := groupInput(r)
+	in, p, err := groupInput(r)
 	if err != nil {
 		return err
+	}
+	// Publishing a group's revocation list (key ids, serials and
+	// fingerprints, to anyone) is an admin's decision.
+	if in.KRLPublic, err = p.boolPtr("krl_public"); err != nil {
+		return err
+	}
+	if in.KRLPublic != nil && !me(r).IsAdmin {
+		return errStatus(http.StatusForbidden, "403 Forbidden - only an administrator can change krl_public")
 	}
 	oldPath := g.FullPath
 	g, err = a.store.UpdateGroup(r.Context(), actor(r), g.ID, in)

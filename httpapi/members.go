@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -18,7 +19,45 @@ type memberJSON struct {
 
 func (a *API) renderMember(r *http.Request, m *keystore.Member) memberJSON {
 	j := memberJSON{userJSON: a.renderUser(r, &m.User), AccessLevel: m.AccessLevel, MemberSince: fmtTime(m.CreatedAt)}
+	if m.ExpiresAt != nil {
+		// GitLab's date; a time that is not midnight UTC (set outside the
+		// API) is shown exactly.
+		v := m.ExpiresAt.UTC().Format(time.DateOnly)
+		if !m.ExpiresAt.Equal(midnightUTC(*m.ExpiresAt)) {
+			v = fmtTime(*m.ExpiresAt)
+		}
+		j.ExpiresAt = &v
+	}
 	return j
+}
+
+func midnightUTC(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// memberExpiry reads expires_at: GitLab's date (YYYY-MM-DD), when the
+// membership ends, at the start of that day UTC. given reports whether the
+// request set it; at is nil for "never" (absent on add; "" or null on
+// edit clears it). A time of day other than midnight UTC is refused
+// rather than rounded: GitLab drops it silently.
+func memberExpiry(p params) (at *time.Time, given bool, err error) {
+	v, ok := p.str("expires_at")
+	if !ok {
+		return nil, p.isNull("expires_at"), nil
+	}
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, true, nil
+	}
+	t, err := time.Parse(time.DateOnly, v)
+	if err != nil {
+		if t, err = time.Parse(time.RFC3339Nano, v); err != nil || !t.Equal(midnightUTC(t)) {
+			return nil, true, badRequest("expires_at", "must be a date (YYYY-MM-DD): the membership ends at the start of that day, UTC")
+		}
+	}
+	t = t.UTC()
+	return &t, true, nil
 }
 
 // MarshalJSON flattens the user fields with the membership's created_at.
@@ -161,7 +200,11 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		return badRequest("user_id", "is missing")
 	}
-	m, err := a.store.AddMember(r.Context(), actor(r), g.ID, uid, level)
+	exp, _, err := memberExpiry(p)
+	if err != nil {
+		return err
+	}
+	m, err := a.store.AddMemberUntil(r.Context(), actor(r), g.ID, uid, level, exp)
 	if err != nil {
 		return err
 	}
@@ -173,11 +216,20 @@ func (a *API) updateMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	_, level, err := accessLevelParam(r)
+	p, level, err := accessLevelParam(r)
 	if err != nil {
 		return err
 	}
-	m, err := a.store.UpdateMember(r.Context(), actor(r), g.ID, uid, level)
+	exp, setExpiry, err := memberExpiry(p)
+	if err != nil {
+		return err
+	}
+	var m *keystore.Member
+	if setExpiry {
+		m, err = a.store.UpdateMemberUntil(r.Context(), actor(r), g.ID, uid, level, exp)
+	} else {
+		m, err = a.store.UpdateMember(r.Context(), actor(r), g.ID, uid, level)
+	}
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,9 @@ import (
 // JSON body (GitLab clients use all three); body values win.
 type params struct {
 	v url.Values
+	// null holds the names a JSON body set to null (absent from v): a
+	// parameter that can be cleared reads it (isNull).
+	null map[string]bool
 }
 
 // readParams parses r's parameters and checks that the required ones are
@@ -30,7 +33,7 @@ func readParams(r *http.Request, required ...string) (params, error) {
 }
 
 func parseParams(r *http.Request) (params, error) {
-	p := params{v: url.Values{}}
+	p := params{v: url.Values{}, null: map[string]bool{}}
 	for k, vs := range r.URL.Query() {
 		p.v[strings.TrimSuffix(k, "[]")] = vs
 	}
@@ -46,8 +49,12 @@ func parseParams(r *http.Request) (params, error) {
 	}
 	ct := r.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
+	looksJSON := bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
 	switch {
-	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (ct == "" && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))):
+	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (ct == "" && looksJSON),
+		// GitHub reads every body as JSON whatever its content type, and
+		// its own examples (`curl -d '{"key":…}'`) send JSON as a form.
+		looksJSON && strings.HasPrefix(r.URL.Path, "/api/v3/"):
 		return p, p.fromJSON(body)
 	case mt == "application/x-www-form-urlencoded" || ct == "":
 		vals, err := url.ParseQuery(string(body))
@@ -87,6 +94,7 @@ func (p params) fromJSON(body []byte) error {
 		switch x := v.(type) {
 		case nil:
 			delete(p.v, k)
+			p.null[k] = true
 		case string:
 			p.v[k] = []string{x}
 		case json.Number:
@@ -112,6 +120,9 @@ func (p params) fromJSON(body []byte) error {
 	}
 	return nil
 }
+
+// isNull reports whether a JSON body gave name as null.
+func (p params) isNull(name string) bool { return p.null[name] }
 
 // str returns a parameter and whether it was given.
 func (p params) str(name string) (string, bool) {

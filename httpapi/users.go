@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -21,6 +22,11 @@ type userJSON struct {
 	CreatedAt string  `json:"created_at"`
 	Email     string  `json:"email,omitempty"`
 	IsAdmin   *bool   `json:"is_admin,omitempty"`
+	// GitLab's user limits, shown (like email) to admins and the user.
+	CanCreateGroup   *bool `json:"can_create_group,omitempty"`
+	CanCreateProject *bool `json:"can_create_project,omitempty"`
+	External         *bool `json:"external,omitempty"`
+	ProjectsLimit    *int  `json:"projects_limit,omitempty"`
 	// EnterpriseGroupID is shown to admins and the user (null: none).
 	EnterpriseGroupID *int64 `json:"enterprise_group_id,omitempty"`
 	shownEnterprise   bool
@@ -47,6 +53,13 @@ func (a *API) renderUser(r *http.Request, u *keystore.User) userJSON {
 		admin := u.IsAdmin
 		j.IsAdmin = &admin
 		j.EnterpriseGroupID, j.shownEnterprise = u.EnterpriseGroupID, true
+		// can_create_group is what the user may do (GitLab's
+		// can_create_group? is false for external users); can_create_project
+		// is GitLab's personal-project check (projects_limit > 0), though
+		// keygate has no personal namespaces.
+		ccg, ext, limit := u.CanCreateGroup && !u.External, u.External, u.ProjectsLimit
+		ccp := limit > 0 && !ext
+		j.CanCreateGroup, j.External, j.ProjectsLimit, j.CanCreateProject = &ccg, &ext, &limit, &ccp
 	}
 	return j
 }
@@ -117,6 +130,21 @@ func userInput(r *http.Request, required ...string) (keystore.UserInput, error) 
 		}
 	}
 	in := keystore.UserInput{Username: p.strPtr("username"), Email: p.strPtr("email"), Name: p.strPtr("name"), IsAdmin: admin}
+	// GitLab's user limits; external users cannot create top-level groups
+	// (see keystore.User.MayCreateTopLevelGroup).
+	if in.CanCreateGroup, err = p.boolPtr("can_create_group"); err != nil {
+		return in, err
+	}
+	if in.External, err = p.boolPtr("external"); err != nil {
+		return in, err
+	}
+	if v, ok := p.str("projects_limit"); ok {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return in, badRequest("projects_limit", "must be an integer, 0 or more")
+		}
+		in.ProjectsLimit = &n
+	}
 	// enterprise_group_id: the top-level group whose CAs may vouch for the
 	// user; 0 or "" clears it. These routes are admin-only.
 	if v, ok := p.str("enterprise_group_id"); ok {

@@ -23,7 +23,7 @@ type EnterpriseGap struct {
 func (s *Store) EnterpriseGaps(ctx context.Context) ([]EnterpriseGap, error) {
 	rows, err := s.query(ctx, `SELECT c.id, c.fingerprint_sha256, g.id, g.full_path, u.username
 		FROM group_cas c JOIN groups g ON g.id = c.group_id
-		JOIN members m ON m.group_id = g.id JOIN users u ON u.id = m.user_id
+		JOIN members m ON m.group_id = g.id AND `+currentMember(s.now())+` JOIN users u ON u.id = m.user_id
 		WHERE u.enterprise_group_id IS NULL OR u.enterprise_group_id <> g.id
 		ORDER BY c.id, u.username`)
 	if err != nil {
@@ -63,8 +63,8 @@ type EnterpriseAssignment struct {
 // CA-bearing groups are left for an admin to decide. Each assignment is an
 // audit event; with dryRun nothing is written.
 func (s *Store) AssignEnterpriseUsers(ctx context.Context, a Actor, dryRun bool) ([]EnterpriseAssignment, error) {
-	const q = `SELECT u.id, u.username, MIN(g.id), MIN(g.full_path) FROM users u
-		JOIN members m ON m.user_id = u.id
+	q := `SELECT u.id, u.username, MIN(g.id), MIN(g.full_path) FROM users u
+		JOIN members m ON m.user_id = u.id AND ` + currentMember(s.now()) + `
 		JOIN groups g ON g.id = m.group_id AND g.parent_id IS NULL
 		WHERE u.enterprise_group_id IS NULL AND EXISTS (SELECT 1 FROM group_cas c WHERE c.group_id = g.id)
 		GROUP BY u.id, u.username HAVING COUNT(DISTINCT g.id) = 1 ORDER BY u.id`

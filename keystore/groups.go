@@ -14,22 +14,26 @@ type GroupInput struct {
 	Description            *string
 	ParentID               *int64
 	EnforceSSHCertificates *bool
+	// KRLPublic lets anyone read the group's KRL and CA keys without a
+	// token (top-level groups only; httpapi lets only admins set it).
+	KRLPublic *bool
 }
 
-const groupCols = `id, name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at`
+const groupCols = `id, name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at, krl_public`
 
 func scanGroup(row rowScanner) (*Group, error) {
 	var g Group
 	var parent sql.NullInt64
-	var enforce int
+	var enforce, krlPublic int
 	var created int64
-	if err := row.Scan(&g.ID, &g.Name, &g.Path, &g.Description, &parent, &g.FullPath, &enforce, &created); err != nil {
+	if err := row.Scan(&g.ID, &g.Name, &g.Path, &g.Description, &parent, &g.FullPath, &enforce, &created, &krlPublic); err != nil {
 		return nil, err
 	}
 	if parent.Valid {
 		g.ParentID = &parent.Int64
 	}
 	g.EnforceSSHCertificates = enforce != 0
+	g.KRLPublic = krlPublic != 0
 	g.CreatedAt = fromMS(created)
 	return &g, nil
 }
@@ -102,7 +106,7 @@ func (s *Store) CreateGroup(ctx context.Context, a Actor, in GroupInput, ownerID
 			return err
 		}
 		if ownerID != 0 {
-			return t.upsertMember(ctx, id, ownerID, Owner, true)
+			return t.upsertMember(ctx, id, ownerID, Owner, true, nil, false)
 		}
 		return nil
 	})
@@ -154,11 +158,18 @@ func (s *Store) UpdateGroup(ctx context.Context, a Actor, id int64, in GroupInpu
 			g.EnforceSSHCertificates = *in.EnforceSSHCertificates
 			changed["enforce_ssh_certificates"] = g.EnforceSSHCertificates
 		}
+		if in.KRLPublic != nil {
+			if !g.TopLevel() && *in.KRLPublic {
+				p.add("krl_public", "can only be set on top-level groups")
+			}
+			g.KRLPublic = *in.KRLPublic
+			changed["krl_public"] = g.KRLPublic
+		}
 		if err := p.err(); err != nil {
 			return err
 		}
-		if _, err := t.exec(ctx, `UPDATE groups SET name = ?, path = ?, description = ?, full_path = ?, enforce_ssh_certificates = ? WHERE id = ?`,
-			g.Name, g.Path, g.Description, g.FullPath, boolInt(g.EnforceSSHCertificates), id); err != nil {
+		if _, err := t.exec(ctx, `UPDATE groups SET name = ?, path = ?, description = ?, full_path = ?, enforce_ssh_certificates = ?, krl_public = ? WHERE id = ?`,
+			g.Name, g.Path, g.Description, g.FullPath, boolInt(g.EnforceSSHCertificates), boolInt(g.KRLPublic), id); err != nil {
 			return err
 		}
 		if g.FullPath != oldFull {
@@ -283,7 +294,7 @@ func (s *Store) ListGroups(ctx context.Context, f GroupFilter, pg Page) ([]*Grou
 	where := []string{"1=1"}
 	var args []any
 	if f.VisibleTo != 0 {
-		where = append(where, memberOfGroupOrAncestor("g"))
+		where = append(where, memberOfGroupOrAncestor("g", s.now()))
 		args = append(args, f.VisibleTo, max(f.MinAccessLevel, Guest))
 	}
 	if f.TopLevelOnly {
@@ -334,11 +345,12 @@ func (s *Store) Ancestors(ctx context.Context, g *Group) ([]*Group, error) {
 }
 
 // AccessLevel reports a user's effective access level in a group: the
-// highest of their memberships in the group and its ancestors.
+// highest of their memberships in the group and its ancestors that have
+// not expired.
 func (s *Store) AccessLevel(ctx context.Context, userID int64, g *Group) (int, error) {
 	var level sql.NullInt64
 	err := s.queryRow(ctx, `SELECT MAX(m.access_level) FROM members m JOIN groups mg ON mg.id = m.group_id
-		WHERE m.user_id = ? AND `+groupOrAncestorOf, userID, g.ID, g.FullPath).Scan(&level)
+		WHERE m.user_id = ? AND `+currentMember(s.now())+` AND `+groupOrAncestorOf, userID, g.ID, g.FullPath).Scan(&level)
 	if err != nil {
 		return 0, err
 	}

@@ -34,6 +34,7 @@ type KeyRow struct {
 type MemberLevel struct {
 	UserID      int64
 	AccessLevel int
+	ExpiresMS   int64 // when it ends, Unix milliseconds; 0: never
 }
 
 // IndexCounts returns how many users and keys a full load reads (to size
@@ -77,30 +78,47 @@ func (s *Store) ScanKeys(ctx context.Context, fn func(KeyRow) error) error {
 	})
 }
 
-// ScanMembers streams every membership.
-func (s *Store) ScanMembers(ctx context.Context, fn func(groupID, userID int64, level int) error) error {
-	return s.forEachRow(ctx, `SELECT group_id, user_id, access_level FROM members`, func(sc func(...any) error) error {
-		var gid, uid int64
-		var level int
-		if err := sc(&gid, &uid, &level); err != nil {
+// ScanMembers streams every membership, expired ones included (the index
+// judges expiry against its own clock).
+func (s *Store) ScanMembers(ctx context.Context, fn func(groupID int64, m MemberLevel) error) error {
+	return s.forEachRow(ctx, `SELECT group_id, user_id, access_level, expires_at FROM members`, func(sc func(...any) error) error {
+		var gid int64
+		var m MemberLevel
+		var exp sql.NullInt64
+		if err := sc(&gid, &m.UserID, &m.AccessLevel, &exp); err != nil {
 			return err
 		}
-		return fn(gid, uid, level)
+		m.ExpiresMS = expiresMS(exp)
+		return fn(gid, m)
 	})
 }
 
-// GroupMembers returns a group's direct memberships.
+// GroupMembers returns a group's direct memberships, expired ones included.
 func (s *Store) GroupMembers(ctx context.Context, groupID int64) ([]MemberLevel, error) {
 	var out []MemberLevel
-	err := s.forEachRowArgs(ctx, `SELECT user_id, access_level FROM members WHERE group_id = ?`, []any{groupID}, func(sc func(...any) error) error {
+	err := s.forEachRowArgs(ctx, `SELECT user_id, access_level, expires_at FROM members WHERE group_id = ?`, []any{groupID}, func(sc func(...any) error) error {
 		var m MemberLevel
-		if err := sc(&m.UserID, &m.AccessLevel); err != nil {
+		var exp sql.NullInt64
+		if err := sc(&m.UserID, &m.AccessLevel, &exp); err != nil {
 			return err
 		}
+		m.ExpiresMS = expiresMS(exp)
 		out = append(out, m)
 		return nil
 	})
 	return out, err
+}
+
+// expiresMS is a nullable expiry column as MemberLevel.ExpiresMS: 0 for
+// never, and never 0 for a time (the epoch itself becomes 1 ms).
+func expiresMS(v sql.NullInt64) int64 {
+	switch {
+	case !v.Valid:
+		return 0
+	case v.Int64 == 0:
+		return 1
+	}
+	return v.Int64
 }
 
 // ScanCAs streams every group CA's id, group and fingerprint.

@@ -6,12 +6,19 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// AddMember adds a direct member to a group.
+// AddMember adds a direct member to a group, without an expiry.
 func (s *Store) AddMember(ctx context.Context, a Actor, groupID, userID int64, level int) (*Member, error) {
-	if !ValidAccessLevel(level) {
-		return nil, invalid("access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
+	return s.AddMemberUntil(ctx, a, groupID, userID, level, nil)
+}
+
+// AddMemberUntil adds a direct member to a group whose membership ends at
+// expiresAt (nil: never; otherwise it must be in the future).
+func (s *Store) AddMemberUntil(ctx context.Context, a Actor, groupID, userID int64, level int, expiresAt *time.Time) (*Member, error) {
+	if err := s.validateMember(level, expiresAt); err != nil {
+		return nil, err
 	}
 	err := s.write(ctx, a, func(t *tx) error {
 		if err := t.mustExist(ctx, "groups", groupID, "Group"); err != nil {
@@ -20,7 +27,7 @@ func (s *Store) AddMember(ctx context.Context, a Actor, groupID, userID int64, l
 		if err := t.mustExist(ctx, "users", userID, "User"); err != nil {
 			return err
 		}
-		return t.upsertMember(ctx, groupID, userID, level, true)
+		return t.upsertMember(ctx, groupID, userID, level, true, truncMS(expiresAt), true)
 	})
 	if err != nil {
 		return nil, err
@@ -28,23 +35,46 @@ func (s *Store) AddMember(ctx context.Context, a Actor, groupID, userID int64, l
 	return s.Member(ctx, groupID, userID)
 }
 
-// UpdateMember changes a direct member's access level.
+// UpdateMember changes a direct member's access level; its expiry stays.
 func (s *Store) UpdateMember(ctx context.Context, a Actor, groupID, userID int64, level int) (*Member, error) {
-	if !ValidAccessLevel(level) {
-		return nil, invalid("access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
+	return s.updateMember(ctx, a, groupID, userID, level, nil, false)
+}
+
+// UpdateMemberUntil changes a direct member's access level and sets when
+// the membership ends (nil: never).
+func (s *Store) UpdateMemberUntil(ctx context.Context, a Actor, groupID, userID int64, level int, expiresAt *time.Time) (*Member, error) {
+	return s.updateMember(ctx, a, groupID, userID, level, expiresAt, true)
+}
+
+func (s *Store) updateMember(ctx context.Context, a Actor, groupID, userID int64, level int, expiresAt *time.Time, setExpiry bool) (*Member, error) {
+	if err := s.validateMember(level, expiresAt); err != nil {
+		return nil, err
 	}
 	err := s.write(ctx, a, func(t *tx) error {
-		if level < Owner {
+		if level < Owner || (setExpiry && expiresAt != nil) {
 			if err := t.keepAnOwner(ctx, groupID, userID); err != nil {
 				return err
 			}
 		}
-		return t.upsertMember(ctx, groupID, userID, level, false)
+		return t.upsertMember(ctx, groupID, userID, level, false, truncMS(expiresAt), setExpiry)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return s.Member(ctx, groupID, userID)
+}
+
+// validateMember checks an access level and an expiry, which must lie in
+// the future: GitLab's "cannot be a date in the past".
+func (s *Store) validateMember(level int, expiresAt *time.Time) error {
+	p := problems{}
+	if !ValidAccessLevel(level) {
+		p.add("access_level", "is not a valid access level (10, 20, 30, 40 or 50)")
+	}
+	if expiresAt != nil && !expiresAt.After(s.now()) {
+		p.add("expires_at", "cannot be a date in the past (a membership ends at the start of its expiry date, UTC)")
+	}
+	return p.err()
 }
 
 // RemoveMember removes a direct member.
@@ -63,46 +93,63 @@ func (s *Store) RemoveMember(ctx context.Context, a Actor, groupID, userID int64
 	})
 }
 
-// keepAnOwner refuses to demote or remove the last owner of a top-level group.
+// keepAnOwner refuses to remove, demote or give an expiry to the last
+// owner of a top-level group whose membership does not expire: a group
+// must never be left to expire into having no owner.
 func (t *tx) keepAnOwner(ctx context.Context, groupID, userID int64) error {
-	var parent sql.NullInt64
+	var parent, expires sql.NullInt64
 	var level int
-	err := t.queryRow(ctx, `SELECT g.parent_id, m.access_level FROM members m JOIN groups g ON g.id = m.group_id
-		WHERE m.group_id = ? AND m.user_id = ?`, groupID, userID).Scan(&parent, &level)
+	err := t.queryRow(ctx, `SELECT g.parent_id, m.access_level, m.expires_at FROM members m JOIN groups g ON g.id = m.group_id
+		WHERE m.group_id = ? AND m.user_id = ? AND `+currentMember(t.now), groupID, userID).Scan(&parent, &level, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return notFound("Member")
 	} else if err != nil {
 		return err
 	}
-	if parent.Valid || level != Owner {
+	if parent.Valid || level != Owner || expires.Valid {
 		return nil
 	}
 	var owners int
-	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM members WHERE group_id = ? AND access_level = ?`, groupID, Owner).Scan(&owners); err != nil {
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM members WHERE group_id = ? AND access_level = ? AND expires_at IS NULL`,
+		groupID, Owner).Scan(&owners); err != nil {
 		return err
 	}
 	if owners <= 1 {
-		return &ConflictError{Msg: "a top-level group must keep at least one owner"}
+		return &ConflictError{Msg: "a top-level group must keep at least one owner (whose membership does not expire)"}
 	}
 	return nil
 }
 
-// upsertMember inserts (create) or updates a membership.
-func (t *tx) upsertMember(ctx context.Context, groupID, userID int64, level int, create bool) error {
+// upsertMember inserts (create) or updates a membership; setExpiry says
+// whether expiresAt replaces the stored expiry.
+func (t *tx) upsertMember(ctx context.Context, groupID, userID int64, level int, create bool, expiresAt *time.Time, setExpiry bool) error {
 	if create {
-		var one int
-		err := t.queryRow(ctx, `SELECT 1 FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID).Scan(&one)
-		if err == nil {
+		var old sql.NullInt64
+		err := t.queryRow(ctx, `SELECT expires_at FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID).Scan(&old)
+		switch {
+		case err == nil && (!old.Valid || old.Int64 > ms(t.now)):
 			return &ConflictError{Msg: "Member already exists"}
-		} else if !errors.Is(err, sql.ErrNoRows) {
+		case err == nil:
+			// An expired membership is gone (as GitLab deletes it): the
+			// new one replaces it.
+			if _, err := t.exec(ctx, `DELETE FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID); err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		if _, err := t.exec(ctx, `INSERT INTO members (group_id, user_id, access_level, created_at) VALUES (?, ?, ?, ?)`,
-			groupID, userID, level, ms(t.now)); err != nil {
+		if _, err := t.exec(ctx, `INSERT INTO members (group_id, user_id, access_level, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+			groupID, userID, level, ms(t.now), msPtr(expiresAt)); err != nil {
+			return err
+		}
+	} else if setExpiry {
+		if err := t.execOne(ctx, "Member", `UPDATE members SET access_level = ?, expires_at = ? WHERE group_id = ? AND user_id = ? AND `+
+			notExpired("expires_at", t.now), level, msPtr(expiresAt), groupID, userID); err != nil {
 			return err
 		}
 	} else {
-		if err := t.execOne(ctx, "Member", `UPDATE members SET access_level = ? WHERE group_id = ? AND user_id = ?`, level, groupID, userID); err != nil {
+		if err := t.execOne(ctx, "Member", `UPDATE members SET access_level = ? WHERE group_id = ? AND user_id = ? AND `+notExpired("expires_at", t.now),
+			level, groupID, userID); err != nil {
 			return err
 		}
 	}
@@ -110,32 +157,42 @@ func (t *tx) upsertMember(ctx context.Context, groupID, userID int64, level int,
 	if !create {
 		action = "member_updated"
 	}
-	if err := t.audit(ctx, action, "group", groupID, map[string]any{"user_id": userID, "access_level": level}); err != nil {
+	details := map[string]any{"user_id": userID, "access_level": level}
+	if setExpiry {
+		details["expires_at"] = nil
+		if expiresAt != nil {
+			details["expires_at"] = expiresAt.UTC().Format(time.RFC3339)
+		}
+	}
+	if err := t.audit(ctx, action, "group", groupID, details); err != nil {
 		return err
 	}
 	return t.change(ctx, EntityMember, groupID, "update")
 }
 
-const memberCols = `m.group_id, m.access_level, m.created_at, u.id, u.username, u.email, u.name, u.state, u.is_admin, u.created_at`
+const memberCols = `m.group_id, m.access_level, m.created_at, m.expires_at, u.id, u.username, u.email, u.name, u.state, u.is_admin, u.created_at`
 
 func scanMember(row rowScanner) (*Member, error) {
 	var m Member
 	var mc, uc int64
+	var exp sql.NullInt64
 	var admin int
-	if err := row.Scan(&m.GroupID, &m.AccessLevel, &mc, &m.User.ID, &m.User.Username, &m.User.Email, &m.User.Name,
+	if err := row.Scan(&m.GroupID, &m.AccessLevel, &mc, &exp, &m.User.ID, &m.User.Username, &m.User.Email, &m.User.Name,
 		&m.User.State, &admin, &uc); err != nil {
 		return nil, err
 	}
 	m.CreatedAt = fromMS(mc)
+	m.ExpiresAt = fromNullMS(exp)
 	m.User.CreatedAt = fromMS(uc)
 	m.User.IsAdmin = admin != 0
 	return &m, nil
 }
 
-// Member returns a direct membership.
+// Member returns a direct membership. An expired one is gone ("not
+// found"), as in GitLab, though its row stays until replaced.
 func (s *Store) Member(ctx context.Context, groupID, userID int64) (*Member, error) {
 	m, err := scanMember(s.queryRow(ctx, `SELECT `+memberCols+` FROM members m JOIN users u ON u.id = m.user_id
-		WHERE m.group_id = ? AND m.user_id = ?`, groupID, userID))
+		WHERE m.group_id = ? AND m.user_id = ? AND `+currentMember(s.now()), groupID, userID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("Member")
 	}
@@ -153,10 +210,11 @@ func (s *Store) ListMembers(ctx context.Context, groupID int64, pg Page) ([]*Mem
 	return s.ListMembersFiltered(ctx, groupID, MemberFilter{}, pg)
 }
 
-// ListMembersFiltered is ListMembers narrowed by f.
+// ListMembersFiltered is ListMembers narrowed by f. Expired memberships
+// are gone and not listed.
 func (s *Store) ListMembersFiltered(ctx context.Context, groupID int64, f MemberFilter, pg Page) ([]*Member, int, error) {
 	where, args := s.memberFilter(f)
-	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ?`+where,
+	return listPage(ctx, s, memberCols, `members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? AND `+currentMember(s.now())+where,
 		append([]any{groupID}, args...), "u.id", pg, scanMember)
 }
 
@@ -182,21 +240,34 @@ func (s *Store) memberFilter(f MemberFilter) (string, []any) {
 // a group mg that is that group or one of its ancestors.
 const groupOrAncestorOf = `(mg.id = ? OR substr(?, 1, length(mg.full_path) + 1) = mg.full_path || '/')`
 
+// currentMember holds for a membership m that has not expired at now: the
+// condition every read that grants access through members applies.
+func currentMember(now time.Time) string { return notExpired("m.expires_at", now) }
+
+// notExpired holds when the expiry column col is NULL (never) or after now.
+func notExpired(col string, now time.Time) string {
+	return `(` + col + ` IS NULL OR ` + col + ` > ` + strconv.FormatInt(ms(now), 10) + `)`
+}
+
 // memberOfGroupOrAncestor, with arguments (user id, minimum level), holds
-// when that user has at least that level in group alias or an ancestor:
-// GitLab's inherited membership.
-func memberOfGroupOrAncestor(alias string) string {
+// when that user has at least that level in group alias or an ancestor
+// (GitLab's inherited membership) through a membership current at now.
+func memberOfGroupOrAncestor(alias string, now time.Time) string {
 	return `EXISTS (SELECT 1 FROM members m JOIN groups mg ON mg.id = m.group_id WHERE m.user_id = ? AND m.access_level >= ?
+		AND ` + currentMember(now) + `
 		AND (mg.id = ` + alias + `.id OR substr(` + alias + `.full_path, 1, length(mg.full_path) + 1) = mg.full_path || '/'))`
 }
 
 // ListEffectiveMembers lists a group's effective members (GitLab's
-// members/all): direct members and those inherited from ancestors, one
-// row per user at their highest level, ordered by user id. GroupID is g's.
+// members/all): direct members and those inherited from ancestors whose
+// membership has not expired, one row per user at their highest level,
+// ordered by user id. GroupID is g's; ExpiresAt is when the last of the
+// user's memberships giving access ends (nil: one of them never does).
 func (s *Store) ListEffectiveMembers(ctx context.Context, g *Group, f MemberFilter, pg Page) ([]*Member, int, error) {
 	where, args := s.memberFilter(f)
-	from := `(SELECT ` + strconv.FormatInt(g.ID, 10) + ` AS group_id, m.user_id, MAX(m.access_level) AS access_level, MIN(m.created_at) AS created_at
-		FROM members m JOIN groups mg ON mg.id = m.group_id WHERE ` + groupOrAncestorOf + ` GROUP BY m.user_id) m
+	from := `(SELECT ` + strconv.FormatInt(g.ID, 10) + ` AS group_id, m.user_id, MAX(m.access_level) AS access_level, MIN(m.created_at) AS created_at,
+		CASE WHEN COUNT(m.expires_at) < COUNT(*) THEN NULL ELSE MAX(m.expires_at) END AS expires_at
+		FROM members m JOIN groups mg ON mg.id = m.group_id WHERE ` + groupOrAncestorOf + ` AND ` + currentMember(s.now()) + ` GROUP BY m.user_id) m
 		JOIN users u ON u.id = m.user_id WHERE 1=1` + where
 	return listPage(ctx, s, memberCols, from, append([]any{g.ID, g.FullPath}, args...), "u.id", pg, scanMember)
 }

@@ -92,6 +92,22 @@ type User struct {
 	// authorities may vouch for this user (GitLab's enterprise users); nil:
 	// no CA may. Only admins set it.
 	EnterpriseGroupID *int64
+	// CanCreateGroup, External and ProjectsLimit are GitLab's user limits
+	// (admins set them): without CanCreateGroup, or when External, the user
+	// cannot create top-level groups; ProjectsLimit caps personal projects,
+	// which keygate does not have.
+	CanCreateGroup bool
+	External       bool
+	ProjectsLimit  int
+}
+
+// DefaultProjectsLimit is a new user's projects_limit (GitLab's default).
+const DefaultProjectsLimit = 100000
+
+// MayCreateTopLevelGroup reports whether u may create a top-level group:
+// admins always; anyone else unless external or without can_create_group.
+func (u *User) MayCreateTopLevelGroup() bool {
+	return u.IsAdmin || (u.CanCreateGroup && !u.External)
 }
 
 // Active reports whether the user may authenticate.
@@ -107,6 +123,8 @@ type Group struct {
 	FullPath               string
 	EnforceSSHCertificates bool
 	CreatedAt              time.Time
+	// KRLPublic: anyone may read the group's KRL and CA keys (see KRLState).
+	KRLPublic bool
 }
 
 // TopLevel reports whether the group has no parent.
@@ -118,7 +136,13 @@ type Member struct {
 	User        User
 	AccessLevel int
 	CreatedAt   time.Time
+	// ExpiresAt is when the membership ends (midnight UTC of GitLab's
+	// expires_at date); nil: never. An expired membership grants nothing.
+	ExpiresAt *time.Time
 }
+
+// Expired reports whether the membership has ended at now.
+func (m *Member) Expired(now time.Time) bool { return m.ExpiresAt != nil && !now.Before(*m.ExpiresAt) }
 
 // Token is a personal access token. The secret itself is never stored.
 type Token struct {

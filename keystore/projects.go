@@ -120,7 +120,7 @@ type ProjectFilter struct {
 func (s *Store) ListProjectsFiltered(ctx context.Context, f ProjectFilter, pg Page) ([]*Project, int, error) {
 	where, args := "1=1", []any{}
 	if f.VisibleTo != 0 {
-		where += " AND " + memberOfGroupOrAncestor("g")
+		where += " AND " + memberOfGroupOrAncestor("g", s.now())
 		args = append(args, f.VisibleTo, max(f.MinAccessLevel, Guest))
 	}
 	if f.Search != "" {

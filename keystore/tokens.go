@@ -261,22 +261,28 @@ func (s *Store) HasAdmin(ctx context.Context) (bool, error) {
 	return n > 0, err
 }
 
-// EnsureAdmin makes sure an admin can log in. With a secret, the user "root"
-// exists, is an active admin, and secret is a valid api token for it
-// (idempotent; a revoked bootstrap token is restored, since the operator
-// still configures it). With an empty secret and no admin yet, it creates
-// root with a fresh token and returns that token's secret; otherwise "".
-// The secret is also returned when a given secret's token was created or
-// restored.
-// Root and its token are written in one transaction, so an interrupted
-// first start never leaves an admin without a token. When the secret is
-// already a valid token of an active admin root, nothing is written (no
-// write transaction at all), so a node can start on a database that does
-// not take writes (a read-only file system, a PostgreSQL standby).
+// AdminToken is what ApplyAdminToken did with a configured admin token.
+type AdminToken int
+
+const (
+	// AdminTokenValid: the token already is a valid token of root, an
+	// active admin; nothing was written.
+	AdminTokenValid AdminToken = iota
+	// AdminTokenCreated: the keystore had no admin; root is one now and
+	// holds the token.
+	AdminTokenCreated
+	// AdminTokenNotApplied: the keystore has an admin and the token is not
+	// a valid token of root (unknown, revoked or expired, or root is
+	// blocked or no longer an admin). It is not applied: what admins took
+	// away stays taken away (ResetAdminToken is the explicit way back).
+	AdminTokenNotApplied
+)
+
+// EnsureAdmin makes sure an admin can log in on a keystore's first start.
+// With an empty secret and no admin yet, it creates root with a fresh token
+// and returns that token's secret; otherwise "". With a secret, see
+// ApplyAdminToken; the secret is returned when its token was created.
 func (s *Store) EnsureAdmin(ctx context.Context, secret string) (string, error) {
-	if secret != "" && (len(secret) < 20 || len(secret) > 200) {
-		return "", errors.New("keystore: KEYGATE_ADMIN_TOKEN must be 20 to 200 characters")
-	}
 	if secret == "" {
 		secret = NewTokenSecret()
 		created, err := s.BootstrapAdmin(ctx, secret, nil)
@@ -285,29 +291,92 @@ func (s *Store) EnsureAdmin(ctx context.Context, secret string) (string, error) 
 		}
 		return secret, nil
 	}
-	digest := TokenDigest(secret)
-	var state string
-	var isAdmin, revoked int
-	var exp sql.NullInt64
-	err := s.queryRow(ctx, `SELECT u.state, u.is_admin, t.revoked, t.expires_at FROM personal_access_tokens t
-		JOIN users u ON u.id = t.user_id WHERE t.digest = ? AND lower(u.username) = 'root'`, digest).
-		Scan(&state, &isAdmin, &revoked, &exp)
-	switch {
-	case err == nil && state == StateActive && isAdmin != 0 && revoked == 0 && !exp.Valid:
-		return "", nil // already valid
-	case err != nil && !errors.Is(err, sql.ErrNoRows):
-		return "", s.dialect.mapErr(err)
-	}
-	changed := false
-	err = s.write(ctx, Actor{}, func(t *tx) error {
-		var err error
-		changed, err = t.ensureRoot(ctx, digest)
-		return err
-	})
-	if err != nil || !changed {
+	got, err := s.ApplyAdminToken(ctx, secret)
+	if err != nil || got != AdminTokenCreated {
 		return "", err
 	}
 	return secret, nil
+}
+
+// ApplyAdminToken applies a configured admin token (KEYGATE_ADMIN_TOKEN)
+// to a keystore without an admin: root is created (or made an active
+// admin) holding an api token with this secret. On a keystore that has an
+// admin it writes nothing: the token works if it still is a valid token
+// of an active admin root, and is not applied otherwise, so that a
+// restart never undoes an admin's revocation of the token or blocking of
+// root. Root and its token are written in one serialised transaction, so
+// nodes starting together on an empty database create one root; when the
+// token is already valid nothing is written at all (a node can start on a
+// database that does not take writes).
+func (s *Store) ApplyAdminToken(ctx context.Context, secret string) (AdminToken, error) {
+	if len(secret) < 20 || len(secret) > 200 {
+		return 0, errors.New("keystore: KEYGATE_ADMIN_TOKEN must be 20 to 200 characters")
+	}
+	digest := TokenDigest(secret)
+	if ok, err := s.rootTokenValid(ctx, s.queryRow, digest); err != nil || ok {
+		return AdminTokenValid, err
+	}
+	if has, err := s.HasAdmin(ctx); err != nil {
+		return 0, err
+	} else if has {
+		return AdminTokenNotApplied, nil
+	}
+	result := AdminTokenNotApplied
+	err := s.write(ctx, Actor{}, func(t *tx) error {
+		var n int
+		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM users WHERE is_admin = 1`).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			// Another node got here first, with this token or another.
+			ok, err := s.rootTokenValid(ctx, t.queryRow, digest)
+			if ok {
+				result = AdminTokenValid
+			}
+			return err
+		}
+		if _, err := t.ensureRoot(ctx, digest); err != nil {
+			return err
+		}
+		result = AdminTokenCreated
+		return nil
+	})
+	return result, err
+}
+
+// rootTokenValid reports whether digest is an unrevoked, unexpired token of
+// root while root is an active admin, read through query.
+func (s *Store) rootTokenValid(ctx context.Context, query func(ctx context.Context, q string, args ...any) rowScanner, digest string) (bool, error) {
+	var state string
+	var isAdmin, revoked int
+	var exp sql.NullInt64
+	err := query(ctx, `SELECT u.state, u.is_admin, t.revoked, t.expires_at FROM personal_access_tokens t
+		JOIN users u ON u.id = t.user_id WHERE t.digest = ? AND lower(u.username) = 'root'`, digest).
+		Scan(&state, &isAdmin, &revoked, &exp)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, s.dialect.mapErr(err)
+	}
+	return state == StateActive && isAdmin != 0 && revoked == 0 && (!exp.Valid || exp.Int64 > ms(s.now())), nil
+}
+
+// ResetAdminToken is an operator's explicit way back in (keygate
+// reset-admin-token): root becomes an active admin (created if need be)
+// holding a valid api token with this secret, restored if it was revoked.
+// It reports whether anything changed.
+func (s *Store) ResetAdminToken(ctx context.Context, a Actor, secret string) (bool, error) {
+	if len(secret) < 20 || len(secret) > 200 {
+		return false, errors.New("keystore: an admin token must be 20 to 200 characters")
+	}
+	changed := false
+	err := s.write(ctx, a, func(t *tx) error {
+		var err error
+		changed, err = t.ensureRoot(ctx, TokenDigest(secret))
+		return err
+	})
+	return changed, err
 }
 
 // BootstrapAdmin is the first start of a keystore without a configured
@@ -354,16 +423,18 @@ func (s *Store) BootstrapAdmin(ctx context.Context, secret string, keep func() e
 }
 
 // ensureRoot makes root an active admin (creating it if need be) holding a
-// valid api token with this digest; it reports whether the token was
-// created or restored.
+// valid api token with this digest; it reports whether it changed
+// anything.
 func (t *tx) ensureRoot(ctx context.Context, digest string) (bool, error) {
 	var rootID int64
 	var admin, blocked bool
 	var state string
 	var isAdmin int
+	changed := false
 	err := t.queryRow(ctx, `SELECT id, state, is_admin FROM users WHERE lower(username) = 'root'`).Scan(&rootID, &state, &isAdmin)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
+		changed = true
 		if rootID, err = t.insert(ctx, `INSERT INTO users (username, email, name, state, is_admin, created_at) VALUES (?, ?, ?, ?, 1, ?)`,
 			"root", "root@localhost", "Administrator", StateActive, ms(t.now)); err != nil {
 			return false, err
@@ -378,6 +449,7 @@ func (t *tx) ensureRoot(ctx context.Context, digest string) (bool, error) {
 		admin, blocked = isAdmin != 0, state != StateActive
 	}
 	if !admin || blocked {
+		changed = true
 		if _, err := t.exec(ctx, `UPDATE users SET is_admin = 1, state = ? WHERE id = ?`, StateActive, rootID); err != nil {
 			return false, err
 		}
@@ -409,7 +481,7 @@ func (t *tx) ensureRoot(ctx context.Context, digest string) (bool, error) {
 		}
 		return true, t.record(ctx, "personal_access_token_restored", EntityToken, tokenID, "update", nil)
 	}
-	return false, nil
+	return changed, nil
 }
 
 // mustExist returns a NotFoundError when table has no row with id.

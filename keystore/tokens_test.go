@@ -109,8 +109,10 @@ func TestTokenDigestOnly(t *testing.T) {
 		t.Fatalf("EnsureAdmin = %q, %v", boot, err)
 	}
 	secrets = append(secrets, boot)
+	// An admin-chosen token (keygate reset-admin-token with
+	// KEYGATE_ADMIN_TOKEN) is stored as a digest too.
 	const given = "kgpat-given-by-the-environment-0123456789"
-	if _, err := e.s.EnsureAdmin(e.ctx, given); err != nil {
+	if _, err := e.s.ResetAdminToken(e.ctx, sys, given); err != nil {
 		t.Fatal(err)
 	}
 	secrets = append(secrets, given)
@@ -449,11 +451,15 @@ func TestEnsureAdminCases(t *testing.T) {
 			t.Fatalf("%d users created", n)
 		}
 	})
-	t.Run("blocked-demoted-root-is-restored", func(t *testing.T) {
+	t.Run("blocked-demoted-root-stays-so-until-reset", func(t *testing.T) {
 		t.Parallel()
 		const secret = "kgpat-bootstrap-secret-from-env-0002"
 		e := newEnv(t)
 		if _, err := e.s.EnsureAdmin(e.ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+		// Another admin blocks and demotes root.
+		if _, err := e.s.CreateUser(e.ctx, sys, keystore.UserInput{Username: ptr("boss"), Email: ptr("boss@example.com"), IsAdmin: ptr(true)}); err != nil {
 			t.Fatal(err)
 		}
 		root, _ := e.s.UserByUsername(e.ctx, "root")
@@ -463,20 +469,31 @@ func TestEnsureAdminCases(t *testing.T) {
 		if _, err := e.s.SetUserState(e.ctx, sys, root.ID, keystore.StateBlocked); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.s.EnsureAdmin(e.ctx, secret); err != nil {
-			t.Fatal(err)
+		// A restart with the same KEYGATE_ADMIN_TOKEN undoes nothing.
+		if got, err := e.s.ApplyAdminToken(e.ctx, secret); err != nil || got != keystore.AdminTokenNotApplied {
+			t.Fatalf("ApplyAdminToken = %v, %v; want AdminTokenNotApplied", got, err)
+		}
+		if u, err := e.s.User(e.ctx, root.ID); err != nil || u.IsAdmin || u.Active() {
+			t.Fatalf("root after a restart = %+v, %v; want blocked and not an admin", u, err)
+		}
+		// The explicit reset does.
+		if changed, err := e.s.ResetAdminToken(e.ctx, sys, secret); err != nil || !changed {
+			t.Fatalf("ResetAdminToken = %v, %v", changed, err)
 		}
 		_, u, err := e.s.Authenticate(e.ctx, secret)
 		if err != nil || !u.IsAdmin || !u.Active() {
-			t.Fatalf("root after EnsureAdmin = %+v, %v", u, err)
+			t.Fatalf("root after ResetAdminToken = %+v, %v", u, err)
 		}
 	})
-	t.Run("revoked-bootstrap-token-is-valid-again-after-restart", func(t *testing.T) {
+	t.Run("revoked-bootstrap-token-stays-revoked-until-reset", func(t *testing.T) {
 		t.Parallel()
 		const secret = "kgpat-bootstrap-secret-from-env-0003"
 		e := newEnv(t)
-		if _, err := e.s.EnsureAdmin(e.ctx, secret); err != nil {
-			t.Fatal(err)
+		if got, err := e.s.ApplyAdminToken(e.ctx, secret); err != nil || got != keystore.AdminTokenCreated {
+			t.Fatalf("first ApplyAdminToken = %v, %v; want AdminTokenCreated", got, err)
+		}
+		if got, err := e.s.ApplyAdminToken(e.ctx, secret); err != nil || got != keystore.AdminTokenValid {
+			t.Fatalf("second ApplyAdminToken = %v, %v; want AdminTokenValid", got, err)
 		}
 		tk, _, err := e.s.Authenticate(e.ctx, secret)
 		if err != nil {
@@ -485,11 +502,24 @@ func TestEnsureAdminCases(t *testing.T) {
 		if err := e.s.RevokeToken(e.ctx, sys, tk.ID); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.s.EnsureAdmin(e.ctx, secret); err != nil {
-			t.Fatalf("EnsureAdmin after revocation: %v", err)
+		if got, err := e.s.ApplyAdminToken(e.ctx, secret); err != nil || got != keystore.AdminTokenNotApplied {
+			t.Fatalf("ApplyAdminToken after revocation = %v, %v; want AdminTokenNotApplied", got, err)
+		}
+		if _, _, err := e.s.Authenticate(e.ctx, secret); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("revoked bootstrap token after a restart: %v, want it still refused", err)
+		}
+		// Another string on a keystore with an admin is not applied either.
+		if got, err := e.s.ApplyAdminToken(e.ctx, "kgpat-some-other-configured-token-0004"); err != nil || got != keystore.AdminTokenNotApplied {
+			t.Fatalf("ApplyAdminToken(other) = %v, %v; want AdminTokenNotApplied", got, err)
+		}
+		if _, n := rootTokens(t, e, e.s); n != 1 {
+			t.Fatalf("root has %d tokens, want the revoked one only", n)
+		}
+		if _, err := e.s.ResetAdminToken(e.ctx, sys, secret); err != nil {
+			t.Fatal(err)
 		}
 		if _, _, err := e.s.Authenticate(e.ctx, secret); err != nil {
-			t.Fatalf("bootstrap token after EnsureAdmin: %v", err)
+			t.Fatalf("bootstrap token after ResetAdminToken: %v", err)
 		}
 	})
 }

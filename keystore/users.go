@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"math"
 	"regexp"
 	"strings"
 	"unicode"
@@ -22,6 +23,61 @@ type UserInput struct {
 	// EnterpriseGroupID sets the user's enterprise group (a top-level
 	// group); a pointer to 0 clears it.
 	EnterpriseGroupID *int64
+	// GitLab's user limits (see User). An external user has
+	// can_create_group false and projects_limit 0, as in GitLab; asking for
+	// more in the same breath is refused rather than overridden.
+	CanCreateGroup *bool
+	External       *bool
+	ProjectsLimit  *int
+}
+
+// applyLimits applies in's limits to u (create: u holds the defaults),
+// with GitLab's rule for external users (User#ensure_user_rights_and_limits):
+// external means can_create_group false and projects_limit 0; a user who
+// stops being external gets the defaults back, unless the same request
+// sets them. changed, if not nil, collects what changed.
+func applyLimits(p problems, u *User, in UserInput, changed map[string]any) {
+	wasExternal := u.External
+	if in.External != nil {
+		u.External = *in.External
+	}
+	if in.CanCreateGroup != nil {
+		u.CanCreateGroup = *in.CanCreateGroup
+	}
+	if in.ProjectsLimit != nil {
+		if *in.ProjectsLimit < 0 || *in.ProjectsLimit > math.MaxInt32 {
+			p.add("projects_limit", "must be greater than or equal to 0 (and at most 2147483647)")
+		}
+		u.ProjectsLimit = *in.ProjectsLimit
+	}
+	switch {
+	case u.External:
+		if in.CanCreateGroup != nil && *in.CanCreateGroup {
+			p.add("can_create_group", "cannot be true for an external user (external users cannot create top-level groups; set external to false)")
+		}
+		if in.ProjectsLimit != nil && *in.ProjectsLimit > 0 {
+			p.add("projects_limit", "must be 0 for an external user (external users cannot create personal projects; set external to false)")
+		}
+		u.CanCreateGroup, u.ProjectsLimit = false, 0
+	case wasExternal:
+		if in.CanCreateGroup == nil {
+			u.CanCreateGroup = true
+		}
+		if in.ProjectsLimit == nil {
+			u.ProjectsLimit = DefaultProjectsLimit
+		}
+	}
+	if changed != nil {
+		if in.External != nil || wasExternal != u.External {
+			changed["external"] = u.External
+		}
+		if in.CanCreateGroup != nil || in.External != nil {
+			changed["can_create_group"] = u.CanCreateGroup
+		}
+		if in.ProjectsLimit != nil || in.External != nil {
+			changed["projects_limit"] = u.ProjectsLimit
+		}
+	}
 }
 
 func validateUsername(p problems, v string) { validatePathName(p, "username", v, "a user id") }
@@ -75,20 +131,22 @@ func validateText(p problems, field, v string, required bool) {
 	}
 }
 
-const userCols = `id, username, email, name, state, is_admin, created_at, enterprise_group_id`
+const userCols = `id, username, email, name, state, is_admin, created_at, enterprise_group_id, can_create_group, external, projects_limit`
 
 func scanUser(row rowScanner) (*User, error) {
 	var u User
 	var created int64
-	var admin int
+	var admin, canCreateGroup, external int
 	var enterprise sql.NullInt64
-	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Name, &u.State, &admin, &created, &enterprise); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.Name, &u.State, &admin, &created, &enterprise,
+		&canCreateGroup, &external, &u.ProjectsLimit); err != nil {
 		return nil, err
 	}
 	if enterprise.Valid {
 		u.EnterpriseGroupID = &enterprise.Int64
 	}
 	u.IsAdmin = admin != 0
+	u.CanCreateGroup, u.External = canCreateGroup != 0, external != 0
 	u.CreatedAt = fromMS(created)
 	return &u, nil
 }
@@ -112,9 +170,11 @@ func (s *Store) CreateUser(ctx context.Context, a Actor, in UserInput) (*User, e
 	if in.IsAdmin != nil {
 		u.IsAdmin = *in.IsAdmin
 	}
+	u.CanCreateGroup, u.ProjectsLimit = true, DefaultProjectsLimit
 	validateUsername(p, u.Username)
 	validateEmail(p, u.Email)
 	validateText(p, "name", u.Name, false)
+	applyLimits(p, &u, in, nil)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -125,13 +185,18 @@ func (s *Store) CreateUser(ctx context.Context, a Actor, in UserInput) (*User, e
 			return err
 		}
 		u.CreatedAt = t.now
-		id, err := t.insert(ctx, `INSERT INTO users (username, email, name, state, is_admin, created_at, enterprise_group_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			u.Username, u.Email, u.Name, u.State, boolInt(u.IsAdmin), ms(t.now), u.EnterpriseGroupID)
+		id, err := t.insert(ctx, `INSERT INTO users (username, email, name, state, is_admin, created_at, enterprise_group_id,
+			can_create_group, external, projects_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.Username, u.Email, u.Name, u.State, boolInt(u.IsAdmin), ms(t.now), u.EnterpriseGroupID,
+			boolInt(u.CanCreateGroup), boolInt(u.External), u.ProjectsLimit)
 		if err != nil {
 			return err
 		}
 		u.ID = id
 		details := map[string]any{"username": u.Username, "is_admin": u.IsAdmin}
+		if u.External || !u.CanCreateGroup || u.ProjectsLimit != DefaultProjectsLimit {
+			details["external"], details["can_create_group"], details["projects_limit"] = u.External, u.CanCreateGroup, u.ProjectsLimit
+		}
 		if u.EnterpriseGroupID != nil {
 			details["enterprise_group_id"] = *u.EnterpriseGroupID
 		}
@@ -172,6 +237,7 @@ func (s *Store) UpdateUser(ctx context.Context, a Actor, id int64, in UserInput)
 			u.IsAdmin = *in.IsAdmin
 			changed["is_admin"] = u.IsAdmin
 		}
+		applyLimits(p, u, in, changed)
 		if err := p.err(); err != nil {
 			return err
 		}
@@ -181,8 +247,10 @@ func (s *Store) UpdateUser(ctx context.Context, a Actor, id int64, in UserInput)
 			}
 			changed["enterprise_group_id"] = u.EnterpriseGroupID
 		}
-		if _, err := t.exec(ctx, `UPDATE users SET username = ?, email = ?, name = ?, is_admin = ?, enterprise_group_id = ? WHERE id = ?`,
-			u.Username, u.Email, u.Name, boolInt(u.IsAdmin), u.EnterpriseGroupID, id); err != nil {
+		if _, err := t.exec(ctx, `UPDATE users SET username = ?, email = ?, name = ?, is_admin = ?, enterprise_group_id = ?,
+			can_create_group = ?, external = ?, projects_limit = ? WHERE id = ?`,
+			u.Username, u.Email, u.Name, boolInt(u.IsAdmin), u.EnterpriseGroupID,
+			boolInt(u.CanCreateGroup), boolInt(u.External), u.ProjectsLimit, id); err != nil {
 			return err
 		}
 		out = u

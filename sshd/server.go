@@ -25,6 +25,7 @@ type Server struct {
 	metrics *metrics
 	usage   *usageBatcher
 	gate    *gate
+	caps    *principalCaps
 	// refusalLog samples refusal log lines (20/s, bursts of 100).
 	refusalLog *rate.Limiter
 
@@ -59,6 +60,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, metrics: m, conns: map[*connection]struct{}{}, done: make(chan struct{})}
 	s.usage = newUsageBatcher(cfg.Usage, cfg.Log, cfg.Now)
 	s.gate = newGate(&s.cfg)
+	s.caps = newPrincipalCaps(&s.cfg)
 	if err := s.registerPenaltyMetrics(cfg.Registry); err != nil {
 		return nil, err
 	}
@@ -66,7 +68,7 @@ func New(cfg Config) (*Server, error) {
 	s.srv = &ssh.Server{
 		Addr:                 cfg.Addr,
 		Handler:              s.handleSession,
-		HostSigners:          toGliderSigners(cfg.HostKeys),
+		HostSigners:          append(toGliderSigners(cfg.HostKeys), toGliderSigners(cfg.HostCertificates)...),
 		Version:              "keygate",
 		PublicKeyHandler:     s.guardedOfferedKey,
 		ServerConfigCallback: s.serverConfig,
@@ -86,6 +88,9 @@ func New(cfg Config) (*Server, error) {
 		},
 		SubsystemHandlers:        map[string]ssh.SubsystemHandler{},
 		ConnectionFailedCallback: s.connectionFailed,
+	}
+	if see := cfg.testSession; see != nil {
+		s.srv.Handler = func(sess ssh.Session) { see(sess); s.handleSession(sess) }
 	}
 	return s, nil
 }

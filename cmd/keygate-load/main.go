@@ -56,8 +56,9 @@ const usage = `usage:
       fetched over SSH, the pack read and dropped) for larger N. Reports the time to the
       last clone and the bytes received.
 A load test from one address trips keygate's per-source limits: start keygate with
-  --max-startups 1000 --per-source-max-startups 1000 --per-source-max-auth-failures -1
-(or --per-source-exempt 127.0.0.1/32) on a test machine.
+  --max-startups 1000 --per-source-max-startups -1 --per-source-max-auth-failures -1
+(or --per-source-exempt 127.0.0.1/32) on a test machine; with one key, more than 100
+connections at once (hold) also need --max-connections-per-principal -1.
 `
 
 // cli runs one subcommand and returns the exit status.

@@ -284,10 +284,59 @@ func runEnterpriseUsers(args []string, stdout, stderr io.Writer) int {
 		})
 }
 
+// runResetAdminToken: keygate reset-admin-token is the explicit way back
+// in for an operator (KEYGATE_ADMIN_TOKEN applies only to a keystore's
+// first start): root becomes an active admin, created if need be, holding a
+// valid api token. With KEYGATE_ADMIN_TOKEN set, that string is the token
+// (restored if it was revoked); otherwise a new one is generated, written
+// to DATA_DIR/admin-token (mode 0600) and printed once. Root's other
+// tokens are left as they are. It is an audit event like any write, and
+// may run while keygate serves.
+func runResetAdminToken(args []string, stdout, stderr io.Writer) int {
+	var c dbConfig
+	return runOneShot(args, stdout, stderr, "reset-admin-token",
+		func(a []string) error { return parseOneShot("reset-admin-token", a, stderr, &c, nil) },
+		func(ctx context.Context) error {
+			dsn, err := c.dsn(true)
+			if err != nil {
+				return err
+			}
+			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			actor := keystore.Actor{} // the system, as for every start-up write
+			if given := os.Getenv("KEYGATE_ADMIN_TOKEN"); given != "" {
+				if _, err := s.ResetAdminToken(ctx, actor, given); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "%s (%s): root is an active admin and KEYGATE_ADMIN_TOKEN is a valid api token for it\n", where(dsn), s.Backend())
+				return nil
+			}
+			// The file first: a failed write below leaves an unusable token
+			// in it, never a working token nobody can read.
+			secret := keystore.NewTokenSecret()
+			if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+				return err
+			}
+			path := filepath.Join(c.DataDir, "admin-token")
+			if err := writeFileSync(path, []byte(secret+"\n"), 0o600); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+			if _, err := s.ResetAdminToken(ctx, actor, secret); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s (%s): root is an active admin with a new api token, shown once and saved in %s (mode 0600):\n\n    %s\n\n",
+				where(dsn), s.Backend(), path, secret)
+			return nil
+		})
+}
+
 // runHostKeys: keygate hostkeys prints the host keys' fingerprints and
 // known_hosts lines for the configured host name and SSH port.
 func runHostKeys(args []string, stdout, stderr io.Writer) int {
-	var dataDir, hostname, sshAddr string
+	var dataDir, hostname, sshAddr, hostCerts string
 	host, _ := os.Hostname()
 	return runOneShot(args, stdout, stderr, "hostkeys",
 		func(a []string) error {
@@ -296,6 +345,7 @@ func runHostKeys(args []string, stdout, stderr io.Writer) int {
 			fs.StringVar(&dataDir, "data-dir", env("KEYGATE_DATA_DIR", "./keygate-data"), "data directory holding the host keys (env KEYGATE_DATA_DIR)")
 			fs.StringVar(&hostname, "hostname", env("KEYGATE_HOSTNAME", host), "host name for the known_hosts lines (env KEYGATE_HOSTNAME)")
 			fs.StringVar(&sshAddr, "ssh-addr", env("KEYGATE_SSH_ADDR", ":2222"), "SSH listen address, for the port (env KEYGATE_SSH_ADDR)")
+			fs.StringVar(&hostCerts, "host-certificate", env("KEYGATE_HOST_CERTIFICATE", ""), "comma-separated host certificate files besides DATA_DIR/<host key>-cert.pub (env KEYGATE_HOST_CERTIFICATE)")
 			if err := fs.Parse(a); err != nil {
 				return err
 			}
@@ -330,6 +380,11 @@ func runHostKeys(args []string, stdout, stderr io.Writer) int {
 			for _, l := range lines {
 				fmt.Fprintln(stdout, l)
 			}
+			certs, err := readHostCertificates(dataDir, hostCerts)
+			if err != nil {
+				return err
+			}
+			printCertAuthorities(stdout, known, certs)
 			return nil
 		})
 }

@@ -13,18 +13,32 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
-// bootstrapAdmin makes sure an admin can log in: with KEYGATE_ADMIN_TOKEN,
-// root holds that token; otherwise the first start creates root with a
-// generated token, printed once and written to DATA_DIR/admin-token.
+// bootstrapAdmin makes sure an admin can log in on a keystore's first
+// start (no admin yet): with KEYGATE_ADMIN_TOKEN, root holds that token;
+// otherwise root gets a generated token, printed once and written to
+// DATA_DIR/admin-token. On later starts KEYGATE_ADMIN_TOKEN changes
+// nothing: a token an admin revoked, or a root an admin blocked, stays so
+// (keygate reset-admin-token is the explicit way back).
 func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, log *slog.Logger, stderr io.Writer, jsonOut bool) error {
 	if store.ReadOnly() {
 		log.Warn("the database file cannot be written: opened read-only; serving authentication and reads, refusing writes with 503")
 	}
 	if given := os.Getenv("KEYGATE_ADMIN_TOKEN"); given != "" {
-		if _, err := store.EnsureAdmin(ctx, given); err != nil {
+		got, err := store.ApplyAdminToken(ctx, given)
+		if err != nil {
 			return fmt.Errorf("bootstrap admin: %w", err)
 		}
-		log.Info("admin token from KEYGATE_ADMIN_TOKEN is valid for user root")
+		switch got {
+		case keystore.AdminTokenCreated:
+			log.Info("created admin user root with the token from KEYGATE_ADMIN_TOKEN")
+		case keystore.AdminTokenValid:
+			log.Info("admin token from KEYGATE_ADMIN_TOKEN is valid for user root")
+		default:
+			log.Warn("KEYGATE_ADMIN_TOKEN is not applied: it is not a valid token of an active admin root " +
+				"(revoked, expired or never set, or root was blocked or demoted), and keygate applies it only to a keystore " +
+				"without an admin, so that a restart never undoes an admin's decision; " +
+				"to give root a working token again, run: keygate reset-admin-token")
+		}
 		return nil
 	}
 	// Nodes starting together on an empty database may all get here: the

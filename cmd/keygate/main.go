@@ -110,6 +110,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case packcache.HookCommand:
 		// upload-pack runs this (uploadpack.packObjectsHook), never a person.
 		return packcache.HookMain(args[1:], os.Stdin, stdout, stderr)
+	case "fleet-sync":
+		return runFleetSync(args[1:], stdout, stderr)
+	case "reset-admin-token":
+		return runResetAdminToken(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -135,10 +139,18 @@ func usage(w io.Writer) {
                             (not enterprise users of the CA's group); --assign makes each user
                             who is a member of exactly one CA-bearing top-level group its
                             enterprise user, printing every assignment
-  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR]
-                            print the host key fingerprints and known_hosts lines
+  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR] [--host-certificate FILE]
+                            print the host key fingerprints and known_hosts lines, and the
+                            @cert-authority line of the host certificates' CA
+  keygate fleet-sync --url URL --group ID|PATH [--dir DIR] [--token-file F] [--once] [--principals]
+                            keep an OpenSSH server's RevokedKeys KRL, TrustedUserCAKeys file and
+                            principals in step with a group (docs/openssh-fleet.md)
+  keygate reset-admin-token [flags]
+                            make root an active admin holding a valid api token: KEYGATE_ADMIN_TOKEN
+                            if set, else a new one (printed once, saved in DATA_DIR/admin-token);
+                            KEYGATE_ADMIN_TOKEN alone applies only to a keystore without an admin
   keygate version           print the version, the commit and the Go version
-The database flags of migrate, export, import and enterprise-users are serve's: --db (env KEYGATE_DB)
+The database flags of migrate, export, import, enterprise-users and reset-admin-token are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
 `)
 }
@@ -364,6 +376,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	for _, k := range hostKeys {
 		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", gossh.FingerprintSHA256(k.PublicKey()))
 	}
+	hostCerts, err := sshd.LoadHostCertificates(c.DataDir, c.HostCertificates, hostKeys)
+	if err != nil {
+		return err
+	}
+	logHostCertificates(log, hostCerts, c.Hostname, time.Now())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories"), Home: filepath.Join(c.DataDir, "git-home")}
@@ -380,7 +397,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	// sshd.Config.Check); serve adds what only a running node has.
 	sc := c.Config
 	sc.Addr, sc.HostKeys, sc.ReposDir, sc.GitHome = c.SSHAddr, hostKeys, repos.Root, repos.Home
+	sc.HostCertificates = hostCerts
 	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
+	sc.LFSLocks = store
 	sc.OwnListeners = ownListeners(httpLn, metricsLn)
 	pc, err := openPackCache(c, gitBin, repos.Home, reg, log)
 	if err != nil {

@@ -141,7 +141,7 @@ func (ix *Index) Apply(ctx context.Context, c keystore.Change) error {
 				}
 			}
 			for _, m := range ms {
-				ix.putMember(c.EntityID, m.UserID, m.AccessLevel)
+				ix.putMember(c.EntityID, m)
 			}
 		}
 	case keystore.EntityCA:

@@ -16,7 +16,7 @@ func BenchmarkDeployAccess(b *testing.B) {
 	ix.groups[1] = groupRec{Top: 1}
 	ix.groups[2] = groupRec{Parent: 1, Top: 1}
 	ix.groups[3] = groupRec{Parent: 2, Top: 1}
-	ix.putMember(1, 1, keystore.Maintainer)
+	ix.putMember(1, keystore.MemberLevel{UserID: 1, AccessLevel: keystore.Maintainer})
 	ix.mu.Unlock()
 	owner := int64(1)
 	ix.InsertDeployKey(&keystore.DeployKey{ID: 1, Title: "ci", FingerprintSHA256: keystore.FingerprintString([32]byte{1}),

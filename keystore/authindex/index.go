@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -25,6 +26,8 @@ import (
 type Index struct {
 	src Source
 	log *slog.Logger
+	// now is the clock membership expiry is judged by (SetClock).
+	now func() time.Time
 
 	unknownMu sync.Mutex
 	unknown   map[keystore.Entity]bool // entities warned about
@@ -38,7 +41,7 @@ type Index struct {
 	// without mu: small, so the auth path stays in cache.
 	blocked atomic.Pointer[map[int64]struct{}]
 	groups  map[int64]groupRec
-	members map[memberKey]uint8
+	members map[memberKey]memberRec
 	byUser  map[int64][]int64  // user id -> group ids (rarely large)
 	cas     map[caKey]int64    // (CA key, top-level group) -> CA id
 	caFP    map[int64]caKey    // CA id -> its key and group
@@ -73,6 +76,14 @@ type groupRec struct {
 }
 
 type memberKey struct{ Group, User int64 }
+
+// memberRec is a membership: its level and when it ends (Unix
+// milliseconds; 0: never). An expired one stays until the store deletes
+// it, and grants nothing (accessLevelLocked).
+type memberRec struct {
+	Expires int64
+	Level   uint8
+}
 
 type targetRec struct {
 	GroupID  int64
@@ -158,7 +169,7 @@ type Group struct {
 // InsertKey and InsertUser, for benchmarks and tests). Call Load, then
 // Follow.
 func New(src Source) *Index {
-	ix := &Index{src: src, log: slog.New(slog.DiscardHandler), changed: make(chan struct{}, 1)}
+	ix := &Index{src: src, log: slog.New(slog.DiscardHandler), now: time.Now, changed: make(chan struct{}, 1)}
 	ix.reset()
 	return ix
 }
@@ -175,6 +186,16 @@ func (ix *Index) signal() {
 	case ix.changed <- struct{}{}:
 	default:
 	}
+}
+
+// SetClock sets the clock the index judges membership expiry by (nil:
+// time.Now), as keystore.Config.Now and FeedConfig.Now do for theirs. Call
+// it before the index is used.
+func (ix *Index) SetClock(now func() time.Time) {
+	if now == nil {
+		now = time.Now
+	}
+	ix.now = now
 }
 
 // SetLogger sets where the index logs (nil: nowhere).
@@ -198,7 +219,7 @@ func (ix *Index) reset() {
 	ix.users.init(0)
 	ix.blocked.Store(&map[int64]struct{}{})
 	ix.groups = map[int64]groupRec{}
-	ix.members = map[memberKey]uint8{}
+	ix.members = map[memberKey]memberRec{}
 	ix.byUser = map[int64][]int64{}
 	ix.cas = map[caKey]int64{}
 	ix.caFP = map[int64]caKey{}
@@ -402,12 +423,12 @@ func (ix *Index) groupRecFor(g *keystore.Group) groupRec {
 	return rec
 }
 
-func (ix *Index) putMember(gid, uid int64, level int) {
-	k := memberKey{gid, uid}
+func (ix *Index) putMember(gid int64, m keystore.MemberLevel) {
+	k := memberKey{gid, m.UserID}
 	if _, ok := ix.members[k]; !ok {
-		ix.byUser[uid] = append(ix.byUser[uid], gid)
+		ix.byUser[m.UserID] = append(ix.byUser[m.UserID], gid)
 	}
-	ix.members[k] = uint8(level)
+	ix.members[k] = memberRec{Level: uint8(m.AccessLevel), Expires: m.ExpiresMS}
 }
 
 func (ix *Index) dropMember(gid, uid int64) {

@@ -25,7 +25,7 @@ func (ix *Index) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fresh := &Index{src: s, log: ix.log, loading: true}
+	fresh := &Index{src: s, log: ix.log, now: ix.now, loading: true}
 	fresh.reset()
 	// Pre-size the big maps: growing them one insert at a time dominates
 	// the load of a million keys.
@@ -139,8 +139,8 @@ func (ix *Index) loadUsersAndGroups(ctx context.Context) error {
 	for _, g := range groups {
 		ix.groups[g.ID] = ix.groupRecFor(g)
 	}
-	return s.ScanMembers(ctx, func(gid, uid int64, level int) error {
-		ix.putMember(gid, uid, level)
+	return s.ScanMembers(ctx, func(gid int64, m keystore.MemberLevel) error {
+		ix.putMember(gid, m)
 		return nil
 	})
 }

@@ -155,7 +155,10 @@ func (ix *Index) Group(id int64) (Group, bool) {
 }
 
 // AccessLevel is a user's effective level in a group: the highest of their
-// memberships in the group and its ancestors.
+// memberships in the group and its ancestors that have not expired at the
+// index's clock (SetClock). A membership stops counting at its expiry
+// with no change to the database, so asking again after the deadline is
+// enough to see the access gone.
 func (ix *Index) AccessLevel(userID, groupID int64) int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
@@ -164,9 +167,10 @@ func (ix *Index) AccessLevel(userID, groupID int64) int {
 
 func (ix *Index) accessLevelLocked(userID, groupID int64) int {
 	best := 0
+	nowMS := ix.now().UnixMilli()
 	for g, depth := groupID, 0; g != 0 && depth < 64; depth++ {
-		if l, ok := ix.members[memberKey{g, userID}]; ok && int(l) > best {
-			best = int(l)
+		if m, ok := ix.members[memberKey{g, userID}]; ok && int(m.Level) > best && (m.Expires == 0 || nowMS < m.Expires) {
+			best = int(m.Level)
 		}
 		r, ok := ix.groups[g]
 		if !ok {

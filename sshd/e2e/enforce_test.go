@@ -384,6 +384,19 @@ func TestEnforcementMatrix(t *testing.T) {
 			apply: func(t *testing.T, w *enforceWorld) {
 				w.mustOK(t, http.MethodPut, "/groups/"+itoa(w.eng)+"/members/"+itoa(w.aliceID), w.ownerTok, url.Values{"access_level": {"20"}})
 			}},
+		{change: "member expires_at reached", principal: "key", opens: append(all, openOwnerFw), reason: "not a member of the project's group",
+			apply: func(t *testing.T, w *enforceWorld) {
+				// GitLab's date: the membership ends at the start of that
+				// day, UTC. Only the clock moves past it; nothing is written.
+				expires := w.e.clock.Now().UTC().Add(48 * time.Hour).Format(time.DateOnly)
+				w.mustOK(t, http.MethodPut, "/groups/"+itoa(w.eng)+"/members/"+itoa(w.aliceID), w.ownerTok,
+					url.Values{"access_level": {"30"}, "expires_at": {expires}})
+				// Let the re-check that the write wakes pass (access is
+				// unchanged), so that what ends the sessions is the deadline
+				// met on a tick.
+				time.Sleep(300 * time.Millisecond)
+				w.e.clock.Advance(72 * time.Hour)
+			}},
 		{change: "project deleted", principal: "key", opens: allGit, stays: []string{openForward}, reason: "project deleted",
 			apply: func(t *testing.T, w *enforceWorld) {
 				w.mustOK(t, http.MethodDelete, "/projects/"+itoa(w.projectID), w.e.adminToken, nil)

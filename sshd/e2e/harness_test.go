@@ -138,6 +138,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 	e.adminID = root.ID
 
 	e.index = authindex.New(store)
+	e.index.SetClock(e.clock.Now) // membership expiry by the SSH server's clock
 	if err := e.index.Load(ctx); err != nil {
 		t.Fatalf("index.Load: %v", err)
 	}
@@ -165,7 +166,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 	t.Cleanup(func() { e.packCache.Close() }) // after the server's shutdown below
 	scfg := sshd.Config{
 		Addr: e.sshAddr, HostKeys: hostKeys, Hostname: "localhost", GitUser: "git",
-		ReposDir: e.repos.Root, Auth: e.index, Projects: store, Usage: store, Events: store, Log: log,
+		ReposDir: e.repos.Root, Auth: e.index, Projects: store, LFSLocks: store, Usage: store, Events: store, Log: log,
 		Now: e.clock.Now, RevalidateInterval: 200 * time.Millisecond, PackCache: e.packCache,
 	}
 	if tune != nil {
