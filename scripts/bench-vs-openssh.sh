@@ -455,9 +455,8 @@ if [[ $STORM == 1 ]]; then
 		log "bench/$repo: $(du -sh "$D1K/repositories/bench/$repo.git/objects" | cut -f1), $(git -C "$src" rev-list --all --objects | wc -l) objects"
 	done
 	stop "$KG1K"
-	# N clients from one address with one key at once: lift the per-source and
-	# per-principal limits (as
-	# the handshake runs' concurrency never needed).
+	# N clients from one address with one key at once: lift the per-source
+	# and per-principal limits (the handshake runs' concurrency never needed to).
 	STORM_KG=(--max-startups 1000 --per-source-max-startups 1000 --per-source-max-auth-failures -1 --max-git-processes-per-principal -1)
 	saved_pin=("${SERVER_PIN[@]}")
 	SERVER_PIN=() # the clients and the servers share every CPU
