@@ -114,6 +114,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runFleetSync(args[1:], stdout, stderr)
 	case "reset-admin-token":
 		return runResetAdminToken(args[1:], stdout, stderr)
+	case "login":
+		return runLogin(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -149,6 +151,10 @@ func usage(w io.Writer) {
                             make root an active admin holding a valid api token: KEYGATE_ADMIN_TOKEN
                             if set, else a new one (printed once, saved in DATA_DIR/admin-token);
                             KEYGATE_ADMIN_TOKEN alone applies only to a keystore without an admin
+  keygate login --server URL [--token PAT] [--key PATH] [--create-key] [--ttl D]
+                            get a short-lived SSH certificate: sign in with the OpenID Connect issuer keygate
+                            trusts (device flow: open the URL it prints) or with a personal access token; the
+                            certificate goes beside the key (KEY-cert.pub) and, with the key, into ssh-agent
   keygate version           print the version, the commit and the Go version
 The database flags of migrate, export, import, enterprise-users and reset-admin-token are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
@@ -345,11 +351,21 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log})
+	caKey, caKeyFrom, err := loadCAKey(c)
+	if errors.Is(err, errNoCAKeyFile) {
+		log.Warn("managed SSH certificate authorities can neither be generated nor sign", "reason", err.Error())
+	} else if err != nil {
+		return err
+	}
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log, CAKey: caKey, CertMaxTTL: c.CertMaxTTL})
 	if err != nil {
 		return fmt.Errorf("--db: %w", err)
 	}
 	defer store.Close()
+	if caKey != nil {
+		log.Info("CA encryption key loaded", "from", caKeyFrom, "key_id", caKey.ID())
+		warnSealedCAs(ctx, store, caKey, log)
+	}
 	log.Info("preflight passed", "git", gitBin, "git_version", gitVersion, "backend", store.Backend())
 
 	if err := bootstrapAdmin(ctx, store, c.DataDir, log, stderr, c.LogFormat == "json"); err != nil {
