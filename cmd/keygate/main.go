@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keygate/keygate/httpapi"
+	"github.com/keygate/keygate/internal/packcache"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/authindex"
 	"github.com/keygate/keygate/sshd"
@@ -106,6 +107,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runEnterpriseUsers(args[1:], stdout, stderr)
 	case "hostkeys":
 		return runHostKeys(args[1:], stdout, stderr)
+	case packcache.HookCommand:
+		// upload-pack runs this (uploadpack.packObjectsHook), never a person.
+		return packcache.HookMain(args[1:], os.Stdin, stdout, stderr)
 	case "fleet-sync":
 		return runFleetSync(args[1:], stdout, stderr)
 	case "reset-admin-token":
@@ -277,6 +281,36 @@ func ownListeners(lns ...net.Listener) []netip.AddrPort {
 	return out
 }
 
+// openPackCache starts the pack-objects cache (nil when
+// --pack-cache-max-bytes is 0). A default directory that cannot be created
+// (a read-only data dir) turns it off with a warning; a chosen one that
+// cannot is an error.
+func openPackCache(c *serveConfig, gitBin, gitHome string, reg prometheus.Registerer, log *slog.Logger) (*packcache.Cache, error) {
+	if c.PackCacheMaxBytes == 0 {
+		return nil, nil
+	}
+	dir := c.PackCacheDir
+	if dir == "" {
+		dir = filepath.Join(c.DataDir, "pack-cache")
+	}
+	pc, err := packcache.New(packcache.Config{
+		Dir: dir, GitBin: gitBin, GitHome: gitHome,
+		MaxBytes: c.PackCacheMaxBytes, MaxEntryBytes: c.PackCacheMaxEntryBytes,
+		TTL: c.PackCacheTTL, ReaderTimeout: c.PackCacheReaderTimeout,
+		Log: log.With("component", "pack-cache"), Registry: reg,
+	})
+	switch {
+	case err != nil && c.PackCacheDir != "":
+		return nil, fmt.Errorf("--pack-cache-dir: %w", err)
+	case err != nil:
+		log.Warn("pack-objects cache off: its directory cannot be used", "dir", dir, "err", err)
+		return nil, nil
+	}
+	log.Info("pack-objects cache", "dir", dir, "max_bytes", c.PackCacheMaxBytes, "max_entry_bytes", c.PackCacheMaxEntryBytes,
+		"ttl", c.PackCacheTTL)
+	return pc, nil
+}
+
 // serve runs keygate until ctx ends.
 func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	log := newLogger(c, stderr)
@@ -383,6 +417,14 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
 	sc.LFSLocks = store
 	sc.OwnListeners = ownListeners(httpLn, metricsLn)
+	pc, err := openPackCache(c, gitBin, repos.Home, reg, log)
+	if err != nil {
+		return err
+	}
+	if pc != nil {
+		defer pc.Close()
+		sc.PackCache = pc
+	}
 	sshSrv, err := sshd.New(sc)
 	if err != nil {
 		return err
