@@ -228,7 +228,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, err
 	}
 	if c.ProxyTrusted, err = sshd.ParseCIDRs(*trusted); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--proxy-protocol-trusted: %w", err)
 	}
 	if c.TrustedProxies, err = sshd.ParseCIDRs(*trustedProxies); err != nil {
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
@@ -270,7 +270,22 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	if c.GitUser == "" {
 		return nil, errors.New("--git-user must not be empty")
 	}
-	if _, err := resolveDB(c.DB, c.DataDir); err != nil {
+	for _, l := range []struct{ flag, addr string }{{"ssh-addr", c.SSHAddr}, {"http-addr", c.HTTPAddr}, {"metrics-addr", c.MetricsAddr}} {
+		if err := checkListenAddr(l.flag, l.addr); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkHostname(c.Hostname); err != nil {
+		return nil, err
+	}
+	dsn, err := resolveDB(c.DB, c.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDataDirReadable(c.DataDir); err != nil {
+		return nil, err
+	}
+	if err := checkExplicitDB(c.DB, dsn); err != nil {
 		return nil, err
 	}
 	return c, nil

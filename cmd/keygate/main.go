@@ -305,14 +305,19 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log})
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log, MustExist: c.DB != ""})
 	if err != nil {
-		return fmt.Errorf("--db: %w", err)
+		return dbError(where(dsn), err)
 	}
 	defer store.Close()
+	if c.NoMigrate {
+		if err := store.RequireCurrentSchema(ctx); err != nil {
+			return dbError(where(dsn), err)
+		}
+	}
 	log.Info("preflight passed", "git", gitBin, "git_version", gitVersion, "backend", store.Backend())
 
-	if err := bootstrapAdmin(ctx, store, c.DataDir, log, stderr, c.LogFormat == "json"); err != nil {
+	if err := bootstrapAdmin(ctx, store, c.DataDir, log); err != nil {
 		return err
 	}
 
