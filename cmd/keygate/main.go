@@ -291,6 +291,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return fmt.Errorf("--data-dir %s: a keygate-load seed is writing it; wait for it to finish: %w", c.DataDir, err)
 	}
 	defer unlock()
+	if err := tlsFromCredentials(c); err != nil {
+		return err
+	}
 	var certs *certReloader
 	if c.TLSCert != "" {
 		if certs, err = newCertReloader(c.TLSCert, c.TLSKey, log); err != nil {
@@ -389,7 +392,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		srv.TLSConfig = certs.tlsConfig()
 	}
 	log.Info("keygate started", "version", version, "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "scheme", scheme, "data_dir", c.DataDir)
+	hup := catchSIGHUP() // before READY=1: a reload never finds SIGHUP's default (exit)
+	defer signal.Stop(hup)
 	ready.Store(true)
+	notifier := newNotifier(log)
+	notifier.ready("serving")
 
 	var metricsSrv *http.Server
 	if metricsLn != nil {
@@ -408,21 +415,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		})
 	}
 	g.Go(func() error { return sshSrv.Serve(sshLn) })
-	if certs != nil {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		g.Go(func() error {
-			for {
-				select {
-				case <-hup:
-					certs.Reload()
-				case <-gctx.Done():
-					return nil
-				}
-			}
-		})
-	}
+	g.Go(func() error { handleReloads(gctx, hup, certs, notifier, log); return nil })
 	g.Go(func() error {
 		serveHTTP := func() error { return srv.Serve(httpLn) }
 		if certs != nil {
@@ -437,6 +430,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		ready.Store(false)
+		notifier.stopping()
 		log.Info("shutting down", "grace", c.ShutdownGrace)
 		sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
 		defer cancel()
