@@ -47,6 +47,9 @@ func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, 
 	// token that the next start replaces, never a token nobody can read.
 	secret := keystore.NewTokenSecret()
 	path := filepath.Join(dataDir, "admin-token")
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // the log names the file wherever keygate was started
+	}
 	created, err := store.BootstrapAdmin(ctx, secret, func() error {
 		if err := writeFileSync(path, []byte(secret+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)

@@ -108,6 +108,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runHostKeys(args[1:], stdout, stderr)
 	case "reset-admin-token":
 		return runResetAdminToken(args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(args[1:], stdout, stderr)
+	case "restore":
+		return runRestore(args[1:], stdout, stderr)
+	case "users", "keys", "groups", "tokens", "cas":
+		return runAdmin(args[0], args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -139,8 +145,15 @@ func usage(w io.Writer) {
                             make root an active admin holding a valid api token: KEYGATE_ADMIN_TOKEN
                             if set, else a new one (printed once, saved in DATA_DIR/admin-token);
                             KEYGATE_ADMIN_TOKEN alone applies only to a keystore without an admin
+  keygate backup --output FILE [--with-repositories] [flags]
+                            an online, consistent backup: the keystore, the SSH host keys (and the repositories)
+  keygate restore --input FILE [flags]
+                            bring a backup back into an empty data dir (or empty --db)
   keygate version           print the version, the commit and the Go version
-The database flags of migrate, export, import, enterprise-users and reset-admin-token are serve's: --db (env KEYGATE_DB)
+The admin command line, a client of a running keygate's REST API (docs/cli.md):
+`)
+	adminUsage(w, "")
+	fmt.Fprint(w, `The database flags of migrate, export, import, backup, restore, enterprise-users and reset-admin-token are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
 `)
 }
