@@ -57,7 +57,7 @@ func TestCommandLine(t *testing.T) {
 		wantStderr *regexp.Regexp
 	}{
 		{name: "version", args: []string{"version"}, wantCode: 0,
-			wantStdout: regexp.MustCompile(`\Akeygate \d+\.\d+\.\d+\S* \(commit (?:[0-9a-f]{12}(?:\+dirty)?|unknown), go\d\S* \S+/\S+\)\n\z`)},
+			wantStdout: regexp.MustCompile(`\Akeygate \d+\.\d+\.\d+(?:-dev\+(?:[0-9a-f]{12}(?:\.dirty)?|unknown))? \(commit (?:[0-9a-f]{12}(?:\+dirty)?|unknown), go\d\S* \S+/\S+\)\n\z`)},
 		{name: "unknown-command", args: []string{"frobnicate"}, wantCode: 2,
 			wantStderr: regexp.MustCompile(`frobnicate`)},
 		{name: "no-command", args: nil, wantCode: 2,

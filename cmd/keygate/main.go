@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -37,32 +36,18 @@ import (
 // The index is what the SSH server reads.
 var _ sshd.Authorizer = (*authindex.Index)(nil)
 
-// version is set at build time with -ldflags "-X main.version=…"; the
-// CHANGELOG names each release.
-var version = "0.2.0"
-
 // versionLine is what `keygate version` prints: the version, the commit
 // it was built from (from the build's VCS stamp; "unknown" for go run or a
 // build outside a checkout) and the Go version.
 func versionLine() string {
-	commit, dirty := "unknown", false
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				commit = s.Value
-				if len(commit) > 12 {
-					commit = commit[:12]
-				}
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
+	rev, dirty := vcsCommit()
+	if rev == "" {
+		rev = "unknown"
 	}
 	if dirty {
-		commit += "+dirty"
+		rev += "+dirty"
 	}
-	return fmt.Sprintf("keygate %s (commit %s, %s %s/%s)", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("keygate %s (commit %s, %s %s/%s)", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 func main() {
