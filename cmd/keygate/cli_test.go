@@ -71,7 +71,7 @@ func TestCommandLine(t *testing.T) {
 		{name: "unknown-flag", args: append([]string{"serve", "--no-such-flag"}, listen...), wantCode: 2,
 			wantStderr: regexp.MustCompile(`no-such-flag`)},
 		{name: "serve-help", args: []string{"serve", "-h"}, wantCode: 0,
-			wantStderr: regexp.MustCompile(`-data-dir(.|\n)*-http-addr(.|\n)*-ssh-addr`)},
+			wantStderr: regexp.MustCompile(`Listeners:\n  --ssh-addr(.|\n)*--http-addr(.|\n)*Storage:\n  --data-dir(.|\n)*KEYGATE_ADMIN_TOKEN`)},
 		{name: "bad-shutdown-grace-env", env: []string{"KEYGATE_SHUTDOWN_GRACE=soon"}, args: append([]string{"serve"}, listen...),
 			wantCode: 2, wantStderr: regexp.MustCompile(`KEYGATE_SHUTDOWN_GRACE`)},
 		{name: "admin-token-too-short", env: []string{"KEYGATE_ADMIN_TOKEN=short"},
