@@ -104,6 +104,17 @@ func parseKey(text, field string, ca bool) (*ParsedKey, error) {
 	if isBanned(fp) {
 		return nil, invalid(field, "cannot be used because it belongs to a compromised private key.")
 	}
+	if ca {
+		// "cert-authority" only says what an authorized_keys line for a CA
+		// is; it asks for nothing keygate does not do.
+		kept := options[:0]
+		for _, o := range options {
+			if !strings.EqualFold(o, "cert-authority") {
+				kept = append(kept, o)
+			}
+		}
+		options = kept
+	}
 	if len(options) > 0 {
 		// keygate enforces none of authorized_keys' options (from=,
 		// command=, no-port-forwarding…): stripping them silently would

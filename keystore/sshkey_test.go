@@ -198,7 +198,7 @@ func TestParseKeyRefused(t *testing.T) {
 		{"option-from-refused-by-name", `from="10.0.0.0/8" ` + ed, false, `option "from"`},
 		{"options-quoted-spaces-and-commas", `command="echo a, b c",no-port-forwarding,from="10.0.0.0/8" ` + ed, false, `option "command"`},
 		{"option-no-pty", `no-pty ` + ed, false, `option "no-pty"`},
-		{"option-on-ca-key", `cert-authority ` + ed, true, `option "cert-authority"`},
+		{"principals-option-on-ca-key", `cert-authority,principals="a" ` + ed, true, `option "principals"`},
 		// RFC 4716 (PuTTYgen's public key export) gets the conversion hint.
 		{"rfc4716-public-key", "---- BEGIN SSH2 PUBLIC KEY ----\nComment: \"x\"\nAAAAC3NzaC1lZDI1NTE5AAAAIA==\n---- END SSH2 PUBLIC KEY ----\n", false, "ssh-keygen -i -f"},
 	}
