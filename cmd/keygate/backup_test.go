@@ -17,6 +17,7 @@ import (
 
 	"github.com/keygate/keygate/internal/testutil"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/pgtest"
 )
 
 // rowsByKey indexes an export's rows per table by their first column(s)
@@ -232,4 +233,56 @@ func fingerprints(keys map[string]gossh.PublicKey) map[string]string {
 		out[algo] = gossh.FingerprintSHA256(k)
 	}
 	return out
+}
+
+// TestBackupRestoreAcrossBackends: a SQLite backup restores into an empty
+// PostgreSQL database (--db), and a PostgreSQL backup (the logical export)
+// into a new SQLite data dir; the users, keys and tokens are there, and a
+// restore into a database that holds data is refused.
+func TestBackupRestoreAcrossBackends(t *testing.T) {
+	t.Parallel()
+	pgURL := pgtest.NewDatabase(t)
+	token := randomToken("cross-admin-token-")
+	dir := t.TempDir()
+	p := startServe(t, serveOpts{DataDir: dir, Env: []string{"KEYGATE_ADMIN_TOKEN=" + token}})
+	uid := id(t, p.must("POST", "/api/v4/users", token, map[string]any{"username": "alice", "email": "alice@example.com", "name": "Alice"}, 201).Object(t))
+	signer := testutil.NewSigner(t)
+	p.must("POST", fmt.Sprintf("/api/v4/users/%d/keys", uid), token, map[string]any{
+		"title": "laptop", "key": strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey())))}, 201)
+	p.stop()
+	sqliteBackup := filepath.Join(t.TempDir(), "sqlite.kgb")
+	if code, out, stderr := runKeygate(t, nil, "backup", "--data-dir", dir, "--output", sqliteBackup); code != 0 {
+		t.Fatalf("backup: %s%s", out, stderr)
+	}
+
+	// SQLite → PostgreSQL.
+	pgDir := t.TempDir()
+	if code, out, stderr := runKeygate(t, nil, "restore", "--input", sqliteBackup, "--data-dir", pgDir, "--db", pgURL); code != 0 {
+		t.Fatalf("restore into PostgreSQL: exit %d\n%s%s", code, out, stderr)
+	}
+	q := startServe(t, serveOpts{DataDir: pgDir, Args: []string{"--db", pgURL}})
+	requireRoot(t, q, token)
+	if err := sshLogin(t, q.SSHAddr, signer); err != nil {
+		t.Fatalf("alice's key on PostgreSQL: %v", err)
+	}
+	q.stop()
+	if code, _, stderr := runKeygate(t, nil, "restore", "--input", sqliteBackup, "--data-dir", t.TempDir()+"/x", "--db", pgURL); code == 0 || !strings.Contains(stderr, "not empty") {
+		t.Fatalf("restore into a PostgreSQL database that holds data: exit %d\n%s", code, stderr)
+	}
+
+	// PostgreSQL → SQLite.
+	pgBackup := filepath.Join(t.TempDir(), "pg.kgb")
+	if code, out, stderr := runKeygate(t, nil, "backup", "--data-dir", pgDir, "--db", pgURL, "--output", pgBackup); code != 0 || !strings.Contains(out, "postgres") {
+		t.Fatalf("backup of PostgreSQL: exit %d\n%s%s", code, out, stderr)
+	}
+	back := filepath.Join(t.TempDir(), "back")
+	if code, out, stderr := runKeygate(t, nil, "restore", "--input", pgBackup, "--data-dir", back); code != 0 {
+		t.Fatalf("restore of a PostgreSQL backup into SQLite: exit %d\n%s%s", code, out, stderr)
+	}
+	r := startServe(t, serveOpts{DataDir: back})
+	requireRoot(t, r, token)
+	if err := sshLogin(t, r.SSHAddr, signer); err != nil {
+		t.Fatalf("alice's key back on SQLite: %v", err)
+	}
+	r.stop()
 }
