@@ -14,16 +14,7 @@ import (
 // caller's effective access level. Admins are owners everywhere. A group the
 // caller cannot see is "not found".
 func (a *API) groupAccess(r *http.Request) (*keystore.Group, int, error) {
-	v := pathParam(r, "id")
-	var g *keystore.Group
-	var err error
-	if n, perr := strconv.ParseInt(v, 10, 64); perr == nil {
-		g, err = a.store.Group(r.Context(), n)
-	} else if v != "" && len(v) <= 2000 {
-		g, err = a.store.GroupByPath(r.Context(), v)
-	} else {
-		err = notFound("Group")
-	}
+	g, err := a.pathGroup(r)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -32,6 +23,18 @@ func (a *API) groupAccess(r *http.Request) (*keystore.Group, int, error) {
 		return nil, 0, err
 	}
 	return g, level, nil
+}
+
+// pathGroup loads {id}, a numeric id or a URL-encoded full path, whoever
+// asks (access is the caller's to check).
+func (a *API) pathGroup(r *http.Request) (*keystore.Group, error) {
+	v := pathParam(r, "id")
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return a.store.Group(r.Context(), n)
+	} else if v != "" && len(v) <= 2000 {
+		return a.store.GroupByPath(r.Context(), v)
+	}
+	return nil, notFound("Group")
 }
 
 // visibleGroup requires at least guest access; otherwise "not found".

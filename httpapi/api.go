@@ -100,6 +100,8 @@ type API struct {
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	krls krlCache // the last KRL built per group (fleet.go)
 }
 
 // New builds the API.

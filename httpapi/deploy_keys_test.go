@@ -128,7 +128,7 @@ func TestGitLabClientDeployKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := e.do(t, http.MethodPost, "/api/v4/projects/"+itoa(w.api.ID)+"/deploy_keys", w.maintTok, map[string]any{"title": "dup", "key": personal})
-	expectBody(t, "deploy key with a user key's fingerprint", r, http.StatusBadRequest, `{"message":{"fingerprint_sha256":["has already been taken"]}}`)
+	expectBody(t, "deploy key with a user key's fingerprint", r, http.StatusBadRequest, `{"message":{"fingerprint":["has already been taken"],"fingerprint_sha256":["has already been taken"],"key":["has already been taken"]}}`)
 	r = e.do(t, http.MethodPost, "/api/v4/user/keys", w.maintTok, map[string]any{"title": "dup", "key": line})
 	expect(t, "user key with a deploy key's fingerprint", r, http.StatusBadRequest)
 	// Adding the same deploy key to another project the caller maintains

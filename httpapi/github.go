@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -16,6 +17,10 @@ import (
 // of the one key table: a signing key is a key whose usage includes signing.
 
 const ghDocs = "https://docs.github.com/rest"
+
+// ghTime is GitHub's timestamp: RFC 3339, UTC, whole seconds
+// ("2020-06-11T21:31:57Z"), where GitLab's has milliseconds.
+func ghTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 type ghFieldError struct {
 	Resource string `json:"resource"`
@@ -99,6 +104,7 @@ type ghKeyJSON struct {
 type ghSigningKeyJSON struct {
 	ID        int64  `json:"id"`
 	Key       string `json:"key"`
+	URL       string `json:"url"`
 	Title     string `json:"title"`
 	CreatedAt string `json:"created_at"`
 }
@@ -113,11 +119,15 @@ func ghKeyText(k *keystore.Key) string {
 
 func renderGHKey(r *http.Request, k *keystore.Key) ghKeyJSON {
 	return ghKeyJSON{ID: k.ID, Key: ghKeyText(k), URL: baseURL(r) + "/api/v3/user/keys/" + strconv.FormatInt(k.ID, 10),
-		Title: k.Title, CreatedAt: fmtTime(k.CreatedAt), Verified: true}
+		Title: k.Title, CreatedAt: ghTime(k.CreatedAt), Verified: true}
 }
 
-func renderGHSigningKey(k *keystore.Key) ghSigningKeyJSON {
-	return ghSigningKeyJSON{ID: k.ID, Key: ghKeyText(k), Title: k.Title, CreatedAt: fmtTime(k.CreatedAt)}
+// renderGHSigningKey is GitHub's ssh-signing-key: its url is where this
+// API serves it (GitHub's document shows /user/keys/:id, which on keygate
+// answers only for keys that can also log in).
+func renderGHSigningKey(r *http.Request, k *keystore.Key) ghSigningKeyJSON {
+	return ghSigningKeyJSON{ID: k.ID, Key: ghKeyText(k), URL: baseURL(r) + "/api/v3/user/ssh_signing_keys/" + strconv.FormatInt(k.ID, 10),
+		Title: k.Title, CreatedAt: ghTime(k.CreatedAt)}
 }
 
 var (
@@ -220,7 +230,7 @@ func (a *API) ghListSigningKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writePage(w, r, pg, total, keys, renderGHSigningKey)
+	return writePage(w, r, pg, total, keys, func(k *keystore.Key) ghSigningKeyJSON { return renderGHSigningKey(r, k) })
 }
 
 func (a *API) ghAddSigningKey(w http.ResponseWriter, r *http.Request) error {
@@ -228,7 +238,7 @@ func (a *API) ghAddSigningKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return respond(w, http.StatusCreated, renderGHSigningKey(k))
+	return respond(w, http.StatusCreated, renderGHSigningKey(r, k))
 }
 
 func (a *API) ghGetSigningKey(w http.ResponseWriter, r *http.Request) error {
@@ -236,7 +246,7 @@ func (a *API) ghGetSigningKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return respond(w, http.StatusOK, renderGHSigningKey(k))
+	return respond(w, http.StatusOK, renderGHSigningKey(r, k))
 }
 
 func (a *API) ghDeleteSigningKey(w http.ResponseWriter, r *http.Request) error {
@@ -283,5 +293,5 @@ func (a *API) ghPublicSigningKeys(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return writePage(w, r, pg, total, keys, renderGHSigningKey)
+	return writePage(w, r, pg, total, keys, func(k *keystore.Key) ghSigningKeyJSON { return renderGHSigningKey(r, k) })
 }

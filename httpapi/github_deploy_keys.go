@@ -48,7 +48,7 @@ func (a *API) ghRepoScope(r *http.Request) (*keystore.Project, keystore.DeploySc
 
 func renderGHDeployKey(r *http.Request, p *keystore.Project, k *keystore.DeployKey, scope keystore.DeployScope) ghDeployKeyJSON {
 	g, _ := k.Grant(scope)
-	return ghDeployKeyJSON{ID: k.ID, Key: ghKeyLine(k.Key), Title: k.Title, Verified: true, CreatedAt: fmtTime(k.CreatedAt),
+	return ghDeployKeyJSON{ID: k.ID, Key: ghKeyLine(k.Key), Title: k.Title, Verified: true, CreatedAt: ghTime(k.CreatedAt),
 		ReadOnly: !g.CanPush, URL: baseURL(r) + "/api/v3/repos/" + p.FullPath + "/keys/" + strconv.FormatInt(k.ID, 10)}
 }
 

@@ -54,7 +54,7 @@ func (a *API) ghUser(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"login": u.Username, "id": u.ID, "type": "User", "site_admin": u.IsAdmin,
 		"name": u.Name, "email": email, "url": baseURL(r) + "/api/v3/users/" + u.Username,
-		"html_url": baseURL(r) + "/" + u.Username, "created_at": fmtTime(u.CreatedAt),
+		"html_url": baseURL(r) + "/" + u.Username, "created_at": ghTime(u.CreatedAt),
 	})
 	return nil
 }

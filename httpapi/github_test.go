@@ -65,10 +65,13 @@ func TestGitHubSigningKeys(t *testing.T) {
 	r := e.gh(t, "POST", "/api/v3/user/ssh_signing_keys", token, map[string]any{"title": "signing", "key": line})
 	expect(t, "POST ssh_signing_keys", r, http.StatusCreated)
 	created := r.Object(t)
-	if got := strings.Join(keysOf(created), ","); got != "created_at,id,key,title" {
-		t.Fatalf("signing key fields = %s, want GitHub's id,key,title,created_at: %s", got, r.Body)
+	if got := strings.Join(keysOf(created), ","); got != "created_at,id,key,title,url" {
+		t.Fatalf("signing key fields = %s, want GitHub's id,key,url,title,created_at: %s", got, r.Body)
 	}
 	id := idOf(t, created)
+	if created["url"] != e.srv.URL+"/api/v3/user/ssh_signing_keys/"+itoa(id) {
+		t.Fatalf("url = %v, want this key's own address", created["url"])
+	}
 	// GitHub returns the key as "type base64", without the comment.
 	if created["key"] != "ssh-ed25519 "+bare || created["title"] != "signing" {
 		t.Fatalf("created = %s", r.Body)

@@ -135,13 +135,13 @@ func TestGitLabClientSSHKeys(t *testing.T) {
 	_, resp, err = c.Users.AddSSHKey(&gitlab.AddSSHKeyOptions{Title: gitlab.Ptr("again"), Key: gitlab.Ptr(authLine)})
 	er := errorResponse(t, "duplicate AddSSHKey", err)
 	expectStatus(t, "duplicate AddSSHKey", resp, err, http.StatusBadRequest)
-	if !jsonEqual(t, er.Body, `{"message":{"fingerprint_sha256":["has already been taken"]}}`) {
+	if !jsonEqual(t, er.Body, `{"message":{"fingerprint":["has already been taken"],"fingerprint_sha256":["has already been taken"],"key":["has already been taken"]}}`) {
 		t.Fatalf("duplicate AddSSHKey body = %s", er.Body)
 	}
 	_, resp, err = admin.Users.AddSSHKeyForUser(bob.ID, &gitlab.AddSSHKeyOptions{Title: gitlab.Ptr("stolen"), Key: gitlab.Ptr(authLine)})
 	er = errorResponse(t, "duplicate AddSSHKeyForUser", err)
 	expectStatus(t, "duplicate AddSSHKeyForUser", resp, err, http.StatusBadRequest)
-	if !jsonEqual(t, er.Body, `{"message":{"fingerprint_sha256":["has already been taken"]}}`) {
+	if !jsonEqual(t, er.Body, `{"message":{"fingerprint":["has already been taken"],"fingerprint_sha256":["has already been taken"],"key":["has already been taken"]}}`) {
 		t.Fatalf("duplicate AddSSHKeyForUser body = %s", er.Body)
 	}
 

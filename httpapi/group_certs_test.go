@@ -140,7 +140,7 @@ func TestGroupSSHCertificateRules(t *testing.T) {
 	expect(t, "create other", r, http.StatusCreated)
 	other := itoa(int64(r.Object(t)["id"].(float64)))
 	r = f.do(t, "POST", "/api/v4/groups/"+top+"/ssh_certificates", f.ownerToken, map[string]any{"title": "again", "key": caLine})
-	expectBody(t, "same CA on the same group", r, 400, `{"message":{"fingerprint_sha256":["has already been taken"]}}`)
+	expectBody(t, "same CA on the same group", r, 400, `{"message":{"fingerprint":["has already been taken"],"fingerprint_sha256":["has already been taken"],"key":["has already been taken"]}}`)
 	// Another group may hold the same key: each group's CA is its own.
 	r = f.do(t, "POST", "/api/v4/groups/"+other+"/ssh_certificates", f.ownerToken, map[string]any{"title": "again", "key": caLine})
 	expect(t, "same CA on another group", r, http.StatusCreated)

@@ -19,6 +19,7 @@ type groupJSON struct {
 	CreatedAt              string `json:"created_at"`
 	WebURL                 string `json:"web_url"`
 	EnforceSSHCertificates bool   `json:"enforce_ssh_certificates"`
+	KRLPublic              bool   `json:"krl_public"`
 }
 
 func (a *API) renderGroup(r *http.Request, g *keystore.Group) (groupJSON, error) {
@@ -33,7 +34,7 @@ func (a *API) renderGroup(r *http.Request, g *keystore.Group) (groupJSON, error)
 	return groupJSON{ID: g.ID, Name: g.Name, Path: g.Path, Description: g.Description, Visibility: "private",
 		FullName: strings.Join(names, " / "), FullPath: g.FullPath, ParentID: g.ParentID,
 		CreatedAt: fmtTime(g.CreatedAt), WebURL: baseURL(r) + "/groups/" + g.FullPath,
-		EnforceSSHCertificates: g.EnforceSSHCertificates}, nil
+		EnforceSSHCertificates: g.EnforceSSHCertificates, KRLPublic: g.KRLPublic}, nil
 }
 
 func (a *API) writeGroups(w http.ResponseWriter, r *http.Request, f keystore.GroupFilter) error {
@@ -147,9 +148,17 @@ func (a *API) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	in, _, err := groupInput(r)
+	in, p, err := groupInput(r)
 	if err != nil {
 		return err
+	}
+	// Publishing a group's revocation list (key ids, serials and
+	// fingerprints, to anyone) is an admin's decision.
+	if in.KRLPublic, err = p.boolPtr("krl_public"); err != nil {
+		return err
+	}
+	if in.KRLPublic != nil && !me(r).IsAdmin {
+		return errStatus(http.StatusForbidden, "403 Forbidden - only an administrator can change krl_public")
 	}
 	oldPath := g.FullPath
 	g, err = a.store.UpdateGroup(r.Context(), actor(r), g.ID, in)

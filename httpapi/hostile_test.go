@@ -439,7 +439,7 @@ func TestHostileConcurrentDuplicates(t *testing.T) {
 		case r.Code == http.StatusCreated:
 			created++
 		case strings.HasPrefix(paths[i], "/api/v4/"):
-			expectBody(t, "v4 duplicate", r, 400, `{"message":{"fingerprint_sha256":["has already been taken"]}}`)
+			expectBody(t, "v4 duplicate", r, 400, `{"message":{"fingerprint":["has already been taken"],"fingerprint_sha256":["has already been taken"],"key":["has already been taken"]}}`)
 		default:
 			expect(t, "v3 duplicate", r, http.StatusUnprocessableEntity)
 			if !bytes.Contains(r.Body, []byte(`"code":"already_exists"`)) {

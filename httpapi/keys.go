@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -156,9 +155,8 @@ func (a *API) getKeyByFingerprint(w http.ResponseWriter, r *http.Request) error 
 	if fp == "" {
 		return badRequest("fingerprint", "is missing")
 	}
-	// Sent unencoded, a SHA256 fingerprint's "+" arrives as a space;
-	// base64 has no spaces, so they can only be pluses.
-	fp = strings.ReplaceAll(fp, " ", "+")
+	// Any form a person pastes (keystore.NormalizeFingerprint): a "+"
+	// that arrived as a space, padding, no prefix, MD5.
 	k, err := a.store.KeyByFingerprint(r.Context(), fp)
 	if err != nil {
 		return err

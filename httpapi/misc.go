@@ -1,10 +1,8 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -90,37 +88,4 @@ func (a *API) getMetadata(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]any{"version": a.version, "revision": "keygate", "enterprise": false,
 		"kas": map[string]any{"enabled": false, "externalUrl": nil, "externalK8sProxyUrl": nil, "version": nil}})
 	return nil
-}
-
-// allowedSigners serves git's gpg.ssh.allowedSignersFile: one line per
-// unexpired signing-capable key of an active user.
-func (a *API) allowedSigners(w http.ResponseWriter, r *http.Request) error {
-	// The file names every signer's email: an administrator reads the whole
-	// file, anyone else only their own lines (emails are not public).
-	viewer := me(r)
-	var only int64
-	if !viewer.IsAdmin {
-		only = viewer.ID
-	}
-	entries, err := a.store.AllowedSigners(r.Context(), only)
-	if err != nil {
-		return err
-	}
-	var b bytes.Buffer
-	for _, e := range entries {
-		if strings.ContainsAny(e.Email, " \t\"") {
-			continue
-		}
-		b.WriteString(e.Email)
-		b.WriteString(` namespaces="git"`) // options are comma-separated, as in authorized_keys
-		if e.ExpiresAt != nil {
-			b.WriteString(`,valid-before="` + e.ExpiresAt.UTC().Format("20060102150405") + `Z"`)
-		}
-		b.WriteByte(' ')
-		b.WriteString(e.Key)
-		b.WriteByte('\n')
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, err = w.Write(b.Bytes())
-	return err
 }

@@ -49,8 +49,12 @@ func parseParams(r *http.Request) (params, error) {
 	}
 	ct := r.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
+	looksJSON := bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))
 	switch {
-	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (ct == "" && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{"))):
+	case mt == "application/json" || strings.HasSuffix(mt, "+json") || (ct == "" && looksJSON),
+		// GitHub reads every body as JSON whatever its content type, and
+		// its own examples (`curl -d '{"key":…}'`) send JSON as a form.
+		looksJSON && strings.HasPrefix(r.URL.Path, "/api/v3/"):
 		return p, p.fromJSON(body)
 	case mt == "application/x-www-form-urlencoded" || ct == "":
 		vals, err := url.ParseQuery(string(body))

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -90,7 +92,7 @@ func classify(err error) *httpError {
 	case errors.As(err, &mbe):
 		return errStatus(http.StatusRequestEntityTooLarge, fmt.Sprintf("413 Request Entity Too Large - the body is larger than %d bytes", mbe.Limit))
 	case errors.As(err, &ve):
-		return &httpError{Code: http.StatusBadRequest, Body: ve.Fields}
+		return &httpError{Code: http.StatusBadRequest, Body: gitlabFields(ve.Fields)}
 	case errors.Is(err, keystore.ErrNotTopLevel):
 		return errGroupScope
 	case errors.As(err, &nf):
@@ -109,6 +111,25 @@ func classify(err error) *httpError {
 			Body: "503 Service Unavailable - the keystore cannot accept writes right now; try again later", Err: err}
 	}
 	return &httpError{Code: http.StatusInternalServerError, Body: "500 Internal Server Error", Err: err}
+}
+
+// gitlabFields is a validation error's fields as GitLab shows them. A key
+// that is already registered is reported on fingerprint_sha256 (what
+// keygate always said, and newer GitLab says) and also on fingerprint and
+// key, as GitLab's keys API document shows it: a client reads whichever
+// it knows.
+func gitlabFields(fields map[string][]string) map[string][]string {
+	const taken = "has already been taken"
+	if !slices.Contains(fields["fingerprint_sha256"], taken) {
+		return fields
+	}
+	out := maps.Clone(fields)
+	for _, f := range []string{"fingerprint", "key"} {
+		if !slices.Contains(out[f], taken) {
+			out[f] = append(slices.Clone(out[f]), taken)
+		}
+	}
+	return out
 }
 
 // writeError writes err in GitLab's shape and logs what the client does not see.

@@ -50,6 +50,7 @@ func (a *API) routes() chi.Router {
 	r.Get("/-/health", a.health)
 	r.Get("/-/readiness", a.readiness)
 	r.With(a.authenticate(false), a.requireUser(false)).Get("/-/allowed_signers", a.v4(a.allowedSigners))
+	r.With(a.authenticate(false), a.requireUser(false)).Get("/-/allowed_signers/revoked", a.v4(a.revokedSigners))
 	if !a.separateMetrics {
 		r.Method(http.MethodGet, "/metrics", a.metricsHandler())
 	}
@@ -60,6 +61,10 @@ func (a *API) routes() chi.Router {
 
 		// Public reads.
 		r.Get("/users/{id}/gpg_keys", a.v4(a.listUserGPGKeys))
+		// A group's KRL and CA keys: its owners and maintainers, or anyone
+		// once an admin made them public (fleet.go).
+		r.Get("/groups/{id}/ssh_certificates/krl", a.v4(a.groupKRL))
+		r.Get("/groups/{id}/ssh_certificates/trusted_user_ca_keys", a.v4(a.trustedUserCAKeys))
 		r.Get("/users/{id}/gpg_keys/{key_id}", a.v4(a.getUserGPGKey))
 
 		r.Group(func(r chi.Router) {
@@ -72,6 +77,7 @@ func (a *API) routes() chi.Router {
 			r.Post("/user/keys", a.v4(a.addMyKey))
 			r.Get("/user/keys/{key_id}", a.v4(a.getMyKey))
 			r.Delete("/user/keys/{key_id}", a.v4(a.deleteMyKey))
+			r.Post("/user/keys/{key_id}/revoke", a.v4(a.revokeMyKey))
 			r.Get("/user/gpg_keys", a.v4(a.listMyGPGKeys))
 			r.Post("/user/gpg_keys", a.v4(a.addMyGPGKey))
 			r.Get("/user/gpg_keys/{key_id}", a.v4(a.getMyGPGKey))
@@ -108,6 +114,7 @@ func (a *API) routes() chi.Router {
 			r.Delete("/groups/{id}/ssh_certificates/{cert_id}", a.v4(a.deleteCA))
 			r.Delete("/groups/{id}/ssh_certificate/{cert_id}", a.v4(a.deleteCA))
 			r.Get("/groups/{id}/audit_events", a.v4(a.listGroupAuditEvents))
+			r.Get("/groups/{id}/ssh_certificates/principals", a.v4(a.sshPrincipals))
 			r.Get("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.listRevocations))
 			r.Post("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.createRevocation))
 			r.Delete("/groups/{id}/ssh_certificates/{cert_id}/revocations/{revocation_id}", a.v4(a.deleteRevocation))
@@ -147,6 +154,7 @@ func (a *API) routes() chi.Router {
 				r.Post("/users/{id}/personal_access_tokens", a.v4(a.createToken))
 				r.Post("/users/{id}/keys", a.v4(a.addUserKey))
 				r.Delete("/users/{id}/keys/{key_id}", a.v4(a.deleteUserKey))
+				r.Post("/users/{id}/keys/{key_id}/revoke", a.v4(a.revokeUserKey))
 				r.Post("/users/{id}/gpg_keys", a.v4(a.addUserGPGKey))
 				r.Delete("/users/{id}/gpg_keys/{key_id}", a.v4(a.deleteUserGPGKey))
 				r.Post("/users/{id}/gpg_keys/{key_id}/revoke", a.v4(a.revokeUserGPGKey))

@@ -3,7 +3,6 @@ package keystore
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"strconv"
 	"strings"
@@ -68,6 +67,9 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 			return err
 		}
 		c.ID = id
+		if err := t.krlChanged(ctx, groupID); err != nil {
+			return err
+		}
 		return t.record(ctx, "ssh_certificate_authority_created", EntityCA, id, "create",
 			map[string]any{"group_id": groupID, "fingerprint": c.FingerprintSHA256, "title": c.Title})
 	})
@@ -101,6 +103,9 @@ func (s *Store) ListCAs(ctx context.Context, groupID int64, pg Page) ([]*GroupCA
 func (s *Store) DeleteCA(ctx context.Context, a Actor, groupID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
 		if err := t.execOne(ctx, "SSH Certificate", `DELETE FROM group_cas WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
+			return err
+		}
+		if err := t.krlChanged(ctx, groupID); err != nil {
 			return err
 		}
 		return t.record(ctx, "ssh_certificate_authority_deleted", EntityCA, id, "delete", map[string]any{"group_id": groupID})
@@ -145,20 +150,13 @@ func CanonicalSerial(v string) (string, bool) {
 	return strconv.FormatUint(n, 10), true
 }
 
-// CanonicalSHA256Fingerprint accepts "SHA256:" plus the base64 of 32
-// bytes, padded or not, and returns it unpadded (OpenSSH's form); anything
-// else is refused.
+// CanonicalSHA256Fingerprint accepts a SHA-256 fingerprint in any form
+// NormalizeFingerprint reads (padded or not, "+" turned into a space, the
+// prefix left out, a whole ssh-keygen -l line) and returns OpenSSH's form;
+// anything else, an MD5 fingerprint included, is refused.
 func CanonicalSHA256Fingerprint(v string) (string, bool) {
-	b64, ok := strings.CutPrefix(strings.TrimSpace(v), "SHA256:")
-	if !ok {
-		return "", false
-	}
-	b64 = strings.TrimRight(b64, "=")
-	raw, err := base64.RawStdEncoding.Strict().DecodeString(b64)
-	if err != nil || len(raw) != 32 {
-		return "", false
-	}
-	return "SHA256:" + b64, true
+	kind, fp, ok := NormalizeFingerprint(v)
+	return fp, ok && kind == FingerprintSHA256
 }
 
 // CreateRevocation revokes certificates of CA ca by serial, key id or
@@ -182,7 +180,7 @@ func (s *Store) CreateRevocation(ctx context.Context, a Actor, ca *GroupCA, in R
 		if v, ok := CanonicalSHA256Fingerprint(in.Value); ok {
 			in.Value = v
 		} else {
-			p.add("fingerprint", `must be "SHA256:" and the base64 of 32 bytes, as ssh-keygen -l prints it`)
+			p.add("fingerprint", `must be a SHA-256 fingerprint ("SHA256:" and the base64 of 32 bytes), as ssh-keygen -l prints it`)
 		}
 	default:
 		p.add("kind", "must be one of serial, key_id, fingerprint")
@@ -205,6 +203,9 @@ func (s *Store) CreateRevocation(ctx context.Context, a Actor, ca *GroupCA, in R
 			return err
 		}
 		r.ID = id
+		if err := t.krlChanged(ctx, r.GroupID); err != nil {
+			return err
+		}
 		return t.record(ctx, "ssh_certificate_revoked", EntityRevocation, id, "create",
 			map[string]any{"ca_id": ca.ID, "ca_fingerprint": r.CAFingerprint, "group_id": r.GroupID, "kind": r.Kind, "value": r.Value})
 	})
@@ -248,6 +249,9 @@ func (s *Store) DeleteRevocation(ctx context.Context, a Actor, ca *GroupCA, id i
 			return err
 		}
 		if _, err := t.exec(ctx, `DELETE FROM cert_revocations WHERE id = ?`, id); err != nil {
+			return err
+		}
+		if err := t.krlChanged(ctx, ca.GroupID); err != nil {
 			return err
 		}
 		return t.record(ctx, "ssh_certificate_revocation_deleted", EntityRevocation, id, "delete",

@@ -132,6 +132,9 @@ func (s *Store) CreateDeployKey(ctx context.Context, a Actor, scope DeployScope,
 		if err := t.fingerprintFree(ctx, pk.FingerprintSHA256); err != nil {
 			return err
 		}
+		if err := t.notRevoked(ctx, pk.FingerprintSHA256); err != nil {
+			return err
+		}
 		k.CreatedAt = t.now
 		id, err := t.insert(ctx, `INSERT INTO deploy_keys (title, key, type, bits, fingerprint_sha256, fingerprint_md5, instance, user_id, user_recorded, expires_at, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.Title, k.Key, k.Type, k.Bits, k.FingerprintSHA256, k.FingerprintMD5,

@@ -93,6 +93,7 @@ var uniqueFields = map[string]string{
 	"cert_revocations_unique":              "value",
 	"personal_access_tokens_digest_unique": "token",
 	"projects_group_path_unique":           "path",
+	"lfs_locks_project_path_unique":        "path",
 }
 
 var uniqueColumnRE = regexp.MustCompile(`([a-z_]+)\.([a-z_0-9]+)`)

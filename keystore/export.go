@@ -26,11 +26,16 @@ var exportTables = func() []struct{ name, order string } {
 			order = "group_id, user_id"
 		}
 		out = append(out, struct{ name, order string }{e.Table, order})
+		if e.Entity == EntityKey {
+			out = append(out, struct{ name, order string }{"deleted_keys", "id"},
+				struct{ name, order string }{"revoked_keys", "id"})
+		}
 		if e.Entity == EntityDeployKey {
 			out = append(out, struct{ name, order string }{"deploy_key_projects", "deploy_key_id, project_id"},
 				struct{ name, order string }{"deploy_key_groups", "deploy_key_id, group_id"})
 		}
 	}
+	out = append(out, struct{ name, order string }{"lfs_locks", "id"})
 	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"})
 }()
 

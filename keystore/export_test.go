@@ -35,6 +35,9 @@ func seedAll(t *testing.T, e *env) {
 	_, l3 := newEd25519(t, "gone")
 	gone := e.key(t, alice.ID, l3, "")
 	mustOK(t, e.s.DeleteKey(e.ctx, sys, alice.ID, gone.ID))
+	_, l4 := newEd25519(t, "stolen")
+	stolen := e.key(t, bob.ID, l4, "")
+	mustOK(t, e.s.RevokeKey(e.ctx, sys, bob.ID, stolen.ID))
 	e.clock.Advance(1234567 * time.Microsecond)
 	_, err = e.s.CreateGPGKey(e.ctx, sys, alice.ID, armorEntity(t, newGPG(t, "Alice", "alice@example.com", false), false))
 	mustOK(t, err)
@@ -53,6 +56,8 @@ func seedAll(t *testing.T, e *env) {
 	dk, err := e.s.CreateDeployKey(e.ctx, sys, keystore.DeployScope{ProjectID: proj.ID}, keystore.DeployKeyInput{Title: "ci", Key: dl, CanPush: true})
 	mustOK(t, err)
 	_, err = e.s.EnableDeployKey(e.ctx, sys, dk.ID, keystore.DeployScope{GroupID: g.ID})
+	mustOK(t, err)
+	_, err = e.s.CreateLFSLock(e.ctx, sys, proj.ID, bob.ID, "assets/logo.psd", "refs/heads/main")
 	mustOK(t, err)
 	_, err = e.s.CreateBastionTarget(e.ctx, sys, g.ID, keystore.BastionTargetInput{Pattern: "*.internal:22", Description: "hosts"})
 	mustOK(t, err)
@@ -97,7 +102,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if doc.Format != keystore.ExportFormat || doc.SchemaVersion < 3 || doc.Backend != src.s.Backend() {
 		t.Fatalf("header: %+v", doc)
 	}
-	if len(doc.Tables) != 16 {
+	if len(doc.Tables) != 19 {
 		t.Fatalf("%d tables exported", len(doc.Tables))
 	}
 	for _, tbl := range doc.Tables {

@@ -38,6 +38,40 @@ func GitEnv(home, gitBin string) []string {
 	}
 }
 
+// serveConfig is the configuration every git that serves a client runs
+// with, as GitLab (Gitaly) sets it:
+//
+//   - uploadpack.allowFilter: partial clone (--filter=blob:none,
+//     blob:limit=N, tree:0) over protocol v0 and v2;
+//   - uploadpack.allowAnySHA1InWant: a client may fetch any object of the
+//     repository by its name over protocol v0 too. Protocol v2's
+//     upload-pack already serves any object (it advertises no refs to
+//     check wants against), so the reachable variant
+//     (allowReachableSHA1InWant) would make v0 and v2 differ without
+//     hiding anything from a reader, and costs a reachability walk for
+//     every such request. Read access is to the whole repository: an
+//     object that must not be read again has to leave it (git gc --prune).
+//   - receive.advertisePushOptions: git push -o; keygate records the
+//     options in the push's audit event.
+var serveConfig = []string{
+	"uploadpack.allowFilter=true",
+	"uploadpack.allowAnySHA1InWant=true",
+	"receive.advertisePushOptions=true",
+}
+
+// GitServeArgs returns the -c arguments that go before the subcommand of
+// every git that serves a client (upload-pack, receive-pack,
+// upload-archive). Command-line settings win over a repository's own
+// config, so every repository gets them, existing ones included, and none
+// can turn them off.
+func GitServeArgs() []string {
+	out := make([]string, 0, 2*len(serveConfig))
+	for _, kv := range serveConfig {
+		out = append(out, "-c", kv)
+	}
+	return out
+}
+
 // PrepareGitHome creates git's private HOME (mode 0700; an existing
 // directory is tightened to 0700) and returns its absolute path.
 func PrepareGitHome(dir string) (string, error) {

@@ -14,22 +14,26 @@ type GroupInput struct {
 	Description            *string
 	ParentID               *int64
 	EnforceSSHCertificates *bool
+	// KRLPublic lets anyone read the group's KRL and CA keys without a
+	// token (top-level groups only; httpapi lets only admins set it).
+	KRLPublic *bool
 }
 
-const groupCols = `id, name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at`
+const groupCols = `id, name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at, krl_public`
 
 func scanGroup(row rowScanner) (*Group, error) {
 	var g Group
 	var parent sql.NullInt64
-	var enforce int
+	var enforce, krlPublic int
 	var created int64
-	if err := row.Scan(&g.ID, &g.Name, &g.Path, &g.Description, &parent, &g.FullPath, &enforce, &created); err != nil {
+	if err := row.Scan(&g.ID, &g.Name, &g.Path, &g.Description, &parent, &g.FullPath, &enforce, &created, &krlPublic); err != nil {
 		return nil, err
 	}
 	if parent.Valid {
 		g.ParentID = &parent.Int64
 	}
 	g.EnforceSSHCertificates = enforce != 0
+	g.KRLPublic = krlPublic != 0
 	g.CreatedAt = fromMS(created)
 	return &g, nil
 }
@@ -154,11 +158,18 @@ func (s *Store) UpdateGroup(ctx context.Context, a Actor, id int64, in GroupInpu
 			g.EnforceSSHCertificates = *in.EnforceSSHCertificates
 			changed["enforce_ssh_certificates"] = g.EnforceSSHCertificates
 		}
+		if in.KRLPublic != nil {
+			if !g.TopLevel() && *in.KRLPublic {
+				p.add("krl_public", "can only be set on top-level groups")
+			}
+			g.KRLPublic = *in.KRLPublic
+			changed["krl_public"] = g.KRLPublic
+		}
 		if err := p.err(); err != nil {
 			return err
 		}
-		if _, err := t.exec(ctx, `UPDATE groups SET name = ?, path = ?, description = ?, full_path = ?, enforce_ssh_certificates = ? WHERE id = ?`,
-			g.Name, g.Path, g.Description, g.FullPath, boolInt(g.EnforceSSHCertificates), id); err != nil {
+		if _, err := t.exec(ctx, `UPDATE groups SET name = ?, path = ?, description = ?, full_path = ?, enforce_ssh_certificates = ?, krl_public = ? WHERE id = ?`,
+			g.Name, g.Path, g.Description, g.FullPath, boolInt(g.EnforceSSHCertificates), boolInt(g.KRLPublic), id); err != nil {
 			return err
 		}
 		if g.FullPath != oldFull {

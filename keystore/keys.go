@@ -74,6 +74,9 @@ func (s *Store) CreateKey(ctx context.Context, a Actor, userID int64, in KeyInpu
 		if err := t.fingerprintFree(ctx, pk.FingerprintSHA256); err != nil {
 			return err
 		}
+		if err := t.notRevoked(ctx, pk.FingerprintSHA256); err != nil {
+			return err
+		}
 		k.CreatedAt = t.now
 		id, err := t.insert(ctx, `INSERT INTO keys (user_id, title, key, type, bits, fingerprint_sha256, fingerprint_md5, usage_type, expires_at, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, userID, k.Title, k.Key, k.Type, k.Bits, k.FingerprintSHA256, k.FingerprintMD5,
@@ -160,6 +163,9 @@ func (s *Store) DropKeyUsage(ctx context.Context, a Actor, userID, keyID int64, 
 			if _, err := t.exec(ctx, `DELETE FROM keys WHERE id = ?`, keyID); err != nil {
 				return err
 			}
+			if err := t.keepDeleted(ctx, k, canSign(k.UsageType)); err != nil {
+				return err
+			}
 			return t.record(ctx, "key_deleted", EntityKey, keyID, "delete", map[string]any{"user_id": userID, "fingerprint": k.FingerprintSHA256})
 		case k.UsageType == UsageAuthAndSigning:
 			rest := UsageAuth
@@ -168,6 +174,11 @@ func (s *Store) DropKeyUsage(ctx context.Context, a Actor, userID, keyID int64, 
 			}
 			if _, err := t.exec(ctx, `UPDATE keys SET usage_type = ? WHERE id = ?`, rest, keyID); err != nil {
 				return err
+			}
+			if usage == UsageSigning { // it signed until now
+				if err := t.keepDeleted(ctx, k, true); err != nil {
+					return err
+				}
 			}
 			return t.record(ctx, "key_updated", EntityKey, keyID, "update", map[string]any{"usage_type": rest})
 		}
@@ -243,34 +254,9 @@ func (s *Store) DeleteKey(ctx context.Context, a Actor, userID, keyID int64) err
 		if _, err := t.exec(ctx, `DELETE FROM keys WHERE id = ?`, keyID); err != nil {
 			return err
 		}
+		if err := t.keepDeleted(ctx, k, canSign(k.UsageType)); err != nil {
+			return err
+		}
 		return t.record(ctx, "key_deleted", EntityKey, keyID, "delete", map[string]any{"user_id": k.UserID, "fingerprint": k.FingerprintSHA256})
-	})
-}
-
-// SignerEntry is a line of git's allowed signers file.
-type SignerEntry struct {
-	Email     string
-	Key       string
-	ExpiresAt *time.Time
-}
-
-// AllowedSigners lists unexpired signing-capable keys of active users.
-//
-// userID, when not 0, limits the entries to that user's keys.
-func (s *Store) AllowedSigners(ctx context.Context, userID int64) ([]SignerEntry, error) {
-	q := `SELECT u.email, k.key, k.expires_at FROM keys k JOIN users u ON u.id = k.user_id
-		WHERE k.usage_type IN (?, ?) AND u.state = ? AND (k.expires_at IS NULL OR k.expires_at > ?)`
-	args := []any{UsageSigning, UsageAuthAndSigning, StateActive, ms(s.now())}
-	if userID != 0 {
-		q += ` AND k.user_id = ?`
-		args = append(args, userID)
-	}
-	rows, err := s.query(ctx, q+` ORDER BY k.id`, args...)
-	return scanRows(rows, err, func(row rowScanner) (SignerEntry, error) {
-		var e SignerEntry
-		var exp sql.NullInt64
-		err := row.Scan(&e.Email, &e.Key, &exp)
-		e.ExpiresAt = fromNullMS(exp)
-		return e, err
 	})
 }

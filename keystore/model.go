@@ -123,6 +123,8 @@ type Group struct {
 	FullPath               string
 	EnforceSSHCertificates bool
 	CreatedAt              time.Time
+	// KRLPublic: anyone may read the group's KRL and CA keys (see KRLState).
+	KRLPublic bool
 }
 
 // TopLevel reports whether the group has no parent.

@@ -176,22 +176,3 @@ func keyBits(pub gossh.PublicKey) int {
 	}
 	return 0
 }
-
-// NormalizeFingerprint accepts "SHA256:…", a bare base64 SHA-256
-// fingerprint, "MD5:aa:bb…" or "aa:bb:…" and reports its kind.
-func NormalizeFingerprint(fp string) (kind, value string, ok bool) {
-	fp = strings.TrimSpace(fp)
-	switch {
-	case strings.HasPrefix(fp, "SHA256:"):
-		return "sha256", fp, len(fp) > len("SHA256:")
-	case strings.HasPrefix(strings.ToUpper(fp), "MD5:"):
-		fp = fp[4:]
-	}
-	if len(fp) == 47 && strings.Count(fp, ":") == 15 {
-		return "md5", strings.ToLower(fp), true
-	}
-	if len(fp) == 43 {
-		return "sha256", "SHA256:" + fp, true
-	}
-	return "", "", false
-}

@@ -287,6 +287,7 @@ func TestNormalizeFingerprint(t *testing.T) {
 	pub, _ := newEd25519(t, "")
 	sha := gossh.FingerprintSHA256(pub)
 	md5 := gossh.FingerprintLegacyMD5(pub)
+	const plus = "SHA256:uy5wXyEgbRCGsk23+J6f85om7G55Cu3UIPwC7oMZhNQ"
 	cases := []struct {
 		name      string
 		in        string
@@ -305,6 +306,24 @@ func TestNormalizeFingerprint(t *testing.T) {
 		{"empty", "", "", "", false},
 		{"garbage", "not-a-fingerprint", "", "", false},
 		{"md5-too-short", md5[:44], "", "", false},
+		{"md5-bare-hex", strings.ReplaceAll(md5, ":", ""), "md5", md5, true},
+		{"md5-keygen-line", "256 MD5:" + md5 + " alice@laptop (ED25519)", "md5", md5, true},
+		{"md5-bad-separator", strings.ReplaceAll(md5, ":", "-"), "", "", false},
+		// A fingerprint with "+" and "/" (rapid7's vagrant key): what a
+		// person pastes, and what a form or query string makes of it.
+		{"plus-as-space", strings.ReplaceAll(plus, "+", " "), "sha256", plus, true},
+		{"plus-as-space-bare", strings.ReplaceAll(strings.TrimPrefix(plus, "SHA256:"), "+", " "), "sha256", plus, true},
+		{"padded", plus + "=", "sha256", plus, true},
+		{"padded-plus-as-space", strings.ReplaceAll(plus, "+", " ") + "=", "sha256", plus, true},
+		{"lower-case-prefix", "sha256:" + strings.TrimPrefix(plus, "SHA256:"), "sha256", plus, true},
+		{"keygen-line", "2048 " + plus + " vagrant insecure public key (RSA)", "sha256", plus, true},
+		{"keygen-line-plus-as-space", "2048 " + strings.ReplaceAll(plus, "+", " ") + " vagrant (RSA)", "sha256", plus, true},
+		{"keygen-line-padded", "256 " + sha + "= alice (ED25519)", "sha256", sha, true},
+		{"too-short", sha[:len(sha)-1], "", "", false},
+		{"too-long", sha + "A", "", "", false},
+		{"not-32-bytes", "SHA256:" + strings.Repeat("A", 42) + "B", "", "", false},
+		{"glued-prefix", "x" + sha, "", "", false},
+		{"bad-char", strings.Replace(sha, sha[10:11], "*", 1), "", "", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -361,4 +380,30 @@ func TestPEMPublicKeyNotCalledPrivate(t *testing.T) {
 	if strings.Contains(err.Error(), "private key") {
 		t.Fatalf("PEM public key refused as %q", err)
 	}
+}
+
+// FuzzNormalizeFingerprint: the parser never panics, and what it accepts
+// is canonical: normalizing the result gives it back, and a SHA-256 one
+// decodes to 32 bytes.
+func FuzzNormalizeFingerprint(f *testing.F) {
+	for _, s := range []string{"SHA256:uy5wXyEgbRCGsk23+J6f85om7G55Cu3UIPwC7oMZhNQ", "uy5wXyEgbRCGsk23 J6f85om7G55Cu3UIPwC7oMZhNQ=",
+		"256 SHA256:uy5wXyEgbRCGsk23+J6f85om7G55Cu3UIPwC7oMZhNQ c (ED25519)", "MD5:0a:1b:2c:3d:4e:5f:60:71:82:93:a4:b5:c6:d7:e8:f9",
+		"0a1b2c3d4e5f60718293a4b5c6d7e8f9", "", "SHA256:", "md5:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		kind, v, ok := keystore.NormalizeFingerprint(s)
+		if !ok {
+			return
+		}
+		k2, v2, ok2 := keystore.NormalizeFingerprint(v)
+		if !ok2 || k2 != kind || v2 != v {
+			t.Fatalf("NormalizeFingerprint(%q) = %q, %q; again: %q, %q, %v", s, kind, v, k2, v2, ok2)
+		}
+		if kind == keystore.FingerprintSHA256 {
+			if _, ok := keystore.CanonicalSHA256Fingerprint(v); !ok {
+				t.Fatalf("%q is not a canonical SHA-256 fingerprint", v)
+			}
+		}
+	})
 }

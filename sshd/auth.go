@@ -322,16 +322,21 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	} else if !contains(cert.ValidPrincipals, login) {
 		return nil, refuseLoudly("login name not among the certificate's principals", principalsBanner(cert.ValidPrincipals, login, s.cfg.GitUser))
 	}
+	// From here the certificate is genuine and its identity proven: every
+	// refusal says why.
 	for opt, val := range cert.CriticalOptions {
 		if opt != "source-address" {
-			return nil, refuse("unsupported critical option " + opt)
+			return nil, refuseLoudly("unsupported critical option "+opt, fmt.Sprintf("keygate: your certificate has the critical option %q, "+
+				"which this server does not support (it runs git commands and forwards only); ask for a certificate without it", clip(opt)))
 		}
 		if err := checkSourceAddress(remote, val); err != nil {
-			return nil, refuse(err.Error())
+			return nil, refuseLoudly(err.Error(), fmt.Sprintf("keygate: your certificate may be used only from source-address %q, "+
+				"and this connection comes from %s", clip(val), hostOnly(remote.String())))
 		}
 	}
 	if !s.loginAllowed(login, u.ID) {
-		return nil, refuse("login name is neither the git user nor the certificate's user")
+		return nil, refuseLoudly("login name is neither the git user nor the certificate's user",
+			fmt.Sprintf("keygate: this certificate logs in only as %s or %s, not as %q", s.cfg.GitUser, s.cfg.Auth.Username(u.ID), clip(login)))
 	}
 	return &Identity{
 		UserID: u.ID, Login: login, KeyFingerprint: certKeyFP,
@@ -449,6 +454,14 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 		return "key expired"
 	}
 	return ""
+}
+
+// clip shortens what a client chose before it goes into a banner.
+func clip(s string) string {
+	if len(s) > 200 {
+		return strings.ToValidUTF8(s[:200], "") + "…"
+	}
+	return s
 }
 
 func contains(list []string, v string) bool {

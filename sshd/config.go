@@ -55,6 +55,15 @@ type Projects interface {
 	ProjectByPath(ctx context.Context, fullPath string) (*keystore.Project, error)
 }
 
+// LFSLocks stores Git LFS locks (keystore.Store implements it).
+type LFSLocks interface {
+	CreateLFSLock(ctx context.Context, a keystore.Actor, projectID, userID int64, path, refName string) (*keystore.LFSLock, error)
+	LFSLock(ctx context.Context, projectID, id int64) (*keystore.LFSLock, error)
+	LFSLockByPath(ctx context.Context, projectID int64, path string) (*keystore.LFSLock, error)
+	LFSLocks(ctx context.Context, projectID, after int64, limit int) ([]keystore.LFSLock, error)
+	DeleteLFSLock(ctx context.Context, a keystore.Actor, projectID, id int64) (*keystore.LFSLock, error)
+}
+
 // UsageRecorder records key use, in batches, off the auth path.
 type UsageRecorder interface {
 	TouchKeys(ctx context.Context, used map[int64]time.Time) ([]int64, error)
@@ -64,6 +73,9 @@ type UsageRecorder interface {
 type Config struct {
 	Addr     string
 	HostKeys []gossh.Signer
+	// HostCertificates are certificate signers (LoadHostCertificates) for
+	// some of HostKeys, presented besides the plain keys.
+	HostCertificates []gossh.Signer
 	// Hostname names this server in the login@HOSTNAME certificate extension.
 	Hostname string
 	// GitUser is the SSH login name for git (default "git").
@@ -79,7 +91,13 @@ type Config struct {
 
 	Auth     Authorizer
 	Projects Projects
-	Usage    UsageRecorder
+	// LFSLocks holds Git LFS locks (nil: git-lfs-transfer refuses the
+	// locking commands).
+	LFSLocks LFSLocks
+	// LFSMaxObjectSize is the largest Git LFS object a client may upload,
+	// in bytes (default 5 GiB; negative: Git LFS is off).
+	LFSMaxObjectSize int64
+	Usage            UsageRecorder
 	// Events records audit events of forwarded connections (optional).
 	Events   EventRecorder
 	Log      *slog.Logger
@@ -121,10 +139,12 @@ type Config struct {
 	KeepAliveCountMax int
 
 	// MaxStartups caps unauthenticated connections in flight with random
-	// early drop (default 10:30:100, like OpenSSH).
+	// early drop (default 20:30:100; OpenSSH's is 10:30:100).
 	MaxStartups MaxStartups
 	// PerSourceMaxStartups caps unauthenticated connections in flight per
-	// source IP (default 10; negative: no cap).
+	// source IP (default half of MaxStartups.Start, 10 with the default;
+	// negative: no cap). At most half of Start, so that one address alone
+	// never pushes the server into random early drop.
 	PerSourceMaxStartups int
 	// PerSourceMaxAuthFailures is how many failed logins (connections that
 	// ended unauthenticated after a refused key, or after finishing key
@@ -139,7 +159,11 @@ type Config struct {
 	// PerSourceTrustWindow: after a successful login from a source, its
 	// failures do not get it refused for this long (default 1h; negative:
 	// successes earn no trust). Many people share one address behind a NAT
-	// or a CI pool: one failing client must not lock out the others.
+	// or a CI pool: one failing client must not lock out the others. For as
+	// long, and while fewer than PerSourceMaxAuthFailures (10 when the
+	// penalty is off) failures follow its last success, the source is
+	// spared MaxStartups' random early drop and may use a reserve of a
+	// tenth of Full above Full.
 	PerSourceTrustWindow time.Duration
 	// PerSourceExempt lists sources never penalised for failures (NATs,
 	// load balancers), like OpenSSH's PerSourcePenaltyExemptList.
@@ -182,6 +206,12 @@ type Config struct {
 	testSession func(ssh.Session)
 }
 
+// Git LFS object size limits.
+const (
+	DefaultLFSMaxObjectSize = 5 << 30
+	MaxLFSObjectSize        = 1 << 40
+)
+
 // ConfigError is a Config value that Check refuses.
 type ConfigError struct {
 	Field  string // the Config field, e.g. "CertClockSkew"
@@ -207,6 +237,9 @@ func (c Config) Check() error {
 func (c *Config) Validate() error {
 	if len(c.HostKeys) == 0 {
 		return errors.New("sshd: no host keys")
+	}
+	if err := checkHostCertificates(c.HostCertificates, c.HostKeys); err != nil {
+		return err
 	}
 	if c.Auth == nil || c.Projects == nil {
 		return errors.New("sshd: Auth and Projects are required")
@@ -243,6 +276,9 @@ func (c *Config) check() error {
 		return bad("ProxyTrusted", "must list the CIDRs of the proxies when the PROXY protocol is used or required")
 	case c.CertClockSkew < 0 || c.CertClockSkew > MaxCertClockSkew:
 		return bad("CertClockSkew", "must be between 0 and 24h")
+	case c.PerSourceMaxStartups > 0 && 2*c.PerSourceMaxStartups > c.MaxStartups.Start:
+		return bad("PerSourceMaxStartups", fmt.Sprintf("%d is more than half of start in max-startups %s: one address could push the server into random early drop by itself; lower it, raise start, or make it negative for no per-source cap",
+			c.PerSourceMaxStartups, c.MaxStartups))
 	}
 	for _, d := range []struct {
 		field string
@@ -252,6 +288,9 @@ func (c *Config) check() error {
 		if d.v < 0 {
 			return bad(d.field, "must be positive")
 		}
+	}
+	if c.LFSMaxObjectSize > MaxLFSObjectSize {
+		return bad("LFSMaxObjectSize", fmt.Sprintf("must be at most %d (1 TiB)", int64(MaxLFSObjectSize)))
 	}
 	for _, n := range []struct {
 		field string
@@ -286,8 +325,14 @@ func (c *Config) fillDefaults() {
 	if c.MaxStartups == (MaxStartups{}) {
 		c.MaxStartups = DefaultMaxStartups
 	}
+	if c.PerSourceMaxStartups == 0 {
+		c.PerSourceMaxStartups = defaultPerSource(c.MaxStartups)
+	}
 	if c.ProxyProtocol == "" {
 		c.ProxyProtocol = ProxyReject
+	}
+	if c.LFSMaxObjectSize == 0 {
+		c.LFSMaxObjectSize = DefaultLFSMaxObjectSize
 	}
 	for _, d := range []struct {
 		v   *time.Duration
@@ -303,7 +348,7 @@ func (c *Config) fillDefaults() {
 		v   *int
 		def int
 	}{{&c.MaxAuthTries, 6}, {&c.MaxForwardsPerConn, defaultMaxForwards}, {&c.MaxSessions, defaultMaxSessions},
-		{&c.KeepAliveCountMax, 3}, {&c.PerSourceMaxStartups, 10}, {&c.PerSourceMaxAuthFailures, 10},
+		{&c.KeepAliveCountMax, 3}, {&c.PerSourceMaxAuthFailures, defaultFailBudget},
 		{&c.MaxAuthRequests, defaultMaxAuthRequest}, {&c.MaxConnectionsPerPrincipal, defaultMaxConnsPerPrincipal},
 		{&c.MaxGitProcessesPerPrincipal, defaultMaxGitPerPrincipal}} {
 		if *n.v == 0 {

@@ -151,10 +151,7 @@ func (c *connection) countAuthRequest() bool {
 }
 
 func (s *Server) releasePreauth(c *connection) {
-	s.gate.releaseGlobal()
-	if c.srcTracked {
-		s.gate.releaseSource(c.ip)
-	}
+	s.gate.release(c.ip, c.srcTracked)
 	s.metrics.unauthenticated.Dec()
 }
 
@@ -162,6 +159,19 @@ func (s *Server) releasePreauth(c *connection) {
 // sampled (the metric counts every refusal).
 func (s *Server) preauthRefused(reason string, remote net.Addr) {
 	s.metrics.preauthRefusals.WithLabelValues(reason).Inc()
+	if s.refusalLog.Allow() {
+		s.log.Warn("ssh connection refused", "reason", reason, "remote", remote.String())
+	}
+}
+
+// earlyDrop counts a connection refused at admission (an early-drop reason
+// or the penalty) and logs it, sampled like preauthRefused, with its
+// precise reason.
+func (s *Server) earlyDrop(reason string, remote net.Addr) {
+	if reason != refuseSourcePenalty {
+		s.metrics.earlyDrops.WithLabelValues(reason).Inc()
+	}
+	s.metrics.preauthRefusals.WithLabelValues(preauthReason(reason)).Inc()
 	if s.refusalLog.Allow() {
 		s.log.Warn("ssh connection refused", "reason", reason, "remote", remote.String())
 	}
@@ -177,28 +187,36 @@ func (s *Server) trackConn(ctx ssh.Context, conn net.Conn) net.Conn {
 	// in that time too); every decision uses cfg.Now.
 	graceEnd := time.Now().Add(s.cfg.LoginGraceTime)
 	_ = conn.SetDeadline(graceEnd)
-	if reason := s.gate.admitGlobal(); reason != "" {
-		s.preauthRefused(reason, conn.RemoteAddr())
-		return nil
-	}
-	pc, err := s.proxyConn(conn)
-	if err != nil {
-		s.gate.releaseGlobal()
-		s.metrics.preauthRefusals.WithLabelValues(refuseProxyHeader).Inc()
-		if s.refusalLog.Allow() {
-			s.log.Warn("ssh connection refused", "reason", refuseProxyHeader, "remote", conn.RemoteAddr().String(), "err", err)
+	pc, held := conn, false
+	if s.cfg.ProxyProtocol != ProxyReject {
+		// The source is in the PROXY header: reading it holds a slot, so
+		// that proxies' connections are bounded too.
+		if !s.gate.enter() {
+			s.earlyDrop(dropFull, conn.RemoteAddr())
+			return nil
 		}
-		return nil
+		held = true
+		var err error
+		if pc, err = s.proxyConn(conn); err != nil {
+			s.gate.releaseEntered()
+			s.metrics.preauthRefusals.WithLabelValues(refuseProxyHeader).Inc()
+			if s.refusalLog.Allow() {
+				s.log.Warn("ssh connection refused", "reason", refuseProxyHeader, "remote", conn.RemoteAddr().String(), "err", err)
+			}
+			return nil
+		}
 	}
 	ip := sourceKey(addrIP(pc.RemoteAddr()))
-	reason, tracked := s.gate.admitSource(ip, started)
-	if reason != "" {
-		s.gate.releaseGlobal()
-		s.preauthRefused(reason, pc.RemoteAddr())
+	v := s.gate.admit(ip, started, held)
+	if v.reason != "" {
+		s.earlyDrop(v.reason, pc.RemoteAddr())
 		return nil
 	}
+	if v.spared != "" {
+		s.metrics.spared.WithLabelValues(v.spared).Inc()
+	}
 	s.metrics.unauthenticated.Inc()
-	tc := &connection{Conn: pc, ctx: ctx, started: started, srv: s, ip: ip, srcTracked: tracked, graceEnd: graceEnd,
+	tc := &connection{Conn: pc, ctx: ctx, started: started, srv: s, ip: ip, srcTracked: v.tracked, graceEnd: graceEnd,
 		proofDone: make(chan struct{}, 1)}
 	s.mu.Lock()
 	s.conns[tc] = struct{}{}

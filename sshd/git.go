@@ -100,9 +100,20 @@ func (s *Server) handleSession(sess ssh.Session) {
 		_ = sess.Exit(0)
 		return
 	}
+	switch args[0] { // Git LFS over SSH (lfs.go)
+	case "git-lfs-transfer":
+		s.gitOps.add()
+		defer s.gitOps.done()
+		_ = sess.Exit(s.runLFS(sess, id, args))
+		return
+	case "git-lfs-authenticate":
+		s.refuseLFSAuthenticate(sess, id, args)
+		_ = sess.Exit(1)
+		return
+	}
 	svc, ok := gitServices[args[0]]
 	if !ok || len(args) != 2 {
-		fmt.Fprintf(sess.Stderr(), "keygate: ERROR: unknown command %q; only git-upload-pack, git-receive-pack and git-upload-archive are served\n", args[0])
+		fmt.Fprintf(sess.Stderr(), "keygate: ERROR: unknown command %q; only git-upload-pack, git-receive-pack, git-upload-archive and git-lfs-transfer are served\n", args[0])
 		_ = sess.Exit(1)
 		return
 	}
@@ -179,7 +190,7 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		fmt.Fprint(sess.Stderr(), msgNotFound)
 		return 1
 	}
-	cmd := exec.CommandContext(gctx, s.cfg.GitBin, sub, repo)
+	cmd := exec.CommandContext(gctx, s.cfg.GitBin, append(keystore.GitServeArgs(), sub, repo)...)
 	cmd.Env = keystore.GitEnv(s.cfg.GitHome, s.cfg.GitBin)
 	for _, kv := range sess.Environ() {
 		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && validGitProtocol(v) {
@@ -187,7 +198,11 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		}
 	}
 	prog := newProgress(time.Now)
-	cmd.Stdout = progressWriter{sess, prog}
+	var push *pushWatch // a push's options and report (gitpush.go)
+	if write {
+		push = &pushWatch{}
+	}
+	cmd.Stdout = progressWriter{push.server(sess), prog}
 	cmd.Stderr = progressWriter{sess.Stderr(), prog}
 	// A client that stopped reading blocks the copy to it (and so Wait);
 	// watchStall closes its connection, which ends the copy.
@@ -205,7 +220,7 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		return 1
 	}
 	go func() {
-		_, _ = io.Copy(stdin, progressReader{sess, prog})
+		_, _ = io.Copy(stdin, push.client(progressReader{sess, prog}))
 		_ = stdin.Close()
 	}()
 	stopWatch := s.watchStall(sess, prog, command, p.FullPath)
@@ -219,6 +234,7 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 			code = ee.ExitCode()
 		}
 	}
+	code, hungUp := push.settle(code)
 	result := "ok"
 	if code != 0 {
 		result = "failed"
@@ -232,16 +248,24 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 			"command", command, "project", p.FullPath, "reason", ended.reason, "remote", sess.RemoteAddr().String())
 	}
 	s.metrics.gitOps.WithLabelValues(command, result).Inc()
-	s.log.Info("git command", "user_id", id.UserID, "command", command, "project", p.FullPath, "exit", code,
-		"cert_key_id", id.CertKeyID, "ca_id", id.CAID)
+	logArgs := []any{"user_id", id.UserID, "command", command, "project", p.FullPath, "exit", code,
+		"cert_key_id", id.CertKeyID, "ca_id", id.CAID}
+	if hungUp { // git's own status was the closed pipe's, not the push's
+		logArgs = append(logArgs, "client_hung_up_after_report", true)
+	}
+	s.log.Info("git command", logArgs...)
 	// Each git operation is an audit event naming the key, or the CA and
 	// certificate, it was made with.
 	action := "git_pull"
 	if write {
 		action = "git_push"
 	}
-	s.recordEventAsync(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(sess.RemoteAddr().String())}, action, "project", p.ID,
-		gitEventDetails(id, command, p.FullPath, sess.User(), code, ended))
+	details := gitEventDetails(id, command, p.FullPath, sess.User(), code, ended)
+	push.addDetails(details)
+	if hungUp {
+		details["client_hung_up_after_report"] = true
+	}
+	s.recordEventAsync(keystore.Actor{UserID: id.UserID, RemoteIP: hostOnly(sess.RemoteAddr().String())}, action, "project", p.ID, details)
 	return code
 }
 

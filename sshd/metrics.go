@@ -25,6 +25,12 @@ type metrics struct {
 	revoked *prometheus.CounterVec
 
 	principalRefusals *prometheus.CounterVec
+
+	// earlyDrops counts connections refused at admission by reason
+	// (per_source_cap, random_early_drop, full); spared counts those a
+	// trusted source was admitted despite (random_early_drop, full).
+	earlyDrops *prometheus.CounterVec
+	spared     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -72,11 +78,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		principalRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_ssh_principal_limit_refusals_total", Help: "Logins and git commands refused at a per-principal cap, by limit (connections, git_processes).",
 		}, []string{"limit"}),
+		earlyDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_ssh_early_drops_total", Help: "New SSH connections refused before key exchange for capacity, by reason: per_source_cap (the source holds its share of unauthenticated connections), random_early_drop (MaxStartups between start and full), full (MaxStartups full, and the trusted reserve when the source was trusted).",
+		}, []string{"reason"}),
+		spared: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_ssh_early_drops_spared_total", Help: "New SSH connections admitted because their source was trusted (a recent successful login) that an unknown source would have lost, by reason (random_early_drop, full: admitted into the trusted reserve).",
+		}, []string{"reason"}),
+	}
+	for _, l := range []string{dropPerSourceCap, dropRandom, dropFull} {
+		m.earlyDrops.WithLabelValues(l) // every series from the start
+	}
+	for _, l := range []string{dropRandom, dropFull} {
+		m.spared.WithLabelValues(l)
 	}
 	for _, l := range []string{limitConnections, limitGitProcesses} {
 		m.principalRefusals.WithLabelValues(l) // both series from the start
 	}
-	for _, c := range []prometheus.Collector{m.principalRefusals, m.revoked, m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
+	for _, c := range []prometheus.Collector{m.earlyDrops, m.spared, m.principalRefusals, m.revoked, m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

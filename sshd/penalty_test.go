@@ -159,22 +159,22 @@ func TestGateTrust(t *testing.T) {
 	for range 3 {
 		g.failed(ip, now)
 	}
-	if r, _ := g.admitSource(ip, now); r != refuseSourcePenalty {
+	if r := g.admit(ip, now, false).reason; r != refuseSourcePenalty {
 		t.Fatalf("a source that only failed: %q", r)
 	}
-	if r, _ := g.admitSource(ip, now.Add(10*time.Second)); r != "" {
+	if r := g.admit(ip, now.Add(10*time.Second), false).reason; r != "" {
 		t.Fatalf("after one failure's refill: %q", r)
 	}
-	g.releaseSource(ip)
+	g.release(ip, true)
 	// A success earns trust: failures no longer refuse it, for an hour.
 	g.succeeded(ip, now)
 	for range 50 {
 		g.failed(ip, now)
 	}
-	if r, _ := g.admitSource(ip, now.Add(time.Minute)); r != "" {
+	if r := g.admit(ip, now.Add(time.Minute), false).reason; r != "" {
 		t.Fatalf("a trusted source: %q", r)
 	}
-	g.releaseSource(ip)
+	g.release(ip, true)
 	if tracked, penalised, trusted := g.penaltyState(now); tracked != 1 || penalised != 0 || trusted != 1 {
 		t.Fatalf("penaltyState = %d, %d, %d", tracked, penalised, trusted)
 	}
@@ -183,7 +183,7 @@ func TestGateTrust(t *testing.T) {
 	for range 3 {
 		g.failed(ip, later)
 	}
-	if r, _ := g.admitSource(ip, later); r != refuseSourcePenalty {
+	if r := g.admit(ip, later, false).reason; r != refuseSourcePenalty {
 		t.Fatalf("trust expired, budget spent: %q", r)
 	}
 	// Prune keeps trusted sources, forgets idle untrusted ones.

@@ -19,8 +19,12 @@ import (
 // Rate percent to 100 percent at Full; at Full every new one is dropped.
 type MaxStartups struct{ Start, Rate, Full int }
 
-// DefaultMaxStartups is OpenSSH's default, 10:30:100.
-var DefaultMaxStartups = MaxStartups{Start: 10, Rate: 30, Full: 100}
+// DefaultMaxStartups is 20:30:100: OpenSSH's rate and full (its default is
+// 10:30:100), with start raised so that the default per-source cap, half of
+// start, stays at 10 concurrent handshakes per address (a NAT, a CI pool)
+// while one address alone never reaches start. A connection in its
+// handshake costs keygate a goroutine, where it costs OpenSSH a process.
+var DefaultMaxStartups = MaxStartups{Start: 20, Rate: 30, Full: 100}
 
 // String formats m as start:rate:full.
 func (m MaxStartups) String() string { return fmt.Sprintf("%d:%d:%d", m.Start, m.Rate, m.Full) }
@@ -62,11 +66,45 @@ const (
 	refuseProxyHeader     = "proxy_protocol"
 	maxTrackedSources     = 1 << 16
 	defaultMaxAuthRequest = 20
+	defaultFailBudget     = 10
 )
+
+// Early drops, by reason: the "reason" label of keygate_ssh_early_drops_total
+// (all three) and of keygate_ssh_early_drops_spared_total (the last two: what
+// a trusted source was spared).
+const (
+	dropPerSourceCap = "per_source_cap"
+	dropRandom       = "random_early_drop"
+	dropFull         = "full"
+)
+
+// preauthReason is the keygate_ssh_preauth_refusals_total reason of a
+// refusal (that metric predates the early-drop reasons).
+func preauthReason(reason string) string {
+	switch reason {
+	case dropPerSourceCap:
+		return refuseSourceStartups
+	case dropRandom, dropFull:
+		return refuseMaxStartups
+	}
+	return reason
+}
 
 // gate admits unauthenticated connections: the global MaxStartups cap with
 // random early drop, a concurrent cap per source IP, and a per-source budget
 // of failed authentications.
+//
+// The per-source cap is at most half of MaxStartups' start (Config.check),
+// so one address alone never pushes the server into random early drop.
+//
+// A source is trusted while a login succeeded from it within the trust
+// window and fewer than its failure budget of failures followed that
+// success. A trusted source is never randomly dropped, and when
+// unauthenticated connections reach Full it may still use a reserve of a
+// tenth of Full above it: under a distributed slowloris the people who log
+// in keep logging in, while unknown sources are dropped as OpenSSH drops
+// them. Its connections count like any other, and the per-source cap holds
+// for it; a source that only fails after its success loses the privilege.
 //
 // The penalty is for sources that only fail. A source that spends its
 // failure budget is refused before key exchange until the budget refills —
@@ -79,10 +117,12 @@ const (
 // cap apply to every source, trusted and exempt ones included.
 type gate struct {
 	startups      MaxStartups
+	reserve       int           // in flight above Full for trusted sources
 	perSource     int           // concurrent unauthenticated per IP; <= 0: no cap
 	failBudget    int           // failures per IP before refusal; <= 0: no penalty
 	penaltyWindow time.Duration // the budget refills over this
 	trustWindow   time.Duration // a success keeps a source unpenalised this long
+	trustFails    int           // failures after a success that end its privileges at admission
 	exempt        []netip.Prefix
 	rnd           func(n int) int
 
@@ -96,15 +136,34 @@ type source struct {
 	unauth       int
 	fails        *rate.Limiter // nil until the first failure
 	trustedUntil time.Time     // the last success plus the trust window
+	failsSince   int           // failures since the last success
 }
 
 func newGate(c *Config) *gate {
+	trustFails := c.PerSourceMaxAuthFailures
+	if trustFails <= 0 {
+		trustFails = defaultFailBudget
+	}
 	return &gate{
-		startups: c.MaxStartups, perSource: c.PerSourceMaxStartups,
+		startups: c.MaxStartups, reserve: trustedReserve(c.MaxStartups), perSource: c.PerSourceMaxStartups,
 		failBudget: c.PerSourceMaxAuthFailures, penaltyWindow: c.PerSourcePenaltyWindow,
-		trustWindow: c.PerSourceTrustWindow, exempt: c.PerSourceExempt,
+		trustWindow: c.PerSourceTrustWindow, trustFails: trustFails, exempt: c.PerSourceExempt,
 		rnd: rand.IntN, sources: map[netip.Addr]*source{},
 	}
+}
+
+// trustedReserve is how far above Full trusted sources may go: a tenth of
+// Full, at least one.
+func trustedReserve(m MaxStartups) int { return max(1, (m.Full+9)/10) }
+
+// defaultPerSource is the per-source cap when none is configured: half of
+// start, so that one address alone stays below it; none when start is
+// below 2 (the global cap is then the tighter one).
+func defaultPerSource(m MaxStartups) int {
+	if m.Start < 2 {
+		return -1
+	}
+	return m.Start / 2
 }
 
 // penalisedLocked reports whether st (of ip) is refused for its failures
@@ -117,6 +176,13 @@ func (g *gate) penalisedLocked(ip netip.Addr, st *source, now time.Time) bool {
 	return !g.isExempt(ip)
 }
 
+// trustedLocked reports whether st is spared early drop at now: a login
+// succeeded from it within the trust window, and fewer than trustFails
+// failures followed.
+func (g *gate) trustedLocked(st *source, now time.Time) bool {
+	return st != nil && now.Before(st.trustedUntil) && st.failsSince < g.trustFails
+}
+
 func (g *gate) isExempt(ip netip.Addr) bool {
 	for _, p := range g.exempt {
 		if p.Contains(ip) {
@@ -127,9 +193,9 @@ func (g *gate) isExempt(ip netip.Addr) bool {
 }
 
 // succeeded records a login from ip: the source is trusted (never
-// penalised for failures) for the trust window.
+// penalised for failures, spared early drop) for the trust window.
 func (g *gate) succeeded(ip netip.Addr, now time.Time) {
-	if g.failBudget <= 0 || g.trustWindow <= 0 {
+	if g.trustWindow <= 0 {
 		return
 	}
 	g.mu.Lock()
@@ -139,6 +205,7 @@ func (g *gate) succeeded(ip netip.Addr, now time.Time) {
 		return
 	}
 	st.trustedUntil = now.Add(g.trustWindow)
+	st.failsSince = 0
 }
 
 // penaltyState counts the tracked sources, those penalised now and those
@@ -157,51 +224,102 @@ func (g *gate) penaltyState(now time.Time) (tracked, penalised, trusted int) {
 	return len(g.sources), penalised, trusted
 }
 
-// admitGlobal takes a MaxStartups slot or returns the refusal reason.
-func (g *gate) admitGlobal() string {
+// enter takes an unauthenticated slot for a connection whose source is not
+// known yet (its PROXY header is still to be read), up to Full plus the
+// trusted reserve; false refuses it. admit decides on it once the source
+// is known.
+func (g *gate) enter() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	m := g.startups
-	if g.unauth >= m.Full {
-		return refuseMaxStartups
+	if g.unauth >= g.startups.Full+g.reserve {
+		return false
 	}
-	if g.unauth >= m.Start {
+	g.unauth++
+	return true
+}
+
+// verdict is admit's decision.
+type verdict struct {
+	reason  string // refused: an early-drop reason or refuseSourcePenalty
+	spared  string // admitted although an untrusted source would have been dropped for this
+	tracked bool   // a per-source slot was taken (release says so)
+}
+
+// admit decides on a new connection from ip at now: the penalty, the
+// per-source cap, then MaxStartups, from which a trusted source is spared.
+// held says whether the connection holds a slot from enter; a refused
+// connection gives it back.
+func (g *gate) admit(ip netip.Addr, now time.Time, held bool) verdict {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	v := g.decideLocked(ip, now, held)
+	switch {
+	case v.reason != "" && held:
+		g.unauth--
+	case v.reason == "" && !held:
+		g.unauth++
+	}
+	return v
+}
+
+func (g *gate) decideLocked(ip netip.Addr, now time.Time, held bool) verdict {
+	st := g.sources[ip]
+	if g.penalisedLocked(ip, st, now) {
+		return verdict{reason: refuseSourcePenalty}
+	}
+	if st != nil && g.perSource > 0 && st.unauth >= g.perSource {
+		return verdict{reason: dropPerSourceCap}
+	}
+	n := g.unauth // in flight besides this one
+	if held {
+		n--
+	}
+	m := g.startups
+	var drop string
+	switch {
+	case n >= m.Full+g.reserve:
+		return verdict{reason: dropFull} // the reserve is used up too
+	case n >= m.Full:
+		drop = dropFull
+	case n >= m.Start:
 		// OpenSSH's drop_connection: p rises from rate% at start to 100% at full.
 		p := 100
 		if m.Full > m.Start {
-			p = m.Rate + (100-m.Rate)*(g.unauth-m.Start)/(m.Full-m.Start)
+			p = m.Rate + (100-m.Rate)*(n-m.Start)/(m.Full-m.Start)
 		}
 		if g.rnd(100) < p {
-			return refuseMaxStartups
+			drop = dropRandom
 		}
 	}
-	g.unauth++
-	return ""
+	if drop != "" && !g.trustedLocked(st, now) {
+		return verdict{reason: drop}
+	}
+	v := verdict{spared: drop}
+	if st == nil {
+		if st = g.newSourceLocked(ip, now); st == nil {
+			return v // table full of live sources: only the global cap applies
+		}
+	}
+	st.unauth++
+	v.tracked = true
+	return v
 }
 
-func (g *gate) releaseGlobal() {
+// release gives back an admitted connection's slots.
+func (g *gate) release(ip netip.Addr, tracked bool) {
 	g.mu.Lock()
 	g.unauth--
+	if st := g.sources[ip]; tracked && st != nil {
+		st.unauth--
+	}
 	g.mu.Unlock()
 }
 
-// admitSource takes a per-source slot for ip or returns the refusal reason.
-// tracked says whether a slot was taken (releaseSource only then).
-func (g *gate) admitSource(ip netip.Addr, now time.Time) (reason string, tracked bool) {
+// releaseEntered gives back a slot taken by enter (its PROXY header was bad).
+func (g *gate) releaseEntered() {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	st := g.sources[ip]
-	if g.penalisedLocked(ip, st, now) {
-		return refuseSourcePenalty, false
-	}
-	if st != nil && g.perSource > 0 && st.unauth >= g.perSource {
-		return refuseSourceStartups, false
-	}
-	if st = g.sourceLocked(ip, now); st == nil {
-		return "", false // table full of live sources: only the global cap applies
-	}
-	st.unauth++
-	return "", true
+	g.unauth--
+	g.mu.Unlock()
 }
 
 // sourceLocked returns ip's entry, added if there is none; nil when the
@@ -229,25 +347,22 @@ func (g *gate) newSourceLocked(ip netip.Addr, now time.Time) *source {
 	return st
 }
 
-func (g *gate) releaseSource(ip netip.Addr) {
-	g.mu.Lock()
-	if st := g.sources[ip]; st != nil {
-		st.unauth--
-	}
-	g.mu.Unlock()
-}
-
-// failed spends one unit of ip's failure budget.
+// failed spends one unit of ip's failure budget, and counts a failure
+// since its last success.
 func (g *gate) failed(ip netip.Addr, now time.Time) {
-	if g.failBudget <= 0 {
-		return
-	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.failBudget <= 0 {
+		if st := g.sources[ip]; st != nil {
+			st.failsSince++ // no penalty: only a trusted source's failures matter
+		}
+		return
+	}
 	st := g.sourceLocked(ip, now)
 	if st == nil {
 		return
 	}
+	st.failsSince++
 	if st.fails == nil {
 		st.fails = rate.NewLimiter(rate.Every(g.penaltyWindow/time.Duration(g.failBudget)), g.failBudget)
 	}

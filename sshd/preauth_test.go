@@ -160,22 +160,25 @@ func TestLoginGraceHardDeadline(t *testing.T) {
 
 func TestMaxStartupsRandomEarlyDrop(t *testing.T) {
 	t.Parallel()
-	g := &gate{startups: DefaultMaxStartups, sources: map[netip.Addr]*source{}}
+	g := &gate{startups: MaxStartups{Start: 10, Rate: 30, Full: 100}, sources: map[netip.Addr]*source{}}
 	var roll int
 	g.rnd = func(int) int { return roll }
+	ip := netip.MustParseAddr("192.0.2.1")
+	now := time.Now()
+	admit := func() string { return g.admit(ip, now, false).reason }
 	for range 10 {
 		roll = 0
-		if r := g.admitGlobal(); r != "" {
+		if r := admit(); r != "" {
 			t.Fatalf("below start: refused %q", r)
 		}
 	}
 	// At start (10): drop with probability 30%.
 	roll = 29
-	if g.admitGlobal() == "" {
+	if admit() != dropRandom {
 		t.Fatal("at start, roll 29 < 30 must drop")
 	}
 	roll = 30
-	if g.admitGlobal() != "" {
+	if admit() != "" {
 		t.Fatal("at start, roll 30 must be admitted")
 	}
 	// 11 in flight: p = 30 + 70*1/90 = 30.
@@ -184,16 +187,16 @@ func TestMaxStartupsRandomEarlyDrop(t *testing.T) {
 	}
 	// 55 in flight: p = 30 + 70*45/90 = 65.
 	roll = 64
-	if g.admitGlobal() == "" {
+	if admit() != dropRandom {
 		t.Fatal("at 55, roll 64 must drop")
 	}
 	roll = 65
-	if g.admitGlobal() != "" {
+	if admit() != "" {
 		t.Fatal("at 55, roll 65 must be admitted")
 	}
 	g.unauth = 100
 	roll = 99
-	if g.admitGlobal() != refuseMaxStartups {
+	if admit() != dropFull {
 		t.Fatal("at full everything drops")
 	}
 	for _, tc := range []struct {
@@ -517,7 +520,7 @@ func TestParseCIDRs(t *testing.T) {
 
 func TestGateSourceTable(t *testing.T) {
 	t.Parallel()
-	g := &gate{startups: DefaultMaxStartups, perSource: 1, failBudget: 1, penaltyWindow: time.Hour,
+	g := &gate{startups: MaxStartups{Start: 1 << 20, Rate: 30, Full: 1 << 20}, perSource: 1, failBudget: 1, penaltyWindow: time.Hour,
 		rnd: func(int) int { return 99 }, sources: map[netip.Addr]*source{}}
 	now := time.Now()
 	// IPv6 sources count by /64: two addresses of one host share a slot.
@@ -526,24 +529,24 @@ func TestGateSourceTable(t *testing.T) {
 	if a != b {
 		t.Fatalf("one /64, two keys: %v %v", a, b)
 	}
-	if r, _ := g.admitSource(a, now); r != "" {
+	if r := g.admit(a, now, false).reason; r != "" {
 		t.Fatal(r)
 	}
-	if r, _ := g.admitSource(b, now); r != refuseSourceStartups {
+	if r := g.admit(b, now, false).reason; r != dropPerSourceCap {
 		t.Fatalf("second address of the same /64: %q", r)
 	}
-	g.releaseSource(a)
+	g.release(a, true)
 	// A full table of live sources stops growing; new sources are admitted
 	// untracked (only the global cap applies) and their failures dropped.
 	for i := range maxTrackedSources {
 		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		if r, _ := g.admitSource(ip, now); r != "" {
+		if r := g.admit(ip, now, false).reason; r != "" {
 			t.Fatal(r)
 		}
 	}
 	extra := netip.MustParseAddr("192.0.2.1")
-	r, tracked := g.admitSource(extra, now)
-	if r != "" || tracked {
+	v := g.admit(extra, now, false)
+	if r, tracked := v.reason, v.tracked; r != "" || tracked {
 		t.Fatalf("source beyond a full table: %q, tracked %v", r, tracked)
 	}
 	g.failed(extra, now)
@@ -558,14 +561,16 @@ func TestGateSourceTable(t *testing.T) {
 	}
 	// A full table is pruned on demand, but at most once a second (a prune
 	// walks the whole table).
-	if _, tracked := g.admitSource(extra, now); tracked {
+	g.release(extra, false)
+	if g.admit(extra, now, false).tracked {
 		t.Fatal("a full table was pruned again within the same second")
 	}
 	later := now.Add(time.Second)
-	if _, tracked := g.admitSource(extra, later); !tracked {
+	g.release(extra, false)
+	if !g.admit(extra, later, false).tracked {
 		t.Fatal("a full table of idle sources was not pruned for a new source a second later")
 	}
-	g.releaseSource(extra)
+	g.release(extra, true)
 	g.prune(later)
 	if len(g.sources) != 0 {
 		t.Fatalf("%d sources left after prune", len(g.sources))

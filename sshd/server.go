@@ -68,7 +68,7 @@ func New(cfg Config) (*Server, error) {
 	s.srv = &ssh.Server{
 		Addr:                 cfg.Addr,
 		Handler:              s.handleSession,
-		HostSigners:          toGliderSigners(cfg.HostKeys),
+		HostSigners:          append(toGliderSigners(cfg.HostKeys), toGliderSigners(cfg.HostCertificates)...),
 		Version:              "keygate",
 		PublicKeyHandler:     s.guardedOfferedKey,
 		ServerConfigCallback: s.serverConfig,

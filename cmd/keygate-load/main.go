@@ -48,7 +48,7 @@ const usage = `usage:
       Opens N authenticated connections and keeps them idle, to measure memory per
       connection.
 A load test from one address trips keygate's per-source limits: start keygate with
-  --max-startups 1000 --per-source-max-startups 1000 --per-source-max-auth-failures -1
+  --max-startups 1000 --per-source-max-startups -1 --per-source-max-auth-failures -1
 (or --per-source-exempt 127.0.0.1/32) on a test machine; with one key, more than 100
 connections at once (hold) also need --max-connections-per-principal -1.
 `

@@ -374,7 +374,7 @@ func runResetAdminToken(args []string, stdout, stderr io.Writer) int {
 // runHostKeys: keygate hostkeys prints the host keys' fingerprints and
 // known_hosts lines for the configured host name and SSH port.
 func runHostKeys(args []string, stdout, stderr io.Writer) int {
-	var dataDir, hostname, sshAddr string
+	var dataDir, hostname, sshAddr, hostCerts string
 	host, _ := os.Hostname()
 	return runOneShot(args, stdout, stderr, "hostkeys",
 		func(a []string) error {
@@ -383,6 +383,7 @@ func runHostKeys(args []string, stdout, stderr io.Writer) int {
 			fs.StringVar(&dataDir, "data-dir", env("KEYGATE_DATA_DIR", "./keygate-data"), "data directory holding the host keys (env KEYGATE_DATA_DIR)")
 			fs.StringVar(&hostname, "hostname", env("KEYGATE_HOSTNAME", host), "host name for the known_hosts lines (env KEYGATE_HOSTNAME)")
 			fs.StringVar(&sshAddr, "ssh-addr", env("KEYGATE_SSH_ADDR", ":2222"), "SSH listen address, for the port (env KEYGATE_SSH_ADDR)")
+			fs.StringVar(&hostCerts, "host-certificate", env("KEYGATE_HOST_CERTIFICATE", ""), "comma-separated host certificate files besides DATA_DIR/<host key>-cert.pub (env KEYGATE_HOST_CERTIFICATE)")
 			if err := fs.Parse(a); err != nil {
 				return err
 			}
@@ -417,6 +418,11 @@ func runHostKeys(args []string, stdout, stderr io.Writer) int {
 			for _, l := range lines {
 				fmt.Fprintln(stdout, l)
 			}
+			certs, err := readHostCertificates(dataDir, hostCerts)
+			if err != nil {
+				return err
+			}
+			printCertAuthorities(stdout, known, certs)
 			return nil
 		})
 }

@@ -76,6 +76,9 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 	gone := p.must("POST", fmt.Sprintf("/api/v4/users/%d/keys", uid), token, map[string]any{
 		"title": "old", "key": sshKeyLine("")}, 201).Object(t)
 	p.must("DELETE", fmt.Sprintf("/api/v4/users/%d/keys/%d", uid, id(t, gone)), token, nil, 204)
+	stolen := p.must("POST", fmt.Sprintf("/api/v4/users/%d/keys", uid), token, map[string]any{
+		"title": "stolen", "key": sshKeyLine("")}, 201).Object(t)
+	p.must("POST", fmt.Sprintf("/api/v4/users/%d/keys/%d/revoke", uid, id(t, stolen)), token, nil, 202)
 	p.must("POST", fmt.Sprintf("/api/v4/users/%d/gpg_keys", uid), token, map[string]any{
 		"key": newGPGKey(t, "Alice Liddell", "alice@example.com")}, 201)
 	gid := id(t, p.must("POST", "/api/v4/groups", token, map[string]any{"name": "Platform", "path": "platform"}, 201).Object(t))

@@ -41,6 +41,9 @@ type serveConfig struct {
 	TrustedProxies []netip.Prefix
 	TLSCert        string
 	TLSKey         string
+	// HostCertificates are OpenSSH host certificate files besides
+	// DATA_DIR/<host key>-cert.pub (--host-certificate, comma-separated).
+	HostCertificates []string
 }
 
 // sshFlags names the flag of each sshd.Config field a flag sets.
@@ -53,6 +56,7 @@ var sshFlags = map[string]string{
 	"CertClockSkew": "cert-clock-skew", "CertRequirePrincipals": "cert-require-principals", "IdleTimeout": "idle-timeout",
 	"ProxyProtocol": "proxy-protocol", "ProxyTrusted": "proxy-protocol-trusted", "Hostname": "hostname", "GitUser": "git-user",
 	"MaxConnectionsPerPrincipal": "max-connections-per-principal", "MaxGitProcessesPerPrincipal": "max-git-processes-per-principal",
+	"LFSMaxObjectSize": "lfs-max-object-size",
 }
 
 // sshFlagError names the flag behind a value sshd.Config.Check refused.
@@ -93,6 +97,19 @@ func envInt(name string, def int) (int, error) {
 		return def, nil
 	}
 	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return n, nil
+}
+
+// envInt64 is a 64-bit integer from the environment, or def.
+func envInt64(name string, def int64) (int64, error) {
+	v := env(name, "")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", name, err)
 	}
@@ -153,7 +170,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.IndexPollInterval, "index-poll-interval", "KEYGATE_INDEX_POLL_INTERVAL", 250 * time.Millisecond, "read the change log this often for changes made by other nodes, besides waking on notifications", positive},
 		{&c.IndexMaxLag, "index-max-lag", "KEYGATE_INDEX_MAX_LAG", 30 * time.Second, "/-/readiness answers 503 once the auth index lags the database by more than this", positive},
 		{&c.PerSourcePenaltyWindow, "per-source-penalty-window", "KEYGATE_PER_SOURCE_PENALTY_WINDOW", time.Minute, "window over which a source IP's budget of failed SSH logins refills", notZero},
-		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools; negative: off)", notZero},
+		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools), and until --per-source-max-auth-failures failures follow that login it is spared --max-startups' random early drop (negative: off)", notZero},
 		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)", zeroOK},
 		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)", notZero},
 	}
@@ -184,7 +201,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.MaxAuthTries, "max-auth-tries", "KEYGATE_MAX_AUTH_TRIES", 6, "failed SSH authentications per connection before it is closed"},
 		{&c.MaxSessions, "max-sessions", "KEYGATE_MAX_SESSIONS", 10, "concurrent SSH sessions per connection"},
 		{&c.KeepAliveCountMax, "keepalive-count-max", "KEYGATE_KEEPALIVE_COUNT_MAX", 3, "unanswered keepalive intervals before an SSH connection is closed"},
-		{&c.PerSourceMaxStartups, "per-source-max-startups", "KEYGATE_PER_SOURCE_MAX_STARTUPS", 10, "unauthenticated SSH connections in flight per source IP (negative: no cap)"},
+		{&c.PerSourceMaxStartups, "per-source-max-startups", "KEYGATE_PER_SOURCE_MAX_STARTUPS", 0,
+			"unauthenticated SSH connections in flight per source IP, at most half of --max-startups' start so that one address alone never starts random early drop (0, the default: half of start, 10; negative: no cap)"},
 		{&c.PerSourceMaxAuthFailures, "per-source-max-auth-failures", "KEYGATE_PER_SOURCE_MAX_AUTH_FAILURES", 10, "failed SSH logins per source IP per penalty window before it is refused (negative: no penalty)"},
 		{&c.MaxAuthRequests, "max-auth-requests", "KEYGATE_MAX_AUTH_REQUESTS", 20, "public-key requests (queries and attempts) per SSH connection"},
 		{&c.MaxConnectionsPerPrincipal, "max-connections-per-principal", "KEYGATE_MAX_CONNECTIONS_PER_PRINCIPAL", 100,
@@ -199,8 +217,14 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		}
 		fs.IntVar(n.dst, n.flag, def, n.help+" (env "+n.env+")")
 	}
+	lfsMax, err := envInt64("KEYGATE_LFS_MAX_OBJECT_SIZE", sshd.DefaultLFSMaxObjectSize)
+	if err != nil {
+		return nil, err
+	}
+	fs.Int64Var(&c.LFSMaxObjectSize, "lfs-max-object-size", lfsMax,
+		"largest Git LFS object a client may upload over SSH, in bytes (negative: Git LFS off) (env KEYGATE_LFS_MAX_OBJECT_SIZE)")
 	maxStartups := fs.String("max-startups", env("KEYGATE_MAX_STARTUPS", sshd.DefaultMaxStartups.String()),
-		"unauthenticated SSH connections in flight, start:rate:full with random early drop like OpenSSH MaxStartups (env KEYGATE_MAX_STARTUPS)")
+		"unauthenticated SSH connections in flight, start:rate:full with random early drop like OpenSSH MaxStartups (OpenSSH's default is 10:30:100); sources with a successful login in --per-source-trust-window are spared the random drop and may go a tenth of full past full (env KEYGATE_MAX_STARTUPS)")
 	fs.StringVar(&c.ProxyProtocol, "proxy-protocol", env("KEYGATE_PROXY_PROTOCOL", sshd.ProxyReject),
 		"PROXY protocol v1/v2 on the SSH listener: reject (off), use or require (env KEYGATE_PROXY_PROTOCOL)")
 	exempt := fs.String("per-source-exempt", env("KEYGATE_PER_SOURCE_EXEMPT", ""),
@@ -220,6 +244,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		"comma-separated CIDRs of HTTP proxies whose Forwarded and X-Forwarded-Proto/-Host/-For headers are believed: the links' scheme and host, the client's address (env KEYGATE_TRUSTED_PROXIES)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("KEYGATE_TLS_CERT", ""), "serve the REST API over HTTPS with this PEM certificate chain; reloaded on change or SIGHUP (env KEYGATE_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("KEYGATE_TLS_KEY", ""), "PEM private key for --tls-cert (env KEYGATE_TLS_KEY)")
+	hostCerts := fs.String("host-certificate", env("KEYGATE_HOST_CERTIFICATE", ""),
+		"comma-separated OpenSSH host certificate files for the host keys, presented besides DATA_DIR/<host key>-cert.pub (env KEYGATE_HOST_CERTIFICATE)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printServeHelp(fs, stderr)
@@ -248,6 +274,11 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
+	for _, f := range strings.Split(*hostCerts, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			c.HostCertificates = append(c.HostCertificates, f)
+		}
+	}
 	if c.PerSourceExempt, err = sshd.ParseCIDRs(*exempt); err != nil {
 		return nil, fmt.Errorf("--per-source-exempt: %w", err)
 	}
@@ -257,9 +288,15 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		}
 	}
 	for _, n := range ints {
+		if n.def == 0 {
+			continue // 0 is its default, named in its help
+		}
 		if err := checkRule(n.flag, int64(*n.dst), notZero, n.help); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkRule("lfs-max-object-size", c.LFSMaxObjectSize, notZero, "(negative"); err != nil {
+		return nil, err
 	}
 	if err := c.Config.Check(); err != nil {
 		return nil, sshFlagError(err)

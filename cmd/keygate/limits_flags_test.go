@@ -71,7 +71,7 @@ func TestPreauthAndProxyFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxStartups != sshd.DefaultMaxStartups || c.PerSourceMaxStartups != 10 || c.PerSourceMaxAuthFailures != 10 ||
+	if c.MaxStartups != sshd.DefaultMaxStartups || c.PerSourceMaxStartups != 0 || c.PerSourceMaxAuthFailures != 10 ||
 		c.PerSourcePenaltyWindow != time.Minute || c.MaxAuthRequests != 20 || c.IdleTimeout != 5*time.Minute ||
 		c.ProxyProtocol != "reject" || len(c.ProxyTrusted) != 0 {
 		t.Fatalf("defaults: %+v", c)
@@ -103,6 +103,20 @@ func TestPreauthAndProxyFlags(t *testing.T) {
 		t.Fatalf("flags over env: %+v", c)
 	}
 	t.Setenv("KEYGATE_PROXY_PROTOCOL_TRUSTED", "")
+	// The per-source cap: half of start by default, refused above it.
+	t.Setenv("KEYGATE_MAX_STARTUPS", "")
+	t.Setenv("KEYGATE_PER_SOURCE_MAX_STARTUPS", "")
+	t.Setenv("KEYGATE_PROXY_PROTOCOL", "")
+	for _, args := range [][]string{{"--max-startups", "10:30:100"}, {"--per-source-max-startups", "0"},
+		{"--per-source-max-startups", "10"}, {"--max-startups", "10:30:100", "--per-source-max-startups", "5"}} {
+		if _, err := parseServe(args, io.Discard); err != nil {
+			t.Errorf("%v refused: %v", args, err)
+		}
+	}
+	_, err = parseServe([]string{"--max-startups", "10:30:100", "--per-source-max-startups", "10"}, io.Discard)
+	if err == nil || !strings.HasPrefix(err.Error(), "--per-source-max-startups 10 is more than half of start in max-startups 10:30:100") {
+		t.Errorf("a per-source cap of start: %v", err)
+	}
 	for _, args := range [][]string{{"--max-startups", "10:30"}, {"--proxy-protocol", "ignore"},
 		{"--proxy-protocol", "use"}, {"--proxy-protocol", "reject", "--proxy-protocol-trusted", "nonsense"},
 		{"--max-auth-requests", "0"}, {"--idle-timeout", "0s"}} {
@@ -192,7 +206,7 @@ func TestFlagRefusalsNameTheFlag(t *testing.T) {
 		{"--login-grace-time", "-1s"}, {"--per-source-penalty-window", "-1m"}, {"--max-sessions", "-2"},
 		{"--max-auth-tries", "-1"}, {"--keepalive-count-max", "-1"}, {"--max-auth-requests", "-5"},
 		{"--cert-clock-skew", "25h"}, {"--proxy-protocol", "ignore"},
-		{"--idle-timeout", "0s"}, {"--per-source-max-startups", "0"}, {"--index-max-lag", "-1s"},
+		{"--idle-timeout", "0s"}, {"--per-source-max-startups", "11"}, {"--index-max-lag", "-1s"},
 	} {
 		_, err := parseServe(args, io.Discard)
 		if err == nil || !strings.HasPrefix(err.Error(), args[0]+" ") {

@@ -91,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runEnterpriseUsers(args[1:], stdout, stderr)
 	case "hostkeys":
 		return runHostKeys(args[1:], stdout, stderr)
+	case "fleet-sync":
+		return runFleetSync(args[1:], stdout, stderr)
 	case "reset-admin-token":
 		return runResetAdminToken(args[1:], stdout, stderr)
 	case "backup":
@@ -124,8 +126,12 @@ func usage(w io.Writer) {
                             (not enterprise users of the CA's group); --assign makes each user
                             who is a member of exactly one CA-bearing top-level group its
                             enterprise user, printing every assignment
-  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR]
-                            print the host key fingerprints and known_hosts lines
+  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR] [--host-certificate FILE]
+                            print the host key fingerprints and known_hosts lines, and the
+                            @cert-authority line of the host certificates' CA
+  keygate fleet-sync --url URL --group ID|PATH [--dir DIR] [--token-file F] [--once] [--principals]
+                            keep an OpenSSH server's RevokedKeys KRL, TrustedUserCAKeys file and
+                            principals in step with a group (docs/openssh-fleet.md)
   keygate reset-admin-token [flags]
                             make root an active admin holding a valid api token: KEYGATE_ADMIN_TOKEN
                             if set, else a new one (printed once, saved in DATA_DIR/admin-token);
@@ -342,6 +348,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	for _, k := range hostKeys {
 		log.Info("host key", "type", k.PublicKey().Type(), "fingerprint", gossh.FingerprintSHA256(k.PublicKey()))
 	}
+	hostCerts, err := sshd.LoadHostCertificates(c.DataDir, c.HostCertificates, hostKeys)
+	if err != nil {
+		return err
+	}
+	logHostCertificates(log, hostCerts, c.Hostname, time.Now())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories"), Home: filepath.Join(c.DataDir, "git-home")}
@@ -358,7 +369,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	// sshd.Config.Check); serve adds what only a running node has.
 	sc := c.Config
 	sc.Addr, sc.HostKeys, sc.ReposDir, sc.GitHome = c.SSHAddr, hostKeys, repos.Root, repos.Home
+	sc.HostCertificates = hostCerts
 	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
+	sc.LFSLocks = store
 	sc.OwnListeners = ownListeners(httpLn, metricsLn)
 	sshSrv, err := sshd.New(sc)
 	if err != nil {

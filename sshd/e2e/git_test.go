@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/sshd"
 )
 
 // The messages keygate writes on stderr (sshd/git.go); tests compare them
@@ -40,7 +41,14 @@ type gitWorld struct {
 
 func newGitWorld(t *testing.T) *gitWorld {
 	t.Helper()
-	e := newEnv(t)
+	return newGitWorldWith(t, nil)
+}
+
+// newGitWorldWith is newGitWorld with the SSH server's configuration
+// adjusted by tune.
+func newGitWorldWith(t *testing.T, tune func(*sshd.Config)) *gitWorld {
+	t.Helper()
+	e := newEnvWith(t, tune)
 	w := &gitWorld{env: e, ids: map[string]int64{}, keys: map[string]string{}}
 	w.engID = e.createGroup(t, "eng", e.adminToken)
 	e.createProject(t, w.engID, "api")
@@ -359,7 +367,7 @@ func TestUnknownCommandsAreRefused(t *testing.T) {
 				t.Errorf("exit %d, stdout %q; want exit 1 and no output", code, stdout)
 			}
 			if !strings.HasPrefix(stderr, "keygate: ERROR: unknown command") ||
-				!strings.Contains(stderr, "only git-upload-pack, git-receive-pack and git-upload-archive are served") {
+				!strings.Contains(stderr, "only git-upload-pack, git-receive-pack, git-upload-archive and git-lfs-transfer are served") {
 				t.Errorf("stderr = %q, want keygate's unknown-command message", stderr)
 			}
 		})

@@ -151,7 +151,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 	e.sshPort = ln.Addr().(*net.TCPAddr).Port
 	scfg := sshd.Config{
 		Addr: e.sshAddr, HostKeys: hostKeys, Hostname: "localhost", GitUser: "git",
-		ReposDir: e.repos.Root, Auth: e.index, Projects: store, Usage: store, Events: store, Log: log,
+		ReposDir: e.repos.Root, Auth: e.index, Projects: store, LFSLocks: store, Usage: store, Events: store, Log: log,
 		Now: e.clock.Now, RevalidateInterval: 200 * time.Millisecond,
 	}
 	if tune != nil {
