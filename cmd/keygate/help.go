@@ -10,18 +10,20 @@ import (
 
 // serveGroups sorts `keygate serve`'s flags for -h: an operator looks for
 // "where does it listen", "where is the data", "TLS", "limits", "logs".
+// A new flag goes in one of them (TestServeHelpGroupsFlags fails until it
+// does).
 var serveGroups = []struct {
 	title string
 	flags []string
 }{
-	{"Listeners", []string{"ssh-addr", "http-addr", "metrics-addr", "hostname", "git-user", "external-url", "trusted-proxies",
+	{"Listeners", []string{"ssh-addr", "http-addr", "metrics-addr", "hostname", "host-certificate", "git-user", "external-url", "trusted-proxies",
 		"proxy-protocol", "proxy-protocol-trusted"}},
 	{"Storage", []string{"data-dir", "db", "no-migrate", "index-poll-interval", "index-max-lag"}},
 	{"TLS (the REST API; also from systemd credentials tls-cert.pem and tls-key.pem)", []string{"tls-cert", "tls-key"}},
 	{"Limits", []string{"max-body-bytes", "login-grace-time", "max-auth-tries", "max-auth-requests", "max-sessions",
 		"max-startups", "per-source-max-startups", "per-source-max-auth-failures", "per-source-penalty-window",
 		"per-source-trust-window", "per-source-exempt", "max-connections-per-principal", "max-git-processes-per-principal",
-		"keepalive-interval", "keepalive-count-max", "idle-timeout", "shutdown-grace"}},
+		"keepalive-interval", "keepalive-count-max", "idle-timeout", "shutdown-grace", "lfs-max-object-size"}},
 	{"Certificates", []string{"cert-clock-skew", "cert-require-principals"}},
 	{"Logging", []string{"log-format", "log-level"}},
 }

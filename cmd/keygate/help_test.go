@@ -25,7 +25,7 @@ func TestServeHelpGroupsFlags(t *testing.T) {
 		}
 	}
 	if strings.Contains(help, "\nOther:\n") {
-		t.Errorf("a flag is in no group:\n%s", help)
+		t.Errorf("a flag is in no group (add it to serveGroups in help.go):\n%s", help[strings.Index(help, "\nOther:\n"):])
 	}
 	flagLine := regexp.MustCompile(`(?m)^  --([a-z-]+)`)
 	names := flagLine.FindAllStringSubmatch(help, -1)
