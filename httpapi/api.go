@@ -58,6 +58,9 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-Proto, X-Forwarded-Host and
 	// Forwarded (nil: DefaultTrustedProxies, loopback).
 	TrustedProxies []netip.Prefix
+	// OIDCClient fetches OpenID Connect discovery documents and keys (nil:
+	// a client with a 10 s timeout).
+	OIDCClient *http.Client
 }
 
 // Validate checks the configuration.
@@ -98,6 +101,8 @@ type API struct {
 	externalURL    string
 	trustedProxies []netip.Prefix
 
+	oidc *oidcProviders
+
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 
@@ -127,6 +132,7 @@ func New(cfg Config) (*API, error) {
 		indexMaxLag:     cfg.IndexMaxLag,
 
 		trustedProxies: cfg.TrustedProxies,
+		oidc:           newOIDCProviders(cfg.OIDCClient),
 	}
 	ext, err := ParseExternalURL(cfg.ExternalURL)
 	if err != nil {

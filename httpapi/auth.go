@@ -73,6 +73,12 @@ func (a *API) authenticate(v3 bool) func(http.Handler) http.Handler {
 					a.fail(v3, w, r, err)
 					return
 				}
+				if !v3 && looksLikeJWT(secret) && takesIDToken(r) {
+					// Maybe an OpenID Connect ID token: the two issuing
+					// routes verify it. Anywhere else it is a bad token.
+					next.ServeHTTP(w, r.WithContext(withIDToken(r.Context(), secret)))
+					return
+				}
 				if !a.failed.allow(remoteIP(r)) {
 					w.Header().Set("Retry-After", "1")
 					a.fail(v3, w, r, errStatus(http.StatusTooManyRequests, "429 Too Many Requests - too many failed authentications from your address"))

@@ -11,10 +11,13 @@ type caJSON struct {
 	Title     string `json:"title"`
 	Key       string `json:"key"`
 	CreatedAt string `json:"created_at"`
+	// Managed: keygate generated the CA and holds its private key (never
+	// shown); uploaded CAs keep GitLab's shape, without the field.
+	Managed bool `json:"managed,omitempty"`
 }
 
 func renderCA(c *keystore.GroupCA) caJSON {
-	return caJSON{ID: c.ID, Title: c.Title, Key: c.Key, CreatedAt: fmtTime(c.CreatedAt)}
+	return caJSON{ID: c.ID, Title: c.Title, Key: c.Key, CreatedAt: fmtTime(c.CreatedAt), Managed: c.Managed}
 }
 
 // caGroup resolves the group of a CA route: it must exist, be top-level and
@@ -49,13 +52,36 @@ func (a *API) createCA(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := readParams(r, "title", "key")
+	p, err := readParams(r)
+	if err != nil {
+		return err
+	}
+	generate, err := p.flag("generate")
+	if err != nil {
+		return err
+	}
+	if generate {
+		err = p.require("title")
+	} else {
+		err = p.require("title", "key")
+	}
 	if err != nil {
 		return err
 	}
 	title, _ := p.str("title")
-	key, _ := p.str("key")
-	c, err := a.store.CreateCA(r.Context(), actor(r), g.ID, keystore.CAInput{Title: title, Key: key})
+	key, hasKey := p.str("key")
+	keyType, hasType := p.str("key_type")
+	var c *keystore.GroupCA
+	switch {
+	case generate && hasKey:
+		return badRequest("key", "must not be given with generate=true (keygate generates the key pair)")
+	case generate:
+		c, err = a.store.GenerateCA(r.Context(), actor(r), g.ID, title, keyType)
+	case hasType:
+		return badRequest("key_type", "is only for generate=true")
+	default:
+		c, err = a.store.CreateCA(r.Context(), actor(r), g.ID, keystore.CAInput{Title: title, Key: key})
+	}
 	if err != nil {
 		return err
 	}

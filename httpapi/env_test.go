@@ -58,7 +58,7 @@ func newEnv(t *testing.T) *env {
 	if os.Getenv("KEYGATE_TEST_BACKEND") == "postgres" {
 		dsn = pgtest.NewDatabase(t)
 	}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, Now: c.Now})
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, Now: c.Now, CAKey: testCAKey})
 	if err != nil {
 		t.Fatalf("keystore.Open: %v", err)
 	}

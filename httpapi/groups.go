@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -20,6 +21,9 @@ type groupJSON struct {
 	WebURL                 string `json:"web_url"`
 	EnforceSSHCertificates bool   `json:"enforce_ssh_certificates"`
 	KRLPublic              bool   `json:"krl_public"`
+	// SSHCertificateMaxTTL (seconds, top-level groups): the longest
+	// certificate the group's managed CAs issue to people.
+	SSHCertificateMaxTTL *int64 `json:"ssh_certificate_max_ttl,omitempty"`
 }
 
 func (a *API) renderGroup(r *http.Request, g *keystore.Group) (groupJSON, error) {
@@ -31,10 +35,15 @@ func (a *API) renderGroup(r *http.Request, g *keystore.Group) (groupJSON, error)
 	for i, c := range chain {
 		names[len(chain)-1-i] = c.Name
 	}
-	return groupJSON{ID: g.ID, Name: g.Name, Path: g.Path, Description: g.Description, Visibility: "private",
+	j := groupJSON{ID: g.ID, Name: g.Name, Path: g.Path, Description: g.Description, Visibility: "private",
 		FullName: strings.Join(names, " / "), FullPath: g.FullPath, ParentID: g.ParentID,
 		CreatedAt: fmtTime(g.CreatedAt), WebURL: baseURL(r) + "/groups/" + g.FullPath,
-		EnforceSSHCertificates: g.EnforceSSHCertificates, KRLPublic: g.KRLPublic}, nil
+		EnforceSSHCertificates: g.EnforceSSHCertificates, KRLPublic: g.KRLPublic}
+	if g.TopLevel() {
+		secs := int64(g.SSHCertificateMaxTTL / time.Second)
+		j.SSHCertificateMaxTTL = &secs
+	}
+	return j, nil
 }
 
 func (a *API) writeGroups(w http.ResponseWriter, r *http.Request, f keystore.GroupFilter) error {
@@ -107,8 +116,21 @@ func groupInput(r *http.Request, required ...string) (keystore.GroupInput, param
 		return keystore.GroupInput{}, p, err
 	}
 	enforce, err := p.boolPtr("enforce_ssh_certificates")
-	return keystore.GroupInput{Name: p.strPtr("name"), Path: p.strPtr("path"), Description: p.strPtr("description"),
-		EnforceSSHCertificates: enforce}, p, err
+	if err != nil {
+		return keystore.GroupInput{}, p, err
+	}
+	in := keystore.GroupInput{Name: p.strPtr("name"), Path: p.strPtr("path"), Description: p.strPtr("description"),
+		EnforceSSHCertificates: enforce}
+	if secs, ok, err := p.intVal("ssh_certificate_max_ttl"); err != nil {
+		return in, p, err
+	} else if ok {
+		d := time.Duration(secs) * time.Second
+		if secs < 0 || secs > 1<<31 {
+			d = -1 // out of range, refused by the store (no overflow)
+		}
+		in.SSHCertificateMaxTTL = &d
+	}
+	return in, p, nil
 }
 
 func (a *API) createGroup(w http.ResponseWriter, r *http.Request) error {

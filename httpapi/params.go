@@ -114,6 +114,26 @@ func (p params) fromJSON(body []byte) error {
 				}
 			}
 			p.v[k] = vs
+		case map[string]any:
+			// Only the parameters that are objects take one: elsewhere an
+			// object (an operator like {"$ne":""}) is refused, not ignored.
+			if !objectParams[k] {
+				return badRequest(k, "must be a string, number or boolean")
+			}
+			// An object is its fields as k[name], as a form sends them
+			// (claims[ref]=…); see object.
+			for name, e := range x {
+				switch y := e.(type) {
+				case string:
+					p.v[k+"["+name+"]"] = []string{y}
+				case json.Number:
+					p.v[k+"["+name+"]"] = []string{y.String()}
+				case bool:
+					p.v[k+"["+name+"]"] = []string{strconv.FormatBool(y)}
+				default:
+					return badRequest(k, "must be an object of strings, numbers or booleans")
+				}
+			}
 		default:
 			return badRequest(k, "must be a string, number or boolean")
 		}
@@ -139,6 +159,26 @@ func (p params) strPtr(name string) *string {
 		return nil
 	}
 	return &v
+}
+
+// objectParams are the parameters whose value is an object.
+var objectParams = map[string]bool{"claims": true, "required_claims": true}
+
+// object returns the fields name[key]=value of an object parameter (a
+// JSON object, or form fields name[key]); nil when there are none.
+func (p params) object(name string) map[string]string {
+	var out map[string]string
+	for k, vs := range p.v {
+		key, ok := strings.CutPrefix(k, name+"[")
+		if !ok || !strings.HasSuffix(key, "]") || len(vs) == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[strings.TrimSuffix(key, "]")] = vs[0]
+	}
+	return out
 }
 
 // list returns a list parameter; a single value may be comma-separated.

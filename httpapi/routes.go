@@ -49,6 +49,7 @@ func (a *API) routes() chi.Router {
 	r.Get("/{username}.keys", a.v4(a.publicKeysText))
 	r.Get("/-/health", a.health)
 	r.Get("/-/readiness", a.readiness)
+	r.Get("/-/oidc_issuers", a.v4(a.loginIssuers))
 	r.With(a.authenticate(false), a.requireUser(false)).Get("/-/allowed_signers", a.v4(a.allowedSigners))
 	r.With(a.authenticate(false), a.requireUser(false)).Get("/-/allowed_signers/revoked", a.v4(a.revokedSigners))
 	if !a.separateMetrics {
@@ -58,6 +59,11 @@ func (a *API) routes() chi.Router {
 	r.Route("/api/v4", func(r chi.Router) {
 		r.Use(a.authenticate(false))
 		r.Get("/openapi.json", a.openAPI)
+
+		// Certificates from identity: a personal access token or an ID
+		// token (people), a CI job's ID token (projects).
+		r.Post("/user/ssh_certificates", a.v4(a.issueMyCertificate))
+		r.Post("/projects/{id}/ssh_certificates", a.v4(a.issueJobCertificate))
 
 		// Public reads.
 		r.Get("/users/{id}/gpg_keys", a.v4(a.listUserGPGKeys))
@@ -77,6 +83,7 @@ func (a *API) routes() chi.Router {
 			r.Post("/user/keys", a.v4(a.addMyKey))
 			r.Get("/user/keys/{key_id}", a.v4(a.getMyKey))
 			r.Delete("/user/keys/{key_id}", a.v4(a.deleteMyKey))
+			r.Get("/user/ssh_certificates", a.v4(a.listMyCertificates))
 			r.Post("/user/keys/{key_id}/revoke", a.v4(a.revokeMyKey))
 			r.Get("/user/gpg_keys", a.v4(a.listMyGPGKeys))
 			r.Post("/user/gpg_keys", a.v4(a.addMyGPGKey))
@@ -118,6 +125,11 @@ func (a *API) routes() chi.Router {
 			r.Get("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.listRevocations))
 			r.Post("/groups/{id}/ssh_certificates/{cert_id}/revocations", a.v4(a.createRevocation))
 			r.Delete("/groups/{id}/ssh_certificates/{cert_id}/revocations/{revocation_id}", a.v4(a.deleteRevocation))
+			r.Get("/groups/{id}/ssh_certificates/{cert_id}/issued", a.v4(a.listIssued))
+			r.Get("/groups/{id}/ssh_certificate_trust", a.v4(a.listGroupTrustRules))
+			r.Get("/projects/{id}/ssh_certificate_trust", a.v4(a.listTrustRules))
+			r.Post("/projects/{id}/ssh_certificate_trust", a.v4(a.createTrustRule))
+			r.Delete("/projects/{id}/ssh_certificate_trust/{rule_id}", a.v4(a.deleteTrustRule))
 			r.Get("/groups/{id}/bastion_targets", a.v4(a.listBastionTargets))
 			r.Post("/groups/{id}/bastion_targets", a.v4(a.createBastionTarget))
 			r.Delete("/groups/{id}/bastion_targets/{target_id}", a.v4(a.deleteBastionTarget))
@@ -166,6 +178,10 @@ func (a *API) routes() chi.Router {
 				r.Get("/deploy_keys/{key_id}", a.v4(a.getInstanceDeployKey))
 				r.Put("/deploy_keys/{key_id}", a.v4(a.updateInstanceDeployKey))
 				r.Delete("/deploy_keys/{key_id}", a.v4(a.deleteInstanceDeployKey))
+				r.Get("/admin/oidc_issuers", a.v4(a.listOIDCIssuers))
+				r.Post("/admin/oidc_issuers", a.v4(a.createOIDCIssuer))
+				r.Get("/admin/oidc_issuers/{issuer_id}", a.v4(a.getOIDCIssuer))
+				r.Delete("/admin/oidc_issuers/{issuer_id}", a.v4(a.deleteOIDCIssuer))
 				r.Post("/groups/{id}/bastion_allowances", a.v4(a.createBastionAllowance))
 				r.Delete("/groups/{id}/bastion_allowances/{allowance_id}", a.v4(a.deleteBastionAllowance))
 			})

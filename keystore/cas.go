@@ -15,15 +15,17 @@ type CAInput struct {
 	Key   string
 }
 
-const caCols = `id, group_id, title, key, fingerprint_sha256, created_at`
+const caCols = `id, group_id, title, key, fingerprint_sha256, created_at, managed`
 
 func scanCA(row rowScanner) (*GroupCA, error) {
 	var c GroupCA
 	var created int64
-	if err := row.Scan(&c.ID, &c.GroupID, &c.Title, &c.Key, &c.FingerprintSHA256, &created); err != nil {
+	var managed int
+	if err := row.Scan(&c.ID, &c.GroupID, &c.Title, &c.Key, &c.FingerprintSHA256, &created, &managed); err != nil {
 		return nil, err
 	}
 	c.CreatedAt = fromMS(created)
+	c.Managed = managed != 0
 	return &c, nil
 }
 
@@ -42,7 +44,13 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 		return nil, err
 	}
 	c := &GroupCA{GroupID: groupID, Title: in.Title, Key: pk.Normalized, FingerprintSHA256: pk.FingerprintSHA256}
-	err = s.write(ctx, a, func(t *tx) error {
+	return s.insertCA(ctx, a, groupID, c, "", "")
+}
+
+// insertCA stores a CA for top-level group groupID; sealedKey is a
+// managed CA's sealed private key ("" for an uploaded CA).
+func (s *Store) insertCA(ctx context.Context, a Actor, groupID int64, c *GroupCA, sealedKey, keyType string) (*GroupCA, error) {
+	err := s.write(ctx, a, func(t *tx) error {
 		var parent sql.NullInt64
 		err := t.queryRow(ctx, `SELECT parent_id FROM groups WHERE id = ?`, groupID).Scan(&parent)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -61,8 +69,12 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 			return err
 		}
 		c.CreatedAt = t.now
-		id, err := t.insert(ctx, `INSERT INTO group_cas (group_id, title, key, fingerprint_sha256, created_at) VALUES (?, ?, ?, ?, ?)`,
-			groupID, c.Title, c.Key, c.FingerprintSHA256, ms(t.now))
+		var sealedArg any
+		if sealedKey != "" {
+			sealedArg = sealedKey
+		}
+		id, err := t.insert(ctx, `INSERT INTO group_cas (group_id, title, key, fingerprint_sha256, created_at, managed, sealed_private_key) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			groupID, c.Title, c.Key, c.FingerprintSHA256, ms(t.now), boolInt(c.Managed), sealedArg)
 		if err != nil {
 			return err
 		}
@@ -70,8 +82,12 @@ func (s *Store) CreateCA(ctx context.Context, a Actor, groupID int64, in CAInput
 		if err := t.krlChanged(ctx, groupID); err != nil {
 			return err
 		}
-		return t.record(ctx, "ssh_certificate_authority_created", EntityCA, id, "create",
-			map[string]any{"group_id": groupID, "fingerprint": c.FingerprintSHA256, "title": c.Title})
+		details := map[string]any{"group_id": groupID, "fingerprint": c.FingerprintSHA256, "title": c.Title}
+		if c.Managed {
+			details["managed"] = true
+			details["key_type"] = keyType
+		}
+		return t.record(ctx, "ssh_certificate_authority_created", EntityCA, id, "create", details)
 	})
 	if err != nil {
 		return nil, err
@@ -99,9 +115,13 @@ func (s *Store) ListCAs(ctx context.Context, groupID int64, pg Page) ([]*GroupCA
 
 // DeleteCA deletes a group's CA. Its revocations stay: they belong to the
 // group and the CA's key, and apply again if the group registers the key
-// again.
+// again. A managed CA's private key is destroyed with it (overwritten,
+// then deleted with its row), and so are the records of what it issued.
 func (s *Store) DeleteCA(ctx context.Context, a Actor, groupID, id int64) error {
 	return s.write(ctx, a, func(t *tx) error {
+		if _, err := t.exec(ctx, `UPDATE group_cas SET sealed_private_key = NULL WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
+			return err
+		}
 		if err := t.execOne(ctx, "SSH Certificate", `DELETE FROM group_cas WHERE id = ? AND group_id = ?`, id, groupID); err != nil {
 			return err
 		}

@@ -36,8 +36,20 @@ var exportTables = func() []struct{ name, order string } {
 		}
 	}
 	out = append(out, struct{ name, order string }{"lfs_locks", "id"})
+	// Issuance (no entity of the auth index): trusted issuers, trust
+	// rules, issued certificates.
+	out = append(out, struct{ name, order string }{"oidc_issuers", "id"},
+		struct{ name, order string }{"ssh_certificate_trust_rules", "id"},
+		struct{ name, order string }{"issued_certificates", "id"})
 	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"})
 }()
+
+// SealedKeysNote is the export's word on managed CAs' private keys: they
+// are in it only sealed, and open only with the CA encryption key.
+const SealedKeysNote = "managed SSH certificate authorities' private keys are in this export only sealed " +
+	"(AES-256-GCM, group_cas.sealed_private_key) under keygate's CA encryption key (--ca-key-file, by default " +
+	"DATA_DIR/ca-encryption.key), which is never in the database or an export: keep a copy of that file apart " +
+	"from the exports (a password manager, a sealed secret); without it a restored keygate cannot sign with them"
 
 // Export is one keystore as a JSON document: every row of every table, with
 // ids and millisecond times as stored.
@@ -80,12 +92,21 @@ func (s *Store) Export(ctx context.Context, w io.Writer) error {
 	defer tx.Rollback()
 
 	bw := bufio.NewWriterSize(w, 64<<10)
+	var managed int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM group_cas WHERE managed = 1`).Scan(&managed); err != nil {
+		return err
+	}
+	var notes []string
+	if managed > 0 {
+		notes = append(notes, SealedKeysNote)
+	}
 	head, err := json.Marshal(struct {
 		Format        string    `json:"format"`
 		SchemaVersion int64     `json:"schema_version"`
 		Backend       string    `json:"backend"`
 		ExportedAt    time.Time `json:"exported_at"`
-	}{ExportFormat, current, s.Backend(), s.now().UTC().Truncate(time.Millisecond)})
+		Notes         []string  `json:"notes,omitempty"`
+	}{ExportFormat, current, s.Backend(), s.now().UTC().Truncate(time.Millisecond), notes})
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,18 @@ func seedAll(t *testing.T, e *env) {
 	_, err = e.s.UpdateUser(e.ctx, sys, bob.ID, keystore.UserInput{EnterpriseGroupID: &g.ID})
 	mustOK(t, err)
 	mustOK(t, e.s.RecordEvent(e.ctx, keystore.Actor{UserID: alice.ID, RemoteIP: "192.0.2.1"}, "key_first_use", "key", k1.ID, map[string]any{"via": "ssh"}))
+	// Issuance: a managed CA, a trusted issuer, a trust rule, a certificate.
+	_, err = e.s.GenerateCA(e.ctx, sys, g.ID, "managed", "")
+	mustOK(t, err)
+	_, err = e.s.CreateOIDCIssuer(e.ctx, sys, keystore.OIDCIssuerInput{Issuer: "https://idp.example.com", ClientID: "keygate"})
+	mustOK(t, err)
+	_, err = e.s.CreateTrustRule(e.ctx, sys, proj.ID, keystore.TrustRuleInput{Issuer: "https://idp.example.com", Audience: "keygate-ci",
+		Claims: map[string]string{"project_path": "platform/infra/repo"}, Access: keystore.AccessRead})
+	mustOK(t, err)
+	_, err = e.s.AddMember(e.ctx, sys, g.ID, bob.ID, keystore.Reporter)
+	mustOK(t, err)
+	_, err = e.s.IssueUserCertificate(e.ctx, sys, keystore.UserCertRequest{UserID: bob.ID, PublicKey: l2, GitUser: "git", Source: keystore.CertSourceToken})
+	mustOK(t, err)
 }
 
 func exportDoc(t *testing.T, s *keystore.Store) (*keystore.Export, []byte) {
@@ -102,7 +114,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if doc.Format != keystore.ExportFormat || doc.SchemaVersion < 3 || doc.Backend != src.s.Backend() {
 		t.Fatalf("header: %+v", doc)
 	}
-	if len(doc.Tables) != 19 {
+	if len(doc.Tables) != 22 {
 		t.Fatalf("%d tables exported", len(doc.Tables))
 	}
 	for _, tbl := range doc.Tables {

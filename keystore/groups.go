@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 )
 
 // GroupInput is the writable part of a group. Nil fields are unchanged on update.
@@ -17,18 +19,22 @@ type GroupInput struct {
 	// KRLPublic lets anyone read the group's KRL and CA keys without a
 	// token (top-level groups only; httpapi lets only admins set it).
 	KRLPublic *bool
+	// SSHCertificateMaxTTL is the longest certificate the group's managed
+	// CAs issue to people (top-level groups only).
+	SSHCertificateMaxTTL *time.Duration
 }
 
-const groupCols = `id, name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at, krl_public`
+const groupCols = `id, name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at, krl_public, ssh_certificate_max_ttl`
 
 func scanGroup(row rowScanner) (*Group, error) {
 	var g Group
 	var parent sql.NullInt64
 	var enforce, krlPublic int
-	var created int64
-	if err := row.Scan(&g.ID, &g.Name, &g.Path, &g.Description, &parent, &g.FullPath, &enforce, &created, &krlPublic); err != nil {
+	var created, maxTTL int64
+	if err := row.Scan(&g.ID, &g.Name, &g.Path, &g.Description, &parent, &g.FullPath, &enforce, &created, &krlPublic, &maxTTL); err != nil {
 		return nil, err
 	}
+	g.SSHCertificateMaxTTL = time.Duration(maxTTL) * time.Second
 	if parent.Valid {
 		g.ParentID = &parent.Int64
 	}
@@ -96,6 +102,7 @@ func (s *Store) CreateGroup(ctx context.Context, a Actor, in GroupInput, ownerID
 			g.FullPath = parent.FullPath + "/" + g.Path
 		}
 		g.CreatedAt = t.now
+		g.SSHCertificateMaxTTL = DefaultGroupCertMaxTTL // the column's default
 		id, err := t.insert(ctx, `INSERT INTO groups (name, path, description, parent_id, full_path, enforce_ssh_certificates, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, g.Name, g.Path, g.Description, g.ParentID, g.FullPath, boolInt(g.EnforceSSHCertificates), ms(t.now))
 		if err != nil {
@@ -165,11 +172,22 @@ func (s *Store) UpdateGroup(ctx context.Context, a Actor, id int64, in GroupInpu
 			g.KRLPublic = *in.KRLPublic
 			changed["krl_public"] = g.KRLPublic
 		}
+		if v := in.SSHCertificateMaxTTL; v != nil {
+			switch {
+			case !g.TopLevel():
+				p.add("ssh_certificate_max_ttl", "can only be set on top-level groups")
+			case *v < MinCertTTL || *v > MaxGroupCertTTL || *v%time.Second != 0:
+				p.add("ssh_certificate_max_ttl", fmt.Sprintf("must be a whole number of seconds from %d to %d",
+					int(MinCertTTL/time.Second), int(MaxGroupCertTTL/time.Second)))
+			}
+			g.SSHCertificateMaxTTL = *v
+			changed["ssh_certificate_max_ttl"] = int64(*v / time.Second)
+		}
 		if err := p.err(); err != nil {
 			return err
 		}
-		if _, err := t.exec(ctx, `UPDATE groups SET name = ?, path = ?, description = ?, full_path = ?, enforce_ssh_certificates = ?, krl_public = ? WHERE id = ?`,
-			g.Name, g.Path, g.Description, g.FullPath, boolInt(g.EnforceSSHCertificates), boolInt(g.KRLPublic), id); err != nil {
+		if _, err := t.exec(ctx, `UPDATE groups SET name = ?, path = ?, description = ?, full_path = ?, enforce_ssh_certificates = ?, krl_public = ?, ssh_certificate_max_ttl = ? WHERE id = ?`,
+			g.Name, g.Path, g.Description, g.FullPath, boolInt(g.EnforceSSHCertificates), boolInt(g.KRLPublic), int64(g.SSHCertificateMaxTTL/time.Second), id); err != nil {
 			return err
 		}
 		if g.FullPath != oldFull {

@@ -24,6 +24,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver for rawDB
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/keygate/keygate/internal/sealed"
 	"github.com/keygate/keygate/internal/testutil"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/pgtest"
@@ -76,10 +77,19 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// testCAKey seals managed CAs' private keys in these tests.
+var testCAKey = func() *sealed.Key {
+	k, err := sealed.NewKey([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 // open opens (another handle on) the env's database and closes it at cleanup.
 func (e *env) open(t *testing.T) *keystore.Store {
 	t.Helper()
-	s, err := keystore.Open(e.ctx, keystore.Config{DSN: e.dsn, Now: e.clock.Now})
+	s, err := keystore.Open(e.ctx, keystore.Config{DSN: e.dsn, Now: e.clock.Now, CAKey: testCAKey})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", e.dsn, err)
 	}

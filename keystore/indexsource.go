@@ -121,15 +121,17 @@ func expiresMS(v sql.NullInt64) int64 {
 	return v.Int64
 }
 
-// ScanCAs streams every group CA's id, group and fingerprint.
-func (s *Store) ScanCAs(ctx context.Context, fn func(id, groupID int64, fingerprint string) error) error {
-	return s.forEachRow(ctx, `SELECT id, group_id, fingerprint_sha256 FROM group_cas`, func(sc func(...any) error) error {
+// ScanCAs streams every group CA's id, group, fingerprint and whether
+// keygate manages it.
+func (s *Store) ScanCAs(ctx context.Context, fn func(id, groupID int64, fingerprint string, managed bool) error) error {
+	return s.forEachRow(ctx, `SELECT id, group_id, fingerprint_sha256, managed FROM group_cas`, func(sc func(...any) error) error {
 		var id, gid int64
 		var fp string
-		if err := sc(&id, &gid, &fp); err != nil {
+		var managed int
+		if err := sc(&id, &gid, &fp, &managed); err != nil {
 			return err
 		}
-		return fn(id, gid, fp)
+		return fn(id, gid, fp, managed != 0)
 	})
 }
 

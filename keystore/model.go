@@ -125,6 +125,9 @@ type Group struct {
 	CreatedAt              time.Time
 	// KRLPublic: anyone may read the group's KRL and CA keys (see KRLState).
 	KRLPublic bool
+	// SSHCertificateMaxTTL is the longest certificate the group's managed
+	// CAs issue to people (default 8h; keygate's --cert-max-ttl caps it).
+	SSHCertificateMaxTTL time.Duration
 }
 
 // TopLevel reports whether the group has no parent.
@@ -210,6 +213,9 @@ type GroupCA struct {
 	Key               string
 	FingerprintSHA256 string
 	CreatedAt         time.Time
+	// Managed: keygate generated the CA and holds its private key (sealed,
+	// see GenerateCA); it issues certificates. Uploaded CAs are not.
+	Managed bool
 }
 
 // Revocation kinds.

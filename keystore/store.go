@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/keygate/keygate/internal/sealed"
 )
 
 //go:embed migrations
@@ -41,6 +43,12 @@ type Config struct {
 	// must not start a new, empty keystore. A SQLite file's directory is
 	// never created either way.
 	MustExist bool
+	// CAKey seals the private keys of managed CAs (nil: managed CAs can
+	// neither be generated nor sign). It is never stored in the database.
+	CAKey *sealed.Key
+	// CertMaxTTL caps the validity of every certificate a managed CA
+	// issues to a person, whatever a group's own maximum (0: 24h).
+	CertMaxTTL time.Duration
 }
 
 // Store is the keystore: validated domain writes and reads over SQL. Every
@@ -59,6 +67,9 @@ type Store struct {
 	roInfo   *ReadOnlyInfo
 
 	log *slog.Logger
+
+	caKey      *sealed.Key
+	certMaxTTL time.Duration
 
 	mu          sync.RWMutex
 	subscribers []func(Change)
@@ -87,6 +98,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s = &Store{db: db, dialect: sqliteDialect{}, now: now, readOnly: ro != nil, roInfo: ro}
 	}
 	s.log = cfg.Log
+	s.caKey, s.certMaxTTL = cfg.CAKey, cfg.CertMaxTTL
+	if s.certMaxTTL <= 0 {
+		s.certMaxTTL = DefaultCertMaxTTL
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

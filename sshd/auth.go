@@ -39,7 +39,14 @@ type Identity struct {
 	// Deploy-key logins (UserID is 0; KeyID is -DeployKeyID):
 	DeployKeyID    int64
 	DeployKeyTitle string
+	// CI job certificates (a managed CA's, with keystore.JobCertOption;
+	// UserID is 0): the one project they reach, and whether they push.
+	JobProjectID int64
+	JobWrite     bool
 }
+
+// IsJob reports whether the login used a CI job's certificate.
+func (id *Identity) IsJob() bool { return id.JobProjectID != 0 }
 
 // IsDeployKey reports whether the login used a deploy key.
 func (id *Identity) IsDeployKey() bool { return id.DeployKeyID != 0 }
@@ -271,6 +278,9 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	if reason != "" {
 		return nil, refuseLoudly(reason, banner)
 	}
+	if _, ok := cert.CriticalOptions[keystore.JobCertOption]; ok {
+		return s.decideJobCert(login, remote, cert, caFP, before)
+	}
 	certKeyFP := gossh.FingerprintSHA256(cert.Key)
 	identity := cert.KeyId
 	if v, ok := cert.Extensions["login@"+s.cfg.Hostname]; ok && s.cfg.Hostname != "" {
@@ -413,6 +423,9 @@ func verifyCertSignature(cert *gossh.Certificate) error {
 // stillValid re-checks an authenticated identity against the index; it
 // returns "" when valid or the reason it is not.
 func (s *Server) stillValid(id *Identity, now time.Time) string {
+	if id.IsJob() {
+		return s.jobStillValid(id, now)
+	}
 	var u authindex.User
 	if id.IsDeployKey() {
 		if dk, ok := s.cfg.Auth.DeployKey(id.DeployKeyID); !ok {

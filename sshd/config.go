@@ -32,6 +32,9 @@ type Authorizer interface {
 	// registered (a key is its group's own; other groups may hold it too).
 	CA(fp [32]byte, groupID int64) (authindex.CA, bool)
 	CAExists(id int64) bool
+	// ManagedCA returns the managed CA (keygate holds its private key)
+	// whose key is fp: its certificates are keygate's own issue.
+	ManagedCA(fp [32]byte) (authindex.CA, bool)
 	// Revoked reports whether top-level group groupID revoked a certificate
 	// of its CA key caFP by serial, key id (also when it names userID) or
 	// certificate key fingerprint.

@@ -98,6 +98,17 @@ func (s *Server) decideGit(id *Identity, projectID, groupID int64, write bool, n
 		}
 		return gitDecision{}
 	}
+	if id.IsJob() {
+		// A CI job's certificate: its one project, read or push, as a
+		// deploy key of that project would.
+		switch {
+		case projectID != id.JobProjectID:
+			return gitDecision{msgNotFound, "CI job certificate is for another project"}
+		case write && !id.JobWrite:
+			return gitDecision{msgJobReadOnly, "CI job certificate may not push"}
+		}
+		return gitDecision{}
+	}
 	u, _ := s.cfg.Auth.User(id.UserID)
 	level := keystore.EffectiveLevel(u.IsAdmin, s.cfg.Auth.AccessLevel(id.UserID, groupID))
 	if level < keystore.Reporter {
@@ -135,7 +146,7 @@ func (s *Server) decideForward(id *Identity, login, host string, port uint32, ad
 	if reason := s.stillValid(id, now); reason != "" {
 		return forwardDecision{msg: "permission denied", reason: reason}
 	}
-	if strings.EqualFold(login, s.cfg.GitUser) || !s.cfg.Auth.UsernameIs(id.UserID, login) {
+	if id.IsJob() || strings.EqualFold(login, s.cfg.GitUser) || !s.cfg.Auth.UsernameIs(id.UserID, login) {
 		return forwardDecision{msg: "log in with your own username to forward connections", reason: "git user cannot forward"}
 	}
 	if id.IsCertificate() && !id.PermitPortForwarding {

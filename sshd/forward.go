@@ -50,6 +50,10 @@ func identityDetails(id *Identity, d map[string]any) map[string]any {
 		d["ca_group_id"] = id.CAGroupID
 		d["ca_fingerprint"] = fingerprintString(id.CAFingerprint)
 		d["key_fingerprint"] = id.KeyFingerprint
+		if id.IsJob() {
+			d["ci_project_id"] = id.JobProjectID
+			d["ci_access"] = map[bool]string{true: keystore.AccessWrite, false: keystore.AccessRead}[id.JobWrite]
+		}
 	} else if id.IsDeployKey() {
 		d["deploy_key_id"] = id.DeployKeyID
 		d["deploy_key_title"] = id.DeployKeyTitle

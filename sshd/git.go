@@ -26,6 +26,7 @@ const (
 	msgDeployReadOnly = "keygate: ERROR: This deploy key is read-only for this project (enable can_push to push).\n"
 	msgCertRequired   = "keygate: ERROR: This group requires SSH certificates: log in with a certificate issued by the group's CA.\n"
 	msgCertScope      = "keygate: ERROR: Your certificate does not allow access to projects in this namespace.\n"
+	msgJobReadOnly    = "keygate: ERROR: This CI job's certificate is read-only for this project (its trust rule has access read).\n"
 )
 
 // gitServices maps the SSH command to git's subcommand and whether it writes.
@@ -89,7 +90,9 @@ func (s *Server) handleSession(sess ssh.Session) {
 	}
 	args := sess.Command()
 	if len(args) == 0 {
-		if id.IsDeployKey() {
+		if id.IsJob() {
+			fmt.Fprintf(sess, "Welcome to keygate, CI job %q!\n", id.CertKeyID)
+		} else if id.IsDeployKey() {
 			fmt.Fprintf(sess, "Welcome to keygate, deploy key %q!\n", id.DeployKeyTitle)
 		} else {
 			fmt.Fprintf(sess, "Welcome to keygate, @%s!\n", s.cfg.Auth.Username(id.UserID))

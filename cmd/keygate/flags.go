@@ -44,6 +44,12 @@ type serveConfig struct {
 	// HostCertificates are OpenSSH host certificate files besides
 	// DATA_DIR/<host key>-cert.pub (--host-certificate, comma-separated).
 	HostCertificates []string
+
+	// The CA encryption key (see cakey.go) and the cap on people's
+	// certificates.
+	CAKeyFile       string
+	CAKeyCredential string
+	CertMaxTTL      time.Duration
 }
 
 // sshFlags names the flag of each sshd.Config field a flag sets.
@@ -173,6 +179,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools), and until --per-source-max-auth-failures failures follow that login it is spared --max-startups' random early drop (negative: off)", notZero},
 		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)", zeroOK},
 		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)", notZero},
+		{&c.CertMaxTTL, "cert-max-ttl", "KEYGATE_CERT_MAX_TTL", keystore.DefaultCertMaxTTL, "the longest certificate a managed CA issues to a person, whatever a group's ssh_certificate_max_ttl", positive},
 	}
 	for _, d := range durations {
 		def, err := envDuration(d.env, d.def)
@@ -246,6 +253,10 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", env("KEYGATE_TLS_KEY", ""), "PEM private key for --tls-cert (env KEYGATE_TLS_KEY)")
 	hostCerts := fs.String("host-certificate", env("KEYGATE_HOST_CERTIFICATE", ""),
 		"comma-separated OpenSSH host certificate files for the host keys, presented besides DATA_DIR/<host key>-cert.pub (env KEYGATE_HOST_CERTIFICATE)")
+	fs.StringVar(&c.CAKeyFile, "ca-key-file", env("KEYGATE_CA_KEY_FILE", ""),
+		"file holding the 32-byte key that seals managed CAs' private keys (default DATA_DIR/"+defaultCAKeyFile+", created on first start); keep a copy apart from database backups (env KEYGATE_CA_KEY_FILE)")
+	fs.StringVar(&c.CAKeyCredential, "ca-key-credential", env("KEYGATE_CA_KEY_CREDENTIAL", ""),
+		"read the CA encryption key from this systemd credential ($CREDENTIALS_DIRECTORY/NAME) instead of a file (env KEYGATE_CA_KEY_CREDENTIAL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printServeHelp(fs, stderr)
@@ -270,6 +281,12 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	if _, err := httpapi.ParseExternalURL(c.ExternalURL); err != nil {
 		return nil, fmt.Errorf("--external-url %q: %w", c.ExternalURL, err)
+	}
+	if c.CAKeyFile != "" && c.CAKeyCredential != "" {
+		return nil, errors.New("--ca-key-file and --ca-key-credential are alternatives; give one")
+	}
+	if strings.ContainsAny(c.CAKeyCredential, "/\\") || c.CAKeyCredential == "." || c.CAKeyCredential == ".." {
+		return nil, fmt.Errorf("--ca-key-credential %q must be a credential name, not a path", c.CAKeyCredential)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")

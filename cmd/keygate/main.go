@@ -101,6 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runRestore(args[1:], stdout, stderr)
 	case "users", "keys", "groups", "tokens", "cas":
 		return runAdmin(args[0], args[1:], stdout, stderr)
+	case "login":
+		return runLogin(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionLine())
 		return 0
@@ -140,6 +142,10 @@ func usage(w io.Writer) {
                             an online, consistent backup: the keystore, the SSH host keys (and the repositories)
   keygate restore --input FILE [flags]
                             bring a backup back into an empty data dir (or empty --db)
+  keygate login --server URL [--token PAT] [--key PATH] [--create-key] [--ttl D]
+                            get a short-lived SSH certificate: sign in with the OpenID Connect issuer keygate
+                            trusts (device flow: open the URL it prints) or with a personal access token; the
+                            certificate goes beside the key (KEY-cert.pub) and, with the key, into ssh-agent
   keygate version           print the version, the commit and the Go version
 The admin command line, a client of a running keygate's REST API (docs/cli.md):
 `)
@@ -312,7 +318,14 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log, MustExist: c.DB != ""})
+	caKey, caKeyFrom, err := loadCAKey(c)
+	if errors.Is(err, errNoCAKeyFile) {
+		log.Warn("managed SSH certificate authorities can neither be generated nor sign", "reason", err.Error())
+	} else if err != nil {
+		return err
+	}
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log, CAKey: caKey, CertMaxTTL: c.CertMaxTTL,
+		MustExist: c.DB != ""})
 	if err != nil {
 		return dbError(where(dsn), err)
 	}
@@ -321,6 +334,10 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		if err := store.RequireCurrentSchema(ctx); err != nil {
 			return dbError(where(dsn), err)
 		}
+	}
+	if caKey != nil {
+		log.Info("CA encryption key loaded", "from", caKeyFrom, "key_id", caKey.ID())
+		warnSealedCAs(ctx, store, caKey, log)
 	}
 	log.Info("preflight passed", "git", gitBin, "git_version", gitVersion, "backend", store.Backend())
 

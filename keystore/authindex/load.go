@@ -62,8 +62,8 @@ func (ix *Index) reload(ctx context.Context) error {
 		}
 		return usersErr
 	}
-	if err := s.ScanCAs(ctx, func(id, groupID int64, fp string) error {
-		fresh.putCA(&keystore.GroupCA{ID: id, GroupID: groupID, FingerprintSHA256: fp})
+	if err := s.ScanCAs(ctx, func(id, groupID int64, fp string, managed bool) error {
+		fresh.putCA(&keystore.GroupCA{ID: id, GroupID: groupID, FingerprintSHA256: fp, Managed: managed})
 		return nil
 	}); err != nil {
 		return err

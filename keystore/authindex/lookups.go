@@ -108,6 +108,20 @@ func (ix *Index) CAs(fp [32]byte) []CA {
 	return out
 }
 
+// ManagedCA returns the managed CA whose key is fp: a CA keygate generated
+// and signs with, so a certificate it signed was issued by keygate (other
+// groups may register the same public key as an uploaded CA; that makes
+// no certificate theirs).
+func (ix *Index) ManagedCA(fp [32]byte) (CA, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	id, ok := ix.managed[fp]
+	if !ok {
+		return CA{}, false
+	}
+	return CA{ID: id, GroupID: ix.caFP[id].Group}, true
+}
+
 // CAExists reports whether a CA id is still registered.
 func (ix *Index) CAExists(id int64) bool {
 	ix.mu.RLock()

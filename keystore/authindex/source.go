@@ -21,7 +21,7 @@ type Source interface {
 	ScanUsers(ctx context.Context, fn func(keystore.UserRow) error) error
 	ScanKeys(ctx context.Context, fn func(keystore.KeyRow) error) error
 	ScanMembers(ctx context.Context, fn func(groupID int64, m keystore.MemberLevel) error) error
-	ScanCAs(ctx context.Context, fn func(id, groupID int64, fingerprint string) error) error
+	ScanCAs(ctx context.Context, fn func(id, groupID int64, fingerprint string, managed bool) error) error
 	ScanRevocations(ctx context.Context, fn func(*keystore.Revocation) error) error
 	AllGroups(ctx context.Context) ([]*keystore.Group, error)
 	AllBastionTargets(ctx context.Context) ([]*keystore.BastionTarget, error)

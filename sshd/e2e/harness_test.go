@@ -116,7 +116,7 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 		}
 	})
 
-	store, err := keystore.Open(ctx, keystore.Config{DSN: filepath.Join(dir, "keygate.db")})
+	store, err := keystore.Open(ctx, keystore.Config{DSN: filepath.Join(dir, "keygate.db"), CAKey: e2eCAKey})
 	if err != nil {
 		t.Fatalf("keystore.Open: %v", err)
 	}
