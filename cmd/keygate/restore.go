@@ -105,7 +105,8 @@ func extractBackup(input, dir string) (*backupManifest, error) {
 	return m, nil
 }
 
-// emptyDir reports whether dir does not exist or holds nothing.
+// emptyDir reports whether dir exists, and refuses one that holds anything
+// but the CA encryption key.
 func emptyDir(dir string) (exists bool, err error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -114,6 +115,15 @@ func emptyDir(dir string) (exists bool, err error) {
 	if err != nil {
 		return true, fmt.Errorf("--data-dir %s: %w", dir, err)
 	}
+	// The CA encryption key is kept apart from backups and may be put in
+	// place before the restore.
+	kept := entries[:0]
+	for _, e := range entries {
+		if e.Name() != defaultCAKeyFile {
+			kept = append(kept, e)
+		}
+	}
+	entries = kept
 	if len(entries) > 0 {
 		names := []string{}
 		for i, e := range entries {
