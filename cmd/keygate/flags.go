@@ -152,8 +152,16 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, fmt.Errorf("KEYGATE_SHUTDOWN_GRACE: %w", err)
 	}
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", grace, "how long running requests and git operations may finish after SIGTERM (env KEYGATE_SHUTDOWN_GRACE)")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body accepted")
-	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not run database migrations at start")
+	maxBody, err := envInt("KEYGATE_MAX_BODY_BYTES", 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(maxBody), "largest REST request body accepted, in bytes (env KEYGATE_MAX_BODY_BYTES)")
+	noMigrate, err := strconv.ParseBool(env("KEYGATE_NO_MIGRATE", "false"))
+	if err != nil {
+		return nil, fmt.Errorf("KEYGATE_NO_MIGRATE: %w", err)
+	}
+	fs.BoolVar(&c.NoMigrate, "no-migrate", noMigrate, "do not run database migrations at start; refuse a database whose schema is missing or older (env KEYGATE_NO_MIGRATE)")
 	// Zero is not a value these flags can take (sshd.Config reads 0 as "the
 	// default"): refused, so that 0 never silently means 30s or 1h. The
 	// SSH server's own rules (what may be negative, ranges) are
@@ -283,9 +291,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		"read the CA encryption key from this systemd credential ($CREDENTIALS_DIRECTORY/NAME) instead of a file (env KEYGATE_CA_KEY_CREDENTIAL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "usage: keygate serve [flags]")
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
+			printServeHelp(fs, stderr)
 			return nil, err
 		}
 		if strings.Contains(err.Error(), "parse error") {
@@ -297,7 +303,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, err
 	}
 	if c.ProxyTrusted, err = sshd.ParseCIDRs(*trusted); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--proxy-protocol-trusted: %w", err)
 	}
 	if c.TrustedProxies, err = sshd.ParseCIDRs(*trustedProxies); err != nil {
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
@@ -362,7 +368,22 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	if c.GitUser == "" {
 		return nil, errors.New("--git-user must not be empty")
 	}
-	if _, err := resolveDB(c.DB, c.DataDir); err != nil {
+	for _, l := range []struct{ flag, addr string }{{"ssh-addr", c.SSHAddr}, {"http-addr", c.HTTPAddr}, {"metrics-addr", c.MetricsAddr}} {
+		if err := checkListenAddr(l.flag, l.addr); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkHostname(c.Hostname); err != nil {
+		return nil, err
+	}
+	dsn, err := resolveDB(c.DB, c.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDataDirReadable(c.DataDir); err != nil {
+		return nil, err
+	}
+	if err := checkExplicitDB(c.DB, dsn); err != nil {
 		return nil, err
 	}
 	return c, nil
