@@ -24,6 +24,7 @@ var serveGroups = []struct {
 		"max-startups", "per-source-max-startups", "per-source-max-auth-failures", "per-source-penalty-window",
 		"per-source-trust-window", "per-source-exempt", "max-connections-per-principal", "max-git-processes-per-principal",
 		"keepalive-interval", "keepalive-count-max", "idle-timeout", "shutdown-grace", "lfs-max-object-size"}},
+	{"Git", []string{"pack-cache-dir", "pack-cache-max-bytes", "pack-cache-max-entry-bytes", "pack-cache-ttl", "pack-cache-reader-timeout"}},
 	{"Certificates", []string{"cert-clock-skew", "cert-require-principals", "cert-max-ttl", "ca-key-file", "ca-key-credential"}},
 	{"Logging", []string{"log-format", "log-level"}},
 }
