@@ -34,11 +34,24 @@ func newStreamer(c *serveConfig, store *keystore.Store, reg prometheus.Registere
 	})
 }
 
+// buildRevision is the commit keygate was built from, as `keygate version`
+// prints it ("unknown" outside a checkout, "+dirty" with changes).
+func buildRevision() string {
+	rev, dirty := vcsCommit()
+	if rev == "" {
+		rev = "unknown"
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	return rev
+}
+
 // buildInfo is keygate_build_info: 1, labelled with what was built.
 func buildInfo() prometheus.Collector {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "keygate_build_info", Help: "keygate's version, the commit it was built from and the Go version (always 1).",
-		ConstLabels: prometheus.Labels{"version": version, "revision": buildCommit(), "goversion": runtime.Version()},
+		ConstLabels: prometheus.Labels{"version": version, "revision": buildRevision(), "goversion": runtime.Version()},
 	})
 	g.Set(1)
 	return g
