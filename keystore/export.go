@@ -41,7 +41,9 @@ var exportTables = func() []struct{ name, order string } {
 	out = append(out, struct{ name, order string }{"oidc_issuers", "id"},
 		struct{ name, order string }{"ssh_certificate_trust_rules", "id"},
 		struct{ name, order string }{"issued_certificates", "id"})
-	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"})
+	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"},
+		struct{ name, order string }{"audit_stream_destinations", "id"}, struct{ name, order string }{"audit_stream_sinks", "name"},
+		struct{ name, order string }{"audit_outbox", "id"})
 }()
 
 // SealedKeysNote is the export's word on managed CAs' private keys: they
