@@ -380,6 +380,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	sc := c.Config
 	sc.Addr, sc.HostKeys, sc.ReposDir, sc.GitHome = c.SSHAddr, hostKeys, repos.Root, repos.Home
 	sc.HostCertificates = hostCerts
+	// keygate's managed host CA, if an admin made one, signs the host keys
+	// that have no certificate file.
+	sc.HostCA = store
 	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
 	sc.LFSLocks = store
 	sc.OwnListeners = ownListeners(httpLn, metricsLn)
