@@ -207,9 +207,10 @@ func (t *tx) hostCASigner(ctx context.Context, id int64) (gossh.Signer, *HostCA,
 
 // NormalizeHostPrincipals checks the names a host certificate is for and
 // returns them lower-cased (ssh lower-cases the name it connects to before
-// matching), duplicates dropped, in order: host names, IP addresses, and
-// patterns with * and ? (OpenSSH matches host certificate principals as
-// patterns). field names the parameter in errors.
+// matching), duplicates dropped, in order: host names and IP addresses.
+// No patterns: OpenSSH (9.2 tested) compares a host certificate's
+// principals with the name it connects to as plain strings, so "*.example"
+// would match no host. field names the parameter in errors.
 func NormalizeHostPrincipals(field string, names []string) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
@@ -223,8 +224,8 @@ func NormalizeHostPrincipals(field string, names []string) ([]string, error) {
 		}
 		if _, err := netip.ParseAddr(n); err != nil {
 			for _, r := range n {
-				if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_' || r == '*' || r == '?') {
-					return nil, invalid(field, fmt.Sprintf("%q is not a host name, an IP address or a pattern of one (letters, digits, - . _ * ?)", n))
+				if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+					return nil, invalid(field, fmt.Sprintf("%q is not a host name or an IP address (letters, digits, - . _; no patterns)", n))
 				}
 			}
 			if strings.HasPrefix(n, "-") || strings.HasPrefix(n, ".") || strings.Contains(n, "..") {
