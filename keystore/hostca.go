@@ -72,13 +72,21 @@ type HostCertificate struct {
 	CreatedAt        time.Time
 }
 
-// hostKeyRevoked: a certificate of the host key was revoked, so keygate
-// signs no other for it (a new certificate of a key someone else may hold
-// would undo the revocation; the server needs a new host key).
-func hostKeyRevoked(fp string) error {
-	return &ConflictError{Msg: "a certificate of host key " + fp + " was revoked: keygate signs no new certificate for that key; " +
+// HostKeyRevokedError: a certificate of the host key was revoked, so
+// keygate signs no other for it (a new certificate of a key someone else
+// may hold would undo the revocation; the server needs a new host key).
+// It is an ErrConflict.
+type HostKeyRevokedError struct{ Fingerprint string }
+
+func (e *HostKeyRevokedError) Error() string { return e.Unwrap().Error() }
+
+// Unwrap makes it a *ConflictError (409).
+func (e *HostKeyRevokedError) Unwrap() error {
+	return &ConflictError{Msg: "a certificate of host key " + e.Fingerprint + " was revoked: keygate signs no new certificate for that key; " +
 		"give the server a new host key"}
 }
+
+func hostKeyRevoked(fp string) error { return &HostKeyRevokedError{Fingerprint: fp} }
 
 // hostCASealContext binds a sealed host CA key to its public key, and
 // apart from group CAs: a sealed key copied between the tables does not
@@ -310,7 +318,7 @@ func (s *Store) IssueHostCertificate(ctx context.Context, a Actor, req HostCertR
 // with the oldest host CA in use, under these principals, not revoked and
 // not yet two thirds through its validity; otherwise a new one
 // (OwnHostCertTTL), recorded. With no host CA in use it returns nil. A
-// host key whose certificate was revoked gets none (ErrConflict).
+// host key whose certificate was revoked gets none (*HostKeyRevokedError).
 func (s *Store) OwnHostCertificate(ctx context.Context, key gossh.PublicKey, principals []string) (*HostCertificate, error) {
 	names, err := NormalizeHostPrincipals("principals", principals)
 	if err != nil {

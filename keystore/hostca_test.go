@@ -2,6 +2,7 @@ package keystore_test
 
 import (
 	"crypto/sha256"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
@@ -408,6 +409,10 @@ func TestOwnHostCertificate(t *testing.T) {
 	}
 	_, err := e.s.OwnHostCertificate(e.ctx, key, names)
 	wantIs(t, err, keystore.ErrConflict)
+	var revoked *keystore.HostKeyRevokedError
+	if !errors.As(err, &revoked) || revoked.Fingerprint != gossh.FingerprintSHA256(key) {
+		t.Errorf("a revoked key: %v, want a *HostKeyRevokedError naming it", err)
+	}
 	// Another key, and no CA at all.
 	other, _ := newEd25519(t, "")
 	if c, err := e.s.OwnHostCertificate(e.ctx, other, names); err != nil || c == nil || c.CAID != ca2.ID {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // Managed host certificates: with a HostCA, every host key that has no
@@ -104,7 +106,17 @@ func (s *Server) RefreshHostCertificates(ctx context.Context) {
 				next, err = parseManagedCert(rec.ID, rec.Certificate, key)
 			}
 		}
-		if err != nil {
+		var revoked *keystore.HostKeyRevokedError
+		switch {
+		case errors.As(err, &revoked):
+			// Withdrawn at once: the certificate must not be shown again.
+			if msg := err.Error(); m.lastErr[fp] != msg {
+				m.lastErr[fp] = msg
+				s.log.Error("managed host certificate revoked: this host key gets none any more; replace the host key "+
+					"(remove its files from the data directory and restart)", "key", fp)
+			}
+			next = nil
+		case err != nil:
 			if msg := err.Error(); m.lastErr[fp] != msg {
 				m.lastErr[fp] = msg
 				s.log.Warn("managed host certificate: the host CA cannot be asked; the current certificate stays until it expires",
@@ -115,7 +127,7 @@ func (s *Server) RefreshHostCertificates(ctx context.Context) {
 				s.log.Warn("managed host certificate expired: presenting the plain host key only", "key", fp)
 				next = nil
 			}
-		} else {
+		default:
 			delete(m.lastErr, fp)
 		}
 		switch {

@@ -39,8 +39,9 @@ func hostKeySeen(t *testing.T, addr string, cc *gossh.ClientConfig) gossh.Public
 // signed for --hostname and the configured names, which x/crypto's
 // CertChecker accepts; it renews it after two thirds of its validity
 // without a restart (a new serial on the next connection), a key with a
-// certificate from a file keeps that one, deleting the CA withdraws the
-// certificate within one check interval, and no host CA means plain keys.
+// certificate from a file keeps that one; deleting the CA or revoking the
+// certificate withdraws it within one check interval, a new CA brings one
+// back, and no host CA means plain keys.
 func TestManagedHostCertificates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -139,7 +140,8 @@ func TestManagedHostCertificates(t *testing.T) {
 		t.Errorf("the renewal is not logged:\n%s", logs)
 	}
 
-	// The loop alone: deleting the CA withdraws the certificate within an interval.
+	// The loop alone: deleting the CA withdraws the certificate within an
+	// interval, a new CA brings one back, a revocation withdraws it again.
 	if err := store.DeleteHostCA(ctx, keystore.Actor{}, hostCA.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +150,29 @@ func TestManagedHostCertificates(t *testing.T) {
 	})
 	if k := hostKeySeen(t, addr, edOnly); k.Type() != gossh.KeyAlgoED25519 {
 		t.Errorf("after the CA was deleted the server presents %s", k.Type())
+	}
+	if _, err := store.GenerateHostCA(ctx, keystore.Actor{}, "hosts 2", "ecdsa"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "a certificate of the new CA", 10*time.Second, func() bool {
+		return len(s.managedHostCerts.current()) == 1
+	})
+	current := certOf(edOnly)
+	list, _, err := store.ListHostCertificates(ctx, keystore.HostCertFilter{Own: ptrBool(true), Revoked: ptrBool(false)}, keystore.Page{PerPage: 1})
+	if err != nil || len(list) != 1 || list[0].Serial != current.Serial {
+		t.Fatalf("the presented certificate is not the newest record: %v, %v", list, err)
+	}
+	if _, err := store.RevokeHostCertificate(ctx, keystore.Actor{}, list[0].ID, "host key copied"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the revoked certificate to be withdrawn", 10*time.Second, func() bool {
+		return len(s.managedHostCerts.current()) == 0
+	})
+	if k := hostKeySeen(t, addr, edOnly); k.Type() != gossh.KeyAlgoED25519 {
+		t.Errorf("after the revocation the server presents %s", k.Type())
+	}
+	if !strings.Contains(logs.String(), "managed host certificate revoked") {
+		t.Errorf("the revocation is not logged:\n%s", logs)
 	}
 }
 
