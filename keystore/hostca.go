@@ -230,7 +230,11 @@ func NormalizeHostPrincipals(field string, names []string) ([]string, error) {
 		if len(n) > 253 {
 			return nil, invalid(field, "a name is too long (maximum is 253 characters)")
 		}
-		if _, err := netip.ParseAddr(n); err != nil {
+		if a, err := netip.ParseAddr(n); err == nil && a.Zone() != "" {
+			// A zone is the client's interface, no name of the host (and
+			// may hold any character).
+			return nil, invalid(field, fmt.Sprintf("%q: an address with a zone is not a host's name", n))
+		} else if err != nil {
 			for _, r := range n {
 				if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
 					return nil, invalid(field, fmt.Sprintf("%q is not a host name or an IP address (letters, digits, - . _; no patterns)", n))

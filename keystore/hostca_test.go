@@ -196,6 +196,7 @@ func TestIssueHostCertificate(t *testing.T) {
 		{"no-names", keystore.HostCertRequest{PublicKey: hostLine, Principals: []string{" ", ""}}, "principals", "blank"},
 		{"a-space", keystore.HostCertRequest{PublicKey: hostLine, Principals: []string{"web 1"}}, "principals", "not a host name"},
 		{"a-pattern", keystore.HostCertRequest{PublicKey: hostLine, Principals: []string{"*.example.com"}}, "principals", "no patterns"},
+		{"a-zone", keystore.HostCertRequest{PublicKey: hostLine, Principals: []string{"fe80::1%eth0,x"}}, "principals", "zone"},
 		{"a-port", keystore.HostCertRequest{PublicKey: hostLine, Principals: []string{"[web1]:2222"}}, "principals", "not a host name"},
 		{"a-leading-dash", keystore.HostCertRequest{PublicKey: hostLine, Principals: []string{"-oProxyCommand=x"}}, "principals", "not a host name"},
 		{"too-long", keystore.HostCertRequest{PublicKey: hostLine, Principals: []string{strings.Repeat("a", 254)}}, "principals", "too long"},
@@ -426,4 +427,37 @@ func TestOwnHostCertificate(t *testing.T) {
 	}
 	_, err = e.s.OwnHostCertificate(e.ctx, other, []string{"bad name"})
 	wantIs(t, err, keystore.ErrInvalid)
+}
+
+// FuzzNormalizeHostPrincipals: whatever an admin sends, the names kept
+// are non-empty, lower-case, without commas, spaces or control characters
+// (they are stored comma-joined and compared by OpenSSH as they are), and
+// normalizing them again changes nothing.
+func FuzzNormalizeHostPrincipals(f *testing.F) {
+	for _, s := range []string{"web1.example.com", "10.0.0.5", "::1", "fe80::1%eth0", "Web1", "a b", "*.x", "", "a,b", "-x", "x..y"} {
+		f.Add(s, "second")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		out, err := keystore.NormalizeHostPrincipals("principals", []string{a, b})
+		if err != nil {
+			if !errors.Is(err, keystore.ErrInvalid) {
+				t.Fatalf("%q, %q: %v is no validation error", a, b, err)
+			}
+			return
+		}
+		for _, n := range out {
+			if n == "" || n != strings.ToLower(n) || strings.ContainsAny(n, ", \t\r\n%*?") {
+				t.Fatalf("%q, %q: kept %q", a, b, n)
+			}
+			for _, r := range n {
+				if r < 0x21 || r > 0x7e {
+					t.Fatalf("%q, %q: kept %q", a, b, n)
+				}
+			}
+		}
+		again, err := keystore.NormalizeHostPrincipals("principals", out)
+		if err != nil || strings.Join(again, ",") != strings.Join(out, ",") {
+			t.Fatalf("not idempotent: %q -> %q, %v", out, again, err)
+		}
+	})
 }
