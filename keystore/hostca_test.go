@@ -101,6 +101,15 @@ func TestHostCALifecycle(t *testing.T) {
 		t.Errorf("a deleted host CA's private key is still stored (%v)", err)
 	}
 
+	// At start keygate names the host CAs sealed under another key.
+	if other, err := e.s.ManagedCAsSealedElsewhere(e.ctx, testCAKey.ID()); err != nil || len(other) != 0 {
+		t.Errorf("sealed elsewhere, under the key in use: %v, %v", other, err)
+	}
+	other, err := e.s.ManagedCAsSealedElsewhere(e.ctx, "00000000")
+	if err != nil || len(other) != 2 || !other[0].Host || other[0].CAID != cas[1].ID || other[0].KeyID != testCAKey.ID() {
+		t.Errorf("sealed elsewhere, under another key: %+v, %v", other, err)
+	}
+
 	// Without the CA encryption key nothing is generated.
 	plain, err := keystore.Open(e.ctx, keystore.Config{DSN: e.dsn, Now: e.clock.Now})
 	if err != nil {
