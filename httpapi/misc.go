@@ -12,7 +12,9 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) {
 }
 
 // readiness answers 200 once keygate serves (both listeners up) and the
-// database answers.
+// database answers. A SQLite file opened read-only shows as "database":
+// "read-only" with "writes" saying they are refused (still 200: the node
+// serves authentication and reads).
 //
 // With an auth index that follows the change feed (IndexStatus set), an
 // unreachable database alone does not make the node unready: SSH
@@ -35,6 +37,13 @@ func (a *API) readiness(w http.ResponseWriter, r *http.Request) {
 		checks["database"] = "unreachable"
 	}
 	body := map[string]any{"checks": checks}
+	if dbErr == nil && a.store.ReadOnly() {
+		// Authentication and reads go on (the node stays in rotation: it
+		// is the only one holding this SQLite file), but no write will
+		// succeed until an operator fixes the file.
+		checks["database"] = "read-only"
+		body["writes"] = "refused: the database file is read-only (keygate's log names the file and the fix)"
+	}
 	if a.indexStatus == nil {
 		if dbErr != nil {
 			code = http.StatusServiceUnavailable

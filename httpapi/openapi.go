@@ -151,7 +151,7 @@ var operations = []operation{
 	{"GET", "/api/v3/users/{username}/keys", "GitHub: a user's public authentication keys (not expired, not a blocked user's)", "anyone", "GitHubPublicKey", true, ""},
 	{"GET", "/api/v3/users/{username}/ssh_signing_keys", "GitHub: a user's public SSH signing keys (not expired, not a blocked user's)", "anyone", "GitHubSigningKey", true, ""},
 	{"GET", "/-/health", "Liveness", "anyone", "", false, ""},
-	{"GET", "/-/readiness", "Readiness: both listeners up, and the database answers or the auth index is fresh enough to serve without it", "anyone", "", false, ""},
+	{"GET", "/-/readiness", "Readiness: both listeners up, and the database answers or the auth index is fresh enough to serve without it; a database file keygate cannot write shows as \"database\": \"read-only\" with \"writes\" refused (still 200)", "anyone", "", false, ""},
 	{"GET", "/api/v3/", "GitHub: the API entry point; X-OAuth-Scopes names the token's scopes as GitHub's", "anyone", "", false, ""},
 	{"POST", "/api/graphql", "GitHub GraphQL, only { viewer { login name id databaseId } } (what gh asks)", "authenticated", "", false, ""},
 	{"GET", "/api/v3/user", "GitHub: the token's user", "authenticated", "", false, ""},

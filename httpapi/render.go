@@ -101,6 +101,11 @@ func classify(err error) *httpError {
 		return &httpError{Code: http.StatusConflict, Body: ce.Msg, Err: err}
 	case errors.As(err, &fe):
 		return &httpError{Code: http.StatusForbidden, Body: "403 Forbidden - " + fe.Msg, Err: err}
+	case errors.Is(err, keystore.ErrReadOnly):
+		// Not "try again later": it stays so until an operator fixes the
+		// file (the log and /-/readiness say so; the path stays there).
+		return &httpError{Code: http.StatusServiceUnavailable,
+			Body: "503 Service Unavailable - the keystore cannot accept writes: its database file is read-only; an administrator must fix its owner or mode (keygate's log says how)", Err: err}
 	case errors.Is(err, keystore.ErrUnavailable):
 		return &httpError{Code: http.StatusServiceUnavailable,
 			Body: "503 Service Unavailable - the keystore cannot accept writes right now; try again later", Err: err}
@@ -135,7 +140,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else if he.Err != nil {
 		a.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", he.Code, "err", he.Err, "request_id", requestIDOf(r))
 	}
-	if he.Code == http.StatusServiceUnavailable {
+	if he.Code == http.StatusServiceUnavailable && !errors.Is(he.Err, keystore.ErrReadOnly) {
 		w.Header().Set("Retry-After", "5")
 		if errors.Is(he.Err, keystore.ErrUnavailable) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			he.Body = "503 Service Unavailable - the keystore cannot be read right now; try again later"

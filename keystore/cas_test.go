@@ -20,7 +20,7 @@ func TestCreateCA(t *testing.T) {
 	pub, line := newEd25519(t, "acme-ca")
 
 	ca, err := e.s.CreateCA(e.ctx, keystore.Actor{UserID: owner.ID, RemoteIP: "198.51.100.7"}, top.ID,
-		keystore.CAInput{Title: " Acme CA ", Key: `cert-authority,principals="a" ` + line})
+		keystore.CAInput{Title: " Acme CA ", Key: `cert-authority ` + line})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,3 +109,13 @@ func ResolveGit(name string) (string, error) {
 	}
 	return filepath.Abs(p)
 }
+
+// PackObjectsHookArgs are git's arguments (before the subcommand) that make
+// upload-pack run hook — a shell command to which git appends "git
+// pack-objects …" — instead of pack-objects. git takes
+// uploadpack.packObjectsHook only from protected configuration: the command
+// line here, never a repository's config, and GitEnv keeps the global and
+// system files away; so only keygate sets it.
+func PackObjectsHookArgs(hook string) []string {
+	return []string{"-c", "uploadpack.packObjectsHook=" + hook}
+}

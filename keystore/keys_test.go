@@ -129,7 +129,7 @@ func TestDuplicateFingerprint(t *testing.T) {
 		{"same-line-other-user", false, func(l string) string { return l }},
 		{"same-line-same-user", true, func(l string) string { return l }},
 		{"other-comment-other-user", false, func(l string) string { return strings.Fields(l)[0] + " " + strings.Fields(l)[1] + " other" }},
-		{"with-options-other-user", false, func(l string) string { return `no-pty ` + l }},
+		{"padded-other-user", false, func(l string) string { return "  " + l + "\n" }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

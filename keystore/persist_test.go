@@ -152,7 +152,9 @@ func TestOpenConfig(t *testing.T) {
 		ok   bool
 	}{
 		{"plain-path", func(d string) string { return filepath.Join(d, "keygate.db") }, true},
-		{"creates-missing-directories", func(d string) string { return filepath.Join(d, "a", "b", "keygate.db") }, true},
+		// A database's directory is never created (issue 21 §1): a typo in
+		// a path must not become a new tree with an empty keystore in it.
+		{"refuses-missing-directories", func(d string) string { return filepath.Join(d, "a", "b", "keygate.db") }, false},
 		{"file-uri", func(d string) string { return "file:" + filepath.Join(d, "k.db") }, true},
 		{"empty", func(string) string { return "" }, false},
 		{"postgres-unreachable", func(string) string { return "postgres://u:pw-secret-1@127.0.0.1:1/keygate?connect_timeout=5" }, false},

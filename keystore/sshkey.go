@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"encoding/base64"
+	"fmt"
 	"strings"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -40,7 +41,8 @@ type ParsedKey struct {
 }
 
 // ParseUserKey validates text as a user's SSH public key: a single
-// authorized_keys line, options stripped, comment kept. Errors are
+// authorized_keys line without options (refused by name: keygate enforces
+// none of them), comment kept. Errors are
 // *ValidationError on field "key". The text is never logged.
 func ParseUserKey(text string) (*ParsedKey, error) {
 	return parseKey(text, "key", false)
@@ -58,17 +60,20 @@ func parseKey(text, field string, ca bool) (*ParsedKey, error) {
 		return nil, invalid(field, "can't be blank")
 	case strings.Contains(text, "-----BEGIN") && strings.Contains(text, "PUBLIC KEY-----") && !strings.Contains(text, "PRIVATE"):
 		return nil, invalid(field, "is a PEM public key; convert it to OpenSSH format first (ssh-keygen -i -m PKCS8 -f key.pem)")
+	case strings.Contains(text, "BEGIN SSH2 PUBLIC KEY"):
+		// RFC 4716, as PuTTYgen and some SSH2 servers write public keys.
+		return nil, invalid(field, "is an RFC 4716 (SSH2/PuTTY) public key; convert it to the OpenSSH one-line format first: ssh-keygen -i -f key.pub")
 	case looksPrivate(text):
 		// Never echo, store or log the text.
 		return nil, invalid(field, "is a private key; paste the public key (the .pub file) instead, and consider this private key exposed")
 	case len(text) > MaxKeyLength:
 		return nil, invalid(field, "is too long (maximum is 5000 characters)")
 	case strings.ContainsAny(text, "\r\n"):
-		return nil, invalid(field, "must be a single line holding one public key")
+		return nil, invalid(field, "must be a single line holding one public key (an OpenSSH .pub file; convert other formats with ssh-keygen -i -f key.pub)")
 	case strings.ContainsRune(text, 0):
 		return nil, invalid(field, "is invalid")
 	}
-	pub, comment, _, rest, err := gossh.ParseAuthorizedKey([]byte(text))
+	pub, comment, options, rest, err := gossh.ParseAuthorizedKey([]byte(text))
 	if err != nil {
 		if strings.HasPrefix(text, gossh.KeyAlgoDSA+" ") || strings.Contains(text, " "+gossh.KeyAlgoDSA+" ") {
 			return nil, invalid(field, forbiddenTypeMsg)
@@ -98,6 +103,28 @@ func parseKey(text, field string, ca bool) (*ParsedKey, error) {
 	fp := gossh.FingerprintSHA256(pub)
 	if isBanned(fp) {
 		return nil, invalid(field, "cannot be used because it belongs to a compromised private key.")
+	}
+	if ca {
+		// "cert-authority" only says what an authorized_keys line for a CA
+		// is; it asks for nothing keygate does not do.
+		kept := options[:0]
+		for _, o := range options {
+			if !strings.EqualFold(o, "cert-authority") {
+				kept = append(kept, o)
+			}
+		}
+		options = kept
+	}
+	if len(options) > 0 {
+		// keygate enforces none of authorized_keys' options (from=,
+		// command=, no-port-forwarding…): stripping them silently would
+		// drop a restriction the owner meant, so the key is refused.
+		name, _, _ := strings.Cut(options[0], "=")
+		what := fmt.Sprintf("the authorized_keys option %q", name)
+		if len(name) > 32 || strings.Trim(strings.ToLower(name), "abcdefghijklmnopqrstuvwxyz-") != "" {
+			what = "authorized_keys options" // never echo what may not be an option name
+		}
+		return nil, invalid(field, "has "+what+", which keygate does not enforce; remove the options before the key type (restrict access with groups, bastion targets or certificates instead)")
 	}
 	normalized := typ + " " + base64.StdEncoding.EncodeToString(pub.Marshal())
 	if c := sanitizeComment(comment); c != "" {

@@ -35,8 +35,14 @@ type Config struct {
 	NoMigrate bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Log receives what a migration changed in existing data (nil: discard).
+	// Log receives each migration applied and what a migration changed in
+	// existing data (nil: discard).
 	Log *slog.Logger
+	// MustExist refuses a SQLite file that does not exist yet
+	// (ErrNoDatabase) instead of creating it: an explicit path with a typo
+	// must not start a new, empty keystore. A SQLite file's directory is
+	// never created either way.
+	MustExist bool
 	// CAKey seals the private keys of managed CAs (nil: managed CAs can
 	// neither be generated nor sign). It is never stored in the database.
 	CAKey *sealed.Key
@@ -55,8 +61,10 @@ type Store struct {
 	// pgConfig is the parsed PostgreSQL configuration (nil on SQLite),
 	// kept for the dedicated LISTEN connection.
 	pgConfig *pgx.ConnConfig
-	// readOnly: the SQLite file was opened read-only (it cannot be written).
+	// readOnly: the SQLite file was opened read-only (it cannot be written);
+	// roInfo says why.
 	readOnly bool
+	roInfo   *ReadOnlyInfo
 
 	log *slog.Logger
 
@@ -67,7 +75,9 @@ type Store struct {
 	subscribers []func(Change)
 }
 
-// Open opens (creating if needed) the store at cfg.DSN and runs migrations.
+// Open opens (creating a SQLite file if needed, unless cfg.MustExist) the
+// store at cfg.DSN and runs migrations (unless cfg.NoMigrate). A schema
+// newer than this build knows is refused (*SchemaError).
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	now := cfg.Now
 	if now == nil {
@@ -81,11 +91,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s = &Store{db: db, dialect: pgDialect{}, now: now, pgConfig: pgc}
 	} else {
-		db, readOnly, err := openSQLite(cfg.DSN)
+		db, ro, err := openSQLite(cfg.DSN, cfg.MustExist)
 		if err != nil {
 			return nil, err
 		}
-		s = &Store{db: db, dialect: sqliteDialect{}, now: now, readOnly: readOnly}
+		s = &Store{db: db, dialect: sqliteDialect{}, now: now, readOnly: ro != nil, roInfo: ro}
 	}
 	s.log = cfg.Log
 	s.caKey, s.certMaxTTL = cfg.CAKey, cfg.CertMaxTTL
@@ -96,6 +106,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	db := s.db
+	if err := s.checkSchema(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if !cfg.NoMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			db.Close()
@@ -105,38 +119,47 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// openSQLite opens the SQLite database at path, read-only (readOnly true)
-// when the file exists but cannot be written.
-func openSQLite(path string) (db *sql.DB, readOnly bool, err error) {
+// openSQLite opens the SQLite database at path, read-only (ro not nil,
+// saying why) when the file exists but cannot be written. It never
+// creates the file's directory, and with mustExist not the file either.
+func openSQLite(path string, mustExist bool) (db *sql.DB, ro *ReadOnlyInfo, err error) {
 	if path == "" {
-		return nil, false, errors.New("keystore: empty database path")
+		return nil, nil, errors.New("keystore: empty database path")
 	}
 	file := strings.TrimPrefix(path, "file:")
 	if i := strings.IndexByte(file, '?'); i >= 0 {
 		file = file[:i]
 	}
-	if dir := filepath.Dir(file); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, false, fmt.Errorf("keystore: %w", err)
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		if mustExist {
+			return nil, nil, fmt.Errorf("%w: %s does not exist", ErrNoDatabase, file)
+		}
+		if _, err := os.Stat(filepath.Dir(file)); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("%w: %s: its directory %s does not exist (keygate does not create it)", ErrNoDatabase, file, filepath.Dir(file))
 		}
 	}
 	// Create the database file private to keygate (SQLite's -wal and -shm
 	// files inherit its mode).
-	f, ferr := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
+	flags := os.O_RDWR | os.O_CREATE
+	if mustExist {
+		flags = os.O_RDWR
+	}
+	f, ferr := os.OpenFile(file, flags, 0o600)
 	if ferr == nil {
 		f.Close()
 	}
 	q := url.Values{}
 	pragmas := []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"}
-	readOnly = errors.Is(ferr, syscall.EROFS) || errors.Is(ferr, syscall.EACCES)
+	readOnly := errors.Is(ferr, syscall.EROFS) || errors.Is(ferr, syscall.EACCES)
 	if readOnly {
 		// An existing database that cannot be written (a read-only mount,
 		// no write permission): opened read-only, so keygate serves
 		// authentication and reads and refuses writes (SQLite answers
 		// "attempt to write a readonly database": ErrUnavailable).
 		if _, serr := os.Stat(file); serr != nil {
-			return nil, false, fmt.Errorf("keystore: %w", ferr)
+			return nil, nil, fmt.Errorf("keystore: %w", ferr)
 		}
+		ro = readOnlyInfo(file, ferr)
 		pragmas = []string{"busy_timeout(10000)", "foreign_keys(1)"}
 		q.Set("mode", "ro")
 		if fi, werr := os.Stat(file + "-wal"); errors.Is(ferr, syscall.EROFS) && (werr != nil || fi.Size() == 0) {
@@ -156,7 +179,7 @@ func openSQLite(path string) (db *sql.DB, readOnly bool, err error) {
 	q.Set("_txlock", "immediate")
 	db, err = sql.Open("sqlite", "file:"+file+"?"+q.Encode())
 	if err != nil {
-		return nil, false, fmt.Errorf("keystore: open %s: %w", file, err)
+		return nil, nil, fmt.Errorf("keystore: open %s: %w", file, err)
 	}
 	// SQLite has one writer; a small pool keeps readers concurrent without
 	// piling up writers on the busy handler.
@@ -165,11 +188,11 @@ func openSQLite(path string) (db *sql.DB, readOnly bool, err error) {
 	if err := db.Ping(); err != nil {
 		db.Close()
 		if readOnly {
-			return nil, false, fmt.Errorf("keystore: open %s: the file cannot be written, and it cannot be read without write access (a write-ahead log without its -shm file?): %w", file, err)
+			return nil, nil, fmt.Errorf("keystore: open %s: the file cannot be written, and it cannot be read without write access (a write-ahead log without its -shm file?): %w", file, err)
 		}
-		return nil, false, fmt.Errorf("keystore: open %s: %w", file, err)
+		return nil, nil, fmt.Errorf("keystore: open %s: %w", file, err)
 	}
-	return db, readOnly, nil
+	return db, ro, nil
 }
 
 // IsPostgresDSN reports whether dsn selects the PostgreSQL backend.
@@ -193,11 +216,37 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.Up(ctx); err != nil {
+	if s.readOnly {
+		// Nothing can change: checkSchema (at Open) refused a schema this
+		// build cannot serve as it is, and a read-only file with pending
+		// migrations fails below with ErrReadOnly's reason.
+		current, latest, err := s.schemaVersions(ctx)
+		if err != nil {
+			return err
+		}
+		if current < latest {
+			return fmt.Errorf("keystore: migrate: the schema is at version %d and this keygate needs %d, but %w", current, latest, ErrReadOnly)
+		}
+		return nil
+	}
+	before, _, err := s.schemaVersions(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.checkSchema(ctx); err != nil {
+		return err
+	}
+	results, err := p.Up(ctx)
+	for _, r := range results {
+		if r.Error == nil {
+			s.log.Info("schema migration applied", "version", r.Source.Version, "file", r.Source.Path, "took", r.Duration.Round(time.Millisecond))
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("keystore: migrate: %w", s.dialect.mapErr(err))
 	}
-	if s.readOnly {
-		return nil // nothing can change; unclassified targets never match
+	if len(results) > 0 {
+		s.log.Info("database schema migrated", "from", before, "to", results[len(results)-1].Source.Version, "backend", s.Backend())
 	}
 	// Bastion targets made before the trust-boundaries migration: an
 	// admin's stay, an owner's are disabled (not deleted), each logged.
@@ -325,6 +374,9 @@ func (s *Store) write(ctx context.Context, actor Actor, fn func(t *tx) error) er
 // change-log rows) a PostgreSQL transaction does not queue for the write
 // lock.
 func (s *Store) writeTx(ctx context.Context, actor Actor, serial bool, fn func(t *tx) error) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	sqltx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.dialect.mapErr(err)

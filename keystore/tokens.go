@@ -168,6 +168,9 @@ func (s *Store) TouchToken(ctx context.Context, tk *Token) error {
 	if tk.LastUsedAt != nil && now.Sub(*tk.LastUsedAt) < time.Minute {
 		return nil
 	}
+	if s.readOnly {
+		return ErrReadOnly
+	}
 	_, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE personal_access_tokens SET last_used_at = ? WHERE id = ?`), ms(now), tk.ID)
 	return s.dialect.mapErr(err)
 }

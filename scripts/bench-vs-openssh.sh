@@ -28,6 +28,20 @@
 # sshd + git-upload-pack (the same bare repository), and the RSS cost of
 # 5,000 idle authenticated connections to keygate.
 #
+# Clone storms (keygate-load storm): N identical `git clone --no-checkout`
+# started at once (the clients and the server sharing every CPU, as a CI
+# fleet would a small server) of two repositories — "history", ~REPO_MB of
+# history (a random binary added and a large text file edited per commit)
+# and "small", tens of thousands of small text objects (where pack-objects'
+# delta search and compression dominate) — against OpenSSH sshd +
+# git-upload-pack, keygate with its pack cache off (as before it had one)
+# and keygate; each keygate run starts on an empty cache. Reported: wall
+# time to the last clone, server CPU seconds (the server and every child it
+# reaped) and bytes the server wrote to disk (write_bytes less
+# cancelled_write_bytes of /proc/PID/io, children included). Then the same
+# at the protocol level (keygate-load storm --mode upload-pack: packs read
+# and dropped, no client-side indexing) for STORM_PROTO_N clients.
+#
 # Environment:
 #   QUICK=1                 10k instead of 1M keys, 5 s runs, 1,000 idle connections, 30 MB repo
 #   KEYGATE_BENCH_CACHE     cache dir (default /var/cache/keygate-bench): seeds, repo, binaries
@@ -39,6 +53,9 @@
 #   BENCH_PIN=0             do not pin (default on 2+ CPUs: every server, and
 #                           what it forks, runs on CPU 0; keygate-load and the
 #                           git client on the other CPUs)
+#   STORM=0                 skip the clone storms; STORM_ONLY=1: only them
+#   STORM_N                 clones per storm (default "1 20")
+#   STORM_PROTO_N           protocol-level clients (default 50; 0: skip)
 #
 # Pinning: keygate-load spends about as much CPU per handshake as keygate
 # itself (the client side of the same key exchange and signatures), so on a
@@ -64,6 +81,8 @@ if [[ ${BENCH_PIN:-1} == 1 && $NCPU -ge 2 ]]; then
 	PINNING="servers pinned to CPU $SERVER_CPU, keygate-load and git clients to CPU $LOAD_CPUS"
 fi
 BIG_FILE=${BENCH_BIG_FILE:-1}
+STORM=${STORM:-1} STORM_ONLY=${STORM_ONLY:-0} STORM_N=${STORM_N:-1 20} STORM_PROTO_N=${STORM_PROTO_N:-50}
+[[ $STORM_ONLY == 1 ]] && STORM=1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # Ports below Linux's ephemeral range (32768-60999), which the load runs use up.
 KPORT=${BENCH_KEYGATE_PORT:-22222} HPORT=${BENCH_HTTP_PORT:-28080} SPORT=${BENCH_SSHD_PORT:-22022}
@@ -209,11 +228,11 @@ authorized_keys() {
 	echo "$f"
 }
 
-start_keygate() { # DIR SSH_PORT HTTP_PORT
+start_keygate() { # DIR SSH_PORT HTTP_PORT [FLAGS...]
 	local d=$1
 	KEYGATE_ADMIN_TOKEN=$TOKEN "$BIN/keygate" serve --data-dir "$d" --ssh-addr "127.0.0.1:$2" \
 		--http-addr "127.0.0.1:$3" --hostname localhost --log-level error \
-		--max-connections-per-principal -1 >"$W/keygate.log" 2>&1 & # hold: thousands with one key
+		--max-connections-per-principal -1 "${@:4}" >"$W/keygate.log" 2>&1 & # hold: thousands with one key
 	KG=$!
 	PIDS+=("$KG")
 	local i
@@ -276,7 +295,9 @@ EOF
 
 # --- handshakes ---
 ME=$(id -un)
-for n in 1000 "$BIG"; do
+HS_SIZES="1000 $BIG"
+[[ $STORM_ONLY == 1 ]] && HS_SIZES=1000
+for n in $HS_SIZES; do
 	d=$(seed_dir "$n")
 	if [[ $n == 1000 ]]; then
 		# A fresh copy: this one also gets the clone project.
@@ -291,7 +312,7 @@ for n in 1000 "$BIG"; do
 	t0=$(date +%s.%N)
 	start_keygate "$d" "$kp" "$hp"
 	log "keygate ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
-	measure "keygate" "$n" "$KG" self "$d/id" git "$kp"
+	[[ $STORM_ONLY == 1 ]] || measure "keygate" "$n" "$KG" self "$d/id" git "$kp"
 	if [[ $n == 1000 ]]; then
 		KG1K=$KG
 		D1K=$d
@@ -301,6 +322,7 @@ for n in 1000 "$BIG"; do
 done
 
 for n in 1000 "$BIG"; do
+	[[ $STORM_ONLY == 1 ]] && break
 	d=$CACHE/seed-$n
 	if [[ $n == 1000 || $BIG_FILE == 1 ]]; then
 		ak=$(authorized_keys "$n" "$d")
@@ -354,14 +376,121 @@ clone_mbps() { # URL PORT: best of 3 clones, MB/s
 	rm -rf "$W/clone"
 	printf '%.1f' "$best"
 }
-log "clone through keygate"
-K_MBPS=$(clone_mbps "ssh://git@127.0.0.1:$KPORT/bench/big.git" "$KPORT")
-start_sshd "AuthorizedKeysFile $(authorized_keys 1000 "$D1K")"
-log "clone through OpenSSH sshd + git-upload-pack"
-S_MBPS=$(clone_mbps "ssh://$ME@127.0.0.1:$SPORT$BARE" "$SPORT")
-stop "$SSHD"
+K_MBPS=- S_MBPS=-
+if [[ $STORM_ONLY != 1 ]]; then
+	log "clone through keygate"
+	K_MBPS=$(clone_mbps "ssh://git@127.0.0.1:$KPORT/bench/big.git" "$KPORT")
+	start_sshd "AuthorizedKeysFile $(authorized_keys 1000 "$D1K")"
+	log "clone through OpenSSH sshd + git-upload-pack"
+	S_MBPS=$(clone_mbps "ssh://$ME@127.0.0.1:$SPORT$BARE" "$SPORT")
+	stop "$SSHD"
+fi
+
+# --- clone storms (keygate restarted per run: an empty pack cache) ---
+STORM_ROWS=()
+if [[ $STORM == 1 ]]; then
+	# gen_history DIR: REPO_MB commits, each adding a 1 MiB random file and
+	# editing 200 lines of a 2 MiB text file (deltas against the others).
+	gen_history() {
+		local r=$1 i
+		git -C "$r" init -q -b main
+		git -C "$r" config gc.auto 0
+		seq -f "line %06g: the quick brown fox jumps over the lazy dog, again and again" 1 26000 >"$r/base.txt"
+		for i in $(seq 1 "$REPO_MB"); do
+			head -c 1048576 /dev/urandom >"$r/bin-$i.bin"
+			awk -v c="$i" 'NR>=(c%130)*200 && NR<(c%130)*200+200 {print "commit " c ": " $0; next} {print}' "$r/base.txt" >"$r/text.txt"
+			git -C "$r" add -A
+			git -C "$r" -c user.name=bench -c user.email=bench@example.com commit -q -m "commit $i"
+		done
+	}
+	# gen_small DIR: 20,000 small text files in 100 directories, then 300
+	# commits each appending a line to 100 of them (~50,000 objects).
+	gen_small() {
+		local r=$1 i
+		git -C "$r" init -q -b main
+		git -C "$r" config gc.auto 0
+		awk -v r="$r" 'BEGIN{ for (f = 0; f < 20000; f++) { d = r "/d" (f % 100); if (f < 100) system("mkdir -p " d);
+			p = d "/f" f ".txt"; for (l = 0; l < 20 + f % 40; l++) printf "file %d line %d: some words that repeat, %d\n", f, l, (f * l) % 97 > p; close(p) } }'
+		git -C "$r" add -A
+		git -C "$r" -c user.name=bench -c user.email=bench@example.com commit -q -m "tree"
+		for i in $(seq 1 300); do
+			awk -v r="$r" -v c="$i" 'BEGIN{ for (k = 0; k < 100; k++) { f = (c * 7919 + k * 104729) % 20000; p = r "/d" (f % 100) "/f" f ".txt";
+				printf "change %d to file %d\n", c, f >> p; close(p) } }'
+			git -C "$r" add -A
+			git -C "$r" -c user.name=bench -c user.email=bench@example.com commit -q -m "change $i"
+		done
+	}
+	# io_written PID: bytes written to storage by PID and its reaped children.
+	io_written() { awk '/^write_bytes/{w=$2} /^cancelled_write_bytes/{c=$2} END{print w-c}' "/proc/$1/io"; }
+	# storm_run SERVER REPO N PID MODE ARGS...: one storm, a row.
+	storm_run() {
+		local name=$1 repo=$2 n=$3 pid=$4 mode=$5 c0 c1 io0 io1 out wall ok
+		shift 5
+		sync
+		c0=$(cpu_ticks "$pid" children) io0=$(io_written "$pid")
+		"$BIN/keygate-load" storm --clients "$n" --mode "$mode" --key "$D1K/id" --host-key-check=false --json "$@" \
+			>"$W/storm.json" 2>"$W/storm.err" || log "$name $repo N=$n: $(cat "$W/storm.json" "$W/storm.err")"
+		sleep 1 # let the servers reap their children
+		c1=$(cpu_ticks "$pid" children) io1=$(io_written "$pid")
+		out=$(cat "$W/storm.json")
+		wall=$(json_num wall_s <<<"$out") ok=$(json_num ok <<<"$out")
+		STORM_ROWS+=("$(printf '%-28s %-8s %-12s %5s %9.2f %9.2f %11.1f %5s' "$name" "$repo" "$mode" "$n" "${wall:-0}" \
+			"$(awk -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN{printf "%.2f", t/hz}')" \
+			"$(awk -v b=$((io1 - io0)) 'BEGIN{printf "%.1f", b/1e6}')" "${ok:-0}/$n")")
+		log "storm: ${STORM_ROWS[-1]}"
+	}
+	# The projects, the same bare repositories served by both.
+	for repo in history small; do
+		src=$CACHE/storm2-$repo-${REPO_MB}
+		if [[ ! -f $src/.done ]]; then
+			log "generating the $repo repository"
+			rm -rf "$src"
+			mkdir -p "$src"
+			"gen_$repo" "$src"
+			touch "$src/.done"
+		fi
+		curl -sf -H "$H" -X POST "$API/projects" -d namespace_id="$gid" -d path="$repo" >/dev/null || die "could not create bench/$repo"
+		git -C "$src" push -q "$D1K/repositories/bench/$repo.git" main
+		git -C "$D1K/repositories/bench/$repo.git" repack -a -d -q
+		log "bench/$repo: $(du -sh "$D1K/repositories/bench/$repo.git/objects" | cut -f1), $(git -C "$src" rev-list --all --objects | wc -l) objects"
+	done
+	stop "$KG1K"
+	# N clients from one address with one key at once: lift the per-source
+	# and per-principal limits (the handshake runs' concurrency never needed to).
+	STORM_KG=(--max-startups 1000 --per-source-max-startups 1000 --per-source-max-auth-failures -1 --max-git-processes-per-principal -1)
+	saved_pin=("${SERVER_PIN[@]}")
+	SERVER_PIN=() # the clients and the servers share every CPU
+	for repo in history small; do
+		for n in $STORM_N; do
+			start_sshd "AuthorizedKeysFile $(authorized_keys 1000 "$D1K")"
+			storm_run "OpenSSH sshd+git-upload-pack" "$repo" "$n" "$SSHD" clone --url "ssh://$ME@127.0.0.1:$SPORT$D1K/repositories/bench/$repo.git" --dir "$W"
+			stop "$SSHD"
+			start_keygate "$D1K" "$KPORT" "$HPORT" "${STORM_KG[@]}" --pack-cache-max-bytes 0
+			storm_run "keygate, no pack cache" "$repo" "$n" "$KG" clone --url "ssh://git@127.0.0.1:$KPORT/bench/$repo.git" --dir "$W"
+			stop "$KG"
+			start_keygate "$D1K" "$KPORT" "$HPORT" "${STORM_KG[@]}"
+			storm_run "keygate" "$repo" "$n" "$KG" clone --url "ssh://git@127.0.0.1:$KPORT/bench/$repo.git" --dir "$W"
+			curl -sf "http://127.0.0.1:$HPORT/metrics" | grep '^keygate_pack_cache_requests_total' | tr '\n' ' ' >&2
+			echo >&2
+			stop "$KG"
+		done
+		if ((STORM_PROTO_N > 0)); then
+			start_sshd "AuthorizedKeysFile $(authorized_keys 1000 "$D1K")"
+			storm_run "OpenSSH sshd+git-upload-pack" "$repo" "$STORM_PROTO_N" "$SSHD" upload-pack --addr "127.0.0.1:$SPORT" --user "$ME" \
+				--path "$D1K/repositories/bench/$repo.git"
+			stop "$SSHD"
+			start_keygate "$D1K" "$KPORT" "$HPORT" "${STORM_KG[@]}"
+			storm_run "keygate" "$repo" "$STORM_PROTO_N" "$KG" upload-pack --addr "127.0.0.1:$KPORT" --path "bench/$repo.git"
+			stop "$KG"
+		fi
+	done
+	SERVER_PIN=("${saved_pin[@]}")
+	start_keygate "$D1K" "$KPORT" "$HPORT"
+	KG1K=$KG
+fi
 
 # --- idle authenticated connections to keygate ---
+[[ $STORM_ONLY == 1 ]] && IDLE=10
 log "holding $IDLE idle connections to keygate"
 sleep 2
 r0=$(rss_kib "$KG1K")
@@ -393,4 +522,10 @@ printf 'git clone, %.0f MB of random blobs (best of 3): keygate %s MB/s, OpenSSH
 	"$(awk -v s="$SIZE" 'BEGIN{print s/1e6}')" "$K_MBPS" "$S_MBPS"
 printf 'idle authenticated connections to keygate: %s open, RSS +%s KiB per connection, %s goroutines in all\n' \
 	"${opened:-0}" "$IDLE_KIB" "${g1:-?}"
+if ((${#STORM_ROWS[@]})); then
+	echo
+	echo "clone storms: N identical clones at once, clients and server sharing the CPUs; each keygate run on an empty pack cache"
+	printf '%-28s %-8s %-12s %5s %9s %9s %11s %5s\n' server repo mode N "wall s" "CPU s" "written MB" ok
+	printf '%s\n' "${STORM_ROWS[@]}"
+fi
 log "done in $(($(date +%s) - START)) s"

@@ -110,6 +110,10 @@ type Config struct {
 	// from nothing (keystore.GitEnv).
 	GitHome string
 
+	// PackCache, when set, shares pack-objects among identical
+	// upload-pack requests.
+	PackCache PackCache
+
 	Auth     Authorizer
 	Projects Projects
 	// LFSLocks holds Git LFS locks (nil: git-lfs-transfer refuses the

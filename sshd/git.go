@@ -193,8 +193,10 @@ func (s *Server) runGit(sess ssh.Session, id *Identity, command, sub string, wri
 		fmt.Fprint(sess.Stderr(), msgNotFound)
 		return 1
 	}
-	cmd := exec.CommandContext(gctx, s.cfg.GitBin, append(keystore.GitServeArgs(), sub, repo)...)
-	cmd.Env = keystore.GitEnv(s.cfg.GitHome, s.cfg.GitBin)
+	pcArgs, pcEnv, pcDone := s.packCacheFor(gctx, sub, p.ID, repo)
+	defer pcDone()
+	cmd := exec.CommandContext(gctx, s.cfg.GitBin, append(append(keystore.GitServeArgs(), pcArgs...), sub, repo)...)
+	cmd.Env = append(keystore.GitEnv(s.cfg.GitHome, s.cfg.GitBin), pcEnv...)
 	for _, kv := range sess.Environ() {
 		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && validGitProtocol(v) {
 			cmd.Env = append(cmd.Env, "GIT_PROTOCOL="+v)

@@ -32,14 +32,14 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 		if !strings.Contains(f, "/") {
 			a, err := netip.ParseAddr(f)
 			if err != nil {
-				return nil, fmt.Errorf("trusted proxy %q: %w", f, err)
+				return nil, fmt.Errorf("%q is not an IP address or CIDR (e.g. 10.0.0.0/8, 192.0.2.1): %w", f, err)
 			}
 			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 			continue
 		}
 		p, err := netip.ParsePrefix(f)
 		if err != nil {
-			return nil, fmt.Errorf("trusted proxy %q: %w", f, err)
+			return nil, fmt.Errorf("%q is not an IP address or CIDR (e.g. 10.0.0.0/8, 192.0.2.1): %w", f, err)
 		}
 		if p.Addr().Is4In6() {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)

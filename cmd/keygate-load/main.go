@@ -5,6 +5,8 @@
 //	    [--concurrency N] [--duration D | --count N] [--json] [--host-key-check=false]
 //	keygate-load seed --data-dir DIR --keys N [--db PATH] [--write-keys FILE]
 //	keygate-load hold --addr HOST:PORT --user git --key PATH --conns N [--duration D]
+//	keygate-load storm --clients N --mode clone --url URL --key PATH
+//	keygate-load storm --clients N --mode upload-pack --addr HOST:PORT --path REPO --key PATH
 //
 // run opens connections in a loop (TCP connect, key exchange, public-key
 // authentication, optionally one command) and reports handshakes per
@@ -47,6 +49,12 @@ const usage = `usage:
                     [--concurrency N] [--json] [--host-key-check=false]
       Opens N authenticated connections and keeps them idle, to measure memory per
       connection.
+  keygate-load storm --clients N [--mode clone] --url ssh://USER@HOST:PORT/PATH --key PATH [--dir DIR]
+  keygate-load storm --clients N --mode upload-pack --addr HOST:PORT [--user git] --path PATH --key PATH
+      A clone storm: N identical clones of one repository started at once — real git
+      clones (into DIR, removed after), or at the protocol level (every branch and tag
+      fetched over SSH, the pack read and dropped) for larger N. Reports the time to the
+      last clone and the bytes received.
 A load test from one address trips keygate's per-source limits: start keygate with
   --max-startups 1000 --per-source-max-startups -1 --per-source-max-auth-failures -1
 (or --per-source-exempt 127.0.0.1/32) on a test machine; with one key, more than 100
@@ -66,6 +74,8 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cliSeed(ctx, args[1:], stdout, stderr)
 	case "hold":
 		return cliHold(ctx, args[1:], stdout, stderr)
+	case "storm":
+		return cliStorm(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -217,6 +227,49 @@ func cliHold(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if !printOut(stdout, stderr, *c.asJSON, res, printHold) || res.Opened < int64(*conns) {
+		return 1
+	}
+	return 0
+}
+
+func cliStorm(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("storm", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := addClientFlags(fs, "per-clone timeout")
+	*c.timeout = 10 * time.Minute
+	clients := fs.Int("clients", 20, "identical clones started at once")
+	mode := fs.String("mode", "clone", "clone (real git clone) or upload-pack (the protocol only)")
+	url := fs.String("url", "", "clone mode: the repository's ssh:// URL")
+	dir := fs.String("dir", os.TempDir(), "clone mode: where the clones go (each removed after)")
+	path := fs.String("path", "", "upload-pack mode: the repository path sent to git-upload-pack")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o := stormOptions{Mode: *mode, Clients: *clients, Timeout: *c.timeout, URL: *url, KeyPath: *c.key, Dir: *dir,
+		Addr: *c.addr, User: *c.user, Path: *path}
+	switch {
+	case *c.key == "" || fs.NArg() != 0 || *clients <= 0:
+		fmt.Fprint(stderr, "keygate-load storm: --key and --clients N > 0 are required\n")
+		return 2
+	case *mode == "clone" && *url == "":
+		fmt.Fprint(stderr, "keygate-load storm: --mode clone needs --url\n")
+		return 2
+	case *mode == "upload-pack" && (*c.addr == "" || *path == ""):
+		fmt.Fprint(stderr, "keygate-load storm: --mode upload-pack needs --addr and --path\n")
+		return 2
+	case *mode == "upload-pack":
+		var err error
+		if o.Signer, o.HostKey, err = c.credentials(); err != nil {
+			fmt.Fprintln(stderr, "keygate-load:", err)
+			return 1
+		}
+	}
+	res, err := storm(ctx, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "keygate-load:", err)
+		return 2
+	}
+	if !printOut(stdout, stderr, *c.asJSON, res, printStorm) || res.OK < res.Clients {
 		return 1
 	}
 	return 0

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -23,6 +24,9 @@ import (
 type dbConfig struct {
 	DataDir string
 	DB      string
+	// log receives the keystore's own messages (migrations applied); nil
+	// discards them.
+	log *slog.Logger
 }
 
 func (c *dbConfig) flags(fs *flag.FlagSet) {
@@ -30,10 +34,20 @@ func (c *dbConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DB, "db", env("KEYGATE_DB", ""), "database: empty for SQLite in the data dir, or postgres://… (env KEYGATE_DB)")
 }
 
-// dsn is the store DSN; existing requires a SQLite file to be there already.
+// dsn is the store DSN; existing requires a SQLite file to be there
+// already, named by --db or in the data dir.
 func (c *dbConfig) dsn(existing bool) (string, error) {
 	if c.DB != "" {
-		return resolveDB(c.DB, c.DataDir)
+		dsn, err := resolveDB(c.DB, c.DataDir)
+		if err != nil {
+			return "", err
+		}
+		if existing {
+			if err := checkExplicitDB(c.DB, dsn); err != nil {
+				return "", err
+			}
+		}
+		return dsn, nil
 	}
 	path := filepath.Join(c.DataDir, "keygate.db")
 	if existing {
@@ -42,6 +56,16 @@ func (c *dbConfig) dsn(existing bool) (string, error) {
 		}
 	}
 	return path, nil
+}
+
+// open opens the keystore at dsn; a SQLite file named by --db must exist
+// unless create.
+func (c *dbConfig) open(ctx context.Context, dsn string, noMigrate, create bool) (*keystore.Store, error) {
+	s, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: noMigrate, MustExist: !create && sqlitePath(dsn) != "", Log: c.log})
+	if err != nil {
+		return nil, dbError(where(dsn), err)
+	}
+	return s, nil
 }
 
 // where names the keystore for messages, without credentials.
@@ -98,22 +122,34 @@ func runOneShot(args []string, stdout, stderr io.Writer, name string, parse func
 	return 0
 }
 
-// runMigrate: keygate migrate applies pending migrations and exits.
+// runMigrate: keygate migrate applies pending migrations and exits; with
+// --create it makes a new, empty keystore at an explicit --db path (whose
+// directory must exist), the one deliberate way to do so.
 func runMigrate(args []string, stdout, stderr io.Writer) int {
 	var c dbConfig
+	var create bool
 	return runOneShot(args, stdout, stderr, "migrate",
-		func(a []string) error { return parseOneShot("migrate", a, stderr, &c, nil) },
+		func(a []string) error {
+			return parseOneShot("migrate", a, stderr, &c, func(fs *flag.FlagSet) {
+				fs.BoolVar(&create, "create", false, "create the SQLite file named by --db if it does not exist (its directory must)")
+			})
+		},
 		func(ctx context.Context) error {
 			dsn, err := c.dsn(false)
 			if err != nil {
 				return err
 			}
-			if !keystore.IsPostgresDSN(dsn) {
+			if c.DB == "" {
 				if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 					return err
 				}
+			} else if !create {
+				if err := checkExplicitDB(c.DB, dsn); err != nil {
+					return err
+				}
 			}
-			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: true})
+			c.log = slog.New(slog.NewTextHandler(stderr, nil))
+			s, err := c.open(ctx, dsn, true, true)
 			if err != nil {
 				return err
 			}
@@ -123,7 +159,7 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 				return err
 			}
 			if err := s.Migrate(ctx); err != nil {
-				return err
+				return dbError(where(dsn), err)
 			}
 			after, _, err := s.SchemaVersion(ctx)
 			if err != nil {
@@ -154,7 +190,7 @@ func runExport(args []string, stdout, stderr io.Writer) int {
 				return err
 			}
 			// The source is read as it is: no migrations.
-			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: true})
+			s, err := c.open(ctx, dsn, true, false)
 			if err != nil {
 				return err
 			}
@@ -219,12 +255,14 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return err
 			}
-			if !keystore.IsPostgresDSN(dsn) {
+			if c.DB == "" {
 				if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 					return err
 				}
 			}
-			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn})
+			// An import makes a new keystore on purpose: the file may be new
+			// (its directory must exist).
+			s, err := c.open(ctx, dsn, false, true)
 			if err != nil {
 				return err
 			}
@@ -255,7 +293,7 @@ func runEnterpriseUsers(args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return err
 			}
-			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn})
+			s, err := c.open(ctx, dsn, false, false)
 			if err != nil {
 				return err
 			}
@@ -301,7 +339,7 @@ func runResetAdminToken(args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return err
 			}
-			s, err := keystore.Open(ctx, keystore.Config{DSN: dsn})
+			s, err := c.open(ctx, dsn, false, false)
 			if err != nil {
 				return err
 			}

@@ -2,26 +2,24 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/keygate/keygate/keystore"
 )
 
 // bootstrapAdmin makes sure an admin can log in on a keystore's first
 // start (no admin yet): with KEYGATE_ADMIN_TOKEN, root holds that token;
-// otherwise root gets a generated token, printed once and written to
-// DATA_DIR/admin-token. On later starts KEYGATE_ADMIN_TOKEN changes
+// otherwise root gets a generated token, written to DATA_DIR/admin-token
+// (mode 0600) and never to the log, which says where it is. On later starts KEYGATE_ADMIN_TOKEN changes
 // nothing: a token an admin revoked, or a root an admin blocked, stays so
 // (keygate reset-admin-token is the explicit way back).
-func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, log *slog.Logger, stderr io.Writer, jsonOut bool) error {
-	if store.ReadOnly() {
-		log.Warn("the database file cannot be written: opened read-only; serving authentication and reads, refusing writes with 503")
+func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, log *slog.Logger) error {
+	if ro := store.ReadOnlyInfo(); ro != nil {
+		log.Error("the database file cannot be written: opened read-only; serving authentication and reads, refusing every write with 503 until it is fixed",
+			"file", ro.File, "owner", ro.Owner, "mode", ro.Mode, "keygate_runs_as", ro.RunningAs, "read_only_file_system", ro.ReadOnlyFS, "fix", ro.Fix)
 	}
 	if given := os.Getenv("KEYGATE_ADMIN_TOKEN"); given != "" {
 		got, err := store.ApplyAdminToken(ctx, given)
@@ -49,6 +47,9 @@ func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, 
 	// token that the next start replaces, never a token nobody can read.
 	secret := keystore.NewTokenSecret()
 	path := filepath.Join(dataDir, "admin-token")
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // the log names the file wherever keygate was started
+	}
 	created, err := store.BootstrapAdmin(ctx, secret, func() error {
 		if err := writeFileSync(path, []byte(secret+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
@@ -62,19 +63,11 @@ func bootstrapAdmin(ctx context.Context, store *keystore.Store, dataDir string, 
 		log.Info("an admin user already exists: no admin token generated")
 		return nil
 	}
-	if jsonOut {
-		// One JSON object like the log lines around it, so log pipelines
-		// parsing stderr do not choke; written directly rather than through
-		// the logger, as this is the one place a secret is meant to be shown.
-		b, _ := json.Marshal(map[string]string{
-			"time": time.Now().Format(time.RFC3339Nano), "level": "WARN",
-			"msg":         "created admin user root with an API token, shown once and saved in admin_token_file (mode 0600)",
-			"admin_token": secret, "admin_token_file": path,
-		})
-		fmt.Fprintf(stderr, "%s\n", b)
-		return nil
-	}
-	fmt.Fprintf(stderr, "\nkeygate: created admin user root with API token\n\n    %s\n\nIt is shown once and saved in %s (mode 0600).\n\n", secret, path)
+	// The token itself goes nowhere but the file: logs are shipped,
+	// retained and read by more people than the admin.
+	log.Warn("created admin user root with an API token; it is saved in admin_token_file (mode 0600) and shown nowhere else: "+
+		"read it there, e.g. `keygate users list` on this host uses it",
+		"admin_token_file", path)
 	return nil
 }
 

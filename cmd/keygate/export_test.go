@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,10 +97,25 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/bastion_allowances", gid), token, map[string]any{
 		"pattern": "10.20.0.0/16:22", "description": "lab"}, 201)
 	p.must("PUT", fmt.Sprintf("/api/v4/users/%d", uid), token, map[string]any{"enterprise_group_id": gid}, 200)
+	// A managed CA and a certificate it issued to alice; a trusted issuer
+	// and a CI trust rule.
+	p.must("POST", fmt.Sprintf("/api/v4/groups/%d/ssh_certificates", gid), token, map[string]any{
+		"title": "Managed", "generate": true}, 201)
+	p.must("POST", "/api/v4/user/ssh_certificates", aliceToken, map[string]any{"key": keyLine, "group_id": gid}, 201)
+	iss := id(t, p.must("POST", "/api/v4/admin/oidc_issuers", token, map[string]any{
+		"issuer": "https://token.actions.githubusercontent.com"}, 201).Object(t))
+	p.must("POST", fmt.Sprintf("/api/v4/projects/%d/ssh_certificate_trust", pid), token, map[string]any{
+		"issuer": "https://token.actions.githubusercontent.com", "audience": "keygate",
+		"claims": map[string]any{"repository": "acme/repo"}, "access": "read"}, 201)
+	_ = iss
 	if err := sshLogin(t, p.SSHAddr, signer); err != nil {
 		t.Fatalf("SSH on the SQLite node: %v", err)
 	}
 	p.stop()
+	// An LFS lock is taken over git-lfs's SSH protocol (sshd/e2e tests
+	// that); here the row is written directly so that the table is moved.
+	seedSQL(t, filepath.Join(dir, "keygate.db"), fmt.Sprintf(
+		`INSERT INTO lfs_locks (project_id, user_id, path, ref_name, created_at) VALUES (%d, %d, 'assets/logo.psd', 'refs/heads/main', 1700000000000)`, pid, uid))
 
 	first := filepath.Join(t.TempDir(), "export.json")
 	if code, _, stderr := runKeygate(t, nil, "export", "--data-dir", dir, "--out", first); code != 0 {
@@ -326,6 +342,21 @@ func TestImportFromStdin(t *testing.T) {
 			if len(tbl.Rows) != 0 {
 				t.Errorf("the refused import left %d rows in %s", len(tbl.Rows), tbl.Name)
 			}
+		}
+	}
+}
+
+// seedSQL runs statements on a stopped node's SQLite database.
+func seedSQL(t *testing.T, path string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/httpapi"
+	"github.com/keygate/keygate/internal/packcache"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/sshd"
 )
@@ -41,6 +42,13 @@ type serveConfig struct {
 	TrustedProxies []netip.Prefix
 	TLSCert        string
 	TLSKey         string
+
+	// The pack-objects cache (internal/packcache); PackCacheMaxBytes 0 is off.
+	PackCacheDir           string
+	PackCacheMaxBytes      int64
+	PackCacheMaxEntryBytes int64
+	PackCacheTTL           time.Duration
+	PackCacheReaderTimeout time.Duration
 	// HostCertificates are OpenSSH host certificate files besides
 	// DATA_DIR/<host key>-cert.pub (--host-certificate, comma-separated).
 	HostCertificates []string
@@ -144,8 +152,16 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, fmt.Errorf("KEYGATE_SHUTDOWN_GRACE: %w", err)
 	}
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", grace, "how long running requests and git operations may finish after SIGTERM (env KEYGATE_SHUTDOWN_GRACE)")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest REST request body accepted")
-	fs.BoolVar(&c.NoMigrate, "no-migrate", false, "do not run database migrations at start")
+	maxBody, err := envInt("KEYGATE_MAX_BODY_BYTES", 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", int64(maxBody), "largest REST request body accepted, in bytes (env KEYGATE_MAX_BODY_BYTES)")
+	noMigrate, err := strconv.ParseBool(env("KEYGATE_NO_MIGRATE", "false"))
+	if err != nil {
+		return nil, fmt.Errorf("KEYGATE_NO_MIGRATE: %w", err)
+	}
+	fs.BoolVar(&c.NoMigrate, "no-migrate", noMigrate, "do not run database migrations at start; refuse a database whose schema is missing or older (env KEYGATE_NO_MIGRATE)")
 	// Zero is not a value these flags can take (sshd.Config reads 0 as "the
 	// default"): refused, so that 0 never silently means 30s or 1h. The
 	// SSH server's own rules (what may be negative, ranges) are
@@ -171,6 +187,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools), and until --per-source-max-auth-failures failures follow that login it is spared --max-startups' random early drop (negative: off)", notZero},
 		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)", zeroOK},
 		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)", notZero},
+		{&c.PackCacheTTL, "pack-cache-ttl", "KEYGATE_PACK_CACHE_TTL", packcache.DefaultTTL, "serve a completed pack from the pack-objects cache for this long after it was computed (a push to its repository drops it at once)", positive},
+		{&c.PackCacheReaderTimeout, "pack-cache-reader-timeout", "KEYGATE_PACK_CACHE_READER_TIMEOUT", packcache.DefaultReaderTimeout, "cut a clone that made no progress for this long while a pack larger than --pack-cache-max-entry-bytes waits for it (the others sharing the pack go on)", positive},
 		{&c.CertMaxTTL, "cert-max-ttl", "KEYGATE_CERT_MAX_TTL", keystore.DefaultCertMaxTTL, "the longest certificate a managed CA issues to a person, whatever a group's ssh_certificate_max_ttl", positive},
 	}
 	for _, d := range durations {
@@ -243,6 +261,28 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		"comma-separated CIDRs of HTTP proxies whose Forwarded and X-Forwarded-Proto/-Host/-For headers are believed: the links' scheme and host, the client's address (env KEYGATE_TRUSTED_PROXIES)")
 	fs.StringVar(&c.TLSCert, "tls-cert", env("KEYGATE_TLS_CERT", ""), "serve the REST API over HTTPS with this PEM certificate chain; reloaded on change or SIGHUP (env KEYGATE_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("KEYGATE_TLS_KEY", ""), "PEM private key for --tls-cert (env KEYGATE_TLS_KEY)")
+	fs.StringVar(&c.PackCacheDir, "pack-cache-dir", env("KEYGATE_PACK_CACHE_DIR", ""),
+		"directory of the pack-objects cache, emptied at start (default DATA_DIR/pack-cache; a tmpfs saves disk writes) (env KEYGATE_PACK_CACHE_DIR)")
+	sizes := []struct {
+		dst       *int64
+		flag, env string
+		def       int64
+		help      string
+	}{
+		{&c.PackCacheMaxBytes, "pack-cache-max-bytes", "KEYGATE_PACK_CACHE_MAX_BYTES", packcache.DefaultMaxBytes,
+			"bytes the pack-objects cache may hold on disk, packs in flight and completed; identical concurrent clones share one pack-objects (0: off)"},
+		{&c.PackCacheMaxEntryBytes, "pack-cache-max-entry-bytes", "KEYGATE_PACK_CACHE_MAX_ENTRY_BYTES", packcache.DefaultMaxEntryBytes,
+			"largest pack the cache keeps; a larger one is still shared while it is computed, through a ring of this size"},
+	}
+	for _, z := range sizes {
+		def := z.def
+		if v := env(z.env, ""); v != "" {
+			if def, err = strconv.ParseInt(v, 10, 64); err != nil {
+				return nil, fmt.Errorf("%s: %w", z.env, err)
+			}
+		}
+		fs.Int64Var(z.dst, z.flag, def, z.help+" (env "+z.env+")")
+	}
 	hostCerts := fs.String("host-certificate", env("KEYGATE_HOST_CERTIFICATE", ""),
 		"comma-separated OpenSSH host certificate files for the host keys, presented besides DATA_DIR/<host key>-cert.pub (env KEYGATE_HOST_CERTIFICATE)")
 	hostCertNames := fs.String("host-certificate-names", env("KEYGATE_HOST_CERTIFICATE_NAMES", ""),
@@ -253,9 +293,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		"read the CA encryption key from this systemd credential ($CREDENTIALS_DIRECTORY/NAME) instead of a file (env KEYGATE_CA_KEY_CREDENTIAL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "usage: keygate serve [flags]")
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
+			printServeHelp(fs, stderr)
 			return nil, err
 		}
 		if strings.Contains(err.Error(), "parse error") {
@@ -267,7 +305,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, err
 	}
 	if c.ProxyTrusted, err = sshd.ParseCIDRs(*trusted); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--proxy-protocol-trusted: %w", err)
 	}
 	if c.TrustedProxies, err = sshd.ParseCIDRs(*trustedProxies); err != nil {
 		return nil, fmt.Errorf("--trusted-proxies: %w", err)
@@ -319,6 +357,12 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 			return nil, err
 		}
 	}
+	if c.PackCacheMaxBytes < 0 {
+		return nil, errors.New("--pack-cache-max-bytes must not be negative (0 turns the cache off)")
+	}
+	if err := checkRule("pack-cache-max-entry-bytes", c.PackCacheMaxEntryBytes, positive, ""); err != nil {
+		return nil, err
+	}
 	if err := checkRule("lfs-max-object-size", c.LFSMaxObjectSize, notZero, "(negative"); err != nil {
 		return nil, err
 	}
@@ -337,7 +381,22 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	if c.GitUser == "" {
 		return nil, errors.New("--git-user must not be empty")
 	}
-	if _, err := resolveDB(c.DB, c.DataDir); err != nil {
+	for _, l := range []struct{ flag, addr string }{{"ssh-addr", c.SSHAddr}, {"http-addr", c.HTTPAddr}, {"metrics-addr", c.MetricsAddr}} {
+		if err := checkListenAddr(l.flag, l.addr); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkHostname(c.Hostname); err != nil {
+		return nil, err
+	}
+	dsn, err := resolveDB(c.DB, c.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDataDirReadable(c.DataDir); err != nil {
+		return nil, err
+	}
+	if err := checkExplicitDB(c.DB, dsn); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -29,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keygate/keygate/httpapi"
+	"github.com/keygate/keygate/internal/packcache"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/authindex"
 	"github.com/keygate/keygate/sshd"
@@ -37,32 +37,18 @@ import (
 // The index is what the SSH server reads.
 var _ sshd.Authorizer = (*authindex.Index)(nil)
 
-// version is set at build time with -ldflags "-X main.version=…"; the
-// CHANGELOG names each release.
-var version = "0.2.0"
-
 // versionLine is what `keygate version` prints: the version, the commit
 // it was built from (from the build's VCS stamp; "unknown" for go run or a
 // build outside a checkout) and the Go version.
 func versionLine() string {
-	commit, dirty := "unknown", false
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				commit = s.Value
-				if len(commit) > 12 {
-					commit = commit[:12]
-				}
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
+	rev, dirty := vcsCommit()
+	if rev == "" {
+		rev = "unknown"
 	}
 	if dirty {
-		commit += "+dirty"
+		rev += "+dirty"
 	}
-	return fmt.Sprintf("keygate %s (commit %s, %s %s/%s)", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("keygate %s (commit %s, %s %s/%s)", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 func main() {
@@ -106,10 +92,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runEnterpriseUsers(args[1:], stdout, stderr)
 	case "hostkeys":
 		return runHostKeys(args[1:], stdout, stderr)
+	case packcache.HookCommand:
+		// upload-pack runs this (uploadpack.packObjectsHook), never a person.
+		return packcache.HookMain(args[1:], os.Stdin, stdout, stderr)
 	case "fleet-sync":
 		return runFleetSync(args[1:], stdout, stderr)
 	case "reset-admin-token":
 		return runResetAdminToken(args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(args[1:], stdout, stderr)
+	case "restore":
+		return runRestore(args[1:], stdout, stderr)
+	case "users", "keys", "groups", "tokens", "cas":
+		return runAdmin(args[0], args[1:], stdout, stderr)
 	case "login":
 		return runLogin(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
@@ -137,9 +132,10 @@ func usage(w io.Writer) {
                             (not enterprise users of the CA's group); --assign makes each user
                             who is a member of exactly one CA-bearing top-level group its
                             enterprise user, printing every assignment
-  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR] [--host-certificate FILE]
+  keygate hostkeys [--data-dir DIR] [--db DSN] [--hostname H] [--ssh-addr ADDR] [--host-certificate FILE]
                             print the host key fingerprints and known_hosts lines, and the
-                            @cert-authority line of the host certificates' CA
+                            @cert-authority lines of the host certificates' CA and of keygate's
+                            managed host CAs
   keygate fleet-sync --url URL --group ID|PATH [--dir DIR] [--token-file F] [--once] [--principals]
                             keep an OpenSSH server's RevokedKeys KRL, TrustedUserCAKeys file and
                             principals in step with a group (docs/openssh-fleet.md)
@@ -147,12 +143,19 @@ func usage(w io.Writer) {
                             make root an active admin holding a valid api token: KEYGATE_ADMIN_TOKEN
                             if set, else a new one (printed once, saved in DATA_DIR/admin-token);
                             KEYGATE_ADMIN_TOKEN alone applies only to a keystore without an admin
+  keygate backup --output FILE [--with-repositories] [flags]
+                            an online, consistent backup: the keystore, the SSH host keys (and the repositories)
+  keygate restore --input FILE [flags]
+                            bring a backup back into an empty data dir (or empty --db)
   keygate login --server URL [--token PAT] [--key PATH] [--create-key] [--ttl D]
                             get a short-lived SSH certificate: sign in with the OpenID Connect issuer keygate
                             trusts (device flow: open the URL it prints) or with a personal access token; the
                             certificate goes beside the key (KEY-cert.pub) and, with the key, into ssh-agent
   keygate version           print the version, the commit and the Go version
-The database flags of migrate, export, import, enterprise-users and reset-admin-token are serve's: --db (env KEYGATE_DB)
+The admin command line, a client of a running keygate's REST API (docs/cli.md):
+`)
+	adminUsage(w, "")
+	fmt.Fprint(w, `The database flags of migrate, export, import, backup, restore, enterprise-users and reset-admin-token are serve's: --db (env KEYGATE_DB)
 and --data-dir (env KEYGATE_DATA_DIR).
 `)
 }
@@ -277,6 +280,36 @@ func ownListeners(lns ...net.Listener) []netip.AddrPort {
 	return out
 }
 
+// openPackCache starts the pack-objects cache (nil when
+// --pack-cache-max-bytes is 0). A default directory that cannot be created
+// (a read-only data dir) turns it off with a warning; a chosen one that
+// cannot is an error.
+func openPackCache(c *serveConfig, gitBin, gitHome string, reg prometheus.Registerer, log *slog.Logger) (*packcache.Cache, error) {
+	if c.PackCacheMaxBytes == 0 {
+		return nil, nil
+	}
+	dir := c.PackCacheDir
+	if dir == "" {
+		dir = filepath.Join(c.DataDir, "pack-cache")
+	}
+	pc, err := packcache.New(packcache.Config{
+		Dir: dir, GitBin: gitBin, GitHome: gitHome,
+		MaxBytes: c.PackCacheMaxBytes, MaxEntryBytes: c.PackCacheMaxEntryBytes,
+		TTL: c.PackCacheTTL, ReaderTimeout: c.PackCacheReaderTimeout,
+		Log: log.With("component", "pack-cache"), Registry: reg,
+	})
+	switch {
+	case err != nil && c.PackCacheDir != "":
+		return nil, fmt.Errorf("--pack-cache-dir: %w", err)
+	case err != nil:
+		log.Warn("pack-objects cache off: its directory cannot be used", "dir", dir, "err", err)
+		return nil, nil
+	}
+	log.Info("pack-objects cache", "dir", dir, "max_bytes", c.PackCacheMaxBytes, "max_entry_bytes", c.PackCacheMaxEntryBytes,
+		"ttl", c.PackCacheTTL)
+	return pc, nil
+}
+
 // serve runs keygate until ctx ends.
 func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	log := newLogger(c, stderr)
@@ -303,6 +336,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return fmt.Errorf("--data-dir %s: a keygate-load seed is writing it; wait for it to finish: %w", c.DataDir, err)
 	}
 	defer unlock()
+	if err := tlsFromCredentials(c); err != nil {
+		return err
+	}
 	var certs *certReloader
 	if c.TLSCert != "" {
 		if certs, err = newCertReloader(c.TLSCert, c.TLSKey, log); err != nil {
@@ -323,18 +359,24 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	} else if err != nil {
 		return err
 	}
-	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log, CAKey: caKey, CertMaxTTL: c.CertMaxTTL})
+	store, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: c.NoMigrate, Log: log, CAKey: caKey, CertMaxTTL: c.CertMaxTTL,
+		MustExist: c.DB != ""})
 	if err != nil {
-		return fmt.Errorf("--db: %w", err)
+		return dbError(where(dsn), err)
 	}
 	defer store.Close()
+	if c.NoMigrate {
+		if err := store.RequireCurrentSchema(ctx); err != nil {
+			return dbError(where(dsn), err)
+		}
+	}
 	if caKey != nil {
 		log.Info("CA encryption key loaded", "from", caKeyFrom, "key_id", caKey.ID())
 		warnSealedCAs(ctx, store, caKey, log)
 	}
 	log.Info("preflight passed", "git", gitBin, "git_version", gitVersion, "backend", store.Backend())
 
-	if err := bootstrapAdmin(ctx, store, c.DataDir, log, stderr, c.LogFormat == "json"); err != nil {
+	if err := bootstrapAdmin(ctx, store, c.DataDir, log); err != nil {
 		return err
 	}
 
@@ -386,6 +428,14 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
 	sc.LFSLocks = store
 	sc.OwnListeners = ownListeners(httpLn, metricsLn)
+	pc, err := openPackCache(c, gitBin, repos.Home, reg, log)
+	if err != nil {
+		return err
+	}
+	if pc != nil {
+		defer pc.Close()
+		sc.PackCache = pc
+	}
 	sshSrv, err := sshd.New(sc)
 	if err != nil {
 		return err
@@ -416,7 +466,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		srv.TLSConfig = certs.tlsConfig()
 	}
 	log.Info("keygate started", "version", version, "ssh", sshLn.Addr().String(), "http", httpLn.Addr().String(), "scheme", scheme, "data_dir", c.DataDir)
+	hup := catchSIGHUP() // before READY=1: a reload never finds SIGHUP's default (exit)
+	defer signal.Stop(hup)
 	ready.Store(true)
+	notifier := newNotifier(log)
+	notifier.ready("serving")
 
 	var metricsSrv *http.Server
 	if metricsLn != nil {
@@ -435,21 +489,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		})
 	}
 	g.Go(func() error { return sshSrv.Serve(sshLn) })
-	if certs != nil {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		g.Go(func() error {
-			for {
-				select {
-				case <-hup:
-					certs.Reload()
-				case <-gctx.Done():
-					return nil
-				}
-			}
-		})
-	}
+	g.Go(func() error { handleReloads(gctx, hup, certs, notifier, log); return nil })
 	g.Go(func() error {
 		serveHTTP := func() error { return srv.Serve(httpLn) }
 		if certs != nil {
@@ -464,6 +504,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		ready.Store(false)
+		notifier.stopping()
 		log.Info("shutting down", "grace", c.ShutdownGrace)
 		sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
 		defer cancel()

@@ -103,6 +103,10 @@ type serveOpts struct {
 	// TLS, when set, is the client side of --tls-cert: p.URL says https
 	// and p's client trusts TLS.RootCAs.
 	TLS *tls.Config
+	// Bin and Credential run another binary (a copy others can execute)
+	// as another user; the zero values run keygateBin as this user.
+	Bin        string
+	Credential *syscall.Credential
 }
 
 // startServe starts `keygate serve` with --http-addr and --ssh-addr on free
@@ -123,8 +127,15 @@ func launchServe(t testing.TB, o serveOpts) *proc {
 	p := &proc{t: t, HTTPAddr: freeAddr(t), SSHAddr: freeAddr(t), DataDir: o.DataDir,
 		Stderr: &testutil.SyncBuffer{}, done: make(chan struct{}), tls: o.TLS}
 	args := append([]string{"serve", "--http-addr", p.HTTPAddr, "--ssh-addr", p.SSHAddr}, o.Args...)
-	p.cmd = exec.Command(keygateBin, args...)
+	bin := keygateBin
+	if o.Bin != "" {
+		bin = o.Bin
+	}
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = childEnv(append([]string{"KEYGATE_DATA_DIR=" + o.DataDir, "KEYGATE_HOSTNAME=keygate.test"}, o.Env...)...)
+	if o.Credential != nil {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.Credential}
+	}
 	p.cmd.Stderr = p.Stderr
 	p.start()
 	return p

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,8 @@ import (
 // TestREADMEQuickStart runs the README's quick start as written: the shell
 // blocks between its quickstart markers, extracted from README.md (not
 // copied), in a scratch HOME, with the keygate binary under test on PATH.
-// It uses the quick start's own ports (8080 and 2222).
+// It uses the quick start's own ports (8080 and 2222), runs it twice in a
+// row, and checks that it wrote nothing outside its scratch directories.
 func TestREADMEQuickStart(t *testing.T) {
 	for _, bin := range []string{"bash", "curl", "jq", "ssh", "ssh-keygen", "git"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -41,32 +43,60 @@ func TestREADMEQuickStart(t *testing.T) {
 		script.Write(b[1])
 	}
 	home := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
-	cmd.Dir = home
-	cmd.Env = childEnv("HOME="+home, "PATH="+filepath.Dir(keygateBin)+":"+os.Getenv("PATH"),
-		"GIT_CONFIG_NOSYSTEM=1", "SSH_AUTH_SOCK=")
-	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	log, _ := os.ReadFile(filepath.Join(home, "keygate-quickstart", "keygate.log"))
-	if err != nil {
-		t.Fatalf("the quick start failed: %v\n%s\nkeygate.log:\n%s", err, out, log)
-	}
-	text := string(out)
-	for _, want := range []string{"ssh://git@localhost:2222/eng/api.git", "refused"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("output lacks %q:\n%s", want, text)
+	// Twice in a row, as a newcomer would: each run makes its own scratch
+	// directory (under TMPDIR) and stops its keygate at the end.
+	for run := 1; run <= 2; run++ {
+		before, _ := filepath.Glob(filepath.Join(home, "tmp", "keygate-quickstart.*"))
+		if err := os.MkdirAll(filepath.Join(home, "tmp"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
+		cmd.Dir = home
+		cmd.Env = childEnv("HOME="+home, "TMPDIR="+filepath.Join(home, "tmp"), "PATH="+filepath.Dir(keygateBin)+":"+os.Getenv("PATH"),
+			"GIT_CONFIG_NOSYSTEM=1", "SSH_AUTH_SOCK=")
+		cmd.WaitDelay = 10 * time.Second
+		out, err := cmd.CombinedOutput()
+		cancel()
+		after, _ := filepath.Glob(filepath.Join(home, "tmp", "keygate-quickstart.*"))
+		if len(after) != len(before)+1 {
+			t.Fatalf("run %d: scratch directories %v, want one more than %v\n%s", run, after, before, out)
+		}
+		var scratch string // the one directory this run made
+		for _, d := range after {
+			if !slices.Contains(before, d) {
+				scratch = d
+			}
+		}
+		log, _ := os.ReadFile(filepath.Join(scratch, "keygate.log"))
+		if err != nil {
+			t.Fatalf("run %d: the quick start failed: %v\n%s\nkeygate.log:\n%s", run, err, out, log)
+		}
+		text := string(out)
+		for _, want := range []string{"ssh://git@localhost:2222/eng/api.git", "refused"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("run %d: output lacks %q:\n%s", run, want, text)
+			}
+		}
+		if n := strings.Count(text, "Welcome to keygate, @alice!"); n != 2 {
+			t.Errorf("run %d: %d greetings, want 2 (key and certificate):\n%s", run, n, text)
+		}
+		if !strings.Contains(text, "your certificate has been revoked") {
+			t.Errorf("run %d: the revoked certificate was not refused with its banner:\n%s", run, text)
+		}
+		signers, err := os.ReadFile(filepath.Join(scratch, "allowed_signers"))
+		if err != nil || !strings.Contains(string(signers), "alice@example.com ") {
+			t.Errorf("run %d: allowed_signers: %v\n%s", run, err, signers)
 		}
 	}
-	if n := strings.Count(text, "Welcome to keygate, @alice!"); n != 2 {
-		t.Errorf("%d greetings, want 2 (key and certificate):\n%s", n, text)
+	// Nothing global: HOME holds only the scratch directories' parent.
+	entries, err := os.ReadDir(home)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(text, "your certificate has been revoked") {
-		t.Errorf("the revoked certificate was not refused with its banner:\n%s", text)
-	}
-	signers, err := os.ReadFile(filepath.Join(home, ".config", "git", "allowed_signers"))
-	if err != nil || !strings.Contains(string(signers), "alice@example.com ") {
-		t.Errorf("allowed_signers: %v\n%s", err, signers)
+	for _, e := range entries {
+		if e.Name() != "tmp" {
+			t.Errorf("the quick start left %s in HOME (no ~/.ssh, no global git config, nothing outside its scratch directory)", e.Name())
+		}
 	}
 }

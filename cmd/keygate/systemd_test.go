@@ -21,7 +21,8 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"DynamicUser=yes", "StateDirectory=keygate", "ProtectSystem=strict", "NoNewPrivileges=yes",
-		"AmbientCapabilities=CAP_NET_BIND_SERVICE", "Restart=on-failure", "ExecStart=/usr/local/bin/keygate serve"} {
+		"AmbientCapabilities=CAP_NET_BIND_SERVICE", "Restart=on-failure", "ExecStart=/usr/local/bin/keygate serve",
+		"Type=notify", "NotifyAccess=main", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(unit), want+"\n") {
 			t.Errorf("unit lacks %s", want)
 		}

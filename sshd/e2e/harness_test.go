@@ -31,6 +31,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/keygate/keygate/httpapi"
+	"github.com/keygate/keygate/internal/packcache"
 	"github.com/keygate/keygate/internal/testutil"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/authindex"
@@ -49,6 +50,10 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	// upload-pack runs this binary as the pack cache's hook.
+	if len(os.Args) > 1 && os.Args[1] == packcache.HookCommand {
+		return packcache.HookMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
+	}
 	dir, err := os.MkdirTemp("", "keygate-e2e-hostkeys-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -89,6 +94,7 @@ type env struct {
 	adminID    int64
 	clock      *testutil.OffsetClock // the SSH server's clock
 	logs       *testutil.SyncBuffer
+	packCache  *packcache.Cache // on, as keygate serve's default is
 }
 
 // newEnv starts keygate for one test: SQLite store, index (Load + Follow),
@@ -149,10 +155,19 @@ func newEnvWith(t *testing.T, tune func(*sshd.Config)) *env {
 	}
 	e.sshAddr = ln.Addr().String()
 	e.sshPort = ln.Addr().(*net.TCPAddr).Port
+	e.packCache, err = packcache.New(packcache.Config{
+		Dir: filepath.Join(dir, "pack-cache"), GitHome: filepath.Join(dir, "git-home"),
+		MaxBytes: packcache.DefaultMaxBytes, MaxEntryBytes: packcache.DefaultMaxEntryBytes,
+		TTL: packcache.DefaultTTL, ReaderTimeout: packcache.DefaultReaderTimeout, Log: log,
+	})
+	if err != nil {
+		t.Fatalf("packcache.New: %v", err)
+	}
+	t.Cleanup(func() { e.packCache.Close() }) // after the server's shutdown below
 	scfg := sshd.Config{
 		Addr: e.sshAddr, HostKeys: hostKeys, Hostname: "localhost", GitUser: "git",
 		ReposDir: e.repos.Root, Auth: e.index, Projects: store, LFSLocks: store, Usage: store, Events: store, Log: log,
-		Now: e.clock.Now, RevalidateInterval: 200 * time.Millisecond,
+		Now: e.clock.Now, RevalidateInterval: 200 * time.Millisecond, PackCache: e.packCache,
 	}
 	if tune != nil {
 		tune(&scfg)
