@@ -114,4 +114,23 @@ raises(gitlab.exceptions.GitlabAuthenticationError, 401, lambda: gitlab.Gitlab(U
 kept = me.user.keys.list()[0]
 raises(gitlab.exceptions.GitlabCreateError, 400, lambda: me.user.keys.create({"title": "again", "key": kept.key}), "duplicate key")
 
+# Application settings: the key policy (issue 26). gl.settings.get() reads
+# every attribute; save() sends the changed ones.
+st = gl.settings.get()
+check(st.rsa_key_restriction == 0 and st.dsa_key_restriction == -1 and st.max_ssh_key_lifetime is None,
+      f"settings: rsa {st.rsa_key_restriction} dsa {st.dsa_key_restriction} lifetime {st.max_ssh_key_lifetime}")
+check(st.default_projects_limit == 100000 and st.repository_storages == ["default"], "other settings at GitLab's defaults")
+st.ed25519_sk_key_restriction = -1
+st.max_ssh_key_lifetime = 365
+st.save()
+again = gl.settings.get()
+check(again.ed25519_sk_key_restriction == -1 and again.max_ssh_key_lifetime == 365, "settings.save()")
+raises(gitlab.exceptions.GitlabCreateError, 400,
+       lambda: me.user.keys.create({"title": "no expiry", "key": KEYS[3]}), "a key without expiry under max_ssh_key_lifetime")
+raises(gitlab.exceptions.GitlabUpdateError, 400, lambda: gl.settings.update(new_data={"signup_enabled": True}), "a setting keygate does not change")
+raises(gitlab.exceptions.GitlabUpdateError, 400, lambda: gl.settings.update(new_data={"rsa_key_restriction": 1000}), "an unsupported size")
+raises(gitlab.exceptions.GitlabUpdateError, 403, lambda: me.settings.update(new_data={"rsa_key_restriction": -1}), "a user changing settings")
+gl.settings.update(new_data={"ed25519_sk_key_restriction": 0, "max_ssh_key_lifetime": 0})
+check(gl.settings.get().max_ssh_key_lifetime is None, "lifetime cleared")
+
 print(f"python-gitlab {gitlab.__version__}: {checks} checks passed")

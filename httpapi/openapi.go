@@ -138,6 +138,16 @@ var operations = []operation{
 	{"POST", "/api/v3/repos/{owner}/{repo}/keys", "Add a deploy key (title, key, read_only)", "maintainer+", "", false, "201"},
 	{"GET", "/api/v3/repos/{owner}/{repo}/keys/{id}", "Get a deploy key", "maintainer+", "", false, ""},
 	{"DELETE", "/api/v3/repos/{owner}/{repo}/keys/{id}", "Remove a deploy key from the repository", "maintainer+", "", false, "204"},
+	{"GET", "/api/v4/admin/audit_events/streaming/destinations", "List the audit event streaming destinations", "admin", "StreamingDestination", true, ""},
+	{"POST", "/api/v4/admin/audit_events/streaming/destinations", "Add a streaming destination (destination_url: https://, or http:// to loopback; verification_token, generated when not given; event_type_filters; name); it receives the events recorded from now on", "admin", "StreamingDestination", false, "201"},
+	{"GET", "/api/v4/admin/audit_events/streaming/destinations/{destination_id}", "Get a streaming destination", "admin", "StreamingDestination", false, ""},
+	{"PUT", "/api/v4/admin/audit_events/streaming/destinations/{destination_id}", "Change a streaming destination (its place in the stream stays)", "admin", "StreamingDestination", false, ""},
+	{"DELETE", "/api/v4/admin/audit_events/streaming/destinations/{destination_id}", "Delete a streaming destination", "admin", "", false, "204"},
+	{"GET", "/api/v4/application/settings", "Application settings: the key policy (GitLab's *_key_restriction, max_ssh_key_lifetime; keygate's max_ssh_certificate_lifetime, require_ssh_certificate_expiry) and GitLab's other settings at their defaults", "admin", "ApplicationSettings", false, ""},
+	{"PUT", "/api/v4/application/settings", "Change the key policy (only the key settings; any other name is a 400 naming it); applies at the next login and to open sessions", "admin", "ApplicationSettings", false, ""},
+	{"GET", "/api/v4/application/settings/key_policy_violations", "Keys that log in today and that the key policy refuses; key settings in the query string try a policy before switching it on", "admin", "KeyPolicyViolation", true, ""},
+	{"GET", "/api/v4/groups/{id}/key_policy", "The group's own key policy for git in its projects, and the effective one (merged with the instance's: stricter only)", "owner, top-level groups", "GroupKeyPolicy", false, ""},
+	{"PUT", "/api/v4/groups/{id}/key_policy", "Change the group's own key policy (the key settings); it can only add to the instance's", "owner, top-level groups", "GroupKeyPolicy", false, ""},
 	{"GET", "/api/v4/groups/{id}/audit_events", "The group's audit events", "owner", "AuditEvent", true, ""},
 	{"GET", "/api/v4/audit_events", "All audit events (entity_type, entity_id, created_after, created_before)", "admin", "AuditEvent", true, ""},
 	{"GET", "/api/v3/user/keys", "GitHub: list your authentication keys", "self", "GitHubKey", true, ""},
@@ -176,6 +186,23 @@ var (
 	boolean = map[string]any{"type": "boolean"}
 	tstamp  = map[string]any{"type": "string", "format": "date-time"}
 )
+
+var intNull = map[string]any{"type": "integer", "nullable": true}
+
+// keyPolicySchema adds the key policy's settings to props.
+func keyPolicySchema(props map[string]any) map[string]any {
+	for _, n := range keystore.KeyPolicySettings {
+		switch n {
+		case "require_ssh_certificate_expiry":
+			props[n] = boolean
+		case "max_ssh_key_lifetime", "max_ssh_certificate_lifetime":
+			props[n] = intNull
+		default:
+			props[n] = map[string]any{"type": "integer", "description": "0: no restriction, -1: forbidden, N: minimum bits"}
+		}
+	}
+	return props
+}
 
 var schemas = map[string]any{
 	"User": obj(map[string]any{"id": integer, "username": str, "name": str, "state": str, "web_url": str,
@@ -260,6 +287,17 @@ var schemas = map[string]any{
 	"GitHubKey":        obj(map[string]any{"id": integer, "key": str, "url": str, "title": str, "created_at": tstamp, "verified": boolean, "read_only": boolean}, "id", "key"),
 	"GitHubSigningKey": obj(map[string]any{"id": integer, "key": str, "url": str, "title": str, "created_at": tstamp}, "id", "key", "url"),
 	"GitHubPublicKey":  obj(map[string]any{"id": integer, "key": str}, "id", "key"),
+	"ApplicationSettings": obj(keyPolicySchema(map[string]any{"id": integer, "created_at": strNull, "updated_at": strNull}),
+		"rsa_key_restriction", "ed25519_key_restriction"),
+	"GroupKeyPolicy": obj(keyPolicySchema(map[string]any{"group_id": integer, "updated_at": strNull,
+		"effective": obj(keyPolicySchema(map[string]any{}))}), "group_id", "effective"),
+	"StreamingDestination": obj(map[string]any{"id": integer, "name": str, "destination_url": str, "verification_token": str,
+		"event_type_filters": map[string]any{"type": "array", "items": str}, "created_at": tstamp, "updated_at": tstamp},
+		"id", "destination_url", "verification_token", "event_type_filters"),
+	"KeyPolicyViolation": obj(map[string]any{"kind": map[string]any{"type": "string", "enum": []string{"user_key", "deploy_key"}},
+		"id": integer, "user_id": intNull, "username": strNull, "title": str, "fingerprint": str,
+		"key_type": map[string]any{"type": "string", "enum": []string{"rsa", "ecdsa", "ecdsa_sk", "ed25519", "ed25519_sk"}},
+		"bits":     integer, "expires_at": strNull, "created_at": tstamp, "setting": str, "reason": str}, "kind", "id", "fingerprint", "setting"),
 	"Error": obj(map[string]any{"message": map[string]any{
 		"description": "a string such as \"404 Key Not Found\", or for validation errors an object of field -> reasons"}}),
 }

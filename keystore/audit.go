@@ -34,8 +34,9 @@ func (s *Store) ListAuditEvents(ctx context.Context, f AuditFilter, pg Page) ([]
 		where = append(where, `((target_type = 'group' AND target_id = ?)
 			OR (target_type = 'ca' AND target_id IN (SELECT id FROM group_cas WHERE group_id = ?))
 			OR (target_type = 'revocation' AND target_id IN (SELECT r.id FROM cert_revocations r WHERE r.group_id = ?))
-			OR (target_type = 'bastion_target' AND target_id IN (SELECT id FROM bastion_targets WHERE group_id = ?)))`)
-		args = append(args, f.GroupID, f.GroupID, f.GroupID, f.GroupID)
+			OR (target_type = 'bastion_target' AND target_id IN (SELECT id FROM bastion_targets WHERE group_id = ?))
+			OR (target_type = 'key_policy' AND target_id IN (SELECT id FROM key_policies WHERE group_id = ?)))`)
+		args = append(args, f.GroupID, f.GroupID, f.GroupID, f.GroupID, f.GroupID)
 	}
 	if f.After != nil {
 		where = append(where, "at >= ?")

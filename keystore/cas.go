@@ -61,6 +61,15 @@ func (s *Store) insertCA(ctx context.Context, a Actor, groupID int64, c *GroupCA
 		if parent.Valid {
 			return ErrNotTopLevel
 		}
+		// The key policy's kind restrictions hold for CA keys too,
+		// uploaded or managed (c.Key is the public key, already valid).
+		if pk, err := ParseCAKey(c.Key); err != nil {
+			return err
+		} else if p, err := t.keyPolicy(ctx); err != nil {
+			return err
+		} else if err := p.checkKindAdd(pk); err != nil {
+			return err
+		}
 		var one int
 		err = t.queryRow(ctx, `SELECT 1 FROM group_cas WHERE group_id = ? AND fingerprint_sha256 = ?`, groupID, c.FingerprintSHA256).Scan(&one)
 		if err == nil {

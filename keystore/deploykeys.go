@@ -132,6 +132,9 @@ func (s *Store) CreateDeployKey(ctx context.Context, a Actor, scope DeployScope,
 		if err := t.fingerprintFree(ctx, pk.FingerprintSHA256); err != nil {
 			return err
 		}
+		if err := t.checkKeyPolicy(ctx, pk, k.ExpiresAt); err != nil {
+			return err
+		}
 		if err := t.notRevoked(ctx, pk.FingerprintSHA256); err != nil {
 			return err
 		}

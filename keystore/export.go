@@ -45,7 +45,9 @@ var exportTables = func() []struct{ name, order string } {
 	out = append(out, struct{ name, order string }{"host_cas", "id"},
 		struct{ name, order string }{"host_certificates", "id"},
 		struct{ name, order string }{"host_krl", "singleton"})
-	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"})
+	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"},
+		struct{ name, order string }{"audit_stream_destinations", "id"}, struct{ name, order string }{"audit_stream_sinks", "name"},
+		struct{ name, order string }{"audit_outbox", "id"})
 }()
 
 // SealedKeysNote is the export's word on managed CAs' private keys: they

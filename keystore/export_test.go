@@ -65,6 +65,17 @@ func seedAll(t *testing.T, e *env) {
 	mustOK(t, err)
 	_, err = e.s.UpdateUser(e.ctx, sys, bob.ID, keystore.UserInput{EnterpriseGroupID: &g.ID})
 	mustOK(t, err)
+	pol, err := keystore.ParseKeyPolicy(keystore.KeyPolicy{}, map[string]string{"rsa_key_restriction": "3072", "max_ssh_certificate_lifetime": "24"})
+	mustOK(t, err)
+	_, err = e.s.SetKeyPolicy(e.ctx, sys, 0, pol)
+	mustOK(t, err)
+	_, err = e.s.SetKeyPolicy(e.ctx, sys, g.ID, pol)
+	mustOK(t, err)
+	dest := "https://siem.example.com/keygate"
+	_, err = e.s.CreateStreamDestination(e.ctx, sys, keystore.StreamDestinationInput{DestinationURL: &dest})
+	mustOK(t, err)
+	_, err = e.s.RegisterSink(e.ctx, "file:node1:/var/log/keygate-audit.jsonl")
+	mustOK(t, err)
 	mustOK(t, e.s.RecordEvent(e.ctx, keystore.Actor{UserID: alice.ID, RemoteIP: "192.0.2.1"}, "key_first_use", "key", k1.ID, map[string]any{"via": "ssh"}))
 	// Issuance: a managed CA, a trusted issuer, a trust rule, a certificate.
 	_, err = e.s.GenerateCA(e.ctx, sys, g.ID, "managed", "")
@@ -122,7 +133,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if doc.Format != keystore.ExportFormat || doc.SchemaVersion < 3 || doc.Backend != src.s.Backend() {
 		t.Fatalf("header: %+v", doc)
 	}
-	if len(doc.Tables) != 25 {
+	if len(doc.Tables) != 29 {
 		t.Fatalf("%d tables exported", len(doc.Tables))
 	}
 	for _, tbl := range doc.Tables {

@@ -27,7 +27,9 @@ import (
 
 const (
 	// OwnHostCertTTL is the validity of keygate's own host certificates;
-	// they are renewed once two thirds of it have passed.
+	// they are renewed once half of it has passed, so that 15 days always
+	// remain: the expiry alert (contrib/prometheus, 14 days) fires only
+	// when renewal has failed for a day.
 	OwnHostCertTTL = 30 * 24 * time.Hour
 	// DefaultHostCertTTL is a fleet server's certificate when the admin
 	// names no ttl; MaxHostCertTTL the longest one keygate signs.
@@ -320,7 +322,7 @@ func (s *Store) IssueHostCertificate(ctx context.Context, a Actor, req HostCertR
 // OwnHostCertificate returns the certificate keygate presents for its own
 // host key key under principals: the newest one keygate signed for it
 // with the oldest host CA in use, under these principals, not revoked and
-// not yet two thirds through its validity; otherwise a new one
+// not yet half through its validity; otherwise a new one
 // (OwnHostCertTTL), recorded. With no host CA in use it returns nil. A
 // host key whose certificate was revoked gets none (*HostKeyRevokedError).
 func (s *Store) OwnHostCertificate(ctx context.Context, key gossh.PublicKey, principals []string) (*HostCertificate, error) {
@@ -377,7 +379,7 @@ func (s *Store) ownHostCert(ctx context.Context, q querier, fp string, names []s
 		return nil, true, err
 	}
 	now := s.now()
-	renewAt := c.ValidAfter.Add(c.ValidBefore.Sub(c.ValidAfter) * 2 / 3)
+	renewAt := c.ValidAfter.Add(c.ValidBefore.Sub(c.ValidAfter) / 2)
 	if now.Before(c.ValidAfter) || !now.Before(renewAt) {
 		return nil, false, nil
 	}

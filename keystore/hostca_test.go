@@ -351,7 +351,7 @@ func TestHostKRL(t *testing.T) {
 }
 
 // TestOwnHostCertificate: keygate's own host key gets a certificate of the
-// oldest host CA for its names, the same one until two thirds of its 30
+// oldest host CA for its names, the same one until half of its 30
 // days have passed, then a new one; new names, a deleted CA or a revoked
 // certificate change it; no host CA, none.
 func TestOwnHostCertificate(t *testing.T) {
@@ -382,14 +382,14 @@ func TestOwnHostCertificate(t *testing.T) {
 	if again := own(); again.ID != first.ID {
 		t.Errorf("a second call signed again: %d, %d", first.ID, again.ID)
 	}
-	e.clock.Advance(19 * 24 * time.Hour)
+	e.clock.Advance(14 * 24 * time.Hour)
 	if again := own(); again.ID != first.ID {
-		t.Errorf("renewed before two thirds: %+v", again)
+		t.Errorf("renewed before half: %+v", again)
 	}
 	e.clock.Advance(24 * time.Hour)
 	renewed := own()
 	if renewed.ID == first.ID || renewed.Serial == first.Serial || !renewed.ValidBefore.After(first.ValidBefore) {
-		t.Fatalf("not renewed after 20 days: %+v", renewed)
+		t.Fatalf("not renewed after 15 days: %+v", renewed)
 	}
 	// A newer CA does not take over; other names do get a new certificate.
 	ca2, _ := e.s.GenerateHostCA(e.ctx, a, "two", "rsa")

@@ -28,6 +28,9 @@ type KeyRow struct {
 	Usage             []byte
 	ExpiresMS         int64
 	Expires           bool
+	Type              []byte // valid only during the callback
+	Bits              int
+	CreatedMS         int64
 }
 
 // MemberLevel is one membership of a group.
@@ -66,14 +69,14 @@ func (s *Store) ScanUsers(ctx context.Context, fn func(UserRow) error) error {
 
 // ScanKeys streams every user key.
 func (s *Store) ScanKeys(ctx context.Context, fn func(KeyRow) error) error {
-	var fp, usage sql.RawBytes
-	return s.forEachRow(ctx, `SELECT id, user_id, fingerprint_sha256, usage_type, expires_at FROM keys`, func(sc func(...any) error) error {
+	var fp, usage, typ sql.RawBytes
+	return s.forEachRow(ctx, `SELECT id, user_id, fingerprint_sha256, usage_type, expires_at, type, bits, created_at FROM keys`, func(sc func(...any) error) error {
 		var r KeyRow
 		var exp sql.NullInt64
-		if err := sc(&r.ID, &r.UserID, &fp, &usage, &exp); err != nil {
+		if err := sc(&r.ID, &r.UserID, &fp, &usage, &exp, &typ, &r.Bits, &r.CreatedMS); err != nil {
 			return err
 		}
-		r.FingerprintSHA256, r.Usage, r.ExpiresMS, r.Expires = fp, usage, exp.Int64, exp.Valid
+		r.FingerprintSHA256, r.Usage, r.ExpiresMS, r.Expires, r.Type = fp, usage, exp.Int64, exp.Valid, typ
 		return fn(r)
 	})
 }

@@ -74,6 +74,9 @@ func (s *Store) CreateKey(ctx context.Context, a Actor, userID int64, in KeyInpu
 		if err := t.fingerprintFree(ctx, pk.FingerprintSHA256); err != nil {
 			return err
 		}
+		if err := t.checkKeyPolicy(ctx, pk, k.ExpiresAt); err != nil {
+			return err
+		}
 		if err := t.notRevoked(ctx, pk.FingerprintSHA256); err != nil {
 			return err
 		}

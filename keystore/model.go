@@ -47,6 +47,7 @@ const (
 	EntityToken            Entity = "token"
 	EntityProject          Entity = "project"
 	EntityDeployKey        Entity = "deploy_key" // with its project and group grants
+	EntityKeyPolicy        Entity = "key_policy" // the instance's (group_id NULL) or a top-level group's
 )
 
 // Entities lists every entity with the table that holds it, in the order
@@ -67,6 +68,7 @@ var Entities = []struct {
 	{EntityDeployKey, "deploy_keys"}, // grants: deploy_key_projects, deploy_key_groups
 	{EntityBastionTarget, "bastion_targets"},
 	{EntityBastionAllowance, "bastion_allowances"},
+	{EntityKeyPolicy, "key_policies"},
 }
 
 // Token scopes.

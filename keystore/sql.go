@@ -96,9 +96,13 @@ func (t *tx) audit(ctx context.Context, action, targetType string, targetID int6
 	if t.actor.UserID != 0 {
 		actor = t.actor.UserID
 	}
-	_, err = t.exec(ctx, `INSERT INTO audit_events (at, actor_id, action, target_type, target_id, details, remote_ip)
+	id, err := t.insert(ctx, `INSERT INTO audit_events (at, actor_id, action, target_type, target_id, details, remote_ip)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, ms(t.now), actor, action, targetType, targetID, string(b), t.actor.RemoteIP)
-	return err
+	if err != nil {
+		return err
+	}
+	// Streamed from the outbox, written in this transaction (stream.go).
+	return t.outbox(ctx, id)
 }
 
 func (t *tx) change(ctx context.Context, entity Entity, id int64, op string) error {

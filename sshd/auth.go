@@ -39,6 +39,7 @@ type Identity struct {
 	// Deploy-key logins (UserID is 0; KeyID is -DeployKeyID):
 	DeployKeyID    int64
 	DeployKeyTitle string
+	cert           certShape // certificate logins: what the key policy judges
 	// CI job certificates (a managed CA's, with keystore.JobCertOption;
 	// UserID is 0): the one project they reach, and whether they push.
 	JobProjectID int64
@@ -70,8 +71,9 @@ func identityFromContext(ctx ssh.Context) *Identity {
 // authError is a refusal. Public refusals carry a banner sent only to a
 // client that proved it holds the key.
 type authError struct {
-	reason string // for logs and metrics
-	banner string // for the client; "" for none
+	reason string     // for logs and metrics
+	banner string     // for the client; "" for none
+	audit  *auditNote // an audit event to record (nil: none)
 }
 
 func (e *authError) Error() string { return "keygate: " + e.reason }
@@ -133,6 +135,11 @@ func (s *Server) verifiedKey(conn gossh.ConnMetadata, key gossh.PublicKey) (*gos
 		s.metrics.authAttempts.WithLabelValues(method, "rejected").Inc()
 		s.log.Info("ssh auth rejected", "method", method, "login", conn.User(), "remote", remote,
 			"fingerprint", gossh.FingerprintSHA256(key), "reason", reason)
+		if ae != nil && ae.audit != nil {
+			n := ae.audit
+			n.details["login"] = conn.User()
+			s.recordEventAsync(keystore.Actor{UserID: n.userID, RemoteIP: hostOnly(remote)}, n.action, n.targetType, n.targetID, n.details)
+		}
 		if ae != nil && ae.banner != "" {
 			return nil, &gossh.BannerError{Err: err, Message: ae.banner + "\r\n"}
 		}
@@ -165,6 +172,7 @@ const (
 	keyUnknown
 	keySigningOnly
 	keyExpired
+	keyPolicy // refused by the instance's key policy
 	keyUserBlocked
 	keyBadLogin
 )
@@ -181,6 +189,11 @@ func (s *Server) checkKey(fp [32]byte, login string, nowMS int64) (authindex.Key
 	}
 	if k.Expired(nowMS) {
 		return k, keyExpired
+	}
+	if p := s.cfg.Auth.KeyPolicy(); p != keystore.NoKeyPolicy {
+		if sh, ok := s.cfg.Auth.KeyShape(fp); ok && sh.Policy(p, k.ExpiresMS != 0) != keystore.RuleNone {
+			return k, keyPolicy
+		}
 	}
 	if s.cfg.Auth.UserBlocked(k.UserID) {
 		return k, keyUserBlocked
@@ -217,6 +230,8 @@ func (s *Server) decideKey(login string, key gossh.PublicKey) (*Identity, error)
 	case keyExpired:
 		return nil, refuseLoudly("expired key",
 			fmt.Sprintf("keygate: key %s expired on %s", printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
+	case keyPolicy:
+		return nil, s.refuseKeyByPolicy(k, fp, printable)
 	case keyUserBlocked:
 		return nil, refuseLoudly("blocked user", "keygate: your account is blocked")
 	}
@@ -244,6 +259,8 @@ func (s *Server) decideDeployKey(login string, k authindex.Key, verdict keyVerdi
 	case keyExpired:
 		return nil, refuseLoudly("expired deploy key",
 			fmt.Sprintf("keygate: deploy key %q (%s) expired on %s", dk.Title, printable, time.UnixMilli(k.ExpiresMS).UTC().Format("2006-01-02")))
+	case keyPolicy:
+		return nil, s.refuseKeyByPolicy(k, fp, printable)
 	}
 	return nil, refuseLoudly("deploy key with a login other than the git user",
 		fmt.Sprintf("keygate: deploy key %q logs in only as %s@", dk.Title, s.cfg.GitUser))
@@ -278,8 +295,15 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 	if reason != "" {
 		return nil, refuseLoudly(reason, banner)
 	}
+	if err := s.refuseCertByPolicy(cert); err != nil {
+		return nil, err
+	}
 	if _, ok := cert.CriticalOptions[keystore.JobCertOption]; ok {
-		return s.decideJobCert(login, remote, cert, caFP, before)
+		id, err := s.decideJobCert(login, remote, cert, caFP, before)
+		if id != nil {
+			id.cert = certShapeOf(cert) // the key policy on open sessions
+		}
+		return id, err
 	}
 	certKeyFP := gossh.FingerprintSHA256(cert.Key)
 	identity := cert.KeyId
@@ -353,6 +377,7 @@ func (s *Server) decideCert(login string, remote net.Addr, cert *gossh.Certifica
 		CAID: ca.ID, CAGroupID: ca.GroupID, CAFingerprint: caFP, CertKeyID: cert.KeyId, CertSerial: cert.Serial,
 		CertValidBefore:      before,
 		PermitPortForwarding: hasKey(cert.Extensions, "permit-port-forwarding"),
+		cert:                 certShapeOf(cert),
 	}, nil
 }
 
@@ -455,7 +480,7 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 			// The same window decideCert accepted (certWindow).
 			return "certificate expired"
 		}
-		return ""
+		return s.instancePolicyReason(id, now)
 	}
 	k, ok := s.cfg.Auth.Key(id.keyFP)
 	switch {
@@ -466,7 +491,7 @@ func (s *Server) stillValid(id *Identity, now time.Time) string {
 	case k.Expired(now.UnixMilli()):
 		return "key expired"
 	}
-	return ""
+	return s.instancePolicyReason(id, now)
 }
 
 // clip shortens what a client chose before it goes into a banner.

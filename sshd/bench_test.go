@@ -80,14 +80,26 @@ func benchOrder(n int) [][32]byte {
 // 1M user keys beside 100k deploy keys (which share the key table; the
 // lookups are of user keys, the common case).
 func BenchmarkAuthDecision(b *testing.B) {
-	for _, c := range []struct{ n, deploy int }{{1_000, 0}, {1_000_000, 0}, {1_000_000, 100_000}} {
+	for _, c := range []struct {
+		n, deploy int
+		policy    bool
+	}{{1_000, 0, false}, {1_000_000, 0, false}, {1_000_000, 100_000, false}, {1_000, 0, true}, {1_000_000, 0, true}} {
 		n := c.n
 		name := fmt.Sprintf("keys=%d", n)
 		if c.deploy > 0 {
 			name += fmt.Sprintf("+deploy=%d", c.deploy)
 		}
+		if c.policy {
+			name += "+policy"
+		}
 		b.Run(name, func(b *testing.B) {
 			s, perKey := benchServer(b, n)
+			if c.policy {
+				// An instance key policy in force: every decision reads
+				// and applies it (the benchmark's keys pass it).
+				s.cfg.Auth.(*authindex.Index).SetKeyPolicy(keystore.KeyPolicy{
+					Restrictions: [7]int{keystore.KindRSA: 3072, keystore.KindECDSA: 384, keystore.KindED25519SK: -1}})
+			}
 			if c.deploy > 0 {
 				ix := s.cfg.Auth.(*authindex.Index)
 				for i := range c.deploy {

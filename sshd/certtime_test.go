@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/testutil"
+	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/authindex"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -85,6 +86,7 @@ func (certUserAuth) Revoked(int64, [32]byte, uint64, string, string, int64) bool
 	return false
 }
 func (certUserAuth) AccessLevel(userID, groupID int64) int { return 30 }
+func (certUserAuth) KeyPolicy() *keystore.KeyPolicy        { return &keystore.KeyPolicy{} }
 
 // TestStillValidKeepsTheSkew: an open certificate login is cut off when its
 // certificate expires, widened by the same --cert-clock-skew that let it

@@ -51,6 +51,16 @@ type Authorizer interface {
 	DeployAccess(id, projectID, groupID int64) (read, push bool)
 	// ProjectGroup returns a project's group (false: no such project).
 	ProjectGroup(id int64) (groupID int64, ok bool)
+	// KeyPolicy returns the instance's key policy (never nil;
+	// keystore.NoKeyPolicy when none is set; read on every login, without
+	// a lock or an allocation).
+	KeyPolicy() *keystore.KeyPolicy
+	// KeyShape returns what the key policy reads of a key (its kind,
+	// size and lifetime), from the key table (asked only while a policy
+	// is in force).
+	KeyShape(fp [32]byte) (authindex.KeyShape, bool)
+	// GroupKeyPolicy returns a top-level group's own, stricter key policy.
+	GroupKeyPolicy(groupID int64) (keystore.KeyPolicy, bool)
 }
 
 // Projects finds git projects (on the command path, not the auth path).

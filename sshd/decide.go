@@ -96,7 +96,7 @@ func (s *Server) decideGit(id *Identity, projectID, groupID int64, write bool, n
 		case write && !push:
 			return gitDecision{msgDeployReadOnly, "deploy key may not push to the project"}
 		}
-		return gitDecision{}
+		return s.groupPolicy(id, g.TopLevelID)
 	}
 	if id.IsJob() {
 		// A CI job's certificate: its one project, read or push, as a
@@ -123,7 +123,7 @@ func (s *Server) decideGit(id *Identity, projectID, groupID int64, write bool, n
 	case write && level < keystore.Developer:
 		return gitDecision{msgNoPush, "access level below developer"}
 	}
-	return gitDecision{}
+	return s.groupPolicy(id, g.TopLevelID)
 }
 
 // forwardDecision is decideForward's answer: the target that allows the

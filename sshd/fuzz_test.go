@@ -108,9 +108,12 @@ func (a *fzAuth) Key(fp [32]byte) (authindex.Key, bool) {
 	k, ok := a.keys[fp]
 	return k.k, ok
 }
-func (a *fzAuth) DeployKey(int64) (authindex.DeployKey, bool)   { return authindex.DeployKey{}, false }
-func (a *fzAuth) DeployAccess(int64, int64, int64) (bool, bool) { return false, false }
-func (a *fzAuth) ProjectGroup(int64) (int64, bool)              { return 0, false }
+func (a *fzAuth) DeployKey(int64) (authindex.DeployKey, bool)     { return authindex.DeployKey{}, false }
+func (a *fzAuth) DeployAccess(int64, int64, int64) (bool, bool)   { return false, false }
+func (a *fzAuth) ProjectGroup(int64) (int64, bool)                { return 0, false }
+func (a *fzAuth) KeyPolicy() *keystore.KeyPolicy                  { return &keystore.KeyPolicy{} }
+func (a *fzAuth) GroupKeyPolicy(int64) (keystore.KeyPolicy, bool) { return keystore.KeyPolicy{}, false }
+func (a *fzAuth) KeyShape([32]byte) (authindex.KeyShape, bool)    { return authindex.KeyShape{}, false }
 func (a *fzAuth) BastionTargets(int64, int64, bool, string, uint32) []authindex.BastionMatch {
 	return nil
 }

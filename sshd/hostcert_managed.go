@@ -20,7 +20,7 @@ import (
 // for Hostname and HostCertNames. At start (before the first connection is
 // accepted) and every HostCertCheckInterval the server asks the CA which
 // certificate to present; the store answers with the current one until two
-// thirds of its validity have passed, then a new one — so certificates are
+// of its validity has passed, then a new one — so certificates are
 // renewed without a restart, and a new host CA, a deleted one or a
 // revocation takes effect within one interval. Each connection's key
 // exchange offers the certificates of that moment (serverConfig).
@@ -49,6 +49,12 @@ func (m *managedHostCerts) current() []gossh.Signer {
 		return *p
 	}
 	return nil
+}
+
+// PresentedHostCertificates returns the host certificates offered now:
+// those from files and the managed host CA's.
+func (s *Server) PresentedHostCertificates() []gossh.Signer {
+	return append(slices.Clone(s.cfg.HostCertificates), s.managedHostCerts.current()...)
 }
 
 // managedKeys are the host keys the managed host CA certifies: those with

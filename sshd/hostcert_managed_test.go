@@ -37,7 +37,7 @@ func hostKeySeen(t *testing.T, addr string, cc *gossh.ClientConfig) gossh.Public
 // TestManagedHostCertificates: with a managed host CA, keygate presents
 // for each host key without a certificate file a certificate the CA
 // signed for --hostname and the configured names, which x/crypto's
-// CertChecker accepts; it renews it after two thirds of its validity
+// CertChecker accepts; it renews it after half of its validity
 // without a restart (a new serial on the next connection), a key with a
 // certificate from a file keeps that one; deleting the CA or revoking the
 // certificate withdraws it within one check interval, a new CA brings one
@@ -124,8 +124,8 @@ func TestManagedHostCertificates(t *testing.T) {
 		t.Errorf("%d own certificates recorded, want 1 (the ed25519 key only)", total)
 	}
 
-	// Unchanged until two thirds of the validity, then renewed.
-	clock.Advance(19 * 24 * time.Hour)
+	// Unchanged until half of the validity, then renewed.
+	clock.Advance(14 * 24 * time.Hour)
 	s.RefreshHostCertificates(ctx)
 	if got := certOf(edOnly); got.Serial != first.Serial {
 		t.Errorf("renewed early: serial %d, was %d", got.Serial, first.Serial)
@@ -134,7 +134,7 @@ func TestManagedHostCertificates(t *testing.T) {
 	s.RefreshHostCertificates(ctx)
 	renewed := certOf(edOnly)
 	if renewed.Serial == first.Serial || renewed.ValidBefore <= first.ValidBefore {
-		t.Fatalf("not renewed after 21 days: serial %d valid before %d (was %d, %d)", renewed.Serial, renewed.ValidBefore, first.Serial, first.ValidBefore)
+		t.Fatalf("not renewed after 16 days: serial %d valid before %d (was %d, %d)", renewed.Serial, renewed.ValidBefore, first.Serial, first.ValidBefore)
 	}
 	if !strings.Contains(logs.String(), "renewed=true") {
 		t.Errorf("the renewal is not logged:\n%s", logs)

@@ -2,6 +2,8 @@ package sshd
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 type metrics struct {
@@ -23,6 +25,9 @@ type metrics struct {
 	// revoked counts what revalidation ended, by scope: connection, git
 	// (a git session) or forward.
 	revoked *prometheus.CounterVec
+	// policyRefusals counts logins and git commands refused by a key
+	// policy, by rule and scope (instance, group).
+	policyRefusals *prometheus.CounterVec
 
 	principalRefusals *prometheus.CounterVec
 
@@ -75,6 +80,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_ssh_access_ended_total", Help: "Open connections, git sessions and forwards ended because a change took their access away, by scope (connection, git, forward).",
 		}, []string{"scope"}),
+		policyRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_ssh_key_policy_refusals_total", Help: "Logins (scope instance) and git commands (scope group) refused by a key policy, by the rule broken.",
+		}, []string{"rule", "scope"}),
 		principalRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_ssh_principal_limit_refusals_total", Help: "Logins and git commands refused at a per-principal cap, by limit (connections, git_processes).",
 		}, []string{"limit"}),
@@ -94,7 +102,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, l := range []string{limitConnections, limitGitProcesses} {
 		m.principalRefusals.WithLabelValues(l) // both series from the start
 	}
-	for _, c := range []prometheus.Collector{m.earlyDrops, m.spared, m.principalRefusals, m.revoked, m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
+	for _, r := range keystore.PolicyRules() {
+		for _, scope := range []string{"instance", "group"} {
+			m.policyRefusals.WithLabelValues(r.Label(), scope)
+		}
+	}
+	for _, c := range []prometheus.Collector{m.policyRefusals, m.earlyDrops, m.spared, m.principalRefusals, m.revoked, m.authAttempts, m.authLatency, m.connections, m.gitOps, m.forwards, m.forwardsActive, m.forwardBytes, m.panics, m.keepaliveTimeouts, m.unauthenticated, m.preauthRefusals, m.stalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

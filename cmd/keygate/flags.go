@@ -43,6 +43,12 @@ type serveConfig struct {
 	TLSCert        string
 	TLSKey         string
 
+	// Audit event streaming (docs/audit-streaming.md).
+	AuditStreamFile       string
+	AuditStreamDropAfter  time.Duration
+	AuditStreamMaxBackoff time.Duration
+	AuditStreamPoll       time.Duration
+
 	// The pack-objects cache (internal/packcache); PackCacheMaxBytes 0 is off.
 	PackCacheDir           string
 	PackCacheMaxBytes      int64
@@ -147,6 +153,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.GitUser, "git-user", env("KEYGATE_GIT_USER", "git"), "SSH login name for git (env KEYGATE_GIT_USER)")
 	fs.StringVar(&c.LogFormat, "log-format", env("KEYGATE_LOG_FORMAT", "text"), "log format: text or json (env KEYGATE_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("KEYGATE_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env KEYGATE_LOG_LEVEL)")
+	fs.StringVar(&c.AuditStreamFile, "audit-stream-file", env("KEYGATE_AUDIT_STREAM_FILE", ""), "append every audit event to this JSON lines file, for log shippers (env KEYGATE_AUDIT_STREAM_FILE)")
 	grace, err := time.ParseDuration(env("KEYGATE_SHUTDOWN_GRACE", "10s"))
 	if err != nil {
 		return nil, fmt.Errorf("KEYGATE_SHUTDOWN_GRACE: %w", err)
@@ -187,6 +194,9 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		{&c.PerSourceTrustWindow, "per-source-trust-window", "KEYGATE_PER_SOURCE_TRUST_WINDOW", time.Hour, "after a successful SSH login from a source IP, its failures do not get it refused for this long (NATs, CI pools), and until --per-source-max-auth-failures failures follow that login it is spared --max-startups' random early drop (negative: off)", notZero},
 		{&c.CertClockSkew, "cert-clock-skew", "KEYGATE_CERT_CLOCK_SKEW", 0, "accept SSH certificates this far outside their validity window (clocks that disagree)", zeroOK},
 		{&c.IdleTimeout, "idle-timeout", "KEYGATE_IDLE_TIMEOUT", 5 * time.Minute, "close an SSH connection whose git command moved no data either way for this long (negative: never)", notZero},
+		{&c.AuditStreamDropAfter, "audit-stream-drop-after", "KEYGATE_AUDIT_STREAM_DROP_AFTER", 24 * time.Hour, "a streaming destination failing for longer than this has its audit events dropped (each counted and logged) until it answers again", positive},
+		{&c.AuditStreamMaxBackoff, "audit-stream-max-backoff", "KEYGATE_AUDIT_STREAM_MAX_BACKOFF", 30 * time.Second, "longest wait between attempts to deliver an audit event to a failing destination", positive},
+		{&c.AuditStreamPoll, "audit-stream-poll-interval", "KEYGATE_AUDIT_STREAM_POLL_INTERVAL", time.Second, "read the audit event outbox and the streaming destinations this often", positive},
 		{&c.PackCacheTTL, "pack-cache-ttl", "KEYGATE_PACK_CACHE_TTL", packcache.DefaultTTL, "serve a completed pack from the pack-objects cache for this long after it was computed (a push to its repository drops it at once)", positive},
 		{&c.PackCacheReaderTimeout, "pack-cache-reader-timeout", "KEYGATE_PACK_CACHE_READER_TIMEOUT", packcache.DefaultReaderTimeout, "cut a clone that made no progress for this long while a pack larger than --pack-cache-max-entry-bytes waits for it (the others sharing the pack go on)", positive},
 		{&c.CertMaxTTL, "cert-max-ttl", "KEYGATE_CERT_MAX_TTL", keystore.DefaultCertMaxTTL, "the longest certificate a managed CA issues to a person, whatever a group's ssh_certificate_max_ttl", positive},

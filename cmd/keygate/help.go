@@ -26,6 +26,7 @@ var serveGroups = []struct {
 		"keepalive-interval", "keepalive-count-max", "idle-timeout", "shutdown-grace", "lfs-max-object-size"}},
 	{"Git", []string{"pack-cache-dir", "pack-cache-max-bytes", "pack-cache-max-entry-bytes", "pack-cache-ttl", "pack-cache-reader-timeout"}},
 	{"Certificates", []string{"cert-clock-skew", "cert-require-principals", "cert-max-ttl", "ca-key-file", "ca-key-credential"}},
+	{"Audit streaming (docs/audit-streaming.md)", []string{"audit-stream-file", "audit-stream-max-backoff", "audit-stream-drop-after", "audit-stream-poll-interval"}},
 	{"Logging", []string{"log-format", "log-level"}},
 }
 

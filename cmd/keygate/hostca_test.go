@@ -177,6 +177,17 @@ func TestManagedHostCA(t *testing.T) {
 	if got, _ := os.ReadFile(kh); string(got) != caLine+"\n" {
 		t.Errorf("known_hosts changed:\n%s", got)
 	}
+	// The metric the expiry alert reads covers the managed certificates.
+	metrics := string(p.must("GET", "/metrics", "", nil, 200).Body)
+	var notAfter float64
+	for _, l := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(l, `keygate_certificate_not_after_timestamp_seconds{kind="ssh_host",name="ssh-ed25519"} `) {
+			notAfter, _ = strconv.ParseFloat(strings.Fields(l)[1], 64)
+		}
+	}
+	if left := time.Until(time.Unix(int64(notAfter), 0)); left < 29*24*time.Hour || left > 31*24*time.Hour {
+		t.Errorf("keygate_certificate_not_after_timestamp_seconds for the managed ed25519 certificate: %v left", left)
+	}
 	otherCA := filepath.Join(dir, "other_ca")
 	run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", otherCA)
 	otherPub, _ := os.ReadFile(otherCA + ".pub")

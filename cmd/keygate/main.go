@@ -406,7 +406,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 	logHostCertificates(log, hostCerts, c.Hostname, time.Now())
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
+	streamer, err := newStreamer(c, store, reg, log)
+	if err != nil {
+		return err
+	}
 	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories"), Home: filepath.Join(c.DataDir, "git-home")}
 	if err := os.MkdirAll(repos.Root, 0o750); err != nil {
 		return err
@@ -440,6 +444,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The host certificates of the moment: from files, and the managed
+	// host CA's, renewed while keygate runs.
+	reg.MustRegister(certificateExpiry(certs, sshSrv.PresentedHostCertificates))
 	var ready atomic.Bool
 	api, err := httpapi.New(httpapi.Config{
 		Store: store, Log: log, Version: version, MaxBodyBytes: c.MaxBodyBytes,
@@ -480,6 +487,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return feed.Run(gctx) })
+	g.Go(func() error { return streamer.Run(gctx) })
 	if metricsSrv != nil {
 		g.Go(func() error {
 			if err := metricsSrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {

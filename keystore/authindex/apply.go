@@ -80,7 +80,7 @@ func (ix *Index) Apply(ctx context.Context, c keystore.Change) error {
 		case err != nil:
 			return err
 		default:
-			apply = func() { ix.putKey(k.ID, k.UserID, k.FingerprintSHA256, k.UsageType, expPtr(k)) }
+			apply = func() { ix.putKey(k) }
 		}
 	case keystore.EntityUser:
 		u, err := s.User(ctx, c.EntityID)
@@ -200,6 +200,16 @@ func (ix *Index) Apply(ctx context.Context, c keystore.Change) error {
 		default:
 			apply = func() { ix.putDeployKey(k) }
 		}
+	case keystore.EntityKeyPolicy:
+		r, err := s.KeyPolicyByID(ctx, c.EntityID)
+		switch {
+		case errors.Is(err, keystore.ErrNotFound):
+			apply = func() { ix.dropPolicy(c.EntityID) }
+		case err != nil:
+			return err
+		default:
+			apply = func() { ix.putPolicy(r) }
+		}
 	case keystore.EntityProject:
 		p, err := s.Project(ctx, c.EntityID)
 		switch {
@@ -246,14 +256,6 @@ func (ix *Index) markApplied(seq int64) {
 	default:
 		ix.ahead[seq] = struct{}{}
 	}
-}
-
-func expPtr(k *keystore.Key) *int64 {
-	if k.ExpiresAt == nil {
-		return nil
-	}
-	v := k.ExpiresAt.UnixMilli()
-	return &v
 }
 
 // warnUnknown logs, once per entity, a change this index cannot apply.

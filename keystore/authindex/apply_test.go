@@ -89,3 +89,6 @@ func TestApplyUnknownEntity(t *testing.T) {
 		}
 	}
 }
+func (goneSource) KeyPolicyByID(context.Context, int64) (*keystore.KeyPolicyRow, error) {
+	return nil, keystore.ErrNotFound
+}

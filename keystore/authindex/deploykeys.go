@@ -52,7 +52,8 @@ func (ix *Index) putDeployKey(k *keystore.DeployKey) {
 	if k.ExpiresAt != nil {
 		exp = k.ExpiresAt.UnixMilli()
 	}
-	ix.putKeyFP(-k.ID, 0, &fp, UsageAuth|UsageDeploy, exp, k.ExpiresAt != nil)
+	ix.putKeyFP(-k.ID, 0, &fp, UsageAuth|UsageDeploy, exp, k.ExpiresAt != nil,
+		shapeOf(k.Type, k.Bits, k.CreatedAt.UnixMilli(), exp, k.ExpiresAt != nil))
 	rec := deployRec{title: k.Title, fp: fp, owner: ptrVal(k.UserID), instance: k.Instance,
 		projects: map[int64]bool{}, groups: map[int64]bool{}}
 	for _, g := range k.Projects {

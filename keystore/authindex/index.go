@@ -57,6 +57,10 @@ type Index struct {
 	// projects maps a project's id to its group's: an open git session
 	// on a deleted project ends (revalidation asks ProjectGroup).
 	projects map[int64]int64
+	// policy is the instance's key policy, read without mu on every
+	// login (nil: none); policies holds the rows and groups' policies.
+	policy   atomic.Pointer[keystore.KeyPolicy]
+	policies policies
 	applied  int64
 	loading  bool // building a fresh, unpublished index: no entry exists yet
 
@@ -141,6 +145,25 @@ type Key struct {
 	ID, UserID int64
 	ExpiresMS  int64 // Unix milliseconds; 0: never expires
 	Usage      uint8 // UsageAuth, UsageSigning or both
+	// Key stays at four fields: the compiler keeps such a struct in
+	// registers on the auth path. What the key policy reads of a key is
+	// KeyShape, looked up only while a policy is in force.
+}
+
+// KeyShape is what the key policy judges of a key, without parsing it:
+// its kind (keystore.KeyKind), size and lifetime (minutes from when it
+// was added to its expiry, rounded up: keystore.LifetimeMinutes; 0
+// without one).
+type KeyShape struct {
+	Kind        uint8
+	Bits        uint16
+	LifetimeMin uint32
+}
+
+// Policy applies key policy p to a key of this shape that expires (or
+// not). It does not allocate.
+func (sh KeyShape) Policy(p *keystore.KeyPolicy, expires bool) keystore.PolicyRule {
+	return p.CheckKey(sh.Kind, int(sh.Bits), expires, int64(sh.LifetimeMin))
 }
 
 // CanAuthenticate reports whether the key's usage allows logins.
@@ -234,6 +257,8 @@ func (ix *Index) reset() {
 	ix.allows = map[int64]allowRec{}
 	ix.deploys = map[int64]deployRec{}
 	ix.projects = map[int64]int64{}
+	ix.policy.Store(nil)
+	ix.policies = policies{rows: map[int64]int64{}, group: map[int64]keystore.KeyPolicy{}}
 	ix.ahead = map[int64]struct{}{}
 }
 
@@ -315,20 +340,42 @@ func revKind(kind string) uint8 {
 
 // The put/drop helpers run with ix.mu held (or on an unpublished index).
 
-func (ix *Index) putKey(id, userID int64, fp, usage string, expMS *int64) {
-	b, ok := keystore.ParseSHA256Fingerprint(fp)
+func (ix *Index) putKey(k *keystore.Key) {
+	b, ok := keystore.ParseSHA256Fingerprint(k.FingerprintSHA256)
 	if !ok {
 		return // unparseable: never matches (fail closed)
 	}
 	var exp int64
-	if expMS != nil {
-		exp = *expMS
+	if k.ExpiresAt != nil {
+		exp = k.ExpiresAt.UnixMilli()
 	}
-	ix.putKeyFP(id, userID, &b, usageBits(usage), exp, expMS != nil)
+	ix.putKeyFP(k.ID, k.UserID, &b, usageBits(k.UsageType), exp, k.ExpiresAt != nil,
+		shapeOf(k.Type, k.Bits, k.CreatedAt.UnixMilli(), exp, k.ExpiresAt != nil))
 }
 
-func (ix *Index) putKeyFP(id, userID int64, fp *[32]byte, usage uint8, expMS int64, expires bool) {
-	k := keySlot{fp: fpWords(fp), id: id, userID: userID, usage: usage}
+// keyShape is what the key policy reads of a key (see Key).
+type keyShape struct {
+	kind uint8
+	bits uint16
+	life uint32
+}
+
+// shapeOf is a stored key's shape: its type and size, and its lifetime
+// from createdMS to expMS (when it expires).
+func shapeOf(typ string, bits int, createdMS, expMS int64, expires bool) keyShape {
+	return shapeOfBytes(keystore.KeyKind(typ), bits, createdMS, expMS, expires)
+}
+
+func shapeOfBytes(kind uint8, bits int, createdMS, expMS int64, expires bool) keyShape {
+	sh := keyShape{kind: kind, bits: uint16(min(max(bits, 0), 1<<16-1))}
+	if expires {
+		sh.life = uint32(min(keystore.LifetimeMinutesMS(createdMS, expMS), maxLife))
+	}
+	return sh
+}
+
+func (ix *Index) putKeyFP(id, userID int64, fp *[32]byte, usage uint8, expMS int64, expires bool, sh keyShape) {
+	k := keySlot{fp: fpWords(fp), id: id, userID: userID, usage: usage, kind: sh.kind, bits: sh.bits, life: sh.life}
 	if expires {
 		k.expires = expMS
 		if k.expires == 0 {

@@ -15,7 +15,8 @@ import (
 //	w4      key id
 //	w5      user id
 //	w6      expiry, Unix ms (0: never)
-//	w7      slotUsed | usage bits << 8 (0: empty slot)
+//	w7      slotUsed | usage bits << 8 | kind << 16 | bits << 24 |
+//	        lifetime in minutes << 40 (0: empty slot)
 //
 // A fingerprint is uniformly random, so its first word is the hash: the home
 // slot is that word scaled to the table size (no hashing, no power-of-two
@@ -53,6 +54,23 @@ type keySlot struct {
 	fp                  [4]uint64
 	id, userID, expires int64
 	usage               uint8
+	kind                uint8  // keystore.KeyKind
+	bits                uint16 // the key's size
+	life                uint32 // minutes from added to expiry, rounded up; at most maxLife
+}
+
+// maxLife is the largest lifetime a slot holds (24 bits of minutes, about
+// 31 years); longer ones are held as maxLife.
+const maxLife = 1<<24 - 1
+
+// flags packs a slot's last word.
+func (k *keySlot) flags() uint64 {
+	return slotUsed | uint64(k.usage)<<8 | uint64(k.kind)<<16 | uint64(k.bits)<<24 | uint64(k.life&maxLife)<<40
+}
+
+// shapeOfFlags unpacks a slot's last word's key shape.
+func shapeOfFlags(flags uint64) KeyShape {
+	return KeyShape{Kind: uint8(flags >> 16), Bits: uint16(flags >> 24), LifetimeMin: uint32(flags>>40) & maxLife}
 }
 
 func fpWords(fp *[32]byte) [4]uint64 {
@@ -113,6 +131,45 @@ func (t *keyTable) lookup(fp *[4]uint64, k *Key) bool {
 	return false
 }
 
+// lookupFlags probes for fp and returns its slot's last word (0: none).
+// The caller checks seq around it.
+func (t *keyTable) lookupFlags(fp *[4]uint64) uint64 {
+	w := t.w
+	i := t.home(fp[0])
+	for range t.slots {
+		o := i * slotWords
+		s := w[o : o+slotWords : o+slotWords]
+		flags := atomic.LoadUint64(&s[7])
+		if flags == 0 {
+			break
+		}
+		if atomic.LoadUint64(&s[0])^fp[0]|atomic.LoadUint64(&s[1])^fp[1]|
+			atomic.LoadUint64(&s[2])^fp[2]|atomic.LoadUint64(&s[3])^fp[3] == 0 {
+			return flags
+		}
+		i = t.next(i)
+	}
+	return 0
+}
+
+// getFlags is a consistent, lock-free lookupFlags in the current table of p.
+func getFlags(p *atomic.Pointer[keyTable], fp *[4]uint64) uint64 {
+	for spins := 0; ; spins++ {
+		t := p.Load()
+		s := t.seq.Load()
+		if s&1 == 0 {
+			f := t.lookupFlags(fp)
+			if t.seq.Load() == s {
+				runtime.KeepAlive(t)
+				return f
+			}
+		}
+		if spins >= 8 {
+			runtime.Gosched()
+		}
+	}
+}
+
 // getKey is a consistent, lock-free lookup in the current table of p.
 func getKey(p *atomic.Pointer[keyTable], fp *[4]uint64, k *Key) bool {
 	for spins := 0; ; spins++ {
@@ -150,7 +207,7 @@ func (t *keyTable) store(i uint64, k *keySlot) {
 	atomic.StoreUint64(&s[4], uint64(k.id))
 	atomic.StoreUint64(&s[5], uint64(k.userID))
 	atomic.StoreUint64(&s[6], uint64(k.expires))
-	atomic.StoreUint64(&s[7], slotUsed|uint64(k.usage)<<8)
+	atomic.StoreUint64(&s[7], k.flags())
 }
 
 func (t *keyTable) copySlot(dst, src uint64) {
@@ -240,9 +297,10 @@ func (t *keyTable) grown() *keyTable {
 			continue
 		}
 		s := t.slot(i)
+		sh := shapeOfFlags(s[7])
 		n.put(&keySlot{
 			fp: [4]uint64{s[0], s[1], s[2], s[3]}, id: int64(s[4]), userID: int64(s[5]), expires: int64(s[6]),
-			usage: uint8(s[7] >> 8),
+			usage: uint8(s[7] >> 8), kind: sh.Kind, bits: sh.Bits, life: sh.LifetimeMin,
 		})
 	}
 	return n

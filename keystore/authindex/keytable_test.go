@@ -58,6 +58,7 @@ func checkTable(t *testing.T, ix *Index, model map[[32]byte]Key) {
 func TestKeyTableRandomizedAgainstMap(t *testing.T) {
 	ix := New(nil)
 	model := map[[32]byte]Key{}
+	shapes := map[[32]byte]KeyShape{}
 	byID := map[int64][32]byte{}
 	rng := rand.New(rand.NewPCG(1, 2))
 	// Few distinct prefixes in the first half force long probe runs,
@@ -80,8 +81,12 @@ func TestKeyTableRandomizedAgainstMap(t *testing.T) {
 			if had && byID[id] != fp {
 				delete(model, byID[id])
 			}
+			// The policy fields share the flags word with usage: every bit
+			// of each must come back as it went in.
+			sh := keyShape{kind: uint8(rng.IntN(256)), bits: uint16(rng.IntN(1 << 16)), life: uint32(rng.IntN(maxLife + 1))}
 			rec := Key{ID: id, UserID: id * 10, ExpiresMS: int64(rng.IntN(3)), Usage: uint8(rng.IntN(4))}
-			ix.putKeyFP(id, rec.UserID, &fp, rec.Usage, rec.ExpiresMS, rec.ExpiresMS != 0)
+			ix.putKeyFP(id, rec.UserID, &fp, rec.Usage, rec.ExpiresMS, rec.ExpiresMS != 0, sh)
+			shapes[fp] = KeyShape{Kind: sh.kind, Bits: sh.bits, LifetimeMin: sh.life}
 			model[fp] = rec
 			byID[id] = fp
 		default: // delete key id
@@ -96,6 +101,13 @@ func TestKeyTableRandomizedAgainstMap(t *testing.T) {
 		}
 	}
 	checkTable(t, ix, model)
+	// The policy fields share the flags word with usage: every bit of
+	// each comes back as it went in.
+	for fp := range model {
+		if got, ok := ix.KeyShape(fp); !ok || got != shapes[fp] {
+			t.Fatalf("KeyShape(%x) = %+v %v, want %+v", fp[:8], got, ok, shapes[fp])
+		}
+	}
 	// Unknown fingerprints, including ones sharing a prefix with stored keys.
 	for i := range 1000 {
 		fp := modelFP(prefixes[i%len(prefixes)], -i-1)

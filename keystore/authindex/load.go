@@ -101,10 +101,15 @@ func (ix *Index) reload(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if err := fresh.loadPolicies(ctx); err != nil {
+		return err
+	}
 	ix.applyMu.Lock()
 	defer ix.applyMu.Unlock()
 	ix.mu.Lock()
 	ix.targets, ix.allows, ix.deploys, ix.projects = fresh.targets, fresh.allows, fresh.deploys, fresh.projects
+	ix.policy.Store(fresh.policy.Load())
+	ix.policies = fresh.policies
 	ix.setKeys(fresh.keys.Load())
 	ix.keyFP, ix.users = fresh.keyFP, fresh.users
 	ix.blocked.Store(fresh.blocked.Load())
@@ -152,7 +157,8 @@ func (ix *Index) loadKeys(ctx context.Context) error {
 		if !ok {
 			return nil // unparseable: never matches (fail closed)
 		}
-		ix.putKeyFP(r.ID, r.UserID, &b, usageBitsBytes(r.Usage), r.ExpiresMS, r.Expires)
+		ix.putKeyFP(r.ID, r.UserID, &b, usageBitsBytes(r.Usage), r.ExpiresMS, r.Expires,
+			shapeOfBytes(keystore.KeyKind(string(r.Type)), r.Bits, r.CreatedMS, r.ExpiresMS, r.Expires))
 		return nil
 	})
 }

@@ -18,6 +18,15 @@ func (ix *Index) Key(fp [32]byte) (Key, bool) {
 	return k, ok
 }
 
+// KeyShape looks up what the key policy reads of the key with SHA-256
+// fingerprint fp (a second lookup, in the slot Key just read: the auth
+// path asks only while a policy is in force). No lock, no allocation.
+func (ix *Index) KeyShape(fp [32]byte) (KeyShape, bool) {
+	w := fpWords(&fp)
+	f := getFlags(&ix.keys, &w)
+	return shapeOfFlags(f), f != 0
+}
+
 // User looks up a user by id.
 func (ix *Index) User(id int64) (User, bool) {
 	ix.mu.RLock()

@@ -28,6 +28,7 @@ type Source interface {
 	AllBastionAllowances(ctx context.Context) ([]*keystore.BastionAllowance, error)
 	ScanDeployKeys(ctx context.Context, fn func(*keystore.DeployKey) error) error
 	ScanProjects(ctx context.Context, fn func(id, groupID int64) error) error
+	AllKeyPolicies(ctx context.Context) ([]*keystore.KeyPolicyRow, error)
 
 	// One entity, for a change.
 	Key(ctx context.Context, id int64) (*keystore.Key, error)
@@ -40,6 +41,7 @@ type Source interface {
 	BastionAllowanceByID(ctx context.Context, groupID, id int64) (*keystore.BastionAllowance, error)
 	DeployKey(ctx context.Context, id int64) (*keystore.DeployKey, error)
 	Project(ctx context.Context, id int64) (*keystore.Project, error)
+	KeyPolicyByID(ctx context.Context, id int64) (*keystore.KeyPolicyRow, error)
 }
 
 var _ Source = (*keystore.Store)(nil)
