@@ -71,6 +71,8 @@ func (a *API) routes() chi.Router {
 		// once an admin made them public (fleet.go).
 		r.Get("/groups/{id}/ssh_certificates/krl", a.v4(a.groupKRL))
 		r.Get("/groups/{id}/ssh_certificates/trusted_user_ca_keys", a.v4(a.trustedUserCAKeys))
+		// The host certificates' revocations: anyone (hostca.go).
+		r.Get("/ssh_host_certificate_authorities/krl", a.v4(a.hostKRL))
 		r.Get("/users/{id}/gpg_keys/{key_id}", a.v4(a.getUserGPGKey))
 
 		r.Group(func(r chi.Router) {
@@ -192,6 +194,14 @@ func (a *API) routes() chi.Router {
 				r.Post("/admin/oidc_issuers", a.v4(a.createOIDCIssuer))
 				r.Get("/admin/oidc_issuers/{issuer_id}", a.v4(a.getOIDCIssuer))
 				r.Delete("/admin/oidc_issuers/{issuer_id}", a.v4(a.deleteOIDCIssuer))
+				r.Get("/admin/ssh_host_certificate_authorities", a.v4(a.listHostCAs))
+				r.Post("/admin/ssh_host_certificate_authorities", a.v4(a.createHostCA))
+				r.Get("/admin/ssh_host_certificate_authorities/{ca_id}", a.v4(a.getHostCA))
+				r.Delete("/admin/ssh_host_certificate_authorities/{ca_id}", a.v4(a.deleteHostCA))
+				r.Get("/admin/ssh_host_certificates", a.v4(a.listHostCertificates))
+				r.Post("/admin/ssh_host_certificates", a.v4(a.issueHostCertificate))
+				r.Get("/admin/ssh_host_certificates/{certificate_id}", a.v4(a.getHostCertificate))
+				r.Post("/admin/ssh_host_certificates/{certificate_id}/revoke", a.v4(a.revokeHostCertificate))
 				r.Post("/groups/{id}/bastion_allowances", a.v4(a.createBastionAllowance))
 				r.Delete("/groups/{id}/bastion_allowances/{allowance_id}", a.v4(a.deleteBastionAllowance))
 			})

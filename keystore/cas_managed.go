@@ -43,6 +43,19 @@ func (s *Store) GenerateCA(ctx context.Context, a Actor, groupID int64, title, k
 	p := problems{}
 	title = strings.TrimSpace(title)
 	validateText(p, "title", title, true)
+	pk, sealedKey, keyType, err := s.generateSealedKey(p, keyType, "keygate-managed-ca", caSealContext)
+	if err != nil {
+		return nil, err
+	}
+	return s.insertCA(ctx, a, groupID, &GroupCA{GroupID: groupID, Title: title, Key: pk.Normalized,
+		FingerprintSHA256: pk.FingerprintSHA256, Managed: true}, sealedKey, keyType)
+}
+
+// generateSealedKey generates a CA key pair of keyType (ed25519 when
+// empty, ecdsa or rsa) and seals its private key under the store's CA key,
+// bound to context(fingerprint). Problems found so far in p (and a bad
+// key_type) come back as one validation error before anything is made.
+func (s *Store) generateSealedKey(p problems, keyType, comment string, context func(fingerprint string) []byte) (*ParsedKey, string, string, error) {
 	if keyType == "" {
 		keyType = CAKeyEd25519
 	}
@@ -58,36 +71,35 @@ func (s *Store) GenerateCA(ctx context.Context, a Actor, groupID int64, title, k
 		p.add("key_type", "must be one of ed25519, ecdsa, rsa")
 	}
 	if err := p.err(); err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	if s.caKey == nil {
-		return nil, ErrNoCAKey
+		return nil, "", "", ErrNoCAKey
 	}
 	priv, err := gen()
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	signer, err := gossh.NewSignerFromSigner(priv)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
-	pk, err := ParseCAKey(strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey()))) + " keygate-managed-ca")
+	pk, err := ParseCAKey(strings.TrimSpace(string(gossh.MarshalAuthorizedKey(signer.PublicKey()))) + " " + comment)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
-	block, err := gossh.MarshalPrivateKey(priv, "keygate managed CA "+pk.FingerprintSHA256)
+	block, err := gossh.MarshalPrivateKey(priv, comment+" "+pk.FingerprintSHA256)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	plain := pem.EncodeToMemory(block)
-	sealedKey, err := s.caKey.Seal(plain, caSealContext(pk.FingerprintSHA256))
+	sealedKey, err := s.caKey.Seal(plain, context(pk.FingerprintSHA256))
 	clear(plain)
 	clear(block.Bytes)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
-	return s.insertCA(ctx, a, groupID, &GroupCA{GroupID: groupID, Title: title, Key: pk.Normalized,
-		FingerprintSHA256: pk.FingerprintSHA256, Managed: true}, sealedKey, keyType)
+	return pk, sealedKey, keyType, nil
 }
 
 // caSigner opens the sealed private key of managed CA id (of group
@@ -109,31 +121,45 @@ func (t *tx) caSigner(ctx context.Context, groupID, id int64) (gossh.Signer, *Gr
 	if !c.Managed || !sealedKey.Valid {
 		return nil, nil, invalid("ca_id", "is not a managed certificate authority (keygate holds no private key for it)")
 	}
-	plain, err := t.s.caKey.Open(sealedKey.String, caSealContext(c.FingerprintSHA256))
+	signer, err := t.s.openSealedSigner(sealedKey.String, caSealContext(c.FingerprintSHA256), "managed certificate authority "+c.FingerprintSHA256)
+	if err != nil {
+		return nil, nil, err
+	}
+	return signer, c, nil
+}
+
+// openSealedSigner opens a sealed CA private key and returns a signer for
+// it (an RSA key signs with rsa-sha2-512 only). what names the CA in the
+// error a wrong or lost CA encryption key gives.
+func (s *Store) openSealedSigner(sealedKey string, context []byte, what string) (gossh.Signer, error) {
+	if s.caKey == nil {
+		return nil, ErrNoCAKey
+	}
+	plain, err := s.caKey.Open(sealedKey, context)
 	if err != nil {
 		// A wrong or lost --ca-key-file: say so, never the key material.
-		return nil, nil, &ConflictError{Msg: "the private key of managed certificate authority " + c.FingerprintSHA256 +
+		return nil, &ConflictError{Msg: "the private key of " + what +
 			" cannot be opened with this keygate's CA encryption key (--ca-key-file): " + err.Error()}
 	}
 	defer clear(plain)
 	raw, err := gossh.ParseRawPrivateKey(plain)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	signer, err := gossh.NewSignerFromKey(raw)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if signer.PublicKey().Type() == gossh.KeyAlgoRSA {
 		as, ok := signer.(gossh.AlgorithmSigner)
 		if !ok {
-			return nil, nil, errors.New("keystore: RSA CA signer without algorithm choice")
+			return nil, errors.New("keystore: RSA CA signer without algorithm choice")
 		}
 		if signer, err = gossh.NewSignerWithAlgorithms(as, []string{gossh.KeyAlgoRSASHA512}); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	return signer, c, nil
+	return signer, nil
 }
 
 // newestManagedCA returns the id of group groupID's newest managed CA (0:
@@ -148,7 +174,8 @@ func (t *tx) newestManagedCA(ctx context.Context, groupID int64) (int64, error) 
 // SealedElsewhere is a managed CA whose private key is sealed under
 // another key than the one a node holds.
 type SealedElsewhere struct {
-	CAID, GroupID int64
+	CAID, GroupID int64 // GroupID 0: a host CA (Host)
+	Host          bool
 	Fingerprint   string
 	KeyID         string // the id of the key it is sealed under
 }
@@ -162,6 +189,22 @@ func (s *Store) ManagedCAsSealedElsewhere(ctx context.Context, keyID string) ([]
 			var c SealedElsewhere
 			var v string
 			if err := sc(&c.CAID, &c.GroupID, &c.Fingerprint, &v); err != nil {
+				return err
+			}
+			if id, ok := sealedKeyID(v); !ok || id != keyID {
+				c.KeyID = id
+				out = append(out, c)
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	err = s.forEachRow(ctx, `SELECT id, fingerprint_sha256, sealed_private_key FROM host_cas WHERE sealed_private_key IS NOT NULL ORDER BY id`,
+		func(sc func(...any) error) error {
+			c := SealedElsewhere{Host: true}
+			var v string
+			if err := sc(&c.CAID, &c.Fingerprint, &v); err != nil {
 				return err
 			}
 			if id, ok := sealedKeyID(v); !ok || id != keyID {

@@ -41,6 +41,10 @@ var exportTables = func() []struct{ name, order string } {
 	out = append(out, struct{ name, order string }{"oidc_issuers", "id"},
 		struct{ name, order string }{"ssh_certificate_trust_rules", "id"},
 		struct{ name, order string }{"issued_certificates", "id"})
+	// Managed host CAs and their certificates, and the host KRL's version.
+	out = append(out, struct{ name, order string }{"host_cas", "id"},
+		struct{ name, order string }{"host_certificates", "id"},
+		struct{ name, order string }{"host_krl", "singleton"})
 	return append(out, struct{ name, order string }{"audit_events", "id"}, struct{ name, order string }{"changes", "seq"},
 		struct{ name, order string }{"audit_stream_destinations", "id"}, struct{ name, order string }{"audit_stream_sinks", "name"},
 		struct{ name, order string }{"audit_outbox", "id"})
@@ -49,7 +53,7 @@ var exportTables = func() []struct{ name, order string } {
 // SealedKeysNote is the export's word on managed CAs' private keys: they
 // are in it only sealed, and open only with the CA encryption key.
 const SealedKeysNote = "managed SSH certificate authorities' private keys are in this export only sealed " +
-	"(AES-256-GCM, group_cas.sealed_private_key) under keygate's CA encryption key (--ca-key-file, by default " +
+	"(AES-256-GCM, group_cas.sealed_private_key and host_cas.sealed_private_key) under keygate's CA encryption key (--ca-key-file, by default " +
 	"DATA_DIR/ca-encryption.key), which is never in the database or an export: keep a copy of that file apart " +
 	"from the exports (a password manager, a sealed secret); without it a restored keygate cannot sign with them"
 
@@ -95,7 +99,8 @@ func (s *Store) Export(ctx context.Context, w io.Writer) error {
 
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var managed int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM group_cas WHERE managed = 1`).Scan(&managed); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM group_cas WHERE managed = 1) +
+		(SELECT COUNT(*) FROM host_cas WHERE sealed_private_key IS NOT NULL)`).Scan(&managed); err != nil {
 		return err
 	}
 	var notes []string

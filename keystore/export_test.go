@@ -89,6 +89,14 @@ func seedAll(t *testing.T, e *env) {
 	mustOK(t, err)
 	_, err = e.s.IssueUserCertificate(e.ctx, sys, keystore.UserCertRequest{UserID: bob.ID, PublicKey: l2, GitUser: "git", Source: keystore.CertSourceToken})
 	mustOK(t, err)
+	// A host CA, a fleet server's host certificate, revoked.
+	_, err = e.s.GenerateHostCA(e.ctx, sys, "fleet hosts", "")
+	mustOK(t, err)
+	_, hl := newEd25519(t, "root@web1")
+	hc, err := e.s.IssueHostCertificate(e.ctx, sys, keystore.HostCertRequest{PublicKey: hl, Principals: []string{"web1.internal"}})
+	mustOK(t, err)
+	_, err = e.s.RevokeHostCertificate(e.ctx, sys, hc.ID, "decommissioned")
+	mustOK(t, err)
 }
 
 func exportDoc(t *testing.T, s *keystore.Store) (*keystore.Export, []byte) {
@@ -125,7 +133,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	if doc.Format != keystore.ExportFormat || doc.SchemaVersion < 3 || doc.Backend != src.s.Backend() {
 		t.Fatalf("header: %+v", doc)
 	}
-	if len(doc.Tables) != 26 {
+	if len(doc.Tables) != 29 {
 		t.Fatalf("%d tables exported", len(doc.Tables))
 	}
 	for _, tbl := range doc.Tables {

@@ -416,6 +416,12 @@ func (s *Store) issue(ctx context.Context, a Actor, caID int64, rec *IssuedCerti
 // newSerial draws a random serial below 2^53 (exact as a JSON number) that
 // CA caID never used.
 func (t *tx) newSerial(ctx context.Context, caID int64) (uint64, error) {
+	return t.newSerialIn(ctx, "issued_certificates", caID)
+}
+
+// newSerialIn draws a serial that CA caID never used in table (the
+// records of what it signed).
+func (t *tx) newSerialIn(ctx context.Context, table string, caID int64) (uint64, error) {
 	for range 16 {
 		var b [8]byte
 		if _, err := rand.Read(b[:]); err != nil {
@@ -426,7 +432,7 @@ func (t *tx) newSerial(ctx context.Context, caID int64) (uint64, error) {
 			continue
 		}
 		var one int
-		err := t.queryRow(ctx, `SELECT 1 FROM issued_certificates WHERE ca_id = ? AND serial = ?`, caID, int64(serial)).Scan(&one)
+		err := t.queryRow(ctx, `SELECT 1 FROM `+table+` WHERE ca_id = ? AND serial = ?`, caID, int64(serial)).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return serial, nil
 		} else if err != nil {

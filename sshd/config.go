@@ -77,6 +77,13 @@ type LFSLocks interface {
 	DeleteLFSLock(ctx context.Context, a keystore.Actor, projectID, id int64) (*keystore.LFSLock, error)
 }
 
+// HostCA signs keygate's own host keys (keystore.Store implements it): the
+// certificate to present for key under principals, a new one when the
+// last is due for renewal, nil when there is no host CA.
+type HostCA interface {
+	OwnHostCertificate(ctx context.Context, key gossh.PublicKey, principals []string) (*keystore.HostCertificate, error)
+}
+
 // UsageRecorder records key use, in batches, off the auth path.
 type UsageRecorder interface {
 	TouchKeys(ctx context.Context, used map[int64]time.Time) ([]int64, error)
@@ -89,6 +96,17 @@ type Config struct {
 	// HostCertificates are certificate signers (LoadHostCertificates) for
 	// some of HostKeys, presented besides the plain keys.
 	HostCertificates []gossh.Signer
+	// HostCA, when set, is keygate's managed host CA: the host keys with no
+	// certificate in HostCertificates present one it signed, for Hostname
+	// and HostCertNames, renewed without a restart (hostcert_managed.go).
+	HostCA HostCA
+	// HostCertNames are the managed host certificates' principals besides
+	// Hostname.
+	HostCertNames []string
+	// HostCertCheckInterval is how often the managed host certificates are
+	// checked against the host CA: renewal, a deleted CA, a revocation
+	// (default 10s).
+	HostCertCheckInterval time.Duration
 	// Hostname names this server in the login@HOSTNAME certificate extension.
 	Hostname string
 	// GitUser is the SSH login name for git (default "git").
@@ -330,6 +348,9 @@ func (c *Config) fillDefaults() {
 	if c.GitBin == "" {
 		c.GitBin = "git"
 	}
+	if c.HostCertCheckInterval <= 0 {
+		c.HostCertCheckInterval = 10 * time.Second
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -450,6 +471,11 @@ func (s *Server) serverConfig(ctx ssh.Context) *gossh.ServerConfig {
 			}
 			return perms, err
 		},
+	}
+	// The managed host certificates of the moment; gliderlabs then adds
+	// the plain keys and the certificates from files (other key types).
+	for _, signer := range s.managedHostCerts.current() {
+		cfg.AddHostKey(signer)
 	}
 	return cfg
 }

@@ -134,18 +134,25 @@ func LoadHostCertificates(dir string, files []string, keys []gossh.Signer) ([]go
 			return nil, fmt.Errorf("sshd: host certificates %s and %s certify the same host key %s", prev, p, fp)
 		}
 		used[fp] = p
-		if as, ok := key.(gossh.AlgorithmSigner); ok && key.PublicKey().Type() == gossh.KeyAlgoRSA {
-			if key, err = gossh.NewSignerWithAlgorithms(as, []string{gossh.KeyAlgoRSASHA512, gossh.KeyAlgoRSASHA256}); err != nil {
-				return nil, err
-			}
-		}
-		s, err := gossh.NewCertSigner(cert, key)
+		s, err := hostCertSigner(cert, key)
 		if err != nil {
 			return nil, fmt.Errorf("sshd: host certificate %s: %w", p, err)
 		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// hostCertSigner presents cert with its host key. An RSA key's certificate
+// signs with SHA-2 only, as the plain key does.
+func hostCertSigner(cert *gossh.Certificate, key gossh.Signer) (gossh.Signer, error) {
+	if as, ok := key.(gossh.AlgorithmSigner); ok && key.PublicKey().Type() == gossh.KeyAlgoRSA {
+		var err error
+		if key, err = gossh.NewSignerWithAlgorithms(as, []string{gossh.KeyAlgoRSASHA512, gossh.KeyAlgoRSASHA256}); err != nil {
+			return nil, err
+		}
+	}
+	return gossh.NewCertSigner(cert, key)
 }
 
 // checkHostCertificates: every certificate signer presents a host

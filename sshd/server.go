@@ -26,6 +26,8 @@ type Server struct {
 	usage   *usageBatcher
 	gate    *gate
 	caps    *principalCaps
+	// managedHostCerts: the host CA's certificates presented now.
+	managedHostCerts *managedHostCerts
 	// refusalLog samples refusal log lines (20/s, bursts of 100).
 	refusalLog *rate.Limiter
 
@@ -61,6 +63,7 @@ func New(cfg Config) (*Server, error) {
 	s.usage = newUsageBatcher(cfg.Usage, cfg.Log, cfg.Now)
 	s.gate = newGate(&s.cfg)
 	s.caps = newPrincipalCaps(&s.cfg)
+	s.managedHostCerts = &managedHostCerts{byKey: map[string]*managedCert{}, lastErr: map[string]string{}}
 	if err := s.registerPenaltyMetrics(cfg.Registry); err != nil {
 		return nil, err
 	}
@@ -104,6 +107,13 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.ln = l
 	s.lnMu.Unlock()
+	if s.cfg.HostCA != nil {
+		// The first connection already gets the host CA's certificates.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s.RefreshHostCertificates(ctx)
+		cancel()
+		go s.hostCertLoop()
+	}
 	go s.revalidateLoop()
 	go s.usage.run(s.done)
 	err := s.srv.Serve(l)

@@ -372,15 +372,20 @@ func runResetAdminToken(args []string, stdout, stderr io.Writer) int {
 }
 
 // runHostKeys: keygate hostkeys prints the host keys' fingerprints and
-// known_hosts lines for the configured host name and SSH port.
+// known_hosts lines for the configured host name and SSH port, and the
+// @cert-authority lines of the host CAs that certify them: those of the
+// certificate files, and keygate's managed host CAs (read from the
+// keystore when there is one).
 func runHostKeys(args []string, stdout, stderr io.Writer) int {
-	var dataDir, hostname, sshAddr, hostCerts string
+	var db dbConfig
+	var hostname, sshAddr, hostCerts string
 	host, _ := os.Hostname()
 	return runOneShot(args, stdout, stderr, "hostkeys",
 		func(a []string) error {
 			fs := flag.NewFlagSet("hostkeys", flag.ContinueOnError)
 			fs.SetOutput(stderr)
-			fs.StringVar(&dataDir, "data-dir", env("KEYGATE_DATA_DIR", "./keygate-data"), "data directory holding the host keys (env KEYGATE_DATA_DIR)")
+			fs.StringVar(&db.DataDir, "data-dir", env("KEYGATE_DATA_DIR", "./keygate-data"), "data directory holding the host keys (env KEYGATE_DATA_DIR)")
+			fs.StringVar(&db.DB, "db", env("KEYGATE_DB", ""), "database holding the managed host CAs: empty for SQLite in the data dir, or postgres://… (env KEYGATE_DB)")
 			fs.StringVar(&hostname, "hostname", env("KEYGATE_HOSTNAME", host), "host name for the known_hosts lines (env KEYGATE_HOSTNAME)")
 			fs.StringVar(&sshAddr, "ssh-addr", env("KEYGATE_SSH_ADDR", ":2222"), "SSH listen address, for the port (env KEYGATE_SSH_ADDR)")
 			fs.StringVar(&hostCerts, "host-certificate", env("KEYGATE_HOST_CERTIFICATE", ""), "comma-separated host certificate files besides DATA_DIR/<host key>-cert.pub (env KEYGATE_HOST_CERTIFICATE)")
@@ -393,6 +398,7 @@ func runHostKeys(args []string, stdout, stderr io.Writer) int {
 			return nil
 		},
 		func(ctx context.Context) error {
+			dataDir := db.DataDir
 			_, port, err := net.SplitHostPort(sshAddr)
 			if err != nil {
 				return fmt.Errorf("--ssh-addr %s: %w", sshAddr, err)
@@ -423,6 +429,11 @@ func runHostKeys(args []string, stdout, stderr io.Writer) int {
 				return err
 			}
 			printCertAuthorities(stdout, known, certs)
+			cas, err := managedHostCAs(ctx, db)
+			if err != nil {
+				return err
+			}
+			printManagedHostCAs(stdout, known, cas)
 			return nil
 		})
 }

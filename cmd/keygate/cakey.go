@@ -80,6 +80,11 @@ func warnSealedCAs(ctx context.Context, store *keystore.Store, k *sealed.Key, lo
 		return
 	}
 	for _, c := range other {
+		if c.Host {
+			log.Warn("managed host CA sealed under another CA encryption key: it cannot sign until keygate runs with that key (--ca-key-file)",
+				"host_ca_id", c.CAID, "ca_fingerprint", c.Fingerprint, "sealed_under", c.KeyID, "loaded_key", k.ID())
+			continue
+		}
 		log.Warn("managed CA sealed under another CA encryption key: it cannot sign until keygate runs with that key (--ca-key-file)",
 			"ca_id", c.CAID, "group_id", c.GroupID, "ca_fingerprint", c.Fingerprint, "sealed_under", c.KeyID, "loaded_key", k.ID())
 	}

@@ -295,6 +295,8 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	}
 	hostCerts := fs.String("host-certificate", env("KEYGATE_HOST_CERTIFICATE", ""),
 		"comma-separated OpenSSH host certificate files for the host keys, presented besides DATA_DIR/<host key>-cert.pub (env KEYGATE_HOST_CERTIFICATE)")
+	hostCertNames := fs.String("host-certificate-names", env("KEYGATE_HOST_CERTIFICATE_NAMES", ""),
+		"comma-separated host names and addresses, besides --hostname, that the managed host CA's certificates for keygate's own host keys name (env KEYGATE_HOST_CERTIFICATE_NAMES)")
 	fs.StringVar(&c.CAKeyFile, "ca-key-file", env("KEYGATE_CA_KEY_FILE", ""),
 		"file holding the 32-byte key that seals managed CAs' private keys (default DATA_DIR/"+defaultCAKeyFile+", created on first start); keep a copy apart from database backups (env KEYGATE_CA_KEY_FILE)")
 	fs.StringVar(&c.CAKeyCredential, "ca-key-credential", env("KEYGATE_CA_KEY_CREDENTIAL", ""),
@@ -337,6 +339,17 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 		if f = strings.TrimSpace(f); f != "" {
 			c.HostCertificates = append(c.HostCertificates, f)
 		}
+	}
+	if names := strings.TrimSpace(*hostCertNames); names != "" {
+		n, err := keystore.NormalizeHostPrincipals("names", strings.Split(names, ","))
+		if err != nil {
+			var ve *keystore.ValidationError
+			if errors.As(err, &ve) {
+				return nil, fmt.Errorf("--host-certificate-names: %s", strings.Join(ve.Fields["names"], "; "))
+			}
+			return nil, err
+		}
+		c.HostCertNames = n
 	}
 	if c.PerSourceExempt, err = sshd.ParseCIDRs(*exempt); err != nil {
 		return nil, fmt.Errorf("--per-source-exempt: %w", err)

@@ -16,7 +16,7 @@ var serveGroups = []struct {
 	title string
 	flags []string
 }{
-	{"Listeners", []string{"ssh-addr", "http-addr", "metrics-addr", "hostname", "host-certificate", "git-user", "external-url", "trusted-proxies",
+	{"Listeners", []string{"ssh-addr", "http-addr", "metrics-addr", "hostname", "host-certificate", "host-certificate-names", "git-user", "external-url", "trusted-proxies",
 		"proxy-protocol", "proxy-protocol-trusted"}},
 	{"Storage", []string{"data-dir", "db", "no-migrate", "index-poll-interval", "index-max-lag"}},
 	{"TLS (the REST API; also from systemd credentials tls-cert.pem and tls-key.pem)", []string{"tls-cert", "tls-key"}},

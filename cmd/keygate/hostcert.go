@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // logHostCertificates names each host certificate keygate presents, and
@@ -106,5 +109,41 @@ func printCertAuthorities(w io.Writer, known string, certs []*gossh.Certificate)
 	fmt.Fprintln(w, "# known_hosts, trusting the host CA instead of the keys:")
 	for _, ca := range cas {
 		fmt.Fprintf(w, "@cert-authority %s %s\n", known, strings.TrimSpace(string(gossh.MarshalAuthorizedKey(ca))))
+	}
+}
+
+// managedHostCAs reads keygate's managed host CAs from the keystore (none
+// when the data directory holds no SQLite keystore and --db is empty).
+func managedHostCAs(ctx context.Context, db dbConfig) ([]*keystore.HostCA, error) {
+	dsn, err := db.dsn(true)
+	if err != nil {
+		if db.DB == "" {
+			return nil, nil // no keystore here: no managed host CA
+		}
+		return nil, err
+	}
+	s, err := keystore.Open(ctx, keystore.Config{DSN: dsn, NoMigrate: true})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	cas, _, err := s.ListHostCAs(ctx, keystore.Page{PerPage: -1})
+	if err != nil {
+		return nil, fmt.Errorf("reading the managed host CAs from %s (run keygate migrate if this keygate is newer): %w", where(dsn), err)
+	}
+	return cas, nil
+}
+
+// printManagedHostCAs prints the @cert-authority line of each managed host
+// CA: keygate presents certificates of the first (the oldest) for its host
+// keys that have no certificate file; during a rotation clients hold both.
+func printManagedHostCAs(w io.Writer, known string, cas []*keystore.HostCA) {
+	if len(cas) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "# known_hosts, trusting keygate's managed host CA (keygate signs with the first):")
+	for _, c := range cas {
+		fields := strings.Fields(c.Key)
+		fmt.Fprintf(w, "@cert-authority %s %s %s keygate host CA %d\n", known, fields[0], fields[1], c.ID)
 	}
 }

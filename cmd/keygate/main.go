@@ -132,9 +132,10 @@ func usage(w io.Writer) {
                             (not enterprise users of the CA's group); --assign makes each user
                             who is a member of exactly one CA-bearing top-level group its
                             enterprise user, printing every assignment
-  keygate hostkeys [--data-dir DIR] [--hostname H] [--ssh-addr ADDR] [--host-certificate FILE]
+  keygate hostkeys [--data-dir DIR] [--db DSN] [--hostname H] [--ssh-addr ADDR] [--host-certificate FILE]
                             print the host key fingerprints and known_hosts lines, and the
-                            @cert-authority line of the host certificates' CA
+                            @cert-authority lines of the host certificates' CA and of keygate's
+                            managed host CAs
   keygate fleet-sync --url URL --group ID|PATH [--dir DIR] [--token-file F] [--once] [--principals]
                             keep an OpenSSH server's RevokedKeys KRL, TrustedUserCAKeys file and
                             principals in step with a group (docs/openssh-fleet.md)
@@ -406,7 +407,6 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	logHostCertificates(log, hostCerts, c.Hostname, time.Now())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
-	reg.MustRegister(certificateExpiry(certs, hostCerts))
 	streamer, err := newStreamer(c, store, reg, log)
 	if err != nil {
 		return err
@@ -426,6 +426,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	sc := c.Config
 	sc.Addr, sc.HostKeys, sc.ReposDir, sc.GitHome = c.SSHAddr, hostKeys, repos.Root, repos.Home
 	sc.HostCertificates = hostCerts
+	// keygate's managed host CA, if an admin made one, signs the host keys
+	// that have no certificate file.
+	sc.HostCA = store
 	sc.Auth, sc.Projects, sc.Usage, sc.Events, sc.Log, sc.Registry = index, store, store, store, log, reg
 	sc.LFSLocks = store
 	sc.OwnListeners = ownListeners(httpLn, metricsLn)
@@ -441,6 +444,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The host certificates of the moment: from files, and the managed
+	// host CA's, renewed while keygate runs.
+	reg.MustRegister(certificateExpiry(certs, sshSrv.PresentedHostCertificates))
 	var ready atomic.Bool
 	api, err := httpapi.New(httpapi.Config{
 		Store: store, Log: log, Version: version, MaxBodyBytes: c.MaxBodyBytes,

@@ -60,10 +60,11 @@ func buildInfo() prometheus.Collector {
 // certificateExpiry exports when the certificates keygate presents
 // expire: keygate_certificate_not_after_timestamp_seconds{kind,name} —
 // kind "tls" for --tls-cert (as reloaded; name: the file), "ssh_host" for
-// each SSH host certificate (name: the host key's type). Certificates
-// valid forever are not exported. contrib/prometheus/keygate-alerts.yml
-// warns before one expires.
-func certificateExpiry(tlsCerts *certReloader, hostCerts []gossh.Signer) prometheus.Collector {
+// each SSH host certificate presented now, from a file or the managed host
+// CA (name: the host key's type). Certificates valid forever are not
+// exported. contrib/prometheus/keygate-alerts.yml warns before one
+// expires.
+func certificateExpiry(tlsCerts *certReloader, hostCerts func() []gossh.Signer) prometheus.Collector {
 	return &certExpiry{tls: tlsCerts, host: hostCerts, desc: prometheus.NewDesc("keygate_certificate_not_after_timestamp_seconds",
 		"When a certificate keygate presents expires (Unix seconds), by kind (tls: --tls-cert; ssh_host: an SSH host certificate) and name.",
 		[]string{"kind", "name"}, nil)}
@@ -71,7 +72,7 @@ func certificateExpiry(tlsCerts *certReloader, hostCerts []gossh.Signer) prometh
 
 type certExpiry struct {
 	tls  *certReloader
-	host []gossh.Signer
+	host func() []gossh.Signer
 	desc *prometheus.Desc
 }
 
@@ -86,7 +87,7 @@ func (c *certExpiry) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(cert.Leaf.NotAfter.Unix()), "tls", filepath.Base(c.tls.certFile))
 		}
 	}
-	for _, s := range c.host {
+	for _, s := range c.host() {
 		hc, ok := s.PublicKey().(*gossh.Certificate)
 		if !ok || hc.ValidBefore == gossh.CertTimeInfinity || hc.ValidBefore > math.MaxInt64 {
 			continue
