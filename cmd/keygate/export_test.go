@@ -63,7 +63,8 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 	pgURL := pgtest.NewDatabase(t)
 	token := randomToken("move-admin-token-")
 	dir := t.TempDir()
-	p := startServe(t, serveOpts{DataDir: dir, Env: []string{"KEYGATE_ADMIN_TOKEN=" + token}})
+	p := startServe(t, serveOpts{DataDir: dir, Env: []string{"KEYGATE_ADMIN_TOKEN=" + token},
+		Args: []string{"--audit-stream-file", filepath.Join(dir, "audit.jsonl")}})
 
 	// A row in every table, through the API.
 	uid := id(t, p.must("POST", "/api/v4/users", token, map[string]any{
@@ -108,6 +109,14 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 		"issuer": "https://token.actions.githubusercontent.com", "audience": "keygate",
 		"claims": map[string]any{"repository": "acme/repo"}, "access": "read"}, 201)
 	_ = iss
+	// Key policy, a host CA and a fleet host certificate, and an audit
+	// streaming destination (down: its events wait in the outbox).
+	p.must("POST", "/api/v4/admin/ssh_host_certificate_authorities", token, map[string]any{"title": "hosts"}, 201)
+	p.must("POST", "/api/v4/admin/ssh_host_certificates", token, map[string]any{
+		"key": sshKeyLine("web1"), "principals": []string{"web1.example.com"}}, 201)
+	p.must("POST", "/api/v4/admin/audit_events/streaming/destinations", token, map[string]any{
+		"destination_url": "http://127.0.0.1:9/audit", "verification_token": "a-verification-token-0123456789"}, 201)
+	p.must("PUT", "/api/v4/application/settings", token, map[string]any{"rsa_key_restriction": 3072}, 200)
 	if err := sshLogin(t, p.SSHAddr, signer); err != nil {
 		t.Fatalf("SSH on the SQLite node: %v", err)
 	}
