@@ -12,8 +12,8 @@ import (
 func (s *Streamer) runFile(ctx context.Context) {
 	const label = "file"
 	name := "file:" + s.cfg.Node
-	var cursor int64
-	for {
+	cursor := s.fileCursor
+	for !s.fileRegistered {
 		c, err := s.cfg.Store.RegisterSink(ctx, name)
 		if err == nil {
 			cursor = c

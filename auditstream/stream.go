@@ -73,6 +73,26 @@ type Streamer struct {
 	cfg Config
 	log *slog.Logger
 	m   *metrics
+
+	// The file sink's place, when Register found it before Run.
+	fileCursor     int64
+	fileRegistered bool
+}
+
+// Register makes the file sink (if any) a consumer of the outbox now, so
+// that every event recorded after it returns reaches the file: serve calls
+// it before its listeners accept anything. Run registers by itself when
+// Register was not called or failed.
+func (s *Streamer) Register(ctx context.Context) error {
+	if s.cfg.File == "" {
+		return nil
+	}
+	c, err := s.cfg.Store.RegisterSink(ctx, "file:"+s.cfg.Node)
+	if err != nil {
+		return err
+	}
+	s.fileCursor, s.fileRegistered = c, true
+	return nil
 }
 
 // New returns a Streamer; Run starts it.

@@ -411,6 +411,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The file sink takes every event from here on: before any listener
+	// accepts a request that could record one.
+	if err := streamer.Register(ctx); err != nil {
+		log.Warn("audit streaming: registering the file sink failed; retrying in the background", "err", err)
+	}
 	repos := keystore.Repos{Root: filepath.Join(c.DataDir, "repositories"), Home: filepath.Join(c.DataDir, "git-home")}
 	if err := os.MkdirAll(repos.Root, 0o750); err != nil {
 		return err
