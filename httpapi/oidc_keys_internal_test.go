@@ -40,12 +40,26 @@ func TestKeyFetchLimitStillFollowsRotation(t *testing.T) {
 		_, err := v.Verify(ctx, raw)
 		return err == nil
 	}
+	// go-oidc's RemoteKeySet clears its in-flight fetch in a goroutine
+	// after answering it: a Verify right after one that fetched may be
+	// answered from that fetch again, without a new one. Where a test
+	// expects a new fetch to succeed, it gives that goroutine a moment
+	// (wall time; the limit's clock does not move).
+	verifiesSoon := func(raw string) bool {
+		for range 50 {
+			if verifies(raw) {
+				return true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	}
 	if !verifies(idp.Sign(claims)) {
 		t.Fatal("a good token does not verify")
 	}
 	// The allowance left (one refresh) follows a rotation at once.
 	idp.Rotate(true)
-	if !verifies(idp.Sign(claims)) {
+	if !verifiesSoon(idp.Sign(claims)) {
 		t.Fatal("a token of the rotated key does not verify with the allowance left")
 	}
 	if n := idp.JWKSFetches(); n != 2 {
@@ -80,7 +94,7 @@ func TestKeyFetchLimitStillFollowsRotation(t *testing.T) {
 		t.Fatal("fetched again before keyRefreshInterval")
 	}
 	advance(keyRefreshInterval/2 + time.Second)
-	if !verifies(rotated) {
+	if !verifiesSoon(rotated) {
 		t.Fatalf("a token of the rotated key does not verify %s after the last permitted fetch", keyRefreshInterval)
 	}
 	if n := idp.JWKSFetches(); n != 3 {
