@@ -28,7 +28,7 @@ const (
 // A SHA-256 fingerprint must decode to 32 bytes; anything else is not ok.
 func NormalizeFingerprint(fp string) (kind, value string, ok bool) {
 	s := strings.TrimSpace(fp)
-	lower := strings.ToLower(s)
+	lower := asciiLower(s) // byte for byte: indexes in lower are indexes in s
 	if i := strings.Index(lower, "sha256:"); i >= 0 {
 		if !tokenStart(s, i) {
 			return "", "", false
