@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/internal/krl"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -100,6 +101,16 @@ func (a *API) groupKRL(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return a.serveKRL(w, r, st, "revoked_keys.krl", func() (*krl.KRL, keystore.KRLState, error) {
+		return a.store.GroupKRL(r.Context(), g.ID)
+	})
+}
+
+// serveKRL answers a KRL whose current state is st: 304 when the client's
+// If-None-Match names it, else the bytes of that version (from the cache,
+// or built), as an attachment called filename.
+func (a *API) serveKRL(w http.ResponseWriter, r *http.Request, st keystore.KRLState, filename string,
+	build func() (*krl.KRL, keystore.KRLState, error)) error {
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, krlETag(st)) {
 		setKRLHeaders(w, st)
 		w.WriteHeader(http.StatusNotModified)
@@ -107,7 +118,7 @@ func (a *API) groupKRL(w http.ResponseWriter, r *http.Request) error {
 	}
 	data, ok := a.krls.get(st)
 	if !ok {
-		k, built, err := a.store.GroupKRL(r.Context(), g.ID)
+		k, built, err := build()
 		if err != nil {
 			return err
 		}
@@ -119,7 +130,7 @@ func (a *API) groupKRL(w http.ResponseWriter, r *http.Request) error {
 	}
 	setKRLHeaders(w, st)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="revoked_keys.krl"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="`+filename+`"`)
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/internal/krl"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -207,28 +208,8 @@ func (a *API) hostKRL(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, krlETag(st)) {
-		setKRLHeaders(w, st)
-		w.WriteHeader(http.StatusNotModified)
-		return nil
-	}
-	data, ok := a.krls.get(st) // GroupID 0: no group has it
-	if !ok {
-		k, built, err := a.store.HostKRL(r.Context())
-		if err != nil {
-			return err
-		}
-		if data, err = k.Marshal(); err != nil {
-			return err
-		}
-		st = built
-		a.krls.put(st, data)
-	}
-	setKRLHeaders(w, st)
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="ssh_host_revoked_keys.krl"`)
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(data)
-	return nil
+	// GroupID 0 in st: the cache keeps it apart from every group's.
+	return a.serveKRL(w, r, st, "ssh_host_revoked_keys.krl", func() (*krl.KRL, keystore.KRLState, error) {
+		return a.store.HostKRL(r.Context())
+	})
 }
