@@ -23,6 +23,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/keygate/keygate/internal/testutil"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/sshd"
 )
@@ -60,25 +61,8 @@ func readPkts(r *bufio.Reader) ([]string, error) {
 type openThing struct {
 	name   string
 	ended  chan struct{} // closed when keygate ended it
-	stderr *syncBuf
+	stderr *testutil.SyncBuffer
 	alive  func() error // one round trip; an error once it is gone
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startV2 opens a protocol-v2 git-upload-pack session on repo and keeps it
@@ -94,7 +78,7 @@ func startV2(t *testing.T, c *gossh.Client, name, repo string) *openThing {
 	}
 	stdin, _ := sess.StdinPipe()
 	stdout, _ := sess.StdoutPipe()
-	o := &openThing{name: name, ended: make(chan struct{}), stderr: &syncBuf{}}
+	o := &openThing{name: name, ended: make(chan struct{}), stderr: &testutil.SyncBuffer{}}
 	sess.Stderr = o.stderr
 	if err := sess.Start("git-upload-pack '" + repo + "'"); err != nil {
 		t.Fatalf("%s: start: %v", name, err)
@@ -138,7 +122,7 @@ func startPush(t *testing.T, c *gossh.Client, name, repo string) *openThing {
 	}
 	stdout, _ := sess.StdoutPipe()
 	stdin, _ := sess.StdinPipe()
-	o := &openThing{name: name, ended: make(chan struct{}), stderr: &syncBuf{}}
+	o := &openThing{name: name, ended: make(chan struct{}), stderr: &testutil.SyncBuffer{}}
 	sess.Stderr = o.stderr
 	if err := sess.Start("git-receive-pack '" + repo + "'"); err != nil {
 		t.Fatalf("%s: start: %v", name, err)
@@ -182,7 +166,7 @@ func startForward(t *testing.T, c *gossh.Client, name, dest string) *openThing {
 	if err != nil {
 		t.Fatalf("%s: forward to %s: %v", name, dest, err)
 	}
-	o := &openThing{name: name, ended: make(chan struct{}), stderr: &syncBuf{}}
+	o := &openThing{name: name, ended: make(chan struct{}), stderr: &testutil.SyncBuffer{}}
 	var mu sync.Mutex
 	pings := make(chan string, 1)
 	o.alive = func() error {
@@ -519,10 +503,10 @@ func TestEnforcementMatrix(t *testing.T) {
 				}
 			}
 			// The log line and the audit event name the change.
-			if c.reason != "" && !testutilPoll(5*time.Second, func() bool { return strings.Contains(w.e.logs.String(), c.reason) }) {
+			if c.reason != "" && !waitFor(5*time.Second, func() bool { return strings.Contains(w.e.logs.String(), c.reason) }) {
 				t.Errorf("%s: no log line says %q", c.change, c.reason)
 			}
-			if !testutilPoll(5*time.Second, func() bool { return enforceEventLogged(t, w, c.reason) }) {
+			if !waitFor(5*time.Second, func() bool { return enforceEventLogged(t, w, c.reason) }) {
 				t.Errorf("%s: no audit event with closed_reason %q", c.change, c.reason)
 			}
 		})
@@ -533,8 +517,6 @@ func TestEnforcementMatrix(t *testing.T) {
 // it: two revalidation ticks (the promise), plus slack for a loaded CI
 // machine running the race detector. The measured times are logged.
 const enforceBound = 2*time.Second + 3*time.Second
-
-func testutilPoll(timeout time.Duration, cond func() bool) bool { return waitFor(timeout, cond) }
 
 // enforceEventLogged reports whether an audit event records an ending with
 // reason (any reason when "").
